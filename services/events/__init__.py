@@ -1,0 +1,1 @@
+"""events: community events and workshops, published to the bus through the outbox."""

@@ -1,0 +1,610 @@
+"""The bus: one RabbitMQ topology, a broker with safe defaults, the outbox relay, the
+idempotent inbox and dead-lettering with a reason.
+
+Every service builds one `Bus`; nothing here knows about any service's business.
+
+Reliability choices, on purpose (FastStream's defaults are not these):
+- every publish is persistent, mandatory, confirmed, and raises when returned unroutable;
+- every consumer has a prefetch limit and acks only after its database transaction
+  committed (the broker-wide ack policy is NACK_ON_ERROR as a last resort);
+- a message that can never succeed (not JSON, broken envelope, schema failure, unknown
+  KS, a handler failing `HANDLER_ATTEMPTS` times) is copied to `kranj.dead` with the
+  reason in its headers and announced as `bus.message.rejected` *before* it is acked;
+- a process that dies inside a handler again and again is caught by the quorum queue's
+  `x-delivery-limit`, which dead-letters at-least-once into `kranj.dead` too;
+- shutdown waits `graceful_timeout` seconds for running handlers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aio_pika
+import sqlalchemy as sa
+from faststream import AckPolicy
+from faststream.rabbit import Channel, ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
+from faststream.rabbit.annotations import RabbitMessage
+from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from .contracts import (
+    CONTENT_TYPE,
+    MESSAGE_REJECTED,
+    CloudEvent,
+    MessageRejected,
+    MessageType,
+    Rejection,
+    parse_data,
+    parse_envelope,
+)
+from .db import Database
+from .metrics import (
+    HANDLER_SECONDS,
+    MESSAGES_CONSUMED,
+    MESSAGES_PUBLISHED,
+    OUTBOX_OLDEST_SECONDS,
+    OUTBOX_UNSENT,
+    PUBLISH_FAILURES,
+)
+from .models import OutboxMessage, ProcessedMessage, utcnow
+from .settings import Settings
+
+log = logging.getLogger("kranj.bus")
+
+# --------------------------------------------------------------------------------------
+# Topology: declared here, once, and by every service at start (identical arguments).
+# --------------------------------------------------------------------------------------
+EXCHANGE_NAME = "kranj"
+DLX_NAME = "kranj.dlx"
+DEAD_QUEUE_NAME = "kranj.dead"
+REJECTED_QUEUE_NAME = "kranj.rejected"
+DELIVERY_LIMIT = 10  # broker backstop: redeliveries before the queue dead-letters by itself
+HANDLER_ATTEMPTS = 5  # a handler that raised this many times is dead-lettered by us, with the reason
+
+EXCHANGE = RabbitExchange(EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True)
+DLX = RabbitExchange(DLX_NAME, type=ExchangeType.FANOUT, durable=True)
+DEAD_QUEUE = RabbitQueue(DEAD_QUEUE_NAME, durable=True, arguments={"x-queue-mode": "lazy"})
+# Every rejection is kept for a week (at most 10,000) so outside systems and ops can read
+# why; it also keeps `bus.message.rejected` routable even when nobody else listens.
+REJECTED_QUEUE = RabbitQueue(
+    REJECTED_QUEUE_NAME,
+    durable=True,
+    arguments={"x-max-length": 10_000, "x-overflow": "drop-head", "x-message-ttl": 7 * 24 * 3600 * 1000},
+    routing_key=MESSAGE_REJECTED.routing_key,
+)
+
+HEADER_REASON = "x-kranj-reason"
+HEADER_QUEUE = "x-kranj-queue"
+HEADER_ROUTING_KEY = "x-kranj-routing-key"
+HEADER_DEAD_AT = "x-kranj-dead-lettered-at"
+
+
+def quorum_arguments() -> dict[str, Any]:
+    return {
+        "x-delivery-limit": DELIVERY_LIMIT,
+        "x-dead-letter-exchange": DLX_NAME,
+        "x-dead-letter-strategy": "at-least-once",
+        "x-overflow": "reject-publish",  # required by at-least-once dead-lettering
+    }
+
+
+@dataclass(frozen=True)
+class QueueSpec:
+    """A durable quorum queue named `<service>.<purpose>` and the routing keys it takes."""
+
+    name: str
+    service: str
+    bindings: tuple[str, ...]
+    description: str
+
+    def rabbit_queue(self) -> RabbitQueue:
+        return RabbitQueue(
+            self.name,
+            queue_type=QueueType.QUORUM,
+            durable=True,
+            arguments=quorum_arguments(),  # type: ignore[arg-type]
+            routing_key=self.bindings[0],
+        )
+
+
+TOPOLOGY: tuple[QueueSpec, ...] = (
+    QueueSpec(
+        "notify.on-notice-requested",
+        "notify",
+        ("notify.notice.requested",),
+        "Notices that any municipal system asks notify to send.",
+    ),
+    QueueSpec(
+        "notify.on-event-published",
+        "notify",
+        ("events.event.published",),
+        "Events published by the events service, announced to the KS's followers.",
+    ),
+)
+QUEUES: dict[str, QueueSpec] = {spec.name: spec for spec in TOPOLOGY}
+
+
+async def declare_topology(broker: RabbitBroker) -> None:
+    """Declare the whole platform topology, so no message waits on its consumer's first start."""
+    exchange = await broker.declare_exchange(EXCHANGE)
+    dlx = await broker.declare_exchange(DLX)
+    dead = await broker.declare_queue(DEAD_QUEUE)
+    await dead.bind(dlx, routing_key="")
+    rejected = await broker.declare_queue(REJECTED_QUEUE)
+    await rejected.bind(exchange, routing_key=MESSAGE_REJECTED.routing_key)
+    for spec in TOPOLOGY:
+        queue = await broker.declare_queue(spec.rabbit_queue())
+        for key in spec.bindings:
+            await queue.bind(exchange, routing_key=key)
+
+
+def make_broker(settings: Settings, service: str) -> RabbitBroker:
+    return RabbitBroker(
+        settings.amqp_url,
+        app_id=f"kranj-{service}",
+        timeout=10,
+        fail_fast=True,
+        reconnect_interval=2.0,
+        graceful_timeout=settings.graceful_timeout,
+        ack_policy=AckPolicy.NACK_ON_ERROR,
+        default_channel=Channel(
+            prefetch_count=settings.prefetch,
+            publisher_confirms=True,
+            on_return_raises=True,
+        ),
+        logger=logging.getLogger(f"kranj.{service}.faststream"),
+        description="Kranj ZA vse: one durable topic exchange `kranj`; CloudEvents 1.0 in structured JSON mode.",
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Publishing
+# --------------------------------------------------------------------------------------
+async def publish_envelope(
+    broker: RabbitBroker,
+    body: str | bytes,
+    *,
+    routing_key: str,
+    message_id: str,
+    message_type: str,
+    exchange: RabbitExchange = EXCHANGE,
+    headers: dict[str, Any] | None = None,
+) -> None:
+    """Persistent, mandatory, confirmed; raises if the broker refuses or returns it."""
+    await broker.publish(
+        body.encode() if isinstance(body, str) else body,
+        exchange=exchange,
+        routing_key=routing_key,
+        persist=True,
+        mandatory=True,
+        message_id=message_id,
+        message_type=message_type,
+        content_type=CONTENT_TYPE,
+        headers=headers,
+        timestamp=datetime.now(UTC),
+        timeout=10,
+    )
+
+
+def add_to_outbox(
+    session: AsyncSession,
+    message_type: MessageType,
+    data: BaseModel | dict[str, Any],
+    *,
+    source: str,
+    subject: str | None = None,
+    id: str | None = None,
+) -> dict[str, Any]:
+    """Stage a CloudEvent in the caller's transaction; the relay publishes it after commit."""
+    envelope = message_type.envelope(data, source=source, subject=subject, id=id)
+    session.add(
+        OutboxMessage(
+            id=envelope["id"],
+            routing_key=message_type.routing_key,
+            type=message_type.type,
+            body=json.dumps(envelope, ensure_ascii=False),
+        )
+    )
+    session.info["outbox_written"] = True
+    return envelope
+
+
+def _retry_delay(attempts: int) -> timedelta:
+    return timedelta(seconds=min(60.0, 0.5 * 2 ** min(attempts, 10)))
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows with confirms and marks them sent; retries until it is."""
+
+    def __init__(self, db: Database, broker: RabbitBroker, service: str, *, batch: int = 200, poll: float = 1.0):
+        self.db = db
+        self.broker = broker
+        self.service = service
+        self.batch = batch
+        self.poll = poll
+        self._wake = asyncio.Event()
+        self._stopping = False
+        db.on_commit(self._after_commit)
+
+    def _after_commit(self, info: dict[str, Any]) -> None:
+        if info.pop("outbox_written", False):
+            self._wake.set()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def run(self) -> None:
+        last_gauge = 0.0
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                published = await self.flush_once()
+                if time.monotonic() - last_gauge > 5:
+                    await self.update_gauges()
+                    last_gauge = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("outbox relay cycle failed", extra={"service": self.service})
+                published = 0
+            if published >= self.batch:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def flush_once(self) -> int:
+        """Publish one batch of due rows; returns how many were confirmed."""
+        now = utcnow()
+        async with self.db.session() as session:
+            query = (
+                select(OutboxMessage)
+                .where(col(OutboxMessage.sent_at).is_(None), OutboxMessage.next_attempt_at <= now)
+                .order_by(col(OutboxMessage.created_at))
+                .limit(self.batch)
+            )
+            if not self.db.is_sqlite:
+                query = query.with_for_update(skip_locked=True)
+            rows = list((await session.exec(query)).all())
+            if not rows:
+                await session.rollback()
+                return 0
+            results = await asyncio.gather(
+                *(
+                    publish_envelope(
+                        self.broker, row.body, routing_key=row.routing_key, message_id=row.id, message_type=row.type
+                    )
+                    for row in rows
+                ),
+                return_exceptions=True,
+            )
+            sent = 0
+            sent_at = utcnow()
+            for row, result in zip(rows, results, strict=True):
+                if isinstance(result, BaseException):
+                    row.attempts += 1
+                    row.next_attempt_at = sent_at + _retry_delay(row.attempts)
+                    row.last_error = f"{type(result).__name__}: {result}"[:1000]
+                    PUBLISH_FAILURES.labels(self.service, row.type).inc()
+                else:
+                    row.sent_at = sent_at
+                    row.last_error = None
+                    sent += 1
+                    MESSAGES_PUBLISHED.labels(self.service, row.type).inc()
+                session.add(row)
+            await session.commit()
+        failed = len(rows) - sent
+        if failed:
+            log.warning(
+                "outbox: %d of %d messages not confirmed, will retry: %s",
+                failed,
+                len(rows),
+                next(r.last_error for r in rows if r.sent_at is None),
+            )
+        return sent
+
+    async def update_gauges(self) -> tuple[int, float]:
+        async with self.db.session() as session:
+            count, oldest = (
+                await session.exec(
+                    select(func.count(), func.min(OutboxMessage.created_at)).where(
+                        col(OutboxMessage.sent_at).is_(None)
+                    )
+                )
+            ).one()
+            await session.rollback()
+        age = 0.0
+        if oldest is not None:
+            oldest = oldest if oldest.tzinfo else oldest.replace(tzinfo=UTC)
+            age = max(0.0, (utcnow() - oldest).total_seconds())
+        OUTBOX_UNSENT.labels(self.service).set(count)
+        OUTBOX_OLDEST_SECONDS.labels(self.service).set(age)
+        return count, age
+
+
+# --------------------------------------------------------------------------------------
+# Consuming
+# --------------------------------------------------------------------------------------
+HandlerFunc = Callable[[AsyncSession, CloudEvent, Any], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class Handles:
+    """`func(session, envelope, data)` handles `message_type`; the caller commits."""
+
+    message_type: MessageType
+    func: HandlerFunc
+
+
+@dataclass
+class Consumer:
+    """Takes messages off one queue: decode, dedupe, handle in one transaction, then ack."""
+
+    bus: Bus
+    spec: QueueSpec
+    handles: tuple[Handles, ...]
+    after_commit: Callable[[], None] | None = None
+    by_type: dict[str, Handles] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.by_type = {h.message_type.type: h for h in self.handles}
+
+    async def __call__(self, message: RabbitMessage) -> None:
+        raw = message.raw_message
+        started = time.perf_counter()
+        outcome, ce_type = "processed", "unknown"
+        try:
+            try:
+                envelope = parse_envelope(raw.body)
+                ce_type = envelope.type
+                handles = self.by_type.get(envelope.type)
+                if handles is None:
+                    self._reject_other_major(envelope)
+                    outcome = "ignored"
+                    log.info(
+                        "ignored message of unhandled type",
+                        extra={"ce_id": envelope.id, "ce_type": envelope.type, "queue": self.spec.name},
+                    )
+                    await message.ack()
+                    return
+                data = parse_data(envelope, handles.message_type)
+                outcome = await self._handle(envelope, handles, data)
+            except Rejection as rejection:
+                outcome = "dead_lettered"
+                await self.bus.dead_letter(raw, rejection.reason, queue=self.spec.name)
+                await message.ack()
+                return
+            except Exception as exc:  # the handler failed: retry, then dead-letter with the reason
+                attempts = _delivery_count(raw) + 1
+                if attempts >= HANDLER_ATTEMPTS:
+                    outcome = "dead_lettered"
+                    reason = f"handler failed {attempts} times; last error: {type(exc).__name__}: {exc}"
+                    log.error("giving up on message", extra={"queue": self.spec.name, "reason": reason[:500]})
+                    await self.bus.dead_letter(raw, reason, queue=self.spec.name)
+                    await message.ack()
+                    return
+                outcome = "retried"
+                log.warning(
+                    "handler failed, message will be redelivered",
+                    exc_info=True,
+                    extra={"queue": self.spec.name, "attempt": attempts},
+                )
+                await asyncio.sleep(min(10.0, 0.5 * 2 ** (attempts - 1)))
+                await message.nack(requeue=True)
+                return
+            await message.ack()
+        finally:
+            MESSAGES_CONSUMED.labels(self.bus.service, self.spec.name, ce_type, outcome).inc()
+            HANDLER_SECONDS.labels(self.bus.service, self.spec.name).observe(time.perf_counter() - started)
+
+    def _reject_other_major(self, envelope: CloudEvent) -> None:
+        key = envelope.routing_key
+        known = [h.message_type.type for h in self.handles if h.message_type.routing_key == key]
+        if known:
+            raise Rejection(f"unsupported version {envelope.type!r}; this consumer takes {', '.join(known)}")
+
+    async def _handle(self, envelope: CloudEvent, handles: Handles, data: Any) -> str:
+        db = self.bus.db
+        try:
+            async with db.session() as session:
+                seen = await session.get(ProcessedMessage, (self.spec.name, envelope.source, envelope.id))
+                if seen is not None:
+                    await session.rollback()
+                    log.info("duplicate skipped", extra={"ce_id": envelope.id, "queue": self.spec.name})
+                    return "duplicate"
+                session.add(
+                    ProcessedMessage(
+                        consumer=self.spec.name, source=envelope.source, message_id=envelope.id, type=envelope.type
+                    )
+                )
+                await handles.func(session, envelope, data)
+                await session.commit()
+        except IntegrityError:
+            # A concurrent delivery of the same message committed first.
+            async with db.session() as session:
+                if await session.get(ProcessedMessage, (self.spec.name, envelope.source, envelope.id)):
+                    return "duplicate"
+            raise
+        log.info(
+            "message processed",
+            extra={"ce_id": envelope.id, "ce_type": envelope.type, "ce_source": envelope.source, "queue": self.spec.name},
+        )
+        if self.after_commit is not None:
+            self.after_commit()
+        return "processed"
+
+
+def _delivery_count(raw: aio_pika.IncomingMessage) -> int:
+    value = (raw.headers or {}).get("x-delivery-count", 0)
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return 0
+
+
+# --------------------------------------------------------------------------------------
+# The bus of one service
+# --------------------------------------------------------------------------------------
+class Bus:
+    def __init__(self, settings: Settings, service: str, db: Database) -> None:
+        self.settings = settings
+        self.service = service
+        self.source = f"/kranj/{service}"
+        self.db = db
+        self.broker = make_broker(settings, service)
+        self.relay = OutboxRelay(db, self.broker, service)
+        self.consumers: list[Consumer] = []
+        self._relay_task: asyncio.Task[None] | None = None
+        self.publisher(MESSAGE_REJECTED)
+
+    def publisher(self, message_type: MessageType) -> None:
+        """Document a message this service publishes (AsyncAPI); the relay sends it."""
+        self.broker.publisher(
+            exchange=EXCHANGE,
+            routing_key=message_type.routing_key,
+            persist=True,
+            mandatory=True,
+            title=f"{message_type.routing_key}:publish",
+            description=message_type.description,
+            schema=envelope_schema(message_type),
+        )
+
+    def consume(
+        self, spec: QueueSpec, *handles: Handles, after_commit: Callable[[], None] | None = None
+    ) -> Consumer:
+        consumer = Consumer(self, spec, tuple(handles), after_commit)
+        types = ", ".join(h.message_type.type for h in handles)
+
+        async def on_message(message: RabbitMessage) -> None:
+            await consumer(message)
+
+        on_message.__name__ = spec.name.replace(".", "_").replace("-", "_")
+        self.broker.subscriber(
+            spec.rabbit_queue(),
+            EXCHANGE,
+            title=f"{spec.name}:consume",
+            description=f"{spec.description} Takes CloudEvents of type {types}.",
+        )(on_message)
+        self.consumers.append(consumer)
+        return consumer
+
+    async def start(self, *, relay: bool = True) -> None:
+        await self.broker.connect()
+        await declare_topology(self.broker)
+        await self.broker.start()
+        if relay:
+            self._relay_task = asyncio.create_task(self.relay.run(), name=f"{self.service}-outbox-relay")
+
+    async def stop(self) -> None:
+        self.relay.stop()
+        if self._relay_task is not None:
+            try:
+                await asyncio.wait_for(self._relay_task, timeout=self.settings.graceful_timeout)
+            except (TimeoutError, asyncio.CancelledError):
+                self._relay_task.cancel()
+            self._relay_task = None
+        await self.broker.stop()
+
+    async def is_connected(self) -> bool:
+        return await self.broker.ping(timeout=2.0)
+
+    async def dead_letter(self, raw: aio_pika.IncomingMessage, reason: str, *, queue: str) -> None:
+        """Park `raw` in `kranj.dead` with the reason, then tell its publisher (both confirmed)."""
+        reason = reason[:2000]
+        meta = _best_effort_meta(raw.body)
+        headers = dict(raw.headers or {})
+        headers.update(
+            {
+                HEADER_REASON: reason,
+                HEADER_QUEUE: queue,
+                HEADER_ROUTING_KEY: raw.routing_key or "",
+                HEADER_DEAD_AT: datetime.now(UTC).isoformat(),
+            }
+        )
+        await self.broker.publish(
+            raw.body,
+            exchange=DLX,
+            routing_key=raw.routing_key or "",
+            persist=True,
+            mandatory=True,
+            headers=headers,
+            message_id=raw.message_id or meta.get("id"),
+            message_type=raw.type,
+            content_type=raw.content_type,
+            timeout=10,
+        )
+        rejected = MessageRejected(
+            id=meta.get("id") or raw.message_id,
+            source=meta.get("source"),
+            type=meta.get("type") or raw.type,
+            reason=reason,
+            queue=queue,
+        )
+        # Deterministic id: a redelivered bad message is announced once, as far as consumers can tell.
+        seed = f"{queue}|{rejected.source}|{rejected.id}|{raw.body[:4096]!r}"
+        envelope = MESSAGE_REJECTED.envelope(
+            rejected, source=self.source, id=str(uuid.uuid5(uuid.NAMESPACE_URL, seed))
+        )
+        await publish_envelope(
+            self.broker,
+            json.dumps(envelope, ensure_ascii=False),
+            routing_key=MESSAGE_REJECTED.routing_key,
+            message_id=envelope["id"],
+            message_type=envelope["type"],
+        )
+        log.warning(
+            "message dead-lettered",
+            extra={"ce_id": rejected.id, "ce_type": rejected.type, "queue": queue, "reason": reason[:500]},
+        )
+
+
+def _best_effort_meta(body: bytes) -> dict[str, str]:
+    """id, source and type from a body that may be anything at all."""
+    try:
+        raw = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    if not isinstance(raw, dict):
+        return {}
+    return {k: str(raw[k])[:500] for k in ("id", "source", "type") if isinstance(raw.get(k), (str, int))}
+
+
+def envelope_schema(message_type: MessageType) -> type[BaseModel]:
+    """A pydantic model of the full CloudEvent for one message type (AsyncAPI payloads)."""
+    from typing import Literal
+
+    from pydantic import create_model
+
+    name = "".join(part.title() for part in message_type.routing_key.replace("-", ".").split(".")) + "Event"
+    return create_model(  # type: ignore[call-overload,no-any-return]
+        name,
+        __doc__=f"CloudEvents 1.0 structured JSON; type `{message_type.type}`. {message_type.description}",
+        specversion=(Literal["1.0"], ...),
+        id=(str, ...),
+        source=(str, ...),
+        type=(Literal[message_type.type], ...),  # type: ignore[valid-type]
+        time=(datetime | None, None),
+        datacontenttype=(Literal["application/json"] | None, "application/json"),
+        data=(message_type.data_model, ...),
+    )
+
+
+def iter_topology_queue_names() -> Iterable[str]:
+    yield from (spec.name for spec in TOPOLOGY)
+    yield DEAD_QUEUE_NAME
+    yield REJECTED_QUEUE_NAME

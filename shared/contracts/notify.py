@@ -1,0 +1,68 @@
+"""Messages owned by notify. `notify.notice.requested` v1 is the public command of CONTRACT.md."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+
+from .envelope import MessageType
+from .ks import ALL_KS, KsOrAll
+
+Topic = Literal["general", "utilities", "events", "rooms", "surveys", "safety"]
+Channel = Literal["email", "sms", "noticeboard"]
+Language = Literal["sl", "en"]
+TOPICS: tuple[str, ...] = Topic.__args__  # type: ignore[attr-defined]
+CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
+LANGUAGES: tuple[str, ...] = Language.__args__  # type: ignore[attr-defined]
+
+
+class NoticeRequested(BaseModel):
+    """Ask notify to tell the residents of some KS something, on their chosen channels."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    title: str = Field(min_length=1, max_length=120)
+    body: str = Field(min_length=1, max_length=2000, description="Plain text.")
+    ks: list[KsOrAll] = Field(min_length=1, max_length=26, description='KS slugs; ["*"] = every KS.')
+    topic: Topic = "general"
+    channels: list[Channel] = Field(default_factory=lambda: list(CHANNELS), min_length=1)
+    urgency: Literal["normal", "urgent"] = "normal"
+    url: AnyHttpUrl | None = None
+    valid_until: datetime | None = None
+    language: Language = "sl"
+
+    @field_validator("title", "body")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value.strip()
+
+    @field_validator("ks")
+    @classmethod
+    def _ks_unique(cls, value: list[str]) -> list[str]:
+        if ALL_KS in value:
+            return [ALL_KS]
+        return list(dict.fromkeys(value))
+
+    @field_validator("channels")
+    @classmethod
+    def _channels_unique(cls, value: list[str]) -> list[str]:
+        return list(dict.fromkeys(value))
+
+    @field_validator("valid_until")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("must be an RFC 3339 time with an offset, e.g. 2026-12-01T18:00:00+01:00")
+        return value
+
+
+NOTICE_REQUESTED = MessageType(
+    "notify.notice.requested",
+    1,
+    NoticeRequested,
+    "A command from any municipal system: fan a notice out to email, SMS and the noticeboard.",
+)

@@ -1,0 +1,32 @@
+"""Prometheus metrics, defined once per process and labelled by service."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
+
+MESSAGES_CONSUMED = Counter(
+    "kranj_messages_consumed_total",
+    "Messages taken from the bus, by CloudEvent type and outcome "
+    "(processed, duplicate, ignored, retried, dead_lettered).",
+    ["service", "queue", "type", "outcome"],
+)
+MESSAGES_PUBLISHED = Counter(
+    "kranj_messages_published_total", "Messages confirmed by the broker, by CloudEvent type.", ["service", "type"]
+)
+PUBLISH_FAILURES = Counter(
+    "kranj_publish_failures_total", "Publish attempts that failed (left in the outbox).", ["service", "type"]
+)
+HANDLER_SECONDS = Histogram(
+    "kranj_handler_seconds", "Time spent handling one message.", ["service", "queue"]
+)
+OUTBOX_UNSENT = Gauge("kranj_outbox_unsent", "Outbox rows not yet confirmed by the broker.", ["service"])
+OUTBOX_OLDEST_SECONDS = Gauge(
+    "kranj_outbox_oldest_unsent_seconds", "Age of the oldest unsent outbox row.", ["service"]
+)
+DELIVERIES = Counter(
+    "kranj_deliveries_total", "Notice deliveries by channel and resulting state.", ["channel", "state"]
+)
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

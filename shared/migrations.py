@@ -1,0 +1,90 @@
+"""Alembic helpers shared by every service's migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command, context
+from alembic.config import Config
+from sqlalchemy.ext.asyncio import create_async_engine
+
+import services
+
+from .db import engine_options
+
+
+def alembic_config(service: str, url: str) -> Config:
+    script_location = Path(services.__file__).parent / service / "migrations"
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("version_locations", str(script_location / "versions"))
+    cfg.attributes["database_url"] = url
+    return cfg
+
+
+def upgrade(service: str, url: str, revision: str = "head") -> None:
+    """Bring one service's database to `revision` (blocking; call it from a thread)."""
+    if url.startswith("sqlite"):
+        _ensure_sqlite_dir(url)
+    command.upgrade(alembic_config(service, url), revision)
+
+
+async def upgrade_async(service: str, url: str) -> None:
+    await asyncio.to_thread(upgrade, service, url)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    path = sa.engine.make_url(url).database
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+
+
+def run_env() -> None:
+    """Body of every service's `migrations/env.py` (online mode, async engines)."""
+    url = context.config.attributes.get("database_url") or context.config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("no database URL given to the migrations")
+
+    def do_run(connection: sa.Connection) -> None:
+        context.configure(connection=connection, target_metadata=None, render_as_batch=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    async def run() -> None:
+        engine = create_async_engine(url, **engine_options(url))
+        async with engine.connect() as connection:
+            await connection.run_sync(do_run)
+            await connection.commit()
+        await engine.dispose()
+
+    asyncio.run(run())
+
+
+def create_bus_tables(op) -> None:  # noqa: ANN001 - alembic's `op` proxy
+    """The outbox and processed_messages tables, as each service's first migration makes them."""
+    from .models import UTCDateTime
+
+    op.create_table(
+        "outbox",
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("routing_key", sa.String(200), nullable=False),
+        sa.Column("type", sa.String(200), nullable=False),
+        sa.Column("body", sa.Text(), nullable=False),
+        sa.Column("created_at", UTCDateTime(), nullable=False),
+        sa.Column("sent_at", UTCDateTime(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("next_attempt_at", UTCDateTime(), nullable=False),
+        sa.Column("last_error", sa.Text(), nullable=True),
+    )
+    op.create_index("ix_outbox_unsent", "outbox", ["sent_at", "next_attempt_at"])
+    op.create_index("ix_outbox_created_at", "outbox", ["created_at"])
+    op.create_table(
+        "processed_messages",
+        sa.Column("consumer", sa.String(200), primary_key=True),
+        sa.Column("source", sa.String(500), primary_key=True),
+        sa.Column("message_id", sa.String(200), primary_key=True),
+        sa.Column("type", sa.String(200), nullable=False),
+        sa.Column("processed_at", UTCDateTime(), nullable=False),
+    )

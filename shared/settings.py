@@ -1,0 +1,134 @@
+"""Configuration: every variable of CONTRACT.md, plus a few documented extensions.
+
+All variables carry the `KRANJ_` prefix. Nothing here reads the environment at import
+time: `Settings()` is built by each entry point and passed down (tests build their own).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from datetime import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SERVICES: tuple[str, ...] = ("events", "booking", "surveys", "notify")
+DEFAULT_PORTS: dict[str, int] = {"events": 8001, "booking": 8002, "surveys": 8003, "notify": 8004}
+
+ServiceName = Literal["events", "booking", "surveys", "notify"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KRANJ_", extra="ignore")
+
+    # --- CONTRACT.md ---------------------------------------------------------------
+    amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"
+    data_dir: Path = Path("./var")
+    events_database_url: str | None = None
+    booking_database_url: str | None = None
+    surveys_database_url: str | None = None
+    notify_database_url: str | None = None
+    admin_token: SecretStr | None = None
+    public_url: str | None = None
+    secret_key: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "Kranj ZA vse <obvestila@kranj.si>"
+    sms_gateway_url: str | None = None
+    sms_gateway_token: SecretStr | None = None
+    quiet_hours: str = "21:00-07:00"
+
+    # --- extensions (documented in the README) ---------------------------------------
+    http_host: str = "127.0.0.1"
+    events_port: int = DEFAULT_PORTS["events"]
+    booking_port: int = DEFAULT_PORTS["booking"]
+    surveys_port: int = DEFAULT_PORTS["surveys"]
+    notify_port: int = DEFAULT_PORTS["notify"]
+    prefetch: int = Field(default=20, ge=1, le=1000)
+    log_format: Literal["json", "console"] = "json"
+    log_level: str = "INFO"
+    graceful_timeout: float = Field(default=20.0, gt=0)
+    delivery_attempts: int = Field(default=8, ge=1, le=50)
+    retry_base_seconds: float = Field(default=5.0, gt=0)
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str) -> str:
+        parse_quiet_hours(value)
+        return value
+
+    # --- derived values -------------------------------------------------------------
+    def database_url(self, service: str) -> str:
+        url = getattr(self, f"{service}_database_url")
+        if not url:
+            return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"
+        return normalise_database_url(url)
+
+    def port(self, service: str) -> int:
+        return int(getattr(self, f"{service}_port"))
+
+    def local_url(self, service: str) -> str:
+        host = "127.0.0.1" if self.http_host in ("0.0.0.0", "::") else self.http_host
+        return f"http://{host}:{self.port(service)}"
+
+    def public_base(self, service: str) -> str:
+        """Where residents reach `service`; every link in a notice is built from this."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        return self.local_url(service)
+
+    def signing_key(self) -> str:
+        """`KRANJ_SECRET_KEY`, or a key generated once into the data dir (local runs)."""
+        if self.secret_key is not None:
+            return self.secret_key.get_secret_value()
+        path = self.data_dir / "secret.key"
+        if not path.exists():
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            key = secrets.token_urlsafe(48)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                os.write(fd, key.encode())
+            except BaseException:
+                os.close(fd)
+                raise
+            os.close(fd)
+        return path.read_text().strip()
+
+    @property
+    def quiet_window(self) -> tuple[time, time] | None:
+        return parse_quiet_hours(self.quiet_hours)
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.data_dir / "outbox"
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept plain `postgresql://` and `sqlite:///` URLs and pick the async drivers."""
+    for plain, driver in (
+        ("postgres://", "postgresql+asyncpg://"),
+        ("postgresql://", "postgresql+asyncpg://"),
+        ("postgresql+psycopg://", "postgresql+asyncpg://"),
+        ("sqlite://", "sqlite+aiosqlite://"),
+    ):
+        if url.startswith(plain):
+            return driver + url[len(plain) :]
+    return url
+
+
+def parse_quiet_hours(value: str) -> tuple[time, time] | None:
+    """`"21:00-07:00"` -> (21:00, 07:00); `""`, `"off"` or `"none"` -> no quiet hours."""
+    text = value.strip().lower()
+    if text in ("", "off", "none"):
+        return None
+    try:
+        start, end = (time.fromisoformat(part.strip()) for part in text.split("-"))
+    except ValueError as exc:
+        raise ValueError(f"KRANJ_QUIET_HOURS must look like 21:00-07:00, not {value!r}") from exc
+    return start, end

@@ -1,0 +1,220 @@
+"""The HTTP side every service shares: app factory with lifespan, health, readiness,
+metrics, AsyncAPI, staff login, JSON errors and the Jinja2 environment."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from faststream.specification import AsyncAPI
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import i18n
+from ..auth import COOKIE_NAME, TokenSigner
+from ..bus import Bus
+from ..contracts import KS_NAMES, ks_name
+from ..db import Database
+from ..metrics import render as render_metrics
+from ..migrations import upgrade_async
+from ..settings import Settings
+
+log = logging.getLogger("kranj.web")
+SHARED_TEMPLATES = Path(__file__).parent / "templates"
+SHARED_STATIC = Path(__file__).parent / "static"
+
+BackgroundFactory = Callable[[], Awaitable[None]]
+
+
+def make_templates(service_templates: Path | None, settings: Settings) -> Jinja2Templates:
+    loaders = [FileSystemLoader(str(p)) for p in (service_templates, SHARED_TEMPLATES) if p is not None]
+    env = Environment(
+        loader=ChoiceLoader(loaders),
+        autoescape=select_autoescape(["html", "xml", "j2.html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["datetime"] = i18n.format_datetime
+    env.filters["date"] = i18n.format_date
+    env.filters["time"] = i18n.format_time
+    env.filters["span"] = i18n.format_span
+    env.filters["ks_name"] = ks_name
+    env.globals["plural"] = i18n.plural
+    env.globals["KS_NAMES"] = KS_NAMES
+    env.globals["public_base"] = settings.public_base
+    return Jinja2Templates(env=env)
+
+
+@dataclass
+class ServiceApp:
+    """Everything a service's routes need, hung on `app.state.ctx`."""
+
+    service: str
+    settings: Settings
+    db: Database
+    bus: Bus
+    templates: Jinja2Templates
+    signer: TokenSigner
+    background: list[BackgroundFactory] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def readable_validation_detail(errors: Sequence[Any]) -> str:
+    parts = []
+    for err in errors[:8]:
+        loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+        parts.append(f"{loc or 'request'}: {str(err.get('msg', '')).removeprefix('Value error, ')}")
+    return "; ".join(parts)
+
+
+def create_service_app(
+    ctx: ServiceApp,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    static_dir: Path | None = None,
+    migrate: bool = True,
+    start_bus: bool = True,
+) -> FastAPI:
+    tasks: list[asyncio.Task[None]] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            await upgrade_async(ctx.service, ctx.db.url)
+        if start_bus:
+            await ctx.bus.start()
+        for factory in ctx.background:
+            tasks.append(asyncio.create_task(factory(), name=f"{ctx.service}-{factory.__name__}"))
+        log.info("service started", extra={"service_name": ctx.service})
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            tasks.clear()
+            if start_bus:
+                await ctx.bus.stop()
+            await ctx.db.dispose()
+
+    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app.state.ctx = ctx
+    app.state.signer = ctx.signer
+    app.mount("/static/shared", StaticFiles(directory=SHARED_STATIC), name="shared-static")
+    if static_dir is not None and static_dir.exists():
+        app.mount(f"/static/{ctx.service}", StaticFiles(directory=static_dir), name="static")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        return JSONResponse(
+            status_code=422,
+            content={
+                "detail": readable_validation_detail(errors),
+                "errors": [
+                    {"loc": list(e.get("loc", ())), "msg": str(e.get("msg")), "type": e.get("type")} for e in errors
+                ],
+            },
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> Response:
+        wants_html = "text/html" in request.headers.get("accept", "") and not request.url.path.startswith("/api/")
+        if wants_html:
+            return ctx.templates.TemplateResponse(
+                request,
+                "error.html",
+                {"status": exc.status_code, "detail": exc.detail},
+                status_code=exc.status_code,
+                headers=getattr(exc, "headers", None),
+            )
+        return JSONResponse(
+            {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.get("/healthz", tags=["operations"], summary="Alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": ctx.service}
+
+    @app.get("/readyz", tags=["operations"], summary="Database and broker reachable")
+    async def readyz() -> JSONResponse:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ctx.db.ping(), timeout=3)
+            checks["database"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - report, don't crash
+            checks["database"] = f"error: {type(exc).__name__}"
+        checks["broker"] = "ok" if await ctx.bus.is_connected() else "error: not connected"
+        ok = all(v == "ok" for v in checks.values())
+        return JSONResponse(
+            {"status": "ok" if ok else "unavailable", "service": ctx.service, "checks": checks},
+            status_code=200 if ok else 503,
+        )
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics", response_class=Response)
+    async def metrics() -> Response:
+        body, content_type = render_metrics()
+        return Response(body, media_type=content_type)
+
+    @app.get("/asyncapi.json", tags=["operations"], summary="AsyncAPI 3.0 document of this service's messages")
+    async def asyncapi() -> JSONResponse:
+        return JSONResponse(asyncapi_document(ctx))
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request) -> Response:
+        return ctx.templates.TemplateResponse(request, "login.html", {"error": None})
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login(request: Request, token: str = Form(...)) -> Response:
+        staff = ctx.signer.verify(token.strip())
+        if staff is None:
+            return ctx.templates.TemplateResponse(
+                request, "login.html", {"error": "Žeton ni veljaven. / The token is not valid."}, status_code=401
+            )
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE_NAME,
+            token.strip(),
+            httponly=True,
+            samesite="strict",
+            secure=request.url.scheme == "https" or (ctx.settings.public_url or "").startswith("https"),
+            max_age=12 * 3600,
+        )
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout() -> Response:
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE_NAME)
+        return response
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+def asyncapi_document(ctx: ServiceApp) -> dict[str, Any]:
+    spec = AsyncAPI(
+        ctx.bus.broker,
+        title=f"Kranj ZA vse — {ctx.service}",
+        version="1.0.0",
+        description=(
+            "Messages on the durable topic exchange `kranj`, as CloudEvents 1.0 in structured JSON mode. "
+            "Routing key `<domain>.<entity>.<verb>`; type `si.kranj.<routing key>.v<major>`. "
+            "Undeliverable messages go to `kranj.dead`, announced by `bus.message.rejected`."
+        ),
+        schema_version="3.0.0",
+    )
+    return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
