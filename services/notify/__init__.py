@@ -1,0 +1,1 @@
+"""notify: residents' subscriptions and every word they read, over email, SMS and the noticeboard."""

@@ -1,0 +1,51 @@
+"""notify: the wiring root."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shared.auth import TokenSigner
+from shared.bus import Bus
+from shared.db import Database
+from shared.settings import Settings
+from shared.web import ServiceApp, create_service_app, make_templates
+
+from . import handlers
+from .api import api, pages
+from .delivery import DeliveryWorker, EmailSender, SmsSender
+from .render import Renderer
+
+HERE = Path(__file__).parent
+SERVICE = "notify"
+
+
+def build(settings: Settings) -> ServiceApp:
+    db = Database(settings.database_url(SERVICE))
+    bus = Bus(settings, SERVICE, db)
+    renderer = Renderer(settings)
+    worker = DeliveryWorker(settings, db, renderer, EmailSender(settings), SmsSender(settings))
+    handlers.register(bus, settings, on_new_deliveries=worker.wake)
+    ctx = ServiceApp(
+        service=SERVICE,
+        settings=settings,
+        db=db,
+        bus=bus,
+        templates=make_templates(HERE / "templates", settings),
+        signer=TokenSigner(settings),
+        extra={"renderer": renderer, "worker": worker},
+    )
+    ctx.background.append(worker.run)
+    return ctx
+
+
+def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = True) -> FastAPI:
+    return create_service_app(
+        build(settings),
+        title="Kranj ZA vse — notify",
+        description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
+        routers=[api, pages],
+        migrate=migrate,
+        start_bus=start_bus,
+    )

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlmodel import Field, SQLModel
+
+from shared.models import new_id, ts_column, utcnow
+
+
+class Subscriber(SQLModel, table=True):
+    """A resident who wants notices; contact data lives only here and in deliveries."""
+
+    __tablename__ = "subscribers"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    email: str | None = Field(default=None, max_length=320, unique=True)
+    phone: str | None = Field(default=None, max_length=20, unique=True, description="E.164")
+    language: str = Field(default="sl", max_length=2)
+    channels: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    status: str = Field(default="active", max_length=20, index=True)  # pending | active | unsubscribed
+    consent_source: str = Field(max_length=20)  # web | staff | paper | import
+    consent_text: str = Field(sa_type=sa.Text)
+    consent_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class SubscriberKs(SQLModel, table=True):
+    __tablename__ = "subscriber_ks"
+
+    subscriber_id: str = Field(foreign_key="subscribers.id", primary_key=True, ondelete="CASCADE")
+    ks: str = Field(primary_key=True, max_length=40, index=True)
+
+
+class SubscriberTopic(SQLModel, table=True):
+    __tablename__ = "subscriber_topics"
+
+    subscriber_id: str = Field(foreign_key="subscribers.id", primary_key=True, ondelete="CASCADE")
+    topic: str = Field(primary_key=True, max_length=20, index=True)
+
+
+class Notice(SQLModel, table=True):
+    """Something residents are told: a requested notice or an announced event."""
+
+    __tablename__ = "notices"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    kind: str = Field(default="notice", max_length=20)  # notice | event
+    source: str = Field(max_length=500)
+    source_id: str = Field(max_length=200)
+    title: str = Field(max_length=200)
+    body: str = Field(sa_type=sa.Text)
+    ks: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    topic: str = Field(default="general", max_length=20)
+    channels: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    urgency: str = Field(default="normal", max_length=10)
+    url: str | None = Field(default=None, max_length=2000)
+    language: str = Field(default="sl", max_length=2)
+    starts_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    ends_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    venue: str | None = Field(default=None, max_length=300)
+    valid_until: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    on_noticeboard: bool = True
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(index=True))
+
+
+class NoticeKs(SQLModel, table=True):
+    __tablename__ = "notice_ks"
+
+    notice_id: str = Field(foreign_key="notices.id", primary_key=True, ondelete="CASCADE")
+    ks: str = Field(primary_key=True, max_length=40, index=True)
+
+
+class Delivery(SQLModel, table=True):
+    """One notice to one resident on one channel; the unique key makes a second send impossible."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (sa.UniqueConstraint("notice_id", "subscriber_id", "channel", name="uq_delivery"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    notice_id: str = Field(foreign_key="notices.id", index=True)
+    subscriber_id: str | None = Field(default=None, max_length=64, index=True)
+    channel: str = Field(max_length=20)
+    address: str | None = Field(default=None, max_length=320)
+    language: str = Field(default="sl", max_length=2)
+    # queued | held | sending | sent | failed-temporary | failed-permanent | skipped
+    status: str = Field(default="queued", max_length=20)
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default_factory=utcnow, sa_column=ts_column(nullable=True))
+    last_error: str | None = Field(default=None, sa_type=sa.Text)
+    reference: str | None = Field(default=None, max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))

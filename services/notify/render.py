@@ -1,0 +1,87 @@
+"""Every word a resident reads, rendered from Jinja2 templates per channel and language."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from itsdangerous import BadSignature, URLSafeSerializer
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from shared import i18n
+from shared.contracts import ALL_KS, ks_name
+from shared.settings import Settings
+
+from .models import Notice
+
+MESSAGES = Path(__file__).parent / "templates" / "messages"
+UNSUBSCRIBE_SALT = "kranj.unsubscribe.v1"
+
+
+def from_label(ks: list[str]) -> str:
+    if not ks or ALL_KS in ks:
+        return "Mestna občina Kranj"
+    if len(ks) == 1:
+        return f"KS {ks_name(ks[0])}"
+    return "KS " + ", ".join(ks_name(k) for k in ks)
+
+
+@dataclass(frozen=True)
+class Email:
+    subject: str
+    text: str
+    html: str
+
+
+class Renderer:
+    """Compiled templates (cached by Jinja2) and signed links."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.env = Environment(
+            loader=FileSystemLoader(str(MESSAGES)),
+            autoescape=select_autoescape(["html"]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+        )
+        self.env.filters["datetime"] = i18n.format_datetime
+        self.env.filters["span"] = i18n.format_span
+        self._signer = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
+
+    # -- signed links ------------------------------------------------------------------
+    def unsubscribe_token(self, subscriber_id: str, channel: str) -> str:
+        return self._signer.dumps([subscriber_id, channel])
+
+    def read_unsubscribe_token(self, token: str) -> tuple[str, str] | None:
+        try:
+            value = self._signer.loads(token)
+        except BadSignature:
+            return None
+        if not (isinstance(value, list) and len(value) == 2 and all(isinstance(v, str) for v in value)):
+            return None
+        return value[0], value[1]
+
+    def unsubscribe_url(self, subscriber_id: str, channel: str) -> str:
+        base = self.settings.public_base("notify")
+        return f"{base}/unsubscribe/{self.unsubscribe_token(subscriber_id, channel)}"
+
+    # -- messages ----------------------------------------------------------------------
+    def _context(self, notice: Notice, unsubscribe_url: str) -> dict[str, object]:
+        return {"notice": notice, "from_label": from_label(notice.ks), "unsubscribe_url": unsubscribe_url}
+
+    def email(self, notice: Notice, language: str, unsubscribe_url: str) -> Email:
+        lang = language if language in i18n.LANGUAGES else "sl"
+        ctx = self._context(notice, unsubscribe_url)
+        subject = self.env.get_template(f"{lang}/email_subject.txt").render(ctx).strip()
+        return Email(
+            subject=" ".join(subject.split()),
+            text=self.env.get_template(f"{lang}/email.txt").render(ctx).strip() + "\n",
+            html=self.env.get_template(f"{lang}/email.html").render(ctx),
+        )
+
+    def sms(self, notice: Notice, language: str, unsubscribe_url: str) -> str:
+        lang = language if language in i18n.LANGUAGES else "sl"
+        text = self.env.get_template(f"{lang}/sms.txt").render(self._context(notice, unsubscribe_url))
+        return " ".join(text.split())

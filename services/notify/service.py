@@ -1,0 +1,336 @@
+"""Use cases of notify: subscribers, recording notices and fanning them out to deliveries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, Iterable
+from datetime import datetime
+from typing import Literal
+
+import sqlalchemy as sa
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, delete, func, select, update
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.contracts import ALL_KS, CloudEvent, EventPublished, NoticeRequested
+from shared.contracts.ks import KsOrAll
+from shared.contracts.notify import Language, Topic
+from shared.db import Database
+from shared.models import utcnow
+from shared.settings import Settings
+
+from .domain import normalise_phone, quiet_until
+from .models import Delivery, Notice, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
+
+PERSONAL_CHANNELS = ("email", "sms")
+CONSENT_TEXT = {
+    "staff": "Vpisal(-a) uslužbenec KS na željo krajana; krajan soglaša s prejemanjem obvestil KS.",
+    "paper": "Krajan je podpisal papirno prijavnico za obvestila KS.",
+    "import": "Uvoženo s papirnih prijavnic KS; krajan je soglašal s prejemanjem obvestil.",
+    "web": "Krajan se je prijavil na spletni strani in potrdil prijavo.",
+}
+
+
+class Conflict(Exception):
+    pass
+
+
+class SubscriberIn(BaseModel):
+    """A resident's subscription, as staff, a CSV row or the sign-up form give it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, description="E.164, e.g. +38640123456 (Slovenian formats accepted)")
+    ks: list[KsOrAll] = Field(min_length=1, description='KS slugs, or ["*"] for the whole city')
+    topics: list[Topic] = Field(default_factory=lambda: ["general", "utilities", "events", "safety"], min_length=1)
+    channels: list[Literal["email", "sms"]] | None = Field(
+        default=None, description="Default: every channel a contact was given for"
+    )
+    language: Language = "sl"
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value else None
+
+    @model_validator(mode="after")
+    def _contact(self) -> SubscriberIn:
+        if not self.email and not self.phone:
+            raise ValueError("give an email address or a phone number (or both)")
+        if ALL_KS in self.ks:
+            self.ks = [ALL_KS]
+        self.ks = list(dict.fromkeys(self.ks))
+        self.topics = list(dict.fromkeys(self.topics))
+        if self.channels is None:
+            self.channels = [c for c, v in (("email", self.email), ("sms", self.phone)) if v]
+        self.channels = list(dict.fromkeys(self.channels))
+        if "email" in self.channels and not self.email:
+            raise ValueError("channel email needs an email address")
+        if "sms" in self.channels and not self.phone:
+            raise ValueError("channel sms needs a phone number")
+        if not self.channels:
+            raise ValueError("choose at least one channel")
+        return self
+
+
+class SubscriberOut(BaseModel):
+    id: str
+    email: str | None
+    phone: str | None
+    ks: list[str]
+    topics: list[str]
+    channels: list[str]
+    language: str
+    status: str
+    consent_source: str
+    consent_at: datetime
+
+
+async def add_subscriber(
+    db: Database, data: SubscriberIn, *, consent_source: str = "staff", consent_text: str | None = None
+) -> SubscriberOut:
+    """Staff-entered and imported residents are active at once; their consent is recorded."""
+    subscriber = Subscriber(
+        email=data.email,
+        phone=data.phone,
+        language=data.language,
+        channels=list(data.channels or []),
+        status="active",
+        consent_source=consent_source,
+        consent_text=consent_text or CONSENT_TEXT.get(consent_source, consent_source),
+    )
+    async with db.session() as session:
+        clash = await session.exec(
+            select(Subscriber.id).where(
+                sa.or_(
+                    sa.and_(col(Subscriber.email).is_not(None), Subscriber.email == data.email),
+                    sa.and_(col(Subscriber.phone).is_not(None), Subscriber.phone == data.phone),
+                )
+            )
+        )
+        if clash.first() is not None:
+            raise Conflict("Ta e-naslov ali telefonska številka je že prijavljena. / Already subscribed.")
+        session.add(subscriber)
+        await session.flush()
+        session.add_all(SubscriberKs(subscriber_id=subscriber.id, ks=ks) for ks in data.ks)
+        session.add_all(SubscriberTopic(subscriber_id=subscriber.id, topic=t) for t in data.topics)
+        try:
+            await session.commit()
+        except IntegrityError:
+            raise Conflict("Ta e-naslov ali telefonska številka je že prijavljena. / Already subscribed.") from None
+    return SubscriberOut(
+        **subscriber.model_dump(exclude={"channels", "consent_text", "created_at", "updated_at"}),
+        channels=subscriber.channels,
+        ks=data.ks,
+        topics=data.topics,
+    )
+
+
+async def erase_subscriber(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
+    """GDPR erasure within notify: the subscription goes, deliveries keep no contact data."""
+    if not email and not phone:
+        raise ValueError("give --email or --phone")
+    email = email.strip().lower() if email else None
+    phone = normalise_phone(phone) if phone else None
+    conditions = []
+    if email:
+        conditions.append(Subscriber.email == email)
+    if phone:
+        conditions.append(Subscriber.phone == phone)
+    async with db.session() as session:
+        ids = list((await session.exec(select(Subscriber.id).where(sa.or_(*conditions)))).all())
+        addresses = [a for a in (email, phone) if a]
+        scrubbed = await session.exec(  # type: ignore[call-overload]
+            update(Delivery)
+            .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(addresses)))
+            .values(address=None, subscriber_id=None)
+        )
+        if ids:
+            await session.exec(delete(SubscriberKs).where(col(SubscriberKs.subscriber_id).in_(ids)))  # type: ignore[call-overload]
+            await session.exec(delete(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))  # type: ignore[call-overload]
+            await session.exec(delete(Subscriber).where(col(Subscriber.id).in_(ids)))  # type: ignore[call-overload]
+        await session.commit()
+    return {"subscribers": len(ids), "deliveries": scrubbed.rowcount or 0}
+
+
+async def unsubscribe_channel(db: Database, subscriber_id: str, channel: str) -> bool:
+    """Stop one channel (RFC 8058 one-click); with no channel left, the subscription ends."""
+    async with db.session() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return False
+        channels = [c for c in subscriber.channels if c != channel]
+        subscriber.channels = channels
+        if not channels:
+            subscriber.status = "unsubscribed"
+        subscriber.updated_at = utcnow()
+        session.add(subscriber)
+        await session.exec(  # type: ignore[call-overload]
+            update(Delivery)
+            .where(
+                Delivery.subscriber_id == subscriber_id,
+                Delivery.channel == channel,
+                col(Delivery.status).in_(["queued", "held", "failed-temporary"]),
+            )
+            .values(status="skipped", last_error="unsubscribed", next_attempt_at=None)
+        )
+        await session.commit()
+    return True
+
+
+# --------------------------------------------------------------------------------------
+# Notices and fan-out (called inside the consumer's transaction)
+# --------------------------------------------------------------------------------------
+async def record_notice(session: AsyncSession, settings: Settings, notice: Notice) -> int:
+    """Store the notice and one delivery row per (subscriber, channel); returns how many."""
+    session.add(notice)
+    await session.flush()
+    session.add_all(NoticeKs(notice_id=notice.id, ks=ks) for ks in notice.ks)
+    now = utcnow()
+    if notice.valid_until is not None and notice.valid_until <= now:
+        return 0
+    personal = [c for c in notice.channels if c in PERSONAL_CHANNELS]
+    if not personal:
+        return 0
+    held_until = None if notice.urgency == "urgent" else quiet_until(now, settings.quiet_window)
+    rows: list[dict[str, object]] = []
+    total = 0
+    async for subscriber_id, email, phone, language, channels in _followers(session, notice.ks, notice.topic):
+        for channel in personal:
+            if channel not in channels:
+                continue
+            address = email if channel == "email" else phone
+            if not address:
+                continue
+            rows.append(
+                {
+                    "id": Delivery().id,
+                    "notice_id": notice.id,
+                    "subscriber_id": subscriber_id,
+                    "channel": channel,
+                    "address": address,
+                    "language": language,
+                    "status": "held" if held_until else "queued",
+                    "attempts": 0,
+                    "next_attempt_at": held_until or now,
+                    "created_at": now,
+                }
+            )
+        if len(rows) >= 1000:  # bounded memory for big fan-outs: insert in batches
+            await session.exec(sa.insert(Delivery), params=rows)  # type: ignore[call-overload]
+            total += len(rows)
+            rows = []
+    if rows:
+        await session.exec(sa.insert(Delivery), params=rows)  # type: ignore[call-overload]
+        total += len(rows)
+    return total
+
+
+async def _followers(
+    session: AsyncSession, ks: Iterable[str], topic: str, page_size: int = 1000
+) -> AsyncIterable[tuple[str, str | None, str | None, str, list[str]]]:
+    """Active subscribers who follow one of `ks` (or the whole city) and `topic`, streamed."""
+    ks = list(ks)
+    ks_filter = sa.true() if ALL_KS in ks else col(SubscriberKs.ks).in_([*ks, ALL_KS])
+    followers = (
+        select(SubscriberKs.subscriber_id)
+        .where(ks_filter)
+        .where(
+            col(SubscriberKs.subscriber_id).in_(
+                select(SubscriberTopic.subscriber_id).where(SubscriberTopic.topic == topic)
+            )
+        )
+        .distinct()
+    )
+    last_id = ""
+    while True:  # keyset pages: bounded memory, no cursor held open across the inserts
+        page = (
+            await session.exec(
+                select(Subscriber.id, Subscriber.email, Subscriber.phone, Subscriber.language, Subscriber.channels)
+                .where(Subscriber.status == "active", col(Subscriber.id).in_(followers), Subscriber.id > last_id)
+                .order_by(col(Subscriber.id))
+                .limit(page_size)
+            )
+        ).all()
+        for row in page:
+            yield row[0], row[1], row[2], row[3], list(row[4] or [])
+        if len(page) < page_size:
+            return
+        last_id = page[-1][0]
+
+
+def notice_from_request(envelope: CloudEvent, data: NoticeRequested) -> Notice:
+    return Notice(
+        kind="notice",
+        source=envelope.source,
+        source_id=envelope.id,
+        title=data.title,
+        body=data.body,
+        ks=list(data.ks),
+        topic=data.topic,
+        channels=list(data.channels),
+        urgency=data.urgency,
+        url=str(data.url) if data.url else None,
+        language=data.language,
+        valid_until=data.valid_until,
+        on_noticeboard="noticeboard" in data.channels,
+    )
+
+
+def notice_from_event(envelope: CloudEvent, data: EventPublished) -> Notice:
+    return Notice(
+        kind="event",
+        source=envelope.source,
+        source_id=data.event_id,
+        title=data.title,
+        body=data.description,
+        ks=[data.ks],
+        topic="events",
+        channels=["email", "sms", "noticeboard"],
+        urgency="normal",
+        url=str(data.url),
+        language="sl",
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        venue=data.venue,
+        valid_until=data.ends_at,
+        on_noticeboard=True,
+    )
+
+
+async def noticeboard(db: Database, ks: str | None, limit: int = 50) -> list[Notice]:
+    """Current notices of one KS (and city-wide ones), newest first; `ks=None` = whole city."""
+    now = utcnow()
+    async with db.session() as session:
+        query = select(Notice).where(
+            col(Notice.on_noticeboard).is_(True),
+            sa.or_(col(Notice.valid_until).is_(None), col(Notice.valid_until) > now),
+        )
+        if ks is not None:
+            query = query.where(
+                col(Notice.id).in_(select(NoticeKs.notice_id).where(col(NoticeKs.ks).in_([ks, ALL_KS])))
+            )
+        rows = (await session.exec(query.order_by(col(Notice.created_at).desc()).limit(limit))).all()
+    return list(rows)
+
+
+async def delivery_summary(db: Database, notice_id: str) -> dict[str, dict[str, int]]:
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(Delivery.channel, Delivery.status, func.count())
+                .where(Delivery.notice_id == notice_id)
+                .group_by(Delivery.channel, Delivery.status)
+            )
+        ).all()
+    summary: dict[str, dict[str, int]] = {}
+    for channel, state, count in rows:
+        summary.setdefault(channel, {})[state] = count
+    return summary
+
