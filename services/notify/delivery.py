@@ -330,12 +330,12 @@ class DeliveryWorker:
         msg["Subject"] = rendered.subject
         msg["Date"] = email_date(datetime.now(UTC))
         msg["Message-ID"] = f"<{delivery.id}@kranj-za-vse.si>"  # stable per delivery
-        msg["Content-Language"] = delivery.language
         msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
         msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(rendered.text)
         msg.add_alternative(rendered.html, subtype="html")
+        msg["Content-Language"] = delivery.language  # after set_content, which drops Content-* headers
         return msg
 
     async def _record(self, results: list[tuple[Delivery, Outcome]]) -> None:
