@@ -10,15 +10,16 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import services
-
 from .db import engine_options
+
+SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
 
 
 def alembic_config(service: str, url: str) -> Config:
-    script_location = Path(services.__file__).parent / service / "migrations"
+    script_location = SERVICES_DIR / service / "migrations"
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(script_location / "versions"))
     cfg.attributes["database_url"] = url
     return cfg

@@ -1,0 +1,173 @@
+"""notify's handlers with FastStream's in-memory TestRabbitBroker and a real SQLite file:
+message in -> notice, deliveries and noticeboard rows out. (Acks, redelivery and dead
+letters need the real broker: tests/integration.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from faststream.rabbit import TestRabbitBroker
+from sqlmodel import func, select
+
+from services.notify import service
+from services.notify.app import build
+from services.notify.models import Delivery, Notice
+from faststream.rabbit.annotations import RabbitMessage
+
+from shared.bus import DEAD_QUEUE, DLX, EXCHANGE, REJECTED_QUEUE
+from shared.contracts import EVENT_PUBLISHED, NOTICE_REQUESTED
+from shared.migrations import upgrade_async
+from shared.settings import Settings
+
+
+@pytest.fixture
+async def notify(tmp_path):
+    settings = Settings(
+        data_dir=tmp_path,
+        quiet_hours="off",
+        secret_key="component-test-key",
+        notify_database_url=f"sqlite+aiosqlite:///{tmp_path}/notify.db",
+    )
+    await upgrade_async("notify", settings.database_url("notify"))
+    ctx = build(settings)
+    yield ctx
+    await ctx.db.dispose()
+
+
+async def _subscribe(ctx, **kw):
+    data = {"ks": ["primskovo"], "topics": ["general", "events"], **kw}
+    return await service.add_subscriber(ctx.db, service.SubscriberIn(**data))
+
+
+async def _count(ctx, model, *where):
+    async with ctx.db.session() as s:
+        return (await s.exec(select(func.count()).select_from(model).where(*where))).one()
+
+
+def _notice(**data):
+    body = {"title": "Izklop vode", "body": "Jutri ne bo vode.", "ks": ["primskovo"], **data}
+    return NOTICE_REQUESTED.envelope(body, source="/komunala-kranj/outages")
+
+
+async def test_notice_fans_out_to_each_followers_channels(notify):
+    await _subscribe(notify, email="ana@example.si", phone="+38640123456")
+    await _subscribe(notify, email="bojan@example.si")  # email only
+    await _subscribe(notify, email="cilka@example.si", ks=["planina"])  # another KS
+    await _subscribe(notify, phone="+38641000111", topics=["events"])  # another topic
+
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(json.dumps(_notice()).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
+
+    async with notify.db.session() as s:
+        rows = (await s.exec(select(Delivery.channel, Delivery.address).order_by(Delivery.address))).all()
+    assert sorted(rows) == [("email", "ana@example.si"), ("email", "bojan@example.si"), ("sms", "+38640123456")]
+    board = await service.noticeboard(notify.db, "primskovo")
+    assert [n.title for n in board] == ["Izklop vode"]
+    assert await service.noticeboard(notify.db, "planina") == []
+
+
+async def test_city_wide_notice_reaches_every_ks_and_shows_everywhere(notify):
+    await _subscribe(notify, email="ana@example.si")
+    await _subscribe(notify, email="cilka@example.si", ks=["planina"])
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(json.dumps(_notice(ks=["*"])).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
+    assert await _count(notify, Delivery) == 2
+    assert [n.title for n in await service.noticeboard(notify.db, "zabnica")] == ["Izklop vode"]
+
+
+async def test_same_message_twice_has_the_effect_of_one(notify):
+    await _subscribe(notify, email="ana@example.si", phone="+38640123456")
+    body = json.dumps(_notice()).encode()
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(body, exchange=EXCHANGE, routing_key="notify.notice.requested")
+        await br.publish(body, exchange=EXCHANGE, routing_key="notify.notice.requested")
+    assert await _count(notify, Notice) == 1
+    assert await _count(notify, Delivery) == 2
+
+
+async def test_noticeboard_only_notice_creates_no_personal_deliveries(notify):
+    await _subscribe(notify, email="ana@example.si")
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(
+            json.dumps(_notice(channels=["noticeboard"])).encode(),
+            exchange=EXCHANGE,
+            routing_key="notify.notice.requested",
+        )
+    assert await _count(notify, Delivery) == 0
+    assert len(await service.noticeboard(notify.db, "primskovo")) == 1
+
+
+async def test_unknown_ks_is_dead_lettered_with_a_reason_and_not_recorded(notify):
+    await _subscribe(notify, email="ana@example.si")
+    dead, rejected = [], []
+
+    @notify.bus.broker.subscriber(DEAD_QUEUE, DLX)
+    async def on_dead(msg: RabbitMessage) -> None:
+        dead.append(msg.raw_message)
+
+    @notify.bus.broker.subscriber(REJECTED_QUEUE, EXCHANGE)
+    async def on_rejected(msg: RabbitMessage) -> None:
+        rejected.append(json.loads(msg.body))
+
+    bad = _notice()
+    bad["data"]["ks"] = ["atlantis"]
+    good = _notice(title="Naslednje obvestilo")
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(json.dumps(bad).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
+        await br.publish(json.dumps(good).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
+
+    assert [n.title for n in await service.noticeboard(notify.db, "primskovo")] == ["Naslednje obvestilo"]
+    [parked] = dead
+    assert "unknown KS 'atlantis'" in parked.headers["x-kranj-reason"]
+    assert parked.headers["x-kranj-queue"] == "notify.on-notice-requested"
+    [event] = rejected
+    assert event["type"] == "si.kranj.bus.message.rejected.v1"
+    assert event["data"]["id"] == bad["id"] and event["data"]["source"] == bad["source"]
+    assert "atlantis" in event["data"]["reason"]
+
+
+async def test_quiet_hours_hold_normal_notices_but_not_urgent_ones(notify, monkeypatch):
+    from datetime import UTC, datetime
+
+    from services.notify import service as svc
+
+    monkeypatch.setattr(svc, "utcnow", lambda: datetime(2026, 12, 1, 22, 30, tzinfo=UTC))  # 23.30 in Kranj
+    notify.settings.quiet_hours = "21:00-07:00"
+    await _subscribe(notify, email="ana@example.si")
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(json.dumps(_notice()).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
+        await br.publish(
+            json.dumps(_notice(urgency="urgent", title="Nujno")).encode(),
+            exchange=EXCHANGE,
+            routing_key="notify.notice.requested",
+        )
+    async with notify.db.session() as s:
+        rows = {st: at for st, at in (await s.exec(select(Delivery.status, Delivery.next_attempt_at))).all()}
+    assert set(rows) == {"held", "queued"}
+    assert rows["held"] == datetime(2026, 12, 2, 6, 0, tzinfo=UTC)  # 07.00 in Kranj
+
+
+async def test_event_published_is_announced_with_date_and_venue(notify):
+    await _subscribe(notify, email="ana@example.si")
+    event = EVENT_PUBLISHED.envelope(
+        {
+            "event_id": "ev-1",
+            "ks": "primskovo",
+            "title": "Delavnica",
+            "description": "Kaj potrebujemo?",
+            "starts_at": "2026-12-03T18:00:00+01:00",
+            "ends_at": "2026-12-03T20:00:00+01:00",
+            "venue": "Dom KS Primskovo",
+            "url": "http://127.0.0.1:8001/events/ev-1",
+        },
+        source="/kranj/events",
+    )
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(json.dumps(event).encode(), exchange=EXCHANGE, routing_key="events.event.published")
+    [notice] = await service.noticeboard(notify.db, "primskovo")
+    assert notice.kind == "event" and notice.topic == "events"
+    email = notify.extra["renderer"].email(notice, "sl", "http://x/unsubscribe/t")
+    assert "četrtek, 3. decembra 2026, 18.00–20.00" in email.text
+    assert "Dom KS Primskovo" in email.html
+    assert email.subject == "Vabilo: Delavnica – KS Primskovo"
