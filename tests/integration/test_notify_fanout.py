@@ -1,0 +1,157 @@
+"""notify on the real broker, against SQLite and PostgreSQL: an outside system publishes a
+notice with a plain AMQP client and no properties; a real SMTP server and a real HTTP SMS
+gateway receive it, once, however often the message is delivered."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import aio_pika
+import httpx
+import pytest
+from conftest import make_settings, wait_until
+from sqlmodel import select
+
+from services.notify import service
+from services.notify.app import create_app
+from services.notify.models import Delivery
+
+pytestmark = pytest.mark.integration
+
+
+def outside_notice(**data) -> bytes:
+    body = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/komunala-kranj/outages",
+        "type": "si.kranj.notify.notice.requested.v1",
+        "time": "2026-12-01T07:30:00Z",
+        "data": {
+            "title": "Izklop vode na Primskovem",
+            "body": "V četrtek med 8. in 12. uro ne bo vode.",
+            "ks": ["primskovo"],
+            "topic": "utilities",
+            **data,
+        },
+    }
+    return json.dumps(body, ensure_ascii=False).encode()
+
+
+async def publish_plain(amqp_url: str, body: bytes, routing_key: str = "notify.notice.requested") -> None:
+    """Like a shell `amqp-publish`: no content type, no message id, no delivery mode."""
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange("kranj")
+        await exchange.publish(aio_pika.Message(body, delivery_mode=None), routing_key=routing_key)
+
+
+@pytest.fixture
+async def notify_app(tmp_path, amqp_url, database_url, smtp_server, sms_gateway):
+    settings = make_settings(
+        tmp_path,
+        amqp_url,
+        notify_database_url=database_url,
+        retry_base_seconds=0.05,
+        **smtp_server.settings(),
+        **sms_gateway.settings(),
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        ctx = app.state.ctx
+        await service.add_subscriber(
+            ctx.db,
+            service.SubscriberIn(
+                email="ana.novak@example.si", phone="040 123 456", ks=["primskovo"], topics=["utilities"]
+            ),
+        )
+        await service.add_subscriber(
+            ctx.db, service.SubscriberIn(email="janez@example.si", ks=["planina"], topics=["utilities"])
+        )
+        yield app
+
+
+async def test_outside_notice_reaches_real_smtp_and_sms_gateway_once(notify_app, amqp_url, smtp_server, sms_gateway):
+    body = outside_notice()
+    await publish_plain(amqp_url, body)
+    await publish_plain(amqp_url, body)  # the same message again: must have the effect of one
+
+    [mail] = await smtp_server.wait_for(1)
+    [sms] = await sms_gateway.wait_for(1)
+    assert mail.rcpt_tos == ["ana.novak@example.si"]
+    assert "Izklop vode na Primskovem" in mail.subject and "KS Primskovo" in mail.subject
+    assert mail.message["Content-Language"] == "sl"
+    assert mail.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert mail.message["List-Unsubscribe"].startswith("<http://127.0.0.1:8004/unsubscribe/")
+    assert mail.message["Message-ID"].endswith("@kranj-za-vse.si>")
+    assert "V četrtek med 8. in 12. uro ne bo vode." in mail.part("text/plain")
+    assert "V četrtek med 8. in 12. uro ne bo vode." in mail.part("text/html")
+    assert sms.json["to"] == "+38640123456"
+    assert sms.authorization == "Bearer test-sms-token"
+    assert sms.idempotency_key == sms.json["reference"]
+    assert "Izklop vode" in sms.json["text"]
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        board = await client.get("/noticeboard/primskovo")
+        feed = await client.get("/noticeboard/primskovo/feed.atom")
+    assert board.status_code == 200 and "Izklop vode na Primskovem" in board.text
+    assert feed.headers["content-type"].startswith("application/atom+xml")
+    assert "Izklop vode na Primskovem" in feed.text
+
+    # Give a second delivery every chance to happen, then prove it did not.
+    await asyncio.sleep(1.0)
+    assert len(smtp_server.messages) == 1
+    assert len(sms_gateway.requests) == 1
+    async with notify_app.state.ctx.db.session() as s:
+        states = (await s.exec(select(Delivery.channel, Delivery.status))).all()
+    assert sorted(states) == [("email", "sent"), ("sms", "sent")]
+
+
+async def test_temporary_failures_are_retried_and_sent_once(notify_app, amqp_url, smtp_server, sms_gateway):
+    sms_gateway.statuses.extend([500, 429])
+    smtp_server.replies.append("451 4.3.0 Try again later")
+    await publish_plain(amqp_url, outside_notice())
+
+    await smtp_server.wait_for(1, timeout=15)
+    await wait_until(lambda: len(sms_gateway.accepted) == 1, timeout=15, message="SMS accepted after retries")
+    assert [r.status for r in sms_gateway.requests] == [500, 429, 200]
+    assert len({r.idempotency_key for r in sms_gateway.requests}) == 1  # same key on every retry
+    await asyncio.sleep(0.5)
+    assert len(smtp_server.messages) == 1 and len(sms_gateway.accepted) == 1
+
+
+async def test_permanent_sms_failure_is_not_retried(notify_app, amqp_url, sms_gateway, smtp_server):
+    sms_gateway.statuses.append(400)
+    await publish_plain(amqp_url, outside_notice())
+    await smtp_server.wait_for(1)
+
+    async def sms_state():
+        async with notify_app.state.ctx.db.session() as s:
+            return (await s.exec(select(Delivery.status).where(Delivery.channel == "sms"))).first()
+
+    async def is_final():
+        return await sms_state() == "failed-permanent"
+
+    await wait_until(is_final, message="SMS delivery marked failed-permanent")
+    await asyncio.sleep(0.5)  # a retry would have happened by now (retry base 0.05 s)
+    assert await sms_state() == "failed-permanent"
+    assert len(sms_gateway.requests) == 1
+
+
+async def test_one_click_unsubscribe_stops_that_channel(notify_app, amqp_url, smtp_server, sms_gateway):
+    await publish_plain(amqp_url, outside_notice())
+    [mail] = await smtp_server.wait_for(1)
+    await sms_gateway.wait_for(1)
+    link = mail.message["List-Unsubscribe"].strip("<>")
+    path = link.removeprefix("http://127.0.0.1:8004")
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        forged = await client.post(path[:-3] + "abc", data={"List-Unsubscribe": "One-Click"})
+        assert forged.status_code == 400
+        done = await client.post(path, data={"List-Unsubscribe": "One-Click"})
+        assert done.status_code == 200
+    await publish_plain(amqp_url, outside_notice(title="Drugo obvestilo"))
+    await sms_gateway.wait_for(2)
+    await asyncio.sleep(0.5)
+    assert len(smtp_server.messages) == 1  # email stopped, SMS still comes
