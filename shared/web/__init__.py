@@ -217,4 +217,31 @@ def asyncapi_document(ctx: ServiceApp) -> dict[str, Any]:
         ),
         schema_version="3.0.0",
     )
-    return spec.to_specification().to_jsonable()  # type: ignore[no-any-return]
+    doc: dict[str, Any] = spec.to_specification().to_jsonable()
+    _document_consumed_payloads(ctx.bus, doc)
+    return doc
+
+
+def _document_consumed_payloads(bus: Bus, doc: dict[str, Any]) -> None:
+    """Our subscribers take raw bytes (the Consumer validates them itself, so bad input is
+    dead-lettered with a reason instead of failing inside FastStream); FastStream therefore
+    sees no payload type. Put the CloudEvent schemas of the accepted types in its place."""
+    from ..bus import envelope_schema
+
+    components = doc.setdefault("components", {})
+    schemas = components.setdefault("schemas", {})
+    messages = components.setdefault("messages", {})
+    for consumer in bus.consumers:
+        refs = []
+        for handles in consumer.handles:
+            model = envelope_schema(handles.message_type)
+            schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas.update(schema.pop("$defs", {}))
+            schemas[model.__name__] = schema
+            refs.append({"$ref": f"#/components/schemas/{model.__name__}"})
+        for key, message in messages.items():
+            if key.startswith(f"{consumer.spec.name}:consume"):
+                message["payload"] = refs[0] if len(refs) == 1 else {"oneOf": refs}
+                message["contentType"] = "application/cloudevents+json"
+    if not any(m.get("payload", {}).get("$ref", "").endswith("/EmptyPayload") for m in messages.values()):
+        schemas.pop("EmptyPayload", None)
