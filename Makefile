@@ -1,0 +1,60 @@
+# Kranj ZA vse — the two front doors are `make run` and `make test` (CONTRACT.md).
+# The virtual environment is created on first use and re-installed only when
+# pyproject.toml changed since the last install.
+
+VENV ?= .venv
+PYTHON ?= python3.11
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.kranj-installed
+PYTEST_ARGS ?=
+
+.PHONY: help venv run test test-unit test-component test-integration test-e2e lint migrate clean distclean
+
+help:
+	@echo "make run               create/refresh $(VENV), migrate, start all four services (Ctrl-C stops them)"
+	@echo "make test              the whole test suite (needs RabbitMQ and PostgreSQL)"
+	@echo "make test-unit | test-component | test-integration | test-e2e"
+	@echo "make lint              ruff check"
+	@echo "make migrate           kranj db upgrade"
+	@echo "make clean             caches and build leftovers (keeps $(VENV) and ./var)"
+	@echo "make distclean         clean, and remove $(VENV) too"
+
+venv: $(STAMP)
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	@touch $(STAMP)
+
+run: venv
+	$(BIN)/kranj up
+
+test: venv
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)
+
+test-component: venv
+	$(BIN)/pytest -q tests/component $(PYTEST_ARGS)
+
+test-integration: venv
+	$(BIN)/pytest -q tests/integration $(PYTEST_ARGS)
+
+test-e2e: venv
+	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
+
+lint: venv
+	$(BIN)/ruff check --line-length 120 shared services tests
+
+migrate: venv
+	$(BIN)/kranj db upgrade
+
+clean:
+	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	find . -path ./.venv -prune -o -path "./$(VENV)" -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
+
+distclean: clean
+	rm -rf $(VENV)

@@ -1,0 +1,108 @@
+"""`kranj up` without a broker, `kranj token create`, and the command surface of CONTRACT.md."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from shared.auth import TokenSigner
+from shared.cli import app
+from shared.settings import Settings
+
+KRANJ = Path(sys.executable).parent / "kranj"
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])  # nothing listens once the socket is closed
+
+
+def _clean_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KRANJ_")}
+    env.update({"KRANJ_DATA_DIR": str(tmp_path / "var"), **extra})
+    return env
+
+
+def test_up_without_a_broker_says_so_in_one_line_and_exits_non_zero(tmp_path: Path) -> None:
+    port = _closed_port()
+    env = _clean_env(tmp_path, KRANJ_AMQP_URL=f"amqp://guest:s3cret@127.0.0.1:{port}/")
+    started = time.monotonic()
+    proc = subprocess.run(
+        [str(KRANJ), "up"], check=False, env=env, capture_output=True, text=True, timeout=30, cwd=tmp_path
+    )
+    assert time.monotonic() - started < 10
+    assert proc.returncode != 0
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"kranj: RabbitMQ is not reachable at amqp://guest:***@127.0.0.1:{port}/ (")
+    assert "KRANJ_AMQP_URL" in lines[0]
+    assert "s3cret" not in proc.stderr + proc.stdout
+    assert proc.stdout == ""
+    assert not (tmp_path / "var").exists()  # nothing was migrated or started
+
+
+def test_commands_of_the_contract_exist() -> None:
+    runner = CliRunner()
+    for args in (
+        ["up"], ["run"], ["db", "upgrade"], ["subscriber", "add"], ["subscriber", "import"],
+        ["subscriber", "erase"], ["dlq", "list"], ["dlq", "replay"], ["status"], ["token", "create"],
+    ):  # fmt: skip
+        result = runner.invoke(app, [*args, "--help"])
+        assert result.exit_code == 0, (args, result.output)
+
+
+def test_run_refuses_an_unknown_service() -> None:
+    result = CliRunner().invoke(app, ["run", "weather"])
+    assert result.exit_code == 2
+    assert "weather" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "role", "ks"),
+    [
+        (["--role", "admin"], "admin", ("*",)),
+        (
+            ["--role", "ks-staff", "--ks", "primskovo", "--ks", "center", "--subject", "ana"],
+            "ks-staff",
+            ("center", "primskovo"),
+        ),
+        (["--role", "organiser", "--ks", "huje"], "organiser", ("huje",)),
+    ],
+)
+def test_token_create_prints_a_token_the_services_accept(tmp_path: Path, args: list[str], role: str, ks: tuple) -> None:
+    env = {k: None for k in os.environ if k.startswith("KRANJ_")}
+    env.update({"KRANJ_DATA_DIR": str(tmp_path), "KRANJ_SECRET_KEY": "k" * 40})
+    result = CliRunner().invoke(app, ["token", "create", *args], env=env)
+    assert result.exit_code == 0, result.output
+    token = result.stdout.strip()
+    assert "\n" not in token  # stdout is the token alone: TOKEN=$(kranj token create ...)
+    staff = TokenSigner(Settings(data_dir=tmp_path, secret_key="k" * 40)).verify(token)
+    assert staff is not None and staff.role == role
+    if role == "admin":
+        assert staff.may_act_for("center")
+    else:
+        assert staff.ks == ks
+    if "--subject" in args:
+        assert staff.subject == "ana"
+    assert "Keep it secret" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--role", "ks-staff"], "needs at least one --ks"),
+        (["--role", "organiser", "--ks", "atlantida"], "unknown KS atlantida"),
+    ],
+)
+def test_token_create_refuses_bad_input(tmp_path: Path, args: list[str], message: str) -> None:
+    result = CliRunner().invoke(app, ["token", "create", *args], env={"KRANJ_DATA_DIR": str(tmp_path)})
+    assert result.exit_code == 2
+    assert message in result.stderr
