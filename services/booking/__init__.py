@@ -1,0 +1,1 @@
+"""booking: the community rooms of every KS, their opening hours and bookings."""

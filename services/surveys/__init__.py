@@ -1,0 +1,1 @@
+"""surveys: needs-assessment surveys of the local communities and their results."""
