@@ -22,7 +22,7 @@ ServiceName = Literal["events", "booking", "surveys", "notify"]
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="KRANJ_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="KRANJ_", extra="ignore", env_ignore_empty=True)
 
     # --- CONTRACT.md ---------------------------------------------------------------
     amqp_url: str = "amqp://guest:guest@127.0.0.1:5672/"

@@ -26,6 +26,12 @@ def from_label(ks: list[str]) -> str:
     return "KS " + ", ".join(ks_name(k) for k in ks)
 
 
+def end_sentence(text: str) -> str:
+    """`"Izklop vode"` -> `"Izklop vode."`; a title that already ends a sentence stays."""
+    text = text.strip()
+    return text if text[-1:] in ".!?…:" else f"{text}."
+
+
 @dataclass(frozen=True)
 class Email:
     subject: str
@@ -48,6 +54,7 @@ class Renderer:
         )
         self.env.filters["datetime"] = i18n.format_datetime
         self.env.filters["span"] = i18n.format_span
+        self.env.filters["sentence"] = end_sentence
         self._signer = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
 
     # -- signed links ------------------------------------------------------------------
