@@ -33,6 +33,7 @@ def scrub(text: str) -> str:
 
 class _ScrubFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)  # uvicorn's ANSI copy of the message
         if isinstance(record.msg, str):
             record.msg = scrub(record.msg)
         if record.args:
@@ -40,8 +41,12 @@ class _ScrubFilter(logging.Filter):
         return True
 
 
-def configure(service: str, *, fmt: str = "json", level: str = "INFO") -> None:
+def configure(service: str, *, fmt: str = "auto", level: str = "INFO") -> None:
+    """`fmt`: "json" (one object per line, for machines), "console" (for people), or
+    "auto": console on a terminal, JSON otherwise (containers, files, pipes)."""
     handler = logging.StreamHandler(sys.stderr)
+    if fmt == "auto":
+        fmt = "console" if sys.stderr.isatty() else "json"
     if fmt == "json":
         handler.setFormatter(
             JsonFormatter(

@@ -51,7 +51,7 @@ class Settings(BaseSettings):
     surveys_port: int = DEFAULT_PORTS["surveys"]
     notify_port: int = DEFAULT_PORTS["notify"]
     prefetch: int = Field(default=20, ge=1, le=1000)
-    log_format: Literal["json", "console"] = "json"
+    log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     graceful_timeout: float = Field(default=20.0, gt=0)
     delivery_attempts: int = Field(default=8, ge=1, le=50)
