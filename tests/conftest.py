@@ -10,9 +10,11 @@ Fixtures (all documented below):
 - `settings_factory` -> `make_settings(tmp_path, amqp_url, **overrides)`.
 - `smtp_server`: a real aiosmtpd server collecting messages (`SmtpSink`).
 - `sms_gateway`: a real HTTP SMS gateway implementing CONTRACT.md (`SmsGateway`).
-- `broker_proxy`: a TCP proxy in front of RabbitMQ that a test can cut and restore.
+- `broker_proxy`: a TCP proxy in front of RabbitMQ that a test can cut, stall and restore.
 
-Plain helpers: `free_port()`, `make_settings(...)`, `rabbitmqctl(...)`, `wait_until(...)`.
+Plain helpers: `free_port()`, `make_settings(...)`, `wait_until(...)`, `publish_bare(...)`
+(publish like a shell `amqp-publish`: no AMQP properties at all), `rabbitmqctl(...)`,
+`vhost_url(...)`, `vhost_of(...)`.
 They live here so that `from conftest import make_settings, free_port` works from any test
 module (pytest puts `tests/` on `sys.path`); inside tests prefer the fixtures.
 

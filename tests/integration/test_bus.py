@@ -531,3 +531,112 @@ async def test_unroutable_publish_raises(tmp_path: Path, amqp_url: str) -> None:
     finally:
         await bus.stop()
         await db.dispose()
+
+
+# --------------------------------------------------------------------------------------
+# A broker that stops answering (a silent network; a memory or disk alarm, which makes
+# RabbitMQ block publishing connections) while the TCP connection stays up
+# --------------------------------------------------------------------------------------
+FASTSTREAM_TIMEOUT_BUG = (
+    "shared/bus.py bug: FastStream 0.7.8 drops broker.publish(timeout=...) (RabbitPublishCommand keeps it "
+    "out of publish_options), so publish_envelope's timeout=10 is never applied and a publish to a silent "
+    "broker waits forever. Fix: enforce it with `async with asyncio.timeout(PUBLISH_TIMEOUT)` around the publish."
+)
+
+
+@pytest.mark.xfail(strict=True, reason=FASTSTREAM_TIMEOUT_BUG)
+async def test_publish_gives_up_when_the_broker_stops_answering(
+    tmp_path: Path, broker_proxy: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = make_settings(tmp_path, broker_proxy.url)
+    db = Database(settings.database_url("events"))
+    bus = Bus(settings, "events", db)
+    await bus.start(relay=False)
+    monkeypatch.setattr(shared.bus, "PUBLISH_TIMEOUT", 1.0, raising=False)  # the fix's knob
+    try:
+        broker_proxy.stall()
+        started = asyncio.get_running_loop().time()
+        try:
+            async with asyncio.timeout(3):
+                with pytest.raises(TimeoutError):
+                    await publish_envelope(
+                        bus.broker, "{}", routing_key="events.event.published", message_id="m", message_type="t"
+                    )
+        except TimeoutError:
+            pytest.fail("publish_envelope still waiting after 3 s on a broker that does not answer")
+        assert asyncio.get_running_loop().time() - started < 2.5
+    finally:
+        await broker_proxy.cut()
+        await broker_proxy.restore()
+        await bus.stop()
+        await db.dispose()
+
+
+SQLITE_LOCK_BUG = (
+    "shared/bus.py bug: on SQLite OutboxRelay.flush_once keeps its transaction (BEGIN IMMEDIATE = the "
+    "database's only write lock) open while it waits for the broker's confirms, so while the broker does "
+    "not answer every other write of the service waits (and fails after busy_timeout, 30 s, with 'database "
+    "is locked'). Fix: on SQLite end the read transaction (`await session.commit()`) before publishing."
+)
+
+
+async def test_writes_go_on_while_the_relay_waits_for_a_silent_broker(
+    request: pytest.FixtureRequest, tmp_path: Path, broker_proxy: Any, database_url: str
+) -> None:
+    if database_url.startswith("sqlite"):
+        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_LOCK_BUG))
+    h = await make_harness(tmp_path, broker_proxy.url, database_url, relay=True, direct_url=broker_proxy.direct_url)
+    try:
+        now = utcnow()
+        data = events_service.EventIn(
+            ks="center",
+            title="Božični sejem",
+            starts_at=now + timedelta(days=20),
+            ends_at=now + timedelta(days=20, hours=6),
+            venue="Glavni trg",
+        )
+        first = await events_service.create_event(h.db, STAFF, data)
+        broker_proxy.stall()
+        await events_service.publish_event(h.db, h.settings, first.id)  # the relay wakes, publishes, waits
+        await asyncio.sleep(0.5)
+        # (a task: a write stuck in aiosqlite's thread cannot be cancelled, only unblocked)
+        write = asyncio.create_task(events_service.create_event(h.db, STAFF, data))
+        done, _ = await asyncio.wait({write}, timeout=3)
+        if not done:
+            await broker_proxy.cut()  # the relay's publish fails, its transaction ends ...
+            await asyncio.wait({write}, timeout=30)  # ... and the write can finish
+            pytest.fail("a plain write waited > 3 s for the outbox relay, which waits for the broker")
+        assert write.result().id != first.id
+    finally:
+        await broker_proxy.cut()
+        await broker_proxy.restore()
+        await close_harness(h)
+
+
+STOP_BUG = (
+    "shared/bus.py bug: Bus.stop() waits without limit for the broker to confirm the channel close "
+    "(FastStream broker.stop -> aio-pika channel.close, no timeout), so a service told to stop while "
+    "the broker is silent does not stop. Fix: bound it, e.g. `async with asyncio.timeout(graceful_timeout "
+    "+ 2): await self.broker.stop()`, logging (not raising) a TimeoutError or a connection error."
+)
+
+
+@pytest.mark.xfail(strict=True, reason=STOP_BUG)
+async def test_stop_returns_when_the_broker_is_silent(tmp_path: Path, broker_proxy: Any) -> None:
+    settings = make_settings(tmp_path, broker_proxy.url, graceful_timeout=0.5)
+    db = Database(settings.database_url("events"))
+    bus = Bus(settings, "events", db)
+    bus.consume(TEST_QUEUE, Handles(NOTICE_REQUESTED, lambda *_: asyncio.sleep(0)))
+    await bus.start(relay=True)
+    broker_proxy.stall()
+    stopping = asyncio.create_task(bus.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=4)
+        assert done, "Bus.stop() still waiting 4 s after it was asked to stop (graceful_timeout 0.5 s)"
+        stopping.result()
+    finally:
+        await broker_proxy.cut()  # lets a stuck stop() finish
+        await asyncio.wait({stopping}, timeout=30)
+        if stopping.done() and not stopping.cancelled():
+            stopping.exception()  # retrieved: a stop cut short may fail, that is not the point here
+        await db.dispose()
