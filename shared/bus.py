@@ -18,6 +18,7 @@ Reliability choices, on purpose (FastStream's defaults are not these):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -68,6 +69,7 @@ EXCHANGE_NAME = "kranj"
 DLX_NAME = "kranj.dlx"
 DEAD_QUEUE_NAME = "kranj.dead"
 REJECTED_QUEUE_NAME = "kranj.rejected"
+PUBLISH_TIMEOUT = 10.0  # seconds to wait for a broker confirm (FastStream 0.7 ignores publish(timeout=))
 DELIVERY_LIMIT = 10  # broker backstop: redeliveries before the queue dead-letters by itself
 HANDLER_ATTEMPTS = 5  # a handler that raised this many times is dead-lettered by us, with the reason
 
@@ -180,20 +182,21 @@ async def publish_envelope(
     exchange: RabbitExchange = EXCHANGE,
     headers: dict[str, Any] | None = None,
 ) -> None:
-    """Persistent, mandatory, confirmed; raises if the broker refuses or returns it."""
-    await broker.publish(
-        body.encode() if isinstance(body, str) else body,
-        exchange=exchange,
-        routing_key=routing_key,
-        persist=True,
-        mandatory=True,
-        message_id=message_id,
-        message_type=message_type,
-        content_type=CONTENT_TYPE,
-        headers=headers,
-        timestamp=datetime.now(UTC),
-        timeout=10,
-    )
+    """Persistent, mandatory, confirmed; raises if the broker refuses or returns it, or
+    does not confirm within `PUBLISH_TIMEOUT` seconds (a silent broker or a resource alarm)."""
+    async with asyncio.timeout(PUBLISH_TIMEOUT):
+        await broker.publish(
+            body.encode() if isinstance(body, str) else body,
+            exchange=exchange,
+            routing_key=routing_key,
+            persist=True,
+            mandatory=True,
+            message_id=message_id,
+            message_type=message_type,
+            content_type=CONTENT_TYPE,
+            headers=headers,
+            timestamp=datetime.now(UTC),
+        )
 
 
 def add_to_outbox(
@@ -284,6 +287,9 @@ class OutboxRelay:
             if not rows:
                 await session.rollback()
                 return 0
+            if self.db.is_sqlite:
+                # Release SQLite's single write lock while waiting for confirms (one relay per file).
+                await session.commit()
             results = await asyncio.gather(
                 *(
                     publish_envelope(
@@ -518,7 +524,16 @@ class Bus:
             except (TimeoutError, asyncio.CancelledError):
                 self._relay_task.cancel()
             self._relay_task = None
-        await self.broker.stop()
+        try:  # a silent broker must not keep a stopping service alive
+            async with asyncio.timeout(self.settings.graceful_timeout + 1):
+                await self.broker.stop()
+        except (TimeoutError, OSError, aio_pika.exceptions.AMQPError, ExceptionGroup) as exc:
+            log.warning("broker did not close cleanly: %s", f"{type(exc).__name__}: {exc}")
+            # Stop the robust connection from reconnecting behind our back.
+            connection = getattr(self.broker, "_connection", None)
+            if connection is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(connection.close(), timeout=1)
 
     async def is_connected(self) -> bool:
         return await self.broker.ping(timeout=2.0)
@@ -536,18 +551,18 @@ class Bus:
                 HEADER_DEAD_AT: datetime.now(UTC).isoformat(),
             }
         )
-        await self.broker.publish(
-            raw.body,
-            exchange=DLX,
-            routing_key=raw.routing_key or "",
-            persist=True,
-            mandatory=True,
-            headers=headers,
-            message_id=raw.message_id or meta.get("id"),
-            message_type=raw.type,
-            content_type=raw.content_type,
-            timeout=10,
-        )
+        async with asyncio.timeout(PUBLISH_TIMEOUT):
+            await self.broker.publish(
+                raw.body,
+                exchange=DLX,
+                routing_key=raw.routing_key or "",
+                persist=True,
+                mandatory=True,
+                headers=headers,
+                message_id=raw.message_id or meta.get("id"),
+                message_type=raw.type,
+                content_type=raw.content_type,
+            )
         rejected = MessageRejected(
             id=meta.get("id") or raw.message_id,
             source=meta.get("source"),

@@ -73,7 +73,7 @@ def readable_validation_detail(errors: Sequence[Any]) -> str:
     parts = []
     for err in errors[:8]:
         loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
-        parts.append(f"{loc or 'request'}: {str(err.get('msg', '')).removeprefix('Value error, ')}")
+        parts.append(f"{loc or 'body'}: {str(err.get('msg', '')).removeprefix('Value error, ')}")
     return "; ".join(parts)
 
 

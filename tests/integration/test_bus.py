@@ -537,17 +537,10 @@ async def test_unroutable_publish_raises(tmp_path: Path, amqp_url: str) -> None:
 # A broker that stops answering (a silent network; a memory or disk alarm, which makes
 # RabbitMQ block publishing connections) while the TCP connection stays up
 # --------------------------------------------------------------------------------------
-FASTSTREAM_TIMEOUT_BUG = (
-    "shared/bus.py bug: FastStream 0.7.8 drops broker.publish(timeout=...) (RabbitPublishCommand keeps it "
-    "out of publish_options), so publish_envelope's timeout=10 is never applied and a publish to a silent "
-    "broker waits forever. Fix: enforce it with `async with asyncio.timeout(PUBLISH_TIMEOUT)` around the publish."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=FASTSTREAM_TIMEOUT_BUG)
 async def test_publish_gives_up_when_the_broker_stops_answering(
     tmp_path: Path, broker_proxy: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """FastStream 0.7.8 ignores publish(timeout=); publish_envelope enforces PUBLISH_TIMEOUT itself."""
     settings = make_settings(tmp_path, broker_proxy.url)
     db = Database(settings.database_url("events"))
     bus = Bus(settings, "events", db)
@@ -572,19 +565,10 @@ async def test_publish_gives_up_when_the_broker_stops_answering(
         await db.dispose()
 
 
-SQLITE_LOCK_BUG = (
-    "shared/bus.py bug: on SQLite OutboxRelay.flush_once keeps its transaction (BEGIN IMMEDIATE = the "
-    "database's only write lock) open while it waits for the broker's confirms, so while the broker does "
-    "not answer every other write of the service waits (and fails after busy_timeout, 30 s, with 'database "
-    "is locked'). Fix: on SQLite end the read transaction (`await session.commit()`) before publishing."
-)
-
-
 async def test_writes_go_on_while_the_relay_waits_for_a_silent_broker(
     request: pytest.FixtureRequest, tmp_path: Path, broker_proxy: Any, database_url: str
 ) -> None:
-    if database_url.startswith("sqlite"):
-        request.applymarker(pytest.mark.xfail(strict=True, reason=SQLITE_LOCK_BUG))
+    """On SQLite the relay must not hold the only write lock while it waits for confirms."""
     h = await make_harness(tmp_path, broker_proxy.url, database_url, relay=True, direct_url=broker_proxy.direct_url)
     try:
         now = utcnow()
@@ -613,16 +597,8 @@ async def test_writes_go_on_while_the_relay_waits_for_a_silent_broker(
         await close_harness(h)
 
 
-STOP_BUG = (
-    "shared/bus.py bug: Bus.stop() waits without limit for the broker to confirm the channel close "
-    "(FastStream broker.stop -> aio-pika channel.close, no timeout), so a service told to stop while "
-    "the broker is silent does not stop. Fix: bound it, e.g. `async with asyncio.timeout(graceful_timeout "
-    "+ 2): await self.broker.stop()`, logging (not raising) a TimeoutError or a connection error."
-)
-
-
-@pytest.mark.xfail(strict=True, reason=STOP_BUG)
 async def test_stop_returns_when_the_broker_is_silent(tmp_path: Path, broker_proxy: Any) -> None:
+    """Bus.stop() is bounded: a silent broker cannot keep a stopping service alive."""
     settings = make_settings(tmp_path, broker_proxy.url, graceful_timeout=0.5)
     db = Database(settings.database_url("events"))
     bus = Bus(settings, "events", db)
