@@ -47,7 +47,7 @@ test-e2e: venv
 	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
 
 lint: venv
-	$(BIN)/ruff check --line-length 120 shared services tests
+	$(BIN)/ruff check shared services tests bench
 
 migrate: venv
 	$(BIN)/kranj db upgrade

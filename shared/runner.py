@@ -18,7 +18,7 @@ async def broker_problem(url: str, timeout: float = 5.0) -> str | None:
     try:
         connection = await asyncio.wait_for(aiormq.connect(url), timeout=timeout)
     except TimeoutError:
-        return "no answer within %.0f s" % timeout
+        return f"no answer within {timeout:.0f} s"
     except Exception as exc:  # noqa: BLE001 - any failure is the answer
         return f"{type(exc).__name__}: {exc}".strip().rstrip(":") or type(exc).__name__
     await connection.close()

@@ -6,12 +6,9 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared.auth import TokenSigner
-from shared.bus import Bus
 from shared.contracts import EVENT_PUBLISHED
-from shared.db import Database
 from shared.settings import Settings
-from shared.web import ServiceApp, create_service_app, make_templates
+from shared.web import ServiceApp, create_service_app
 
 from .api import api, pages
 
@@ -20,17 +17,9 @@ SERVICE = "events"
 
 
 def build(settings: Settings) -> ServiceApp:
-    db = Database(settings.database_url(SERVICE))
-    bus = Bus(settings, SERVICE, db)
-    bus.publisher(EVENT_PUBLISHED)
-    return ServiceApp(
-        service=SERVICE,
-        settings=settings,
-        db=db,
-        bus=bus,
-        templates=make_templates(HERE / "templates", settings),
-        signer=TokenSigner(settings),
-    )
+    ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
+    ctx.bus.publisher(EVENT_PUBLISHED)
+    return ctx
 
 
 def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = True) -> FastAPI:

@@ -6,11 +6,8 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared.auth import TokenSigner
-from shared.bus import Bus
-from shared.db import Database
 from shared.settings import Settings
-from shared.web import ServiceApp, create_service_app, make_templates
+from shared.web import ServiceApp, create_service_app
 
 from . import handlers
 from .api import api, pages
@@ -22,20 +19,11 @@ SERVICE = "notify"
 
 
 def build(settings: Settings) -> ServiceApp:
-    db = Database(settings.database_url(SERVICE))
-    bus = Bus(settings, SERVICE, db)
+    ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
     renderer = Renderer(settings)
-    worker = DeliveryWorker(settings, db, renderer, EmailSender(settings), SmsSender(settings))
-    handlers.register(bus, settings, on_new_deliveries=worker.wake)
-    ctx = ServiceApp(
-        service=SERVICE,
-        settings=settings,
-        db=db,
-        bus=bus,
-        templates=make_templates(HERE / "templates", settings),
-        signer=TokenSigner(settings),
-        extra={"renderer": renderer, "worker": worker},
-    )
+    worker = DeliveryWorker(settings, ctx.db, renderer, EmailSender(settings), SmsSender(settings))
+    handlers.register(ctx.bus, settings, on_new_deliveries=worker.wake)
+    ctx.extra.update(renderer=renderer, worker=worker)
     ctx.background.append(worker.run)
     return ctx
 

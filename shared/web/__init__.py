@@ -68,6 +68,19 @@ class ServiceApp:
     background: list[BackgroundFactory] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @classmethod
+    def for_service(cls, service: str, settings: Settings, templates_dir: Path | None) -> ServiceApp:
+        """The standard parts of a service: its own database, its bus, templates, token checks."""
+        db = Database(settings.database_url(service))
+        return cls(
+            service=service,
+            settings=settings,
+            db=db,
+            bus=Bus(settings, service, db),
+            templates=make_templates(templates_dir, settings),
+            signer=TokenSigner(settings),
+        )
+
 
 def readable_validation_detail(errors: Sequence[Any]) -> str:
     parts = []

@@ -8,13 +8,12 @@ import json
 
 import pytest
 from faststream.rabbit import TestRabbitBroker
+from faststream.rabbit.annotations import RabbitMessage
 from sqlmodel import func, select
 
 from services.notify import service
 from services.notify.app import build
 from services.notify.models import Delivery, Notice
-from faststream.rabbit.annotations import RabbitMessage
-
 from shared.bus import DEAD_QUEUE, DLX, EXCHANGE, REJECTED_QUEUE
 from shared.contracts import EVENT_PUBLISHED, NOTICE_REQUESTED
 from shared.migrations import upgrade_async
