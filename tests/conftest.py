@@ -869,3 +869,63 @@ async def broker_proxy(amqp_url: str) -> AsyncIterator[BrokerProxy]:
     await proxy.start()
     yield BrokerProxy(proxy, vhost_url(vhost_of(amqp_url), "127.0.0.1", proxy.port), amqp_url)
     await proxy.cut()
+
+
+# ======================================================================================
+# Real Chromium (Debian's /usr/bin/chromium) driven by Playwright, and axe-core
+# ======================================================================================
+CHROMIUM = os.environ.get("KRANJ_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Any]:
+    """A real headless Chromium (Debian's package; `playwright install` cannot download
+    here). Fails with one clear line when Chromium is missing: `.ci/run` installs it."""
+    from playwright.async_api import async_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install chromium (.ci/run does)")
+    async with async_playwright() as pw:
+        chromium = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+async def axe_serious_violations(page: Any) -> list[str]:
+    """Run axe-core (WCAG 2.1 A/AA rules) on `page`; the serious and critical violations,
+    one readable line each (empty list = the page passes)."""
+    from axe_playwright_python.async_playwright import Axe
+
+    results = await Axe().run(
+        page, options={"runOnly": {"type": "tag", "values": ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]}}
+    )
+    found = []
+    for violation in results.response.get("violations", []):
+        if violation.get("impact") in ("serious", "critical"):
+            targets = [", ".join(node.get("target", [])) for node in violation.get("nodes", [])][:3]
+            found.append(f"{violation['id']} ({violation['impact']}): {violation['help']} at {targets}")
+    return found
+
+
+@contextlib.asynccontextmanager
+async def serve_app(app: Any) -> AsyncIterator[str]:
+    """Serve an ASGI app (with its lifespan) on a free port of 127.0.0.1 inside this
+    event loop, for a real browser; yields its base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+    )
+    task = asyncio.create_task(server.serve())
+    try:
+        await wait_until(lambda: server.started or task.done(), timeout=30, message="the app to start serving")
+        if task.done():
+            task.result()  # raise its startup error
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
