@@ -300,11 +300,14 @@ class DeliveryWorker:
         return rows
 
     async def _send_one(self, delivery: Delivery, notice: Notice | None) -> Outcome:
-        if notice is None or not delivery.address or not delivery.subscriber_id:
+        if notice is None or not delivery.address:
             return Outcome("skipped", error="notice or contact no longer exists")
         if notice.valid_until is not None and notice.valid_until <= utcnow():
             return Outcome("skipped", error="expired before it could be sent")
-        unsubscribe = self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel)
+        # Personal (transactional) messages go to one person, not to followers: nothing to leave.
+        unsubscribe = (
+            self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel) if delivery.subscriber_id else None
+        )
         try:
             if delivery.channel == "email":
                 reference = await self.email.send(self._email(delivery, notice, unsubscribe), delivery.id)
@@ -322,7 +325,7 @@ class DeliveryWorker:
             return Outcome("failed-temporary", error=f"{type(exc).__name__}: {exc}")
         return Outcome("sent", reference=reference)
 
-    def _email(self, delivery: Delivery, notice: Notice, unsubscribe_url: str) -> EmailMessage:
+    def _email(self, delivery: Delivery, notice: Notice, unsubscribe_url: str | None) -> EmailMessage:
         rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
         msg = EmailMessage()
         msg["From"] = self.settings.mail_from
@@ -330,8 +333,9 @@ class DeliveryWorker:
         msg["Subject"] = rendered.subject
         msg["Date"] = email_date(datetime.now(UTC))
         msg["Message-ID"] = f"<{delivery.id}@kranj-za-vse.si>"  # stable per delivery
-        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if unsubscribe_url:
+            msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(rendered.text)
         msg.add_alternative(rendered.html, subtype="html")

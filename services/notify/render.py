@@ -75,10 +75,10 @@ class Renderer:
         return f"{base}/unsubscribe/{self.unsubscribe_token(subscriber_id, channel)}"
 
     # -- messages ----------------------------------------------------------------------
-    def _context(self, notice: Notice, unsubscribe_url: str) -> dict[str, object]:
+    def _context(self, notice: Notice, unsubscribe_url: str | None) -> dict[str, object]:
         return {"notice": notice, "from_label": from_label(notice.ks), "unsubscribe_url": unsubscribe_url}
 
-    def email(self, notice: Notice, language: str, unsubscribe_url: str) -> Email:
+    def email(self, notice: Notice, language: str, unsubscribe_url: str | None) -> Email:
         lang = language if language in i18n.LANGUAGES else "sl"
         ctx = self._context(notice, unsubscribe_url)
         subject = self.env.get_template(f"{lang}/email_subject.txt").render(ctx).strip()
@@ -88,7 +88,15 @@ class Renderer:
             html=self.env.get_template(f"{lang}/email.html").render(ctx),
         )
 
-    def sms(self, notice: Notice, language: str, unsubscribe_url: str) -> str:
+    def personal(self, template: str, language: str, **context: object) -> tuple[str, str]:
+        """Title and body of a message to one person, from `messages/<lang>/<template>.txt`:
+        the first line is the title, the rest the body."""
+        lang = language if language in i18n.LANGUAGES else "sl"
+        text = self.env.get_template(f"{lang}/{template}.txt").render(context).strip()
+        title, _, body = text.partition("\n")
+        return title.strip(), body.strip()
+
+    def sms(self, notice: Notice, language: str, unsubscribe_url: str | None) -> str:
         lang = language if language in i18n.LANGUAGES else "sl"
         text = self.env.get_template(f"{lang}/sms.txt").render(self._context(notice, unsubscribe_url))
         return " ".join(text.split())

@@ -232,6 +232,39 @@ async def record_notice(session: AsyncSession, settings: Settings, notice: Notic
     return total
 
 
+async def record_personal(
+    session: AsyncSession,
+    notice: Notice,
+    *,
+    email: str | None,
+    phone: str | None,
+    language: str = "sl",
+) -> int:
+    """A message to one person (their booking, their registration): one delivery per
+    channel they gave a contact for. Sent at once, quiet hours or not: they asked for it.
+    Idempotent with the message that caused it (the consumer's inbox row)."""
+    notice.kind = "personal"
+    notice.on_noticeboard = False
+    session.add(notice)
+    await session.flush()
+    now = utcnow()
+    rows = [
+        Delivery(
+            notice_id=notice.id,
+            subscriber_id=None,
+            channel=channel,
+            address=address,
+            language=language if language in ("sl", "en") else "sl",
+            status="queued",
+            next_attempt_at=now,
+        )
+        for channel, address in (("email", email), ("sms", phone))
+        if address and channel in notice.channels
+    ]
+    session.add_all(rows)
+    return len(rows)
+
+
 async def _followers(
     session: AsyncSession, ks: Iterable[str], topic: str, page_size: int = 1000
 ) -> AsyncIterable[tuple[str, str | None, str | None, str, list[str]]]:
