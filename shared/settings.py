@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     graceful_timeout: float = Field(default=20.0, gt=0)
     delivery_attempts: int = Field(default=8, ge=1, le=50)
     retry_base_seconds: float = Field(default=5.0, gt=0)
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
+    sms_price_per_segment: float = Field(default=0.04, ge=0, description="EUR, for cost estimates")
 
     @field_validator("quiet_hours")
     @classmethod

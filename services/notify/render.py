@@ -12,6 +12,7 @@ from shared import i18n
 from shared.contracts import ALL_KS, ks_name
 from shared.settings import Settings
 
+from . import sms
 from .models import Notice
 
 MESSAGES = Path(__file__).parent / "templates" / "messages"
@@ -97,6 +98,16 @@ class Renderer:
         return title.strip(), body.strip()
 
     def sms(self, notice: Notice, language: str, unsubscribe_url: str | None) -> str:
+        return self.sms_info(notice, language, unsubscribe_url).text
+
+    def sms_info(self, notice: Notice, language: str, unsubscribe_url: str | None) -> sms.SmsInfo:
+        """The SMS text in its cheapest encoding, its body shortened at a word boundary when
+        it would need more than `sms_max_segments` segments (the link leads to the rest)."""
         lang = language if language in i18n.LANGUAGES else "sl"
-        text = self.env.get_template(f"{lang}/sms.txt").render(self._context(notice, unsubscribe_url))
-        return " ".join(text.split())
+        template = self.env.get_template(f"{lang}/sms.txt")
+        ctx = self._context(notice, unsubscribe_url)
+
+        def render(body: str) -> str:
+            return " ".join(template.render({**ctx, "body": body}).split())
+
+        return sms.fit(render, notice.body, self.settings.sms_max_segments)
