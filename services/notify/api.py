@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from feedgen.feed import FeedGenerator
+from pydantic import BaseModel, Field
 
 from shared.auth import StaffDep
-from shared.contracts import KS_NAMES, ks_name
+from shared.contracts import KS_NAMES, NoticeRequested, ks_name
+from shared.contracts.notify import Language
+from shared.logs import mask_email, mask_phone
 from shared.web import ServiceApp
 
 from . import service
 from .models import Notice
 from .render import Renderer
 from .service import SubscriberIn, SubscriberOut
+from .sms import estimated_cost
 
 api = APIRouter(prefix="/api/v1", tags=["notify"])
 pages = APIRouter(include_in_schema=False)
@@ -45,12 +51,113 @@ async def add_subscriber(body: SubscriberIn, request: Request, staff: StaffDep) 
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
+class DeliveryRow(BaseModel):
+    id: str
+    channel: str
+    to: str = Field(description="Masked contact: never the full address in the log")
+    status: str
+    attempts: int
+    last_error: str | None
+    reference: str | None
+    created_at: datetime
+    sent_at: datetime | None
+
+
+class DeliveryLog(BaseModel):
+    notice_id: str
+    counts: dict[str, dict[str, int]] = Field(description="channel -> state -> count")
+    deliveries: list[DeliveryRow]
+
+
 @api.get(
     "/notices/{notice_id}/deliveries",
-    summary="Delivery counts of one notice per channel and state (staff)",
+    response_model=DeliveryLog,
+    summary="What was sent to whom, on which channel, with what result (staff; contacts masked)",
 )
-async def deliveries(notice_id: str, request: Request, staff: StaffDep) -> dict[str, dict[str, int]]:
-    return await service.delivery_summary(_ctx(request).db, notice_id)
+async def deliveries(notice_id: str, request: Request, staff: StaffDep) -> DeliveryLog:
+    db = _ctx(request).db
+    rows = await service.delivery_log(db, notice_id)
+    return DeliveryLog(
+        notice_id=notice_id,
+        counts=await service.delivery_summary(db, notice_id),
+        deliveries=[
+            DeliveryRow(
+                **row.model_dump(include={"id", "channel", "status", "attempts", "last_error", "reference"}),
+                to=mask_email(row.address) if row.channel == "email" else mask_phone(row.address),
+                created_at=row.created_at,
+                sent_at=row.sent_at,
+            )
+            for row in rows
+        ],
+    )
+
+
+@api.post("/notices/{notice_id}/deliveries/resend", summary="Queue the failed deliveries of a notice again (staff)")
+async def resend(notice_id: str, request: Request, staff: StaffDep) -> dict[str, int]:
+    ctx = _ctx(request)
+    count = await service.resend_failed(ctx.db, notice_id)
+    ctx.extra["worker"].wake()
+    return {"requeued": count}
+
+
+class PreviewIn(NoticeRequested):
+    language: Language = "sl"
+
+
+class SmsPreview(BaseModel):
+    text: str
+    encoding: str = Field(description="GSM-7 or UCS-2")
+    characters: int
+    units: int = Field(description="septets (GSM-7) or UTF-16 code units (UCS-2)")
+    segments: int
+    transliterated: bool
+    estimated_cost_eur: float
+
+
+class Preview(BaseModel):
+    email_subject: str
+    email_text: str
+    email_html: str
+    sms: SmsPreview
+    noticeboard_card_html: str
+
+
+@api.post("/preview", response_model=Preview, summary="How a notice will read on every channel (staff)")
+async def preview(body: PreviewIn, request: Request, staff: StaffDep) -> Preview:
+    ctx = _ctx(request)
+    renderer = _renderer(request)
+    notice = Notice(
+        source="/preview",
+        source_id="preview",
+        title=body.title,
+        body=body.body,
+        ks=list(body.ks),
+        topic=body.topic,
+        channels=list(body.channels),
+        urgency=body.urgency,
+        url=str(body.url) if body.url else None,
+        language=body.language,
+        valid_until=body.valid_until,
+    )
+    link = renderer.unsubscribe_url("preview", "sms")
+    email = renderer.email(notice, body.language, renderer.unsubscribe_url("preview", "email"))
+    info = renderer.sms_info(notice, body.language, link)
+    card = ctx.templates.get_template("_card.html").render(notice=notice)
+    return Preview(
+        email_subject=email.subject,
+        email_text=email.text,
+        email_html=email.html,
+        sms=SmsPreview(
+            text=info.text,
+            encoding=info.encoding,
+            characters=len(info.text),
+            units=info.units,
+            segments=info.segments,
+            transliterated=info.transliterated,
+            estimated_cost_eur=estimated_cost(info, ctx.settings.sms_price_per_segment),
+        ),
+        noticeboard_card_html=card,
+    )
 
 
 @pages.get("/")

@@ -353,6 +353,35 @@ async def noticeboard(db: Database, ks: str | None, limit: int = 50) -> list[Not
     return list(rows)
 
 
+async def delivery_log(db: Database, notice_id: str, limit: int = 500) -> list[Delivery]:
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(Delivery)
+                .where(Delivery.notice_id == notice_id)
+                .order_by(col(Delivery.channel), col(Delivery.created_at))
+                .limit(limit)
+            )
+        ).all()
+    return list(rows)
+
+
+async def resend_failed(db: Database, notice_id: str) -> int:
+    """Put failed deliveries of a notice back in the queue (staff decided to try again)."""
+    async with db.session() as session:
+        result = await session.exec(  # type: ignore[call-overload]
+            update(Delivery)
+            .where(
+                Delivery.notice_id == notice_id,
+                col(Delivery.status).in_(["failed-temporary", "failed-permanent"]),
+                col(Delivery.address).is_not(None),
+            )
+            .values(status="queued", attempts=0, next_attempt_at=utcnow(), last_error=None)
+        )
+        await session.commit()
+    return int(result.rowcount or 0)
+
+
 async def delivery_summary(db: Database, notice_id: str) -> dict[str, dict[str, int]]:
     async with db.session() as session:
         rows = (

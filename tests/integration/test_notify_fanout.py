@@ -155,3 +155,53 @@ async def test_one_click_unsubscribe_stops_that_channel(notify_app, amqp_url, sm
     await sms_gateway.wait_for(2)
     await asyncio.sleep(0.5)
     assert len(smtp_server.messages) == 1  # email stopped, SMS still comes
+
+
+ADMIN = {"Authorization": "Bearer test-admin-token"}
+
+
+async def test_delivery_log_masks_contacts_and_failed_sms_can_be_resent(notify_app, amqp_url, sms_gateway, smtp_server):
+    sms_gateway.statuses.append(400)
+    await publish_plain(amqp_url, outside_notice())
+    await smtp_server.wait_for(1)
+    await sms_gateway.wait_for(1)
+    async with notify_app.state.ctx.db.session() as s:
+        [notice_id] = (await s.exec(select(Delivery.notice_id).distinct())).all()
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        assert (await client.get(f"/api/v1/notices/{notice_id}/deliveries")).status_code == 401
+
+        async def log():
+            answer = await client.get(f"/api/v1/notices/{notice_id}/deliveries", headers=ADMIN)
+            return answer.json() if answer.json()["counts"].get("sms") == {"failed-permanent": 1} else None
+
+        body = await wait_until(log, message="the SMS failure in the delivery log")
+        assert body["counts"]["email"] == {"sent": 1}
+        text = json.dumps(body)
+        assert "ana.novak@example.si" not in text and "+38640123456" not in text
+        assert {d["to"] for d in body["deliveries"]} == {"a***@example.si", "+386***56"}
+        [failed] = [d for d in body["deliveries"] if d["status"] == "failed-permanent"]
+        assert "400" in failed["last_error"]
+
+        resent = await client.post(f"/api/v1/notices/{notice_id}/deliveries/resend", headers=ADMIN)
+        assert resent.json() == {"requeued": 1}
+    await wait_until(lambda: len(sms_gateway.accepted) == 1, message="the resent SMS accepted")
+    await asyncio.sleep(0.3)
+    assert len(smtp_server.messages) == 1  # the email was not sent again
+
+
+async def test_staff_preview_shows_every_channel_and_the_sms_cost(notify_app):
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        notice = {"title": "Zapora ceste v Čirčah", "body": "Zaradi del bo cesta zaprta. " * 30, "ks": ["circe"]}
+        assert (await client.post("/api/v1/preview", json=notice)).status_code == 401
+        answer = await client.post("/api/v1/preview", json=notice, headers=ADMIN)
+    assert answer.status_code == 200, answer.text
+    preview = answer.json()
+    assert preview["email_subject"] == "Zapora ceste v Čirčah – KS Čirče"
+    assert "Zaradi del bo cesta zaprta." in preview["email_text"]
+    assert "Zapora ceste v Čirčah" in preview["noticeboard_card_html"]
+    sms = preview["sms"]
+    assert sms["encoding"] == "GSM-7" and sms["transliterated"] is True
+    assert sms["text"].startswith("KS Circe: Zapora ceste v Circah.")
+    assert sms["segments"] == 3  # capped at the default of three
+    assert sms["estimated_cost_eur"] == pytest.approx(0.12)
