@@ -1,16 +1,50 @@
-"""Use cases of the booking service (rooms for now; bookings come with their own rules)."""
+"""Use cases of the booking service: each opens one transaction, applies the domain rules
+and writes rows + outbox messages together.
+
+No double booking: the overlap check and the insert run in ONE transaction that is
+serialised per room — on SQLite by `BEGIN IMMEDIATE` (shared.db: the whole file's write
+lock is taken before the first read), on PostgreSQL by `SELECT … FROM rooms … FOR UPDATE`
+on the room's row — and on PostgreSQL the exclusion constraint `ex_bookings_no_overlap`
+is the last line of defence.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
-from sqlmodel import select
+import csv
+import io
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any, Literal
 
+import phonenumbers
+from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.auth import Staff
+from shared.bus import add_to_outbox
 from shared.contracts import KS_SLUGS
+from shared.contracts.booking import (
+    BOOKING_MESSAGE_TYPES,
+    BookingChanged,
+    BookingStatus,
+    Category,
+    GroupKind,
+    Requester,
+)
 from shared.db import Database
+from shared.models import new_id, utcnow
+from shared.settings import Settings
 
-from .models import Room
+from . import domain
+from .domain import Interval, Rules, Violation
+from .models import HOLDING, Booking, Closure, Room
 
 SOURCE = "/kranj/booking"
+TOKEN_SALT = "kranj.booking.requester-link.v1"
 _KS_ORDER = {slug: i for i, slug in enumerate(KS_SLUGS)}
 
 
@@ -18,18 +52,193 @@ class NotFound(Exception):
     pass
 
 
+class Conflict(Exception):
+    """The booking's state does not allow this (HTTP 409)."""
+
+
+class RuleBroken(Exception):
+    """The room does not allow this request (HTTP 409), with every reason."""
+
+    def __init__(self, violations: list[Violation], conflicts: list[dict[str, Any]] | None = None) -> None:
+        self.violations = violations
+        self.conflicts = conflicts or []
+        super().__init__(self.detail)
+
+    @property
+    def detail(self) -> str:
+        return " ".join(v.sl for v in self.violations) + " / " + " ".join(v.en for v in self.violations)
+
+
+# --------------------------------------------------------------------------------------
+# Wire models
+# --------------------------------------------------------------------------------------
 class RoomOut(BaseModel):
     id: str = Field(description="Stable room id, e.g. `ks-primskovo`.")
     ks: str = Field(description="KS slug the room belongs to.")
     name: str
     address: str
     capacity: int = Field(description="Seats.")
+    accessibility: str = ""
+    equipment: str = ""
+    opening_hours: dict[str, list[list[str]]] = Field(
+        default_factory=dict, description='Europe/Ljubljana, e.g. `{"mon": [["08:00", "22:00"]]}`.'
+    )
+    office_hours: dict[str, list[list[str]]] = Field(
+        default_factory=dict, description="KS office hours: blocked for bookings every week."
+    )
+    min_duration_minutes: int = 60
+    max_duration_minutes: int = 240
+    min_notice_hours: int = 24
+    max_ahead_days: int = 180
+    buffer_minutes: int = 0
+    requires_approval: bool = True
+    request_ttl_hours: int = 72
+
+
+class RoomRulesIn(BaseModel):
+    """Staff edit of a room: only the fields given change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    address: str | None = Field(default=None, min_length=1, max_length=300)
+    capacity: int | None = Field(default=None, ge=1, le=1000)
+    accessibility: str | None = Field(default=None, max_length=500)
+    equipment: str | None = Field(default=None, max_length=500)
+    access_instructions: str | None = Field(default=None, max_length=5000)
+    opening_hours: dict[str, list[list[str]]] | None = None
+    office_hours: dict[str, list[list[str]]] | None = None
+    min_duration_minutes: int | None = Field(default=None, ge=15, le=24 * 60)
+    max_duration_minutes: int | None = Field(default=None, ge=15, le=24 * 60)
+    min_notice_hours: int | None = Field(default=None, ge=0, le=24 * 60)
+    max_ahead_days: int | None = Field(default=None, ge=1, le=3 * 365)
+    buffer_minutes: int | None = Field(default=None, ge=0, le=240)
+    requires_approval: bool | None = None
+    request_ttl_hours: int | None = Field(default=None, ge=1, le=24 * 30)
+
+    @field_validator("opening_hours", "office_hours")
+    @classmethod
+    def _week(cls, value: dict[str, list[list[str]]] | None) -> dict[str, list[list[str]]] | None:
+        if value is not None:
+            domain.parse_week(value)
+        return value
+
+
+class Recurrence(BaseModel):
+    """A repeating request: an RFC 5545 RRULE, or simply weekly until a date."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rrule: str | None = Field(default=None, max_length=500, examples=["FREQ=WEEKLY;BYDAY=WE;UNTIL=20270630"])
+    weekly_until: date | None = Field(default=None, description="Every week on the same weekday, until this date.")
+
+    @model_validator(mode="after")
+    def _one(self) -> Recurrence:
+        if (self.rrule is None) == (self.weekly_until is None):
+            raise ValueError("give either rrule or weekly_until")
+        return self
+
+    def as_rrule(self) -> str:
+        if self.rrule:
+            return self.rrule
+        assert self.weekly_until is not None
+        return f"FREQ=WEEKLY;UNTIL={self.weekly_until.strftime('%Y%m%d')}T235959"
+
+
+class BookingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    room_id: str = Field(min_length=1, max_length=64)
+    starts_at: AwareDatetime = Field(description="RFC 3339 with an offset.")
+    ends_at: AwareDatetime
+    purpose: str = Field(min_length=1, max_length=300)
+    category: Category = Field(default="other", description="Kind of use (room-use figures).")
+    group_kind: GroupKind = Field(default="individual", description="Who asks: a person, an association, …")
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=30, description="E.164 or a Slovenian number.")
+    attendees: int = Field(ge=1, le=10000)
+    language: Literal["sl", "en"] = "sl"
+    recurrence: Recurrence | None = None
+    on_conflict: Literal["fail", "skip"] = Field(
+        default="fail", description="Recurring requests: `fail` refuses the series, `skip` books the free dates."
+    )
+
+    @field_validator("purpose", "name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        try:
+            number = phonenumbers.parse(value, "SI")
+        except phonenumbers.NumberParseException as exc:
+            raise ValueError("not a phone number") from exc
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError("not a valid phone number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @model_validator(mode="after")
+    def _check(self) -> BookingIn:
+        if not self.email and not self.phone:
+            raise ValueError("give an email or a phone number (or both)")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class BookingOut(BaseModel):
+    id: str
+    series_id: str | None = None
+    room_id: str
+    starts_at: datetime
+    ends_at: datetime
+    status: BookingStatus
+    purpose: str
+    category: str
+    group_kind: str
+    attendees: int
+    reason: str | None = None
+    created_at: datetime
+    expires_at: datetime | None = None
+    name: str | None = Field(default=None, description="Personal data: only for staff of the room's KS.")
+    email: str | None = Field(default=None, description="Personal data: only for staff of the room's KS.")
+    phone: str | None = Field(default=None, description="Personal data: only for staff of the room's KS.")
+
+
+class SkippedDate(BaseModel):
+    starts_at: datetime
+    ends_at: datetime
+    reasons: list[str]
+
+
+class BookingCreated(BookingOut):
+    """The first booking made; for a series also every booking and the skipped dates."""
+
+    bookings: list[BookingOut] = Field(default_factory=list)
+    skipped: list[SkippedDate] = Field(default_factory=list)
 
 
 def to_out(room: Room) -> RoomOut:
     return RoomOut.model_validate(room, from_attributes=True)
 
 
+def booking_out(booking: Booking, *, personal: bool = False) -> BookingOut:
+    data = booking.model_dump()
+    if not personal:
+        data.update(name=None, email=None, phone=None)
+    return BookingOut.model_validate(data)
+
+
+# --------------------------------------------------------------------------------------
+# Rooms
+# --------------------------------------------------------------------------------------
 def _order(room: Room) -> tuple[int, str]:
     return (_KS_ORDER.get(room.ks, len(_KS_ORDER)), room.name)
 
@@ -50,3 +259,566 @@ async def get_room(db: Database, room_id: str) -> Room:
     if room is None:
         raise NotFound(room_id)
     return room
+
+
+async def update_room(db: Database, room_id: str, changes: RoomRulesIn) -> Room:
+    async with db.session() as session:
+        room = await session.get(Room, room_id)
+        if room is None:
+            raise NotFound(room_id)
+        for key, value in changes.model_dump(exclude_unset=True).items():
+            if value is not None:
+                setattr(room, key, value)
+        if room.max_duration_minutes < room.min_duration_minutes:
+            raise Conflict("Najdaljše trajanje je krajše od najkrajšega. / max_duration is below min_duration.")
+        session.add(room)
+        await session.commit()
+    return room
+
+
+async def add_closure(db: Database, room_id: str, starts_at: datetime, ends_at: datetime, reason: str) -> Closure:
+    async with db.session() as session:
+        if await session.get(Room, room_id) is None:
+            raise NotFound(room_id)
+        closure = Closure(room_id=room_id, starts_at=starts_at, ends_at=ends_at, reason=reason)
+        session.add(closure)
+        await session.commit()
+    return closure
+
+
+async def _closures(session: AsyncSession, room_id: str, window: Interval) -> list[tuple[Interval, str]]:
+    rows = (
+        await session.exec(
+            select(Closure).where(
+                Closure.room_id == room_id, Closure.starts_at < window.end, Closure.ends_at > window.start
+            )
+        )
+    ).all()
+    return [(Interval(c.starts_at, c.ends_at), c.reason) for c in rows]
+
+
+async def _holding(session: AsyncSession, room_id: str, window: Interval) -> list[Booking]:
+    rows = (
+        await session.exec(
+            select(Booking).where(
+                Booking.room_id == room_id,
+                col(Booking.status).in_(HOLDING),
+                Booking.starts_at < window.end,
+                Booking.ends_at > window.start,
+            )
+        )
+    ).all()
+    return list(rows)
+
+
+# --------------------------------------------------------------------------------------
+# Links and messages
+# --------------------------------------------------------------------------------------
+def _serializer(settings: Settings) -> URLSafeSerializer:
+    return URLSafeSerializer(settings.signing_key(), salt=TOKEN_SALT)
+
+
+def requester_token(settings: Settings, booking_id: str) -> str:
+    return _serializer(settings).dumps(booking_id)  # type: ignore[no-any-return]
+
+
+def booking_id_from_token(settings: Settings, token: str) -> str | None:
+    try:
+        value = _serializer(settings).loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def status_url(settings: Settings, booking_id: str) -> str:
+    return f"{settings.public_base('booking')}/rooms/prosnja/{requester_token(settings, booking_id)}"
+
+
+def cancel_url(settings: Settings, booking_id: str) -> str:
+    return status_url(settings, booking_id) + "/preklic"
+
+
+def message_data(settings: Settings, room: Room, booking: Booking, cancelled_by: str | None = None) -> BookingChanged:
+    holding = booking.status in HOLDING
+    return BookingChanged(
+        booking_id=booking.id,
+        series_id=booking.series_id,
+        room_id=room.id,
+        room_name=room.name,
+        room_address=room.address,
+        ks=room.ks,
+        starts_at=booking.starts_at,
+        ends_at=booking.ends_at,
+        purpose=booking.purpose,
+        category=booking.category,  # type: ignore[arg-type]
+        group_kind=booking.group_kind,  # type: ignore[arg-type]
+        attendees=booking.attendees,
+        status=booking.status,  # type: ignore[arg-type]
+        reason=booking.reason,
+        requester=Requester(
+            name=booking.name,
+            email=booking.email,
+            phone=booking.phone,
+            language=booking.language,  # type: ignore[arg-type]
+        ),
+        cancelled_by=cancelled_by,  # type: ignore[arg-type]
+        expires_at=booking.expires_at if booking.status == "requested" else None,
+        access_instructions=(room.access_instructions or None) if booking.status == "confirmed" else None,
+        status_url=status_url(settings, booking.id),  # type: ignore[arg-type]
+        cancel_url=cancel_url(settings, booking.id) if holding else None,  # type: ignore[arg-type]
+        review_url=(  # type: ignore[arg-type]
+            f"{settings.public_base('booking')}/rooms/osebje/prosnje" if booking.status == "requested" else None
+        ),
+    )
+
+
+def _announce(
+    session: AsyncSession, settings: Settings, room: Room, booking: Booking, cancelled_by: str | None = None
+) -> None:
+    add_to_outbox(
+        session,
+        BOOKING_MESSAGE_TYPES[booking.status],
+        message_data(settings, room, booking, cancelled_by),
+        source=SOURCE,
+        subject=booking.id,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Requesting
+# --------------------------------------------------------------------------------------
+@dataclass
+class Created:
+    bookings: list[Booking]
+    skipped: list[SkippedDate] = field(default_factory=list)
+
+
+def _is_exclusion_violation(exc: IntegrityError) -> bool:
+    orig = getattr(exc, "orig", None)
+    text = f"{type(orig).__name__} {getattr(orig, 'sqlstate', '')} {orig} {exc}"
+    return "ExclusionViolation" in text or "23P01" in text or "ex_bookings_no_overlap" in text
+
+
+TAKEN = Violation("taken", "Termin je že zaseden.", "That time is already booked.")
+
+
+async def _lock_room(session: AsyncSession, db: Database, room_id: str) -> Room:
+    query = select(Room).where(Room.id == room_id)
+    if not db.is_sqlite:
+        query = query.with_for_update()  # serialises every writer of this room's bookings
+    room = (await session.exec(query)).first()
+    if room is None:
+        raise NotFound(room_id)
+    return room
+
+
+async def _expire_overdue(
+    session: AsyncSession, settings: Settings, room: Room, rows: list[Booking], now: datetime
+) -> list[Booking]:
+    """Requests past their expiry stop holding their slot right now (announced as expired)."""
+    still = []
+    for booking in rows:
+        if booking.status == "requested" and booking.expires_at is not None and booking.expires_at <= now:
+            _expire(session, settings, room, booking, now)
+        else:
+            still.append(booking)
+    return still
+
+
+def _expire(session: AsyncSession, settings: Settings, room: Room, booking: Booking, now: datetime) -> None:
+    booking.status = "expired"
+    booking.reason = "Prošnja ni bila potrjena pravočasno. / The request was not approved in time."
+    booking.decided_at = now
+    session.add(booking)
+    _announce(session, settings, room, booking)
+
+
+async def request_booking(
+    db: Database, settings: Settings, data: BookingIn, *, staff: Staff | None = None, now: datetime | None = None
+) -> Created:
+    """Check every date against the room's rules and its bookings, then write the bookings
+    and their messages — check and insert in one transaction serialised per room."""
+    now = now or utcnow()
+    first = Interval(data.starts_at, data.ends_at)
+    if data.recurrence is not None:
+        try:
+            slots = domain.occurrences(first, data.recurrence.as_rrule())
+        except ValueError as exc:
+            raise RuleBroken(
+                [Violation("recurrence", "Ponavljanje ni pravilno zapisano.", f"Bad recurrence: {exc}")]
+            ) from exc
+        if not slots:
+            raise RuleBroken([Violation("recurrence", "Ponavljanje nima nobenega datuma.", "The series has no dates.")])
+    else:
+        slots = [first]
+    try:
+        async with db.session() as session:
+            room = await _lock_room(session, db, data.room_id)
+            rules = Rules.from_room(room)
+            span = Interval(min(s.start for s in slots) - rules.buffer, max(s.end for s in slots) + rules.buffer)
+            closures = await _closures(session, room.id, span)
+            holding = await _expire_overdue(session, settings, room, await _holding(session, room.id, span), now)
+            taken = [Interval(b.starts_at, b.ends_at) for b in holding]
+            accepted: list[Interval] = []
+            skipped: list[SkippedDate] = []
+            first_violations: list[Violation] = []
+            is_staff = staff is not None
+            for slot in slots:
+                found = domain.check_request(
+                    rules,
+                    slot,
+                    attendees=data.attendees,
+                    now=now,
+                    closures=closures,
+                    taken=taken + accepted,
+                    staff=is_staff,
+                )
+                if found:
+                    first_violations = first_violations or found
+                    skipped.append(
+                        SkippedDate(starts_at=slot.start, ends_at=slot.end, reasons=[v.text() for v in found])
+                    )
+                else:
+                    accepted.append(slot)
+            if data.recurrence is None and first_violations:
+                raise RuleBroken(first_violations)
+            if skipped and (data.on_conflict == "fail" or not accepted):
+                dates = ", ".join(s.starts_at.astimezone(domain.TZ).strftime("%d. %m. %Y") for s in skipped)
+                violation = Violation(
+                    "series-conflict",
+                    f"Nekateri datumi niso prosti ({dates}); izberite, ali jih izpustimo (on_conflict=skip).",
+                    f"Some dates are not available ({dates}); send on_conflict=skip to book the others.",
+                )
+                raise RuleBroken([violation, *first_violations], [s.model_dump(mode="json") for s in skipped])
+            confirmed = is_staff or not rules.requires_approval
+            series_id = new_id() if data.recurrence is not None else None
+            made = []
+            for slot in accepted:
+                booking = Booking(
+                    series_id=series_id,
+                    room_id=room.id,
+                    starts_at=slot.start,
+                    ends_at=slot.end,
+                    purpose=data.purpose,
+                    category=data.category,
+                    group_kind=data.group_kind,
+                    name=data.name,
+                    email=str(data.email) if data.email else None,
+                    phone=data.phone,
+                    language=data.language,
+                    attendees=data.attendees,
+                    status="confirmed" if confirmed else "requested",
+                    created_by=staff.subject if staff else None,
+                    decided_by=staff.subject if staff else None,
+                    decided_at=now if confirmed else None,
+                    created_at=now,
+                    expires_at=None if confirmed else min(now + timedelta(hours=room.request_ttl_hours), slot.start),
+                )
+                session.add(booking)
+                _announce(session, settings, room, booking)
+                made.append(booking)
+            await session.commit()
+    except IntegrityError as exc:
+        if _is_exclusion_violation(exc):
+            raise RuleBroken([TAKEN]) from exc
+        raise
+    return Created(made, skipped)
+
+
+# --------------------------------------------------------------------------------------
+# Deciding, cancelling, expiring
+# --------------------------------------------------------------------------------------
+async def get_booking(db: Database, booking_id: str) -> tuple[Booking, Room]:
+    async with db.session() as session:
+        booking = await session.get(Booking, booking_id)
+        if booking is None:
+            raise NotFound(booking_id)
+        room = await session.get(Room, booking.room_id)
+    assert room is not None
+    return booking, room
+
+
+async def _locked_booking(session: AsyncSession, db: Database, booking_id: str) -> tuple[Booking, Room]:
+    query = select(Booking).where(Booking.id == booking_id)
+    if not db.is_sqlite:
+        query = query.with_for_update()
+    booking = (await session.exec(query)).first()
+    if booking is None:
+        raise NotFound(booking_id)
+    room = await session.get(Room, booking.room_id)
+    assert room is not None
+    return booking, room
+
+
+_STATE_SL = {
+    "requested": "čaka na odobritev",
+    "confirmed": "potrjena",
+    "rejected": "zavrnjena",
+    "cancelled": "preklicana",
+    "expired": "potekla",
+}
+
+
+def _state_conflict(booking: Booking, action_sl: str, action_en: str) -> Conflict:
+    return Conflict(
+        f"Rezervacije, ki je {_STATE_SL[booking.status]}, ni mogoče {action_sl}. / "
+        f"A {booking.status} booking cannot be {action_en}."
+    )
+
+
+async def approve(
+    db: Database, settings: Settings, booking_id: str, staff: Staff, now: datetime | None = None
+) -> Booking:
+    now = now or utcnow()
+    async with db.session() as session:
+        booking, room = await _locked_booking(session, db, booking_id)
+        if booking.status == "confirmed":
+            return booking  # approving twice changes nothing
+        if booking.status == "requested" and booking.expires_at is not None and booking.expires_at <= now:
+            _expire(session, settings, room, booking, now)
+            await session.commit()
+            raise _state_conflict(booking, "odobriti", "approved")
+        if booking.status != "requested":
+            raise _state_conflict(booking, "odobriti", "approved")
+        booking.status = "confirmed"
+        booking.decided_by = staff.subject
+        booking.decided_at = now
+        booking.expires_at = None
+        session.add(booking)
+        _announce(session, settings, room, booking)
+        await session.commit()
+    return booking
+
+
+async def reject(db: Database, settings: Settings, booking_id: str, staff: Staff, reason: str) -> Booking:
+    async with db.session() as session:
+        booking, room = await _locked_booking(session, db, booking_id)
+        if booking.status == "rejected":
+            return booking
+        if booking.status != "requested":
+            raise _state_conflict(booking, "zavrniti", "rejected")
+        booking.status = "rejected"
+        booking.reason = reason
+        booking.decided_by = staff.subject
+        booking.decided_at = utcnow()
+        session.add(booking)
+        _announce(session, settings, room, booking)
+        await session.commit()
+    return booking
+
+
+async def cancel(
+    db: Database,
+    settings: Settings,
+    booking_id: str,
+    *,
+    by: Literal["requester", "staff"],
+    reason: str | None = None,
+    staff: Staff | None = None,
+) -> Booking:
+    async with db.session() as session:
+        booking, room = await _locked_booking(session, db, booking_id)
+        if booking.status == "cancelled":
+            return booking
+        if booking.status not in HOLDING:
+            raise _state_conflict(booking, "preklicati", "cancelled")
+        if booking.ends_at <= utcnow():
+            raise Conflict("Rezervacija je že mimo. / The booking is already over.")
+        booking.status = "cancelled"
+        booking.reason = reason
+        booking.decided_by = staff.subject if staff else "requester"
+        booking.decided_at = utcnow()
+        session.add(booking)
+        _announce(session, settings, room, booking, cancelled_by=by)
+        await session.commit()
+    return booking
+
+
+async def expire_due(db: Database, settings: Settings, *, now: datetime | None = None, batch: int = 100) -> int:
+    """Expire requests past `expires_at`. Safe with many replicas: PostgreSQL hands each
+    row to one of them (FOR UPDATE SKIP LOCKED); SQLite serialises writers anyway."""
+    now = now or utcnow()
+    async with db.session() as session:
+        query = (
+            select(Booking)
+            .where(Booking.status == "requested", col(Booking.expires_at).is_not(None), col(Booking.expires_at) <= now)
+            .order_by(col(Booking.expires_at))
+            .limit(batch)
+        )
+        if not db.is_sqlite:
+            query = query.with_for_update(skip_locked=True, of=Booking)  # type: ignore[arg-type]
+        rows = list((await session.exec(query)).all())
+        if not rows:
+            await session.rollback()
+            return 0
+        rooms = {
+            r.id: r for r in (await session.exec(select(Room).where(col(Room.id).in_({b.room_id for b in rows})))).all()
+        }
+        for booking in rows:
+            _expire(session, settings, rooms[booking.room_id], booking, now)
+        await session.commit()
+    return len(rows)
+
+
+async def expiry_loop(db: Database, settings: Settings, interval: float = 60.0) -> None:
+    import asyncio
+    import logging
+
+    log = logging.getLogger("kranj.booking.expiry")
+    while True:
+        try:
+            while await expire_due(db, settings) > 0:
+                pass
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("expiring booking requests failed; will try again")
+        await asyncio.sleep(interval)
+
+
+async def list_bookings(
+    db: Database,
+    *,
+    status: str | None = None,
+    ks: list[str] | None = None,
+    room_id: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[tuple[Booking, Room]]:
+    async with db.session() as session:
+        query = select(Booking, Room).join(Room, col(Room.id) == col(Booking.room_id))
+        if status:
+            query = query.where(Booking.status == status)
+        if ks is not None:
+            query = query.where(col(Room.ks).in_(ks))
+        if room_id:
+            query = query.where(Booking.room_id == room_id)
+        if since:
+            query = query.where(Booking.ends_at > since)
+        if until:
+            query = query.where(Booking.starts_at < until)
+        rows = (await session.exec(query.order_by(col(Booking.starts_at)))).all()
+    return [(b, r) for b, r in rows]
+
+
+# --------------------------------------------------------------------------------------
+# Availability, calendar, figures
+# --------------------------------------------------------------------------------------
+async def room_availability(
+    db: Database, room_id: str, window: Interval, *, now: datetime | None = None
+) -> tuple[Room, Rules, domain.Availability]:
+    now = now or utcnow()
+    async with db.session() as session:
+        room = await session.get(Room, room_id)
+        if room is None:
+            raise NotFound(room_id)
+        rules = Rules.from_room(room)
+        wide = window.widened(rules.buffer)
+        closures = await _closures(session, room_id, wide)
+        bookings = [
+            (Interval(b.starts_at, b.ends_at), b.status)
+            for b in await _holding(session, room_id, wide)
+            if not (b.status == "requested" and b.expires_at is not None and b.expires_at <= now)
+        ]
+        await session.rollback()
+    return room, rules, domain.availability(rules, window, now=now, closures=closures, bookings=bookings)
+
+
+def figures(rows: list[tuple[Booking, Room]], period: Literal["week", "month"]) -> list[dict[str, Any]]:
+    """Room use per room and period (confirmed bookings): count, hours, hours outside the KS
+    office hours, and counts by category and by kind of group."""
+    groups: dict[tuple[str, date], dict[str, Any]] = {}
+    by_category: dict[tuple[str, date], Counter[str]] = defaultdict(Counter)
+    by_group: dict[tuple[str, date], Counter[str]] = defaultdict(Counter)
+    for booking, room in rows:
+        if booking.status != "confirmed":
+            continue
+        key = (room.id, domain.period_start(booking.starts_at, period))
+        slot = Interval(booking.starts_at, booking.ends_at)
+        entry = groups.setdefault(
+            key,
+            {
+                "room_id": room.id,
+                "room_name": room.name,
+                "ks": room.ks,
+                "period": period,
+                "period_start": key[1].isoformat(),
+                "bookings": 0,
+                "hours": 0.0,
+                "hours_outside_office_hours": 0.0,
+                "attendees": 0,
+            },
+        )
+        entry["bookings"] += 1
+        entry["hours"] += slot.duration.total_seconds() / 3600
+        entry["hours_outside_office_hours"] += domain.hours_outside_office(Rules.from_room(room), slot)
+        entry["attendees"] += booking.attendees
+        by_category[key][booking.category] += 1
+        by_group[key][booking.group_kind] += 1
+    out = []
+    for key in sorted(groups, key=lambda k: (_KS_ORDER.get(groups[k]["ks"], 99), k[0], k[1])):
+        entry = groups[key]
+        entry["hours"] = round(entry["hours"], 2)
+        entry["hours_outside_office_hours"] = round(entry["hours_outside_office_hours"], 2)
+        entry["by_category"] = dict(sorted(by_category[key].items()))
+        entry["by_group_kind"] = dict(sorted(by_group[key].items()))
+        out.append(entry)
+    return out
+
+
+CATEGORY_SL = {
+    "social": "druženje",
+    "education": "izobraževanje, delavnice",
+    "culture": "kultura",
+    "sport": "šport in rekreacija",
+    "meeting": "sestanek",
+    "other": "drugo",
+}
+GROUP_SL = {
+    "individual": "posameznik",
+    "association": "društvo",
+    "informal-group": "neformalna skupina",
+    "ks": "krajevna skupnost",
+    "public-body": "javni zavod",
+    "other": "drugo",
+}
+
+
+def _num(value: float) -> str:
+    return f"{value:.2f}".replace(".", ",")  # a Slovenian Excel reads a decimal comma
+
+
+def figures_csv(rows: list[dict[str, Any]]) -> bytes:
+    """UTF-8 with BOM, semicolons, decimal commas: opens as a table in a Slovenian Excel."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow(
+        [
+            "KS",
+            "prostor",
+            "obdobje",
+            "začetek obdobja",
+            "število rezervacij",
+            "ur skupaj",
+            "ur izven uradnih ur",
+            "udeležencev",
+        ]
+        + [f"namen: {CATEGORY_SL[c]}" for c in CATEGORY_SL]
+        + [f"skupina: {GROUP_SL[g]}" for g in GROUP_SL]
+    )
+    for row in rows:
+        writer.writerow(
+            [
+                row["ks"],
+                row["room_name"],
+                "teden" if row["period"] == "week" else "mesec",
+                row["period_start"],
+                row["bookings"],
+                _num(row["hours"]),
+                _num(row["hours_outside_office_hours"]),
+                row["attendees"],
+            ]
+            + [row["by_category"].get(c, 0) for c in CATEGORY_SL]
+            + [row["by_group_kind"].get(g, 0) for g in GROUP_SL]
+        )
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")

@@ -1,0 +1,121 @@
+"""Messages owned by the booking service: facts about one booking of a community room.
+
+All five share one data schema (`BookingChanged`), so a consumer (notify) can write a
+message to the requester, or to the KS staff, from the data alone. The `requester`
+object is personal data: consumers keep it only as long as they need it to deliver the
+message, and it is erased with the rest of a resident's data (GDPR).
+
+Import from here directly: `from shared.contracts.booking import BOOKING_CONFIRMED`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
+
+from .envelope import MessageType
+from .ks import KsSlug
+
+BookingStatus = Literal["requested", "confirmed", "rejected", "cancelled", "expired"]
+BOOKING_STATUSES: tuple[str, ...] = BookingStatus.__args__  # type: ignore[attr-defined]
+Category = Literal["social", "education", "culture", "sport", "meeting", "other"]
+CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+GroupKind = Literal["individual", "association", "informal-group", "ks", "public-body", "other"]
+GROUP_KINDS: tuple[str, ...] = GroupKind.__args__  # type: ignore[attr-defined]
+
+
+class Requester(BaseModel):
+    """Who asked for the room. PERSONAL DATA: use it only to tell this person about their
+    booking; do not copy it anywhere else; erase it on a GDPR erasure request."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    name: str = Field(min_length=1, max_length=200, description="Personal data: the requester's name.")
+    email: str | None = Field(default=None, max_length=320, description="Personal data: email address, if given.")
+    phone: str | None = Field(
+        default=None, max_length=20, description="Personal data: phone in E.164 (+386...), if given."
+    )
+    language: Literal["sl", "en"] = Field(default="sl", description="Language the requester wants messages in.")
+
+
+class BookingChanged(BaseModel):
+    """A booking of a community room changed status; everything needed to tell its requester."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    booking_id: str
+    series_id: str | None = Field(default=None, description="Set when the booking is one date of a recurring series.")
+    room_id: str = Field(description="Stable room id, e.g. `ks-primskovo` or `mck`.")
+    room_name: str = Field(description="The room's name for residents, e.g. `Dom KS Primskovo`.")
+    room_address: str = Field(default="", description="Street address of the room.")
+    ks: KsSlug = Field(description="KS that owns the room.")
+    starts_at: datetime = Field(description="UTC (RFC 3339); show it in Europe/Ljubljana time.")
+    ends_at: datetime = Field(description="UTC (RFC 3339); show it in Europe/Ljubljana time.")
+    purpose: str = Field(max_length=300)
+    category: Category = Field(default="other", description="Kind of use, for the room-use figures.")
+    group_kind: GroupKind = Field(default="individual", description="Kind of group that asked.")
+    attendees: int = Field(ge=1)
+    status: BookingStatus = Field(description="The status after this change.")
+    reason: str | None = Field(
+        default=None, max_length=1000, description="Why it was rejected or cancelled (staff's words), or expired."
+    )
+    requester: Requester
+    cancelled_by: Literal["requester", "staff"] | None = Field(default=None, description="Set on `cancelled`.")
+    expires_at: datetime | None = Field(
+        default=None, description="On `requested`: when the request lapses unless staff decide."
+    )
+    access_instructions: str | None = Field(
+        default=None, description="On `confirmed`: key handover and how to get in, written by the KS."
+    )
+    status_url: AnyHttpUrl | None = Field(
+        default=None, description="Signed link where the requester sees the booking's status (no login)."
+    )
+    cancel_url: AnyHttpUrl | None = Field(
+        default=None, description="Signed link with which the requester cancels (while requested or confirmed)."
+    )
+    review_url: AnyHttpUrl | None = Field(
+        default=None, description="On `requested`: staff page where KS staff approve or reject (login needed)."
+    )
+
+
+BOOKING_REQUESTED = MessageType(
+    "booking.booking.requested",
+    1,
+    BookingChanged,
+    "Fact: a resident asked for a room; the slot is held until KS staff approve or reject it, or it expires. "
+    "Notify tells the requester it was received, and the KS staff that a request waits.",
+)
+BOOKING_CONFIRMED = MessageType(
+    "booking.booking.confirmed",
+    1,
+    BookingChanged,
+    "Fact: a booking is confirmed (by staff, or by itself where the room allows). Carries access instructions.",
+)
+BOOKING_REJECTED = MessageType(
+    "booking.booking.rejected",
+    1,
+    BookingChanged,
+    "Fact: KS staff rejected a request; `reason` says why.",
+)
+BOOKING_CANCELLED = MessageType(
+    "booking.booking.cancelled",
+    1,
+    BookingChanged,
+    "Fact: a requested or confirmed booking was cancelled, by the requester or by staff (`cancelled_by`).",
+)
+BOOKING_EXPIRED = MessageType(
+    "booking.booking.expired",
+    1,
+    BookingChanged,
+    "Fact: a request lapsed because nobody approved or rejected it in time; the slot is free again.",
+)
+
+BOOKING_MESSAGE_TYPES: dict[str, MessageType[BookingChanged]] = {
+    "requested": BOOKING_REQUESTED,
+    "confirmed": BOOKING_CONFIRMED,
+    "rejected": BOOKING_REJECTED,
+    "cancelled": BOOKING_CANCELLED,
+    "expired": BOOKING_EXPIRED,
+}
