@@ -393,13 +393,17 @@ async def _erase_everywhere(settings: Settings, email: str | None, phone: str | 
             continue
         database = Database(url)
         try:
-            counts = await hook(database, email=email, phone=phone)
+            if name == "notify":
+                counts = await hook(database, email=email, phone=phone, outbox_dir=settings.outbox_dir)
+            else:
+                counts = await hook(database, email=email, phone=phone)
         finally:
             await database.dispose()
         if name == "notify":
             out(
                 f"notify: removed {counts.get('subscribers', 0)} subscription(s) of {who}; "
-                f"cleared the address on {counts.get('deliveries', 0)} delivery record(s)"
+                f"cleared the address on {counts.get('deliveries', 0)} delivery record(s); "
+                f"removed {counts.get('outbox_files', 0)} message(s) from the file outboxes"
             )
         else:
             details = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing found"

@@ -24,6 +24,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute("PRAGMA secure_delete=ON")  # deleted personal data is overwritten, not left in free pages
     cursor.close()
 
 
@@ -68,6 +69,16 @@ class Database:
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.execute(sa.text("SELECT 1"))
+
+    async def flush_deleted_data(self) -> None:
+        """After erasing personal data on SQLite: move the WAL into the database file and
+        truncate it, so neither file keeps the deleted bytes (secure_delete zeroes pages)."""
+        if not self.is_sqlite:
+            return
+        async with self.engine.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection  # aiosqlite, outside any transaction
+            await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
 
     async def dispose(self) -> None:
         await self.engine.dispose()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, Field
 
-from shared.auth import StaffDep
+from shared.auth import Staff, StaffDep
 from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
 from shared.logs import mask_email, mask_phone
@@ -49,6 +50,39 @@ async def add_subscriber(body: SubscriberIn, request: Request, staff: StaffDep) 
         return await service.add_subscriber(_ctx(request).db, body, consent_source="staff")
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+
+
+class ContactIn(BaseModel):
+    """Whose data: POSTed, so contact data never lands in URLs or access logs."""
+
+    email: str | None = None
+    phone: str | None = None
+
+
+def _admin(staff: Staff) -> None:
+    if staff.role != "admin":
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Samo skrbnik. / Only a city administrator may do this.")
+
+
+@api.post("/subscribers/export", summary="Everything notify holds about one resident, as JSON (GDPR access; admin)")
+async def export_subscriber(body: ContactIn, request: Request, staff: StaffDep) -> dict[str, Any]:
+    _admin(staff)
+    try:
+        return await service.export_subscriber(_ctx(request).db, email=body.email, phone=body.phone)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+
+
+@api.post("/subscribers/erase", summary="Erase one resident's contact data from notify (GDPR erasure; admin)")
+async def erase_subscriber(body: ContactIn, request: Request, staff: StaffDep) -> dict[str, int]:
+    _admin(staff)
+    ctx = _ctx(request)
+    try:
+        return await service.erase_subscriber(
+            ctx.db, email=body.email, phone=body.phone, outbox_dir=ctx.settings.outbox_dir
+        )
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
 
 
 class DeliveryRow(BaseModel):

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
 from collections.abc import AsyncIterable, Iterable
 from datetime import datetime
-from typing import Literal
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any, Literal
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
@@ -132,8 +138,12 @@ async def add_subscriber(
     )
 
 
-async def erase_subscriber(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
-    """GDPR erasure within notify: the subscription goes, deliveries keep no contact data."""
+async def erase_subscriber(
+    db: Database, *, email: str | None = None, phone: str | None = None, outbox_dir: Path | None = None
+) -> dict[str, int]:
+    """GDPR erasure within notify: the subscription goes, deliveries keep no contact data,
+    the file outboxes (`outbox_dir`) lose the resident's messages, and SQLite keeps no
+    deleted bytes. What stays for the record (that a notice went out) names no one."""
     if not email and not phone:
         raise ValueError("give --email or --phone")
     email = email.strip().lower() if email else None
@@ -156,7 +166,82 @@ async def erase_subscriber(db: Database, *, email: str | None = None, phone: str
             await session.exec(delete(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))  # type: ignore[call-overload]
             await session.exec(delete(Subscriber).where(col(Subscriber.id).in_(ids)))  # type: ignore[call-overload]
         await session.commit()
-    return {"subscribers": len(ids), "deliveries": scrubbed.rowcount or 0}
+    files = 0
+    if outbox_dir is not None:
+        files = await asyncio.to_thread(_erase_from_file_outboxes, outbox_dir, email, phone)
+    await db.flush_deleted_data()
+    return {"subscribers": len(ids), "deliveries": scrubbed.rowcount or 0, "outbox_files": files}
+
+
+def _erase_from_file_outboxes(outbox_dir: Path, email: str | None, phone: str | None) -> int:
+    """Drop the resident's messages from `<outbox>/email/*.eml` and `<outbox>/sms.jsonl`."""
+    removed = 0
+    if email:
+        for path in (outbox_dir / "email").glob("*.eml"):
+            message = BytesParser(policy=policy.default).parsebytes(path.read_bytes(), headersonly=True)
+            if str(message.get("To", "")).strip().lower() == email:
+                path.unlink()
+                removed += 1
+    sms_file = outbox_dir / "sms.jsonl"
+    if phone and sms_file.exists():
+        kept, dropped = [], 0
+        for line in sms_file.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                to = json.loads(line).get("to")
+            except ValueError:
+                to = None
+            if to == phone:
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            tmp = sms_file.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, sms_file)
+            removed += dropped
+    return removed
+
+
+async def export_subscriber(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, Any]:
+    """Everything notify holds about one resident (GDPR access), as JSON-able data."""
+    if not email and not phone:
+        raise ValueError("give an email address or a phone number")
+    email = email.strip().lower() if email else None
+    phone = normalise_phone(phone) if phone else None
+    conditions = [c for c in (email and Subscriber.email == email, phone and Subscriber.phone == phone) if c is not None]
+    addresses = [a for a in (email, phone) if a]
+    async with db.session() as session:
+        subscribers = (await session.exec(select(Subscriber).where(sa.or_(*conditions)))).all()
+        ids = [s.id for s in subscribers]
+        ks_rows = (await session.exec(select(SubscriberKs).where(col(SubscriberKs.subscriber_id).in_(ids)))).all()
+        topic_rows = (
+            await session.exec(select(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))
+        ).all()
+        deliveries = (
+            await session.exec(
+                select(Delivery, Notice.title)
+                .join(Notice, col(Notice.id) == col(Delivery.notice_id))
+                .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(addresses)))
+                .order_by(col(Delivery.created_at))
+            )
+        ).all()
+    return {
+        "subscriptions": [
+            {
+                **s.model_dump(mode="json"),
+                "ks": sorted(r.ks for r in ks_rows if r.subscriber_id == s.id),
+                "topics": sorted(r.topic for r in topic_rows if r.subscriber_id == s.id),
+            }
+            for s in subscribers
+        ],
+        "deliveries": [
+            {
+                "notice_title": title,
+                **d.model_dump(mode="json", include={"channel", "address", "status", "created_at", "sent_at"}),
+            }
+            for d, title in deliveries
+        ],
+    }
 
 
 async def unsubscribe_channel(db: Database, subscriber_id: str, channel: str) -> bool:

@@ -205,3 +205,48 @@ async def test_staff_preview_shows_every_channel_and_the_sms_cost(notify_app):
     assert sms["text"].startswith("KS Circe: Zapora ceste v Circah.")
     assert sms["segments"] == 3  # capped at the default of three
     assert sms["estimated_cost_eur"] == pytest.approx(0.12)
+
+
+async def test_gdpr_export_and_erasure_leave_no_trace(tmp_path, amqp_url, database_url):
+    """Erasure removes the resident everywhere notify keeps them: tables, file outboxes,
+    and (SQLite) the database and WAL files' bytes."""
+    settings = make_settings(tmp_path, amqp_url, notify_database_url=database_url)  # file outboxes
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        ctx = app.state.ctx
+        await service.add_subscriber(
+            ctx.db, service.SubscriberIn(email="erase.me@example.si", phone="+38640999888", ks=["bitnje"])
+        )
+        await service.add_subscriber(ctx.db, service.SubscriberIn(email="stays@example.si", ks=["bitnje"]))
+        await publish_plain(amqp_url, outside_notice(ks=["bitnje"], topic="general"))
+        await wait_until(lambda: len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 2, message="2 emails")
+        await wait_until(lambda: (tmp_path / "outbox" / "sms.jsonl").exists(), message="the SMS file")
+
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+            exported = await client.post("/api/v1/subscribers/export", json={"email": "Erase.Me@example.si"}, headers=ADMIN)
+            assert exported.status_code == 200
+            data = exported.json()
+            assert data["subscriptions"][0]["email"] == "erase.me@example.si"
+            assert data["subscriptions"][0]["ks"] == ["bitnje"]
+            assert data["subscriptions"][0]["consent_source"] == "staff"
+            assert {d["channel"] for d in data["deliveries"]} == {"email", "sms"}
+
+            erased = await client.post(
+                "/api/v1/subscribers/erase", json={"email": "erase.me@example.si", "phone": "040 999 888"}, headers=ADMIN
+            )
+            assert erased.status_code == 200, erased.text
+            assert erased.json() == {"subscribers": 1, "deliveries": 2, "outbox_files": 2}
+            again = await client.post("/api/v1/subscribers/export", json={"email": "erase.me@example.si"}, headers=ADMIN)
+            assert again.json() == {"subscriptions": [], "deliveries": []}
+        if database_url.startswith("sqlite"):
+            # While the service still runs (its WAL open), no database file keeps the bytes.
+            files = list(tmp_path.glob("x.db*"))
+            assert any(p.name == "x.db-wal" for p in files)
+            for path in files:
+                content = path.read_bytes()
+                assert b"erase.me@example.si" not in content, path.name
+                assert b"+38640999888" not in content, path.name
+
+    emails = [p.read_bytes() for p in (tmp_path / "outbox" / "email").glob("*.eml")]
+    assert len(emails) == 1 and b"stays@example.si" in emails[0]
+    assert b"+38640999888" not in (tmp_path / "outbox" / "sms.jsonl").read_bytes()
