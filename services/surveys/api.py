@@ -1,30 +1,293 @@
-"""HTTP surface of surveys: public API and pages (thin: translate, call service)."""
+"""HTTP surface of surveys: staff and resident API, public pages and staff pages
+(thin: translate the wire format, call the service)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse
+from typing import Annotated, Any
 
+from fastapi import APIRouter, Body, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import BaseModel, Field, ValidationError
+
+from shared.auth import Staff, StaffDep, current_staff, require_ks
+from shared.models import utcnow
 from shared.web import ServiceApp
 
-from . import service
-from .service import SurveyOut
+from . import domain, service
+from .config import SurveysConfig
+from .domain import AnswersInvalid, SurveyDefinition, TemplateRequest
+from .service import Created, ResponseCreated, ResponseIn, SurveyOut
 
 api = APIRouter(prefix="/api/v1", tags=["surveys"])
 pages = APIRouter(include_in_schema=False)
+
+NOT_FOUND = "Ankete ni. / No such survey."
 
 
 def _ctx(request: Request) -> ServiceApp:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
+def _config(ctx: ServiceApp) -> SurveysConfig:
+    return ctx.extra["config"]  # type: ignore[no-any-return]
+
+
+def _staff_or_none(request: Request) -> Staff | None:
+    try:
+        return current_staff(request)
+    except HTTPException:
+        return None
+
+
+async def _load(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefinition]:
+    try:
+        return await service.load(ctx.db, survey_id)
+    except service.NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+
+
+def _unprocessable(errors: list[domain.AnswerError]) -> HTTPException:
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(e.line() for e in errors))
+
+
+def _too_many(seconds: int) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        "Z tega naslova smo danes prejeli že toliko odgovorov na to anketo, kot jih sprejmemo. "
+        f"Poskusite znova čez {max(1, round(seconds / 3600))} h ali anketo izpolnite na papirju v prostorih KS. "
+        "/ Too many answers to this survey from this address today.",
+        headers={"Retry-After": str(seconds)},
+    )
+
+
+# ======================================================================================
+# API
+# ======================================================================================
+@api.post(
+    "/surveys",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Created,
+    summary="Create a draft survey from a template or a full definition (staff)",
+)
+async def create_survey(
+    request: Request,
+    staff: StaffDep,
+    body: Annotated[
+        TemplateRequest | SurveyDefinition,
+        Body(
+            openapi_examples={
+                "template": {
+                    "summary": "The needs-assessment template",
+                    "value": {"template": "needs-assessment", "ks": "primskovo"},
+                }
+            }
+        ),
+    ],
+) -> Created:
+    ctx = _ctx(request)
+    require_ks(staff, body.ks)
+    if isinstance(body, TemplateRequest):
+        definition = domain.needs_assessment(body.ks, title=body.title, opens_at=body.opens_at, closes_at=body.closes_at)
+        survey = await service.create_survey(ctx.db, staff, definition, template=body.template)
+    else:
+        survey = await service.create_survey(ctx.db, staff, body)
+    return Created(id=survey.id, status=survey.status, url=service.survey_url(ctx.settings, survey.id))
+
+
+@api.get("/surveys", response_model=list[SurveyOut], summary="Surveys taking answers now")
+async def list_surveys(request: Request) -> list[SurveyOut]:
+    ctx = _ctx(request)
+    return [service.to_out(ctx.settings, s) for s in await service.list_open(ctx.db)]
+
+
 @api.get("/surveys/{survey_id}", response_model=SurveyOut, summary="One survey with its questions")
 async def get_survey(survey_id: str, request: Request) -> SurveyOut:
+    ctx = _ctx(request)
+    survey, definition = await _load(ctx, survey_id)
+    if survey.status == "draft":
+        current_staff(request)
+    return service.to_out(ctx.settings, survey, definition)
+
+
+async def _staff_action(request: Request, staff: Staff, survey_id: str, action: Any) -> SurveyOut:
+    ctx = _ctx(request)
+    survey, _ = await _load(ctx, survey_id)
+    require_ks(staff, survey.ks)
     try:
-        survey = await service.get_survey(_ctx(request).db, survey_id)
+        await action(ctx.db, ctx.settings, survey_id)
+    except service.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    survey, definition = await _load(ctx, survey_id)
+    return service.to_out(ctx.settings, survey, definition)
+
+
+@api.post("/surveys/{survey_id}/open", response_model=SurveyOut, summary="Open for answers; announces surveys.survey.opened (staff)")
+async def open_survey(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
+    return await _staff_action(request, staff, survey_id, service.open_survey)
+
+
+@api.post("/surveys/{survey_id}/close", response_model=SurveyOut, summary="Stop taking answers; announces surveys.survey.closed (staff)")
+async def close_survey(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
+    return await _staff_action(request, staff, survey_id, service.close_survey)
+
+
+@api.post(
+    "/surveys/{survey_id}/results/publish",
+    response_model=SurveyOut,
+    summary="Show the results (no free text) on the public page; announces surveys.results.published (staff)",
+)
+async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
+    return await _staff_action(request, staff, survey_id, service.publish_results)
+
+
+@api.post(
+    "/surveys/{survey_id}/responses",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ResponseCreated,
+    summary="Answer a survey (resident, no token); staff enter paper answers with channel=paper",
+    responses={
+        409: {"description": "The survey is not open (yet, or any more)."},
+        422: {"description": "Says which question is wrong."},
+        429: {"description": "Too many answers from one address today (Retry-After)."},
+    },
+)
+async def answer(survey_id: str, body: ResponseIn, request: Request) -> ResponseCreated:
+    ctx = _ctx(request)
+    staff = None
+    if body.channel == "paper":
+        staff = current_staff(request)
+        survey, _ = await _load(ctx, survey_id)
+        require_ks(staff, survey.ks)
+    response = await _submit(ctx, request, survey_id, body, staff)
+    return ResponseCreated(
+        id=response.id, survey_id=survey_id, channel=response.channel, volunteered=body.contact is not None
+    )
+
+
+async def _submit(
+    ctx: ServiceApp, request: Request, survey_id: str, body: ResponseIn, staff: Staff | None, *, raw: bool = False
+) -> Any:
+    """Store one response; service errors become HTTP errors (AnswersInvalid kept when `raw`)."""
+    try:
+        return await service.submit_response(
+            ctx.db,
+            ctx.settings,
+            survey_id,
+            body,
+            address=request.client.host if request.client else None,
+            per_address_per_day=_config(ctx).responses_per_address_per_day,
+            staff=staff,
+        )
     except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Ankete ni. / No such survey.") from None
-    return service.to_out(survey)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    except service.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    except AnswersInvalid as exc:
+        if raw:
+            raise
+        raise _unprocessable(exc.errors) from None
+    except service.RateLimited as exc:
+        raise _too_many(exc.retry_after) from None
+
+
+class OptionResultOut(BaseModel):
+    id: str
+    text: str
+    count: int
+    percent: float = Field(description="Of the respondents who answered this question.")
+    by_age_band: dict[str, int]
+    by_ks: dict[str, int]
+
+
+class QuestionResultOut(BaseModel):
+    id: str
+    type: str
+    text: str
+    answered: int
+    answered_by_age_band: dict[str, int]
+    options: list[OptionResultOut] = Field(description="Choices; for scale questions the values 1–5.")
+    mean: float | None = Field(default=None, description="Scale questions only.")
+    texts: list[str] = Field(default_factory=list, description="Text questions: every answer given.")
+
+
+class ResultsOut(BaseModel):
+    survey_id: str
+    title: str
+    ks: str
+    status: str
+    results_published: bool
+    response_count: int
+    by_age_band: dict[str, int] = Field(description='Respondents per age band ("unknown": not given).')
+    by_ks: dict[str, int]
+    by_channel: dict[str, int]
+    questions: list[QuestionResultOut]
+
+
+def _results_out(survey: Any, results: domain.Results) -> ResultsOut:
+    return ResultsOut(
+        survey_id=survey.id,
+        title=survey.title,
+        ks=survey.ks,
+        status=survey.status,
+        results_published=survey.results_published,
+        response_count=results.response_count,
+        by_age_band=results.by_age_band,
+        by_ks=results.by_ks,
+        by_channel=results.by_channel,
+        questions=[
+            QuestionResultOut(
+                id=q.id,
+                type=q.type,
+                text=q.text,
+                answered=q.answered,
+                answered_by_age_band=q.answered_by_age_band,
+                options=[OptionResultOut(**vars(o)) for o in q.options],
+                mean=q.mean,
+                texts=q.texts,
+            )
+            for q in results.questions
+        ],
+    )
+
+
+async def _results(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefinition, domain.Results]:
+    try:
+        return await service.results(ctx.db, survey_id)
+    except service.NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+
+
+@api.get("/surveys/{survey_id}/results", response_model=ResultsOut, summary="Counts, percentages, splits, free text (staff)")
+async def get_results(survey_id: str, request: Request, staff: StaffDep) -> ResultsOut:
+    ctx = _ctx(request)
+    survey, _definition, results = await _results(ctx, survey_id)
+    require_ks(staff, survey.ks)
+    return _results_out(survey, results)
+
+
+@api.get(
+    "/surveys/{survey_id}/results.csv",
+    summary="Results as CSV for a Slovenian spreadsheet: UTF-8 with BOM, `;`, decimal comma (staff)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
+async def get_results_csv(survey_id: str, request: Request, staff: StaffDep) -> Response:
+    ctx = _ctx(request)
+    survey, definition, results = await _results(ctx, survey_id)
+    require_ks(staff, survey.ks)
+    body = domain.results_csv(definition, results)
+    return Response(
+        body.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="anketa-{survey.id[:8]}-rezultati.csv"'},
+    )
+
+
+# ======================================================================================
+# Pages
+# ======================================================================================
+def _cookie(survey_id: str) -> str:
+    return f"kzv_anketa_{survey_id.replace('-', '')[:32]}"
 
 
 @pages.get("/")
@@ -36,4 +299,216 @@ async def home() -> RedirectResponse:
 async def surveys_page(request: Request) -> HTMLResponse:
     ctx = _ctx(request)
     surveys = await service.list_open(ctx.db)
-    return ctx.templates.TemplateResponse(request, "surveys.html", {"surveys": surveys})
+    published = await service.list_published(ctx.db)
+    return ctx.templates.TemplateResponse(request, "surveys.html", {"surveys": surveys, "published": published})
+
+
+def _form_context(survey: Any, definition: SurveyDefinition, **extra: Any) -> dict[str, Any]:
+    return {
+        "survey": survey,
+        "definition": definition,
+        "age_bands": domain.AGE_BANDS,
+        "age_labels": domain.AGE_BAND_LABELS,
+        "consent_text": domain.CONSENT_TEXT,
+        "values": {},
+        "errors": {},
+        "paper": False,
+        "scale": range(domain.SCALE_MIN, domain.SCALE_MAX + 1),
+        **extra,
+    }
+
+
+@pages.get("/surveys/{survey_id}", response_class=HTMLResponse)
+async def survey_form(survey_id: str, request: Request) -> HTMLResponse:
+    ctx = _ctx(request)
+    survey, definition = await _load(ctx, survey_id)
+    if survey.status == "draft":
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Anketa še ni objavljena. / The survey is not open yet.")
+    problem = domain.window_problem(survey.status, survey.opens_at, survey.closes_at, utcnow())
+    answered = request.cookies.get(_cookie(survey_id)) is not None
+    return ctx.templates.TemplateResponse(
+        request, "survey_form.html", _form_context(survey, definition, problem=problem, answered=answered)
+    )
+
+
+def _parse_form(definition: SurveyDefinition, form: Any, paper: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Form fields -> (ResponseIn payload, values to redisplay). Questions hidden by
+    `show_if` are dropped: without JavaScript every question is on the page."""
+    answers: dict[str, Any] = {}
+    for q in definition.questions:
+        name = f"q.{q.id}"
+        if q.type == "multiple":
+            chosen = [v for v in form.getlist(name) if v]
+            if chosen:
+                answers[q.id] = chosen
+        else:
+            value = (form.get(name) or "").strip()
+            if not value:
+                continue
+            if q.type == "scale":
+                answers[q.id] = int(value) if value.isdigit() else value
+            else:
+                answers[q.id] = value
+    for q in definition.questions:
+        if q.id in answers and not domain.is_shown(q, answers):
+            answers.pop(q.id)
+    payload: dict[str, Any] = {"answers": answers, "channel": "paper" if paper else "web"}
+    for key in ("age_band", "ks"):
+        if form.get(key):
+            payload[key] = form.get(key)
+    contact = {k: (form.get(f"contact_{k}") or "").strip() for k in ("name", "email", "phone")}
+    consent = form.get("contact_consent") == "yes"
+    if any(contact.values()) or consent:
+        payload["contact"] = {**contact, "consent": consent, "language": "sl"}
+    values = {"answers": answers, **{k: form.get(k) or "" for k in ("age_band", "ks")}, "contact": contact, "consent": consent}
+    return payload, values
+
+
+async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: Staff | None) -> Response:
+    ctx = _ctx(request)
+    survey, definition = await _load(ctx, survey_id)
+    form = await request.form()
+    payload, values = _parse_form(definition, form, paper)
+    errors: dict[str, str] = {}
+    body: ResponseIn | None = None
+    try:
+        body = ResponseIn.model_validate(payload)
+    except ValidationError as exc:
+        for err in exc.errors():
+            loc = [str(p) for p in err["loc"]]
+            key = "contact" if loc and loc[0] == "contact" else (loc[0] if loc else "form")
+            errors.setdefault(key, _sl_message(key, str(err["msg"])))
+    if body is not None:
+        try:
+            await _submit(ctx, request, survey_id, body, staff, raw=True)
+        except AnswersInvalid as exc:
+            for e in exc.errors:
+                errors.setdefault(e.field, e.sl[:1].upper() + e.sl[1:] + ".")
+    if errors:
+        return ctx.templates.TemplateResponse(
+            request,
+            "survey_form.html",
+            _form_context(survey, definition, values=values, errors=errors, paper=paper, problem=None, answered=False),
+            status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+        )
+    if paper:
+        return RedirectResponse(f"/surveys/{survey_id}/paper?saved=1", status_code=303)
+    response = RedirectResponse(f"/surveys/{survey_id}/hvala", status_code=303)
+    response.set_cookie(
+        _cookie(survey_id), "1", max_age=180 * 86400, httponly=True, samesite="lax", path=f"/surveys/{survey_id}"
+    )
+    return response
+
+
+def _sl_message(key: str, msg: str) -> str:
+    msg = msg.removeprefix("Value error, ")
+    if key == "contact":
+        if "consent" in msg or "privolitev" in msg:
+            return "Za sodelovanje potrebujemo vašo privolitev: označite polje spodaj."
+        if "e-naslov ali telefon" in msg:
+            return "Vpišite e-naslov ali telefonsko številko, da vas lahko povabimo."
+        if "phone" in msg or "telefonsk" in msg:
+            return "Telefonska številka ni veljavna (npr. 040 123 456)."
+        if "email" in msg.lower():
+            return "E-naslov ni veljaven (npr. ime.priimek@gmail.com)."
+        return "Preverite kontaktne podatke."
+    if key == "age_band":
+        return "Izberite starostno skupino s seznama."
+    if key == "ks":
+        return "Izberite krajevno skupnost s seznama."
+    return "Preverite odgovor."
+
+
+@pages.post("/surveys/{survey_id}", response_class=HTMLResponse)
+async def submit_form(survey_id: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    survey, definition = await _load(ctx, survey_id)
+    if request.cookies.get(_cookie(survey_id)) is not None:
+        return ctx.templates.TemplateResponse(
+            request,
+            "survey_form.html",
+            _form_context(survey, definition, problem=None, answered=True),
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    return await _handle_form(request, survey_id, paper=False, staff=None)
+
+
+@pages.get("/surveys/{survey_id}/hvala", response_class=HTMLResponse)
+async def thanks(survey_id: str, request: Request) -> HTMLResponse:
+    ctx = _ctx(request)
+    survey, _ = await _load(ctx, survey_id)
+    return ctx.templates.TemplateResponse(request, "survey_thanks.html", {"survey": survey})
+
+
+@pages.get("/surveys/{survey_id}/print", response_class=HTMLResponse)
+async def print_version(survey_id: str, request: Request) -> HTMLResponse:
+    ctx = _ctx(request)
+    survey, definition = await _load(ctx, survey_id)
+    return ctx.templates.TemplateResponse(
+        request,
+        "survey_print.html",
+        _form_context(survey, definition, url=service.survey_url(ctx.settings, survey.id)),
+    )
+
+
+def _page_staff(request: Request, ks: str) -> Staff:
+    staff = current_staff(request)
+    require_ks(staff, ks)
+    return staff
+
+
+@pages.get("/surveys/{survey_id}/paper", response_class=HTMLResponse)
+async def paper_form(survey_id: str, request: Request, saved: int = 0) -> HTMLResponse:
+    ctx = _ctx(request)
+    survey, definition = await _load(ctx, survey_id)
+    _page_staff(request, survey.ks)
+    return ctx.templates.TemplateResponse(
+        request, "survey_form.html", _form_context(survey, definition, paper=True, saved=bool(saved), problem=None, answered=False)
+    )
+
+
+@pages.post("/surveys/{survey_id}/paper", response_class=HTMLResponse)
+async def paper_submit(survey_id: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    survey, _ = await _load(ctx, survey_id)
+    staff = _page_staff(request, survey.ks)
+    return await _handle_form(request, survey_id, paper=True, staff=staff)
+
+
+def _charts(results: domain.Results) -> dict[str, Any]:
+    bands = [*domain.AGE_BANDS, domain.UNKNOWN]
+    reach = domain.bar_chart(
+        [
+            (domain.AGE_BAND_LABELS[b], results.by_age_band[b], domain.percent(results.by_age_band[b], results.response_count))
+            for b in bands
+        ]
+    )
+    per_question = {
+        q.id: domain.bar_chart([(o.text, o.count, o.percent) for o in q.options]) for q in results.questions if q.options
+    }
+    return {"reach": reach, "per_question": per_question}
+
+
+@pages.get("/surveys/{survey_id}/results", response_class=HTMLResponse)
+async def public_results(survey_id: str, request: Request) -> HTMLResponse:
+    ctx = _ctx(request)
+    survey, definition, results = await _results(ctx, survey_id)
+    if not survey.results_published:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Rezultati te ankete še niso objavljeni. / Not published yet.")
+    return ctx.templates.TemplateResponse(
+        request,
+        "results.html",
+        {"survey": survey, "results": results, "charts": _charts(results), "staff": False, "age_labels": domain.AGE_BAND_LABELS},
+    )
+
+
+@pages.get("/surveys/{survey_id}/staff", response_class=HTMLResponse)
+async def staff_results(survey_id: str, request: Request) -> HTMLResponse:
+    ctx = _ctx(request)
+    survey, definition, results = await _results(ctx, survey_id)
+    _page_staff(request, survey.ks)
+    return ctx.templates.TemplateResponse(
+        request,
+        "results.html",
+        {"survey": survey, "results": results, "charts": _charts(results), "staff": True, "age_labels": domain.AGE_BAND_LABELS},
+    )

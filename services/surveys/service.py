@@ -1,17 +1,35 @@
-"""Use cases of the surveys service (reading surveys for now; templates, answers and
-results come with their own rules)."""
+"""Use cases of the surveys service: each opens one transaction and writes rows + outbox."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from pydantic import BaseModel, Field
-from sqlmodel import col, select
+import phonenumbers
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.auth import Staff
+from shared.bus import add_to_outbox
+from shared.contracts.ks import KsSlug
+from shared.contracts.surveys import (
+    RESPONDENT_VOLUNTEERED,
+    RESULTS_PUBLISHED,
+    SURVEY_CLOSED,
+    SURVEY_OPENED,
+    RespondentVolunteered,
+    ResultsPublished,
+    SurveyClosed,
+    SurveyOpened,
+)
 from shared.db import Database
+from shared.models import utcnow
+from shared.settings import Settings
 
-from .models import Survey
+from . import domain
+from .domain import AgeBand, AnswersInvalid, SurveyDefinition
+from .models import Answer, Option, Question, Response, Survey
 
 SOURCE = "/kranj/surveys"
 STATUSES = ("draft", "open", "closed")
@@ -21,26 +39,171 @@ class NotFound(Exception):
     pass
 
 
+class Conflict(Exception):
+    """Valid request, but the survey's state does not allow it (HTTP 409)."""
+
+
+class RateLimited(Exception):
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(retry_after)
+        self.retry_after = retry_after
+
+
+# ======================================================================================
+# Wire models
+# ======================================================================================
+class OptionOut(BaseModel):
+    id: str
+    text: str
+
+
+class QuestionOut(BaseModel):
+    id: str
+    type: Literal["single", "multiple", "scale", "text"]
+    text: str
+    help: str = ""
+    required: bool
+    options: list[OptionOut] = Field(default_factory=list, description="For single and multiple questions.")
+    min: int | None = Field(default=None, description="Scale questions: 1.")
+    max: int | None = Field(default=None, description="Scale questions: 5.")
+    show_if: domain.ShowIf | None = Field(default=None, description="Shown only when `question` was answered with `option`.")
+
+
 class SurveyOut(BaseModel):
     id: str
     ks: str = Field(description='KS slug, or "*" for a city-wide survey.')
     title: str
+    description: str = ""
     status: Literal["draft", "open", "closed"]
+    accepting_answers: bool = Field(description="Open, and inside its opening and closing times.")
+    opens_at: datetime | None = None
+    closes_at: datetime | None = None
     created_at: datetime
-    questions: list[dict[str, object]] = Field(
+    results_published: bool = False
+    contact: bool = Field(default=False, description="Respondents may leave contact details to take part.")
+    url: str = Field(description="The public form.")
+    questions: list[QuestionOut] = Field(
         default_factory=list,
         description="Each with `id`, `type` (single, multiple, scale, text), `text` and, for choices, `options`.",
     )
 
 
-def to_out(survey: Survey) -> SurveyOut:
-    return SurveyOut(
-        id=survey.id,
+class Created(BaseModel):
+    id: str
+    status: str
+    url: str
+
+
+class ContactIn(BaseModel):
+    """Who would like to take part and be contacted (PERSONAL DATA: sent to notify only)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, max_length=30, description="Slovenian or E.164; stored as E.164.")
+    language: Literal["sl", "en"] = "sl"
+    consent: bool = Field(default=False, description="Agrees to `consent_text` of the survey (must be true).")
+
+    @field_validator("name", "phone", mode="before")
+    @classmethod
+    def _empty(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("email", mode="before")
+    @classmethod
+    def _empty_email(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            number = phonenumbers.parse(value, "SI")
+        except phonenumbers.NumberParseException:
+            raise ValueError("ni veljavna telefonska številka / not a phone number") from None
+        if not phonenumbers.is_valid_number(number):
+            raise ValueError("ni veljavna telefonska številka / not a valid phone number")
+        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+    @model_validator(mode="after")
+    def _complete(self) -> ContactIn:
+        if not self.email and not self.phone:
+            raise ValueError("vpišite e-naslov ali telefon / give an email or a phone")
+        if not self.consent:
+            raise ValueError("potrebna je privolitev (consent: true) / consent is required")
+        return self
+
+
+class ResponseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answers: dict[str, Any] = Field(
+        description="Question id -> option id (single) | [option ids] (multiple) | 1–5 (scale) | text."
+    )
+    age_band: AgeBand | None = Field(default=None, description="Optional: 15-29, 30-49, 50-64 or 65+.")
+    ks: KsSlug | None = Field(default=None, description="Optional: the respondent's KS (default: the survey's KS).")
+    contact: ContactIn | None = Field(
+        default=None, description="Optional: to take part / be contacted; needs `consent: true` (surveys with `contact`)."
+    )
+    channel: Literal["web", "paper"] = Field(default="web", description="`paper` (staff only): a paper answer entered on behalf.")
+
+
+class ResponseCreated(BaseModel):
+    id: str
+    survey_id: str
+    channel: str
+    volunteered: bool
+
+
+# ======================================================================================
+# Reading
+# ======================================================================================
+def survey_url(settings: Settings, survey_id: str) -> str:
+    return f"{settings.public_base('surveys')}/surveys/{survey_id}"
+
+
+async def _definition(session: AsyncSession, survey: Survey) -> SurveyDefinition:
+    questions = (
+        await session.exec(select(Question).where(Question.survey_id == survey.id).order_by(col(Question.position)))
+    ).all()
+    options = (
+        await session.exec(select(Option).where(Option.survey_id == survey.id).order_by(col(Option.position)))
+    ).all()
+    by_question: dict[str, list[domain.OptionDef]] = {}
+    for option in options:
+        by_question.setdefault(option.question_id, []).append(domain.OptionDef(id=option.id, text=option.text))
+    return SurveyDefinition.model_construct(
         ks=survey.ks,
         title=survey.title,
-        status=survey.status,
-        created_at=survey.created_at,  # type: ignore[arg-type]
+        description=survey.description,
+        opens_at=survey.opens_at,
+        closes_at=survey.closes_at,
+        contact=survey.contact,
+        questions=[
+            domain.QuestionDef.model_construct(
+                id=q.id,
+                type=q.type,
+                text=q.text,
+                help=q.help,
+                required=q.required,
+                options=by_question.get(q.id, []),
+                show_if=domain.ShowIf(**q.show_if) if q.show_if else None,
+            )
+            for q in questions
+        ],
     )
+
+
+async def load(db: Database, survey_id: str) -> tuple[Survey, SurveyDefinition]:
+    async with db.session() as session:
+        survey = await session.get(Survey, survey_id)
+        if survey is None:
+            raise NotFound(survey_id)
+        definition = await _definition(session, survey)
+    return survey, definition
 
 
 async def get_survey(db: Database, survey_id: str) -> Survey:
@@ -51,8 +214,350 @@ async def get_survey(db: Database, survey_id: str) -> Survey:
     return survey
 
 
+def accepting(survey: Survey, now: datetime | None = None) -> bool:
+    return domain.window_problem(survey.status, survey.opens_at, survey.closes_at, now or utcnow()) is None
+
+
+def to_out(settings: Settings, survey: Survey, definition: SurveyDefinition | None = None) -> SurveyOut:
+    questions = []
+    for q in definition.questions if definition else []:
+        questions.append(
+            QuestionOut(
+                id=q.id,
+                type=q.type,
+                text=q.text,
+                help=q.help,
+                required=q.required,
+                options=[OptionOut(id=o.id, text=o.text) for o in q.options],
+                min=domain.SCALE_MIN if q.type == "scale" else None,
+                max=domain.SCALE_MAX if q.type == "scale" else None,
+                show_if=q.show_if,
+            )
+        )
+    return SurveyOut(
+        id=survey.id,
+        ks=survey.ks,
+        title=survey.title,
+        description=survey.description,
+        status=survey.status,  # type: ignore[arg-type]
+        accepting_answers=accepting(survey),
+        opens_at=survey.opens_at,
+        closes_at=survey.closes_at,
+        created_at=survey.created_at,
+        results_published=survey.results_published,
+        contact=survey.contact,
+        url=survey_url(settings, survey.id),
+        questions=questions,
+    )
+
+
 async def list_open(db: Database, limit: int = 200) -> list[Survey]:
+    now = utcnow()
     async with db.session() as session:
         query = select(Survey).where(Survey.status == "open").order_by(col(Survey.created_at).desc()).limit(limit)
         rows = (await session.exec(query)).all()
+    return [s for s in rows if accepting(s, now)]
+
+
+async def list_published(db: Database, limit: int = 200) -> list[Survey]:
+    async with db.session() as session:
+        query = select(Survey).where(col(Survey.results_published).is_(True)).order_by(col(Survey.created_at).desc())
+        rows = (await session.exec(query.limit(limit))).all()
     return list(rows)
+
+
+# ======================================================================================
+# Staff: build, open, close, publish
+# ======================================================================================
+async def create_survey(
+    db: Database, staff: Staff | None, definition: SurveyDefinition, *, template: str | None = None
+) -> Survey:
+    survey = Survey(
+        ks=definition.ks,
+        title=definition.title,
+        description=definition.description,
+        template=template,
+        contact=definition.contact,
+        opens_at=definition.opens_at,
+        closes_at=definition.closes_at,
+        created_by=staff.subject if staff else None,
+    )
+    async with db.session() as session:
+        session.add(survey)
+        await session.flush()
+        for position, q in enumerate(definition.questions):
+            session.add(
+                Question(
+                    survey_id=survey.id,
+                    id=q.id,
+                    position=position,
+                    type=q.type,
+                    text=q.text,
+                    help=q.help,
+                    required=q.required,
+                    show_if=q.show_if.model_dump() if q.show_if else None,
+                )
+            )
+        await session.flush()
+        for q in definition.questions:
+            for position, o in enumerate(q.options):
+                session.add(Option(survey_id=survey.id, question_id=q.id, id=o.id, position=position, text=o.text))
+        await session.commit()
+    return survey
+
+
+async def _locked(db: Database, session: AsyncSession, survey_id: str) -> Survey:
+    query = select(Survey).where(Survey.id == survey_id)
+    if not db.is_sqlite:
+        query = query.with_for_update()
+    survey = (await session.exec(query)).first()
+    if survey is None:
+        raise NotFound(survey_id)
+    return survey
+
+
+async def _count(session: AsyncSession, survey_id: str) -> int:
+    return int((await session.exec(select(func.count()).where(Response.survey_id == survey_id))).one())
+
+
+async def open_survey(db: Database, settings: Settings, survey_id: str) -> Survey:
+    """draft -> open, and `surveys.survey.opened` in the same transaction. Opening an open
+    survey changes nothing (safe to retry); a closed survey stays closed."""
+    now = utcnow()
+    async with db.session() as session:
+        survey = await _locked(db, session, survey_id)
+        if survey.status == "open":
+            return survey
+        if survey.status == "closed":
+            raise Conflict("Anketa je že zaprta in je ni mogoče znova odpreti. / The survey is closed; it cannot be reopened.")
+        if survey.closes_at is not None and survey.closes_at <= now:
+            raise Conflict("Čas za odgovore je že potekel (closes_at). / The closing time has already passed.")
+        definition = await _definition(session, survey)
+        survey.status = "open"
+        survey.opened_at = now
+        session.add(survey)
+        add_to_outbox(
+            session,
+            SURVEY_OPENED,
+            SurveyOpened(
+                survey_id=survey.id,
+                ks=survey.ks,
+                title=survey.title,
+                description=survey.description,
+                url=survey_url(settings, survey.id),  # type: ignore[arg-type]
+                print_url=f"{survey_url(settings, survey.id)}/print",  # type: ignore[arg-type]
+                opens_at=survey.opens_at or now,
+                closes_at=survey.closes_at,
+                question_count=len(definition.questions),
+            ),
+            source=SOURCE,
+            subject=survey.id,
+        )
+        await session.commit()
+    return survey
+
+
+async def close_survey(db: Database, settings: Settings, survey_id: str) -> Survey:
+    """open -> closed, and `surveys.survey.closed`. Closing a closed survey changes nothing."""
+    async with db.session() as session:
+        survey = await _locked(db, session, survey_id)
+        if survey.status == "closed":
+            return survey
+        if survey.status == "draft":
+            raise Conflict("Anketa še ni bila odprta. / The survey was never opened.")
+        await _close(session, settings, survey)
+        await session.commit()
+    return survey
+
+
+async def _close(session: AsyncSession, settings: Settings, survey: Survey) -> None:
+    now = utcnow()
+    survey.status = "closed"
+    survey.closed_at = now
+    session.add(survey)
+    add_to_outbox(
+        session,
+        SURVEY_CLOSED,
+        SurveyClosed(
+            survey_id=survey.id,
+            ks=survey.ks,
+            title=survey.title,
+            url=survey_url(settings, survey.id),  # type: ignore[arg-type]
+            closed_at=now,
+            response_count=await _count(session, survey.id),
+        ),
+        source=SOURCE,
+        subject=survey.id,
+    )
+
+
+async def close_due(db: Database, settings: Settings) -> int:
+    """Close (and announce) every open survey whose closing time has passed."""
+    now = utcnow()
+    async with db.session() as session:
+        query = select(Survey).where(Survey.status == "open", col(Survey.closes_at) <= now)
+        if not db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        due = list((await session.exec(query)).all())
+        for survey in due:
+            await _close(session, settings, survey)
+        await session.commit()
+    return len(due)
+
+
+async def publish_results(db: Database, settings: Settings, survey_id: str) -> Survey:
+    async with db.session() as session:
+        survey = await _locked(db, session, survey_id)
+        if survey.results_published:
+            return survey
+        if survey.status == "draft":
+            raise Conflict("Anketa še ni bila odprta, rezultatov ni. / The survey was never opened.")
+        now = utcnow()
+        survey.results_published = True
+        survey.results_published_at = now
+        session.add(survey)
+        add_to_outbox(
+            session,
+            RESULTS_PUBLISHED,
+            ResultsPublished(
+                survey_id=survey.id,
+                ks=survey.ks,
+                title=survey.title,
+                url=f"{survey_url(settings, survey.id)}/results",  # type: ignore[arg-type]
+                published_at=now,
+                response_count=await _count(session, survey.id),
+            ),
+            source=SOURCE,
+            subject=survey.id,
+        )
+        await session.commit()
+    return survey
+
+
+# ======================================================================================
+# Residents: answering
+# ======================================================================================
+async def submit_response(
+    db: Database,
+    settings: Settings,
+    survey_id: str,
+    body: ResponseIn,
+    *,
+    address: str | None,
+    per_address_per_day: int,
+    staff: Staff | None = None,
+) -> Response:
+    """Validate and store one anonymous response; a take-part consent becomes a
+    `surveys.respondent.volunteered` message in the same transaction.
+
+    Raises NotFound, Conflict (outside the window), AnswersInvalid (422), RateLimited (429)."""
+    now = utcnow()
+    paper = body.channel == "paper"
+    async with db.session() as session:
+        survey = await _locked(db, session, survey_id)
+        problem = domain.window_problem(survey.status, survey.opens_at, survey.closes_at, now)
+        # Paper answers collected while the survey was open may be entered after it closed.
+        if problem and not (paper and survey.status == "closed"):
+            raise Conflict(problem)
+        definition = await _definition(session, survey)
+        answers = domain.validate_answers(definition, body.answers)
+        if body.contact is not None and not survey.contact:
+            raise AnswersInvalid(
+                [domain.AnswerError("contact", "ta anketa ne zbira kontaktov", "this survey takes no contact details")]
+            )
+        fingerprint = None
+        if not paper and address:
+            fingerprint = domain.address_fingerprint(settings.signing_key(), survey.id, address)
+            since = now - timedelta(days=1)
+            recent = (
+                await session.exec(
+                    select(Response.created_at).where(
+                        Response.survey_id == survey.id,
+                        Response.fingerprint == fingerprint,
+                        col(Response.created_at) > since,
+                    )
+                )
+            ).all()
+            wait = domain.retry_after(list(recent), per_address_per_day, now)
+            if wait is not None:
+                raise RateLimited(wait)
+        response = Response(
+            survey_id=survey.id,
+            age_band=body.age_band,
+            ks=body.ks or (survey.ks if survey.ks != "*" else None),
+            channel=body.channel,
+            created_at=now,
+            fingerprint=fingerprint,
+            entered_by=staff.subject if (paper and staff) else None,
+        )
+        session.add(response)
+        await session.flush()
+        for question_id, value in answers.items():
+            values = value if isinstance(value, list) else [value]
+            for item in values:
+                q = definition.question(question_id)
+                assert q is not None
+                session.add(
+                    Answer(
+                        response_id=response.id,
+                        survey_id=survey.id,
+                        question_id=question_id,
+                        option_id=str(item) if q.type in ("single", "multiple") else None,
+                        number=int(item) if q.type == "scale" else None,
+                        text=str(item) if q.type == "text" else None,
+                    )
+                )
+        if body.contact is not None:
+            contact = body.contact
+            add_to_outbox(
+                session,
+                RESPONDENT_VOLUNTEERED,
+                RespondentVolunteered(
+                    survey_id=survey.id,
+                    survey_title=survey.title,
+                    ks=response.ks or survey.ks,
+                    name=contact.name,
+                    email=contact.email,
+                    phone=contact.phone,
+                    channels=[c for c, v in (("email", contact.email), ("sms", contact.phone)) if v],  # type: ignore[misc]
+                    language=contact.language,
+                    consent_text=domain.CONSENT_TEXT,
+                    consent_at=now,
+                    consent_source=body.channel,
+                ),
+                source=SOURCE,
+                subject=survey.id,
+            )
+        await session.commit()
+    return response
+
+
+# ======================================================================================
+# Results
+# ======================================================================================
+async def results(db: Database, survey_id: str) -> tuple[Survey, SurveyDefinition, domain.Results]:
+    async with db.session() as session:
+        survey = await session.get(Survey, survey_id)
+        if survey is None:
+            raise NotFound(survey_id)
+        definition = await _definition(session, survey)
+        responses = (await session.exec(select(Response).where(Response.survey_id == survey_id))).all()
+        answers = (await session.exec(select(Answer).where(Answer.survey_id == survey_id))).all()
+    types = {q.id: q.type for q in definition.questions}
+    by_response: dict[str, dict[str, Any]] = {r.id: {} for r in responses}
+    for a in answers:
+        given = by_response.setdefault(a.response_id, {})
+        kind = types.get(a.question_id)
+        if kind == "multiple":
+            given.setdefault(a.question_id, []).append(a.option_id)
+        elif kind == "single":
+            given[a.question_id] = a.option_id
+        elif kind == "scale":
+            given[a.question_id] = a.number
+        elif kind == "text":
+            given[a.question_id] = a.text
+    data = [
+        domain.ResponseData(answers=by_response[r.id], age_band=r.age_band, ks=r.ks, channel=r.channel)
+        for r in sorted(responses, key=lambda r: r.created_at)
+    ]
+    return survey, definition, domain.compute_results(definition, data)

@@ -1,0 +1,23 @@
+"""Settings of the surveys service only (documented extensions, prefix `KRANJ_SURVEYS_`)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SurveysConfig(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="KRANJ_SURVEYS_", extra="ignore", env_ignore_empty=True)
+
+    responses_per_address_per_day: int = Field(
+        default=10,
+        ge=1,
+        le=100_000,
+        description=(
+            "`KRANJ_SURVEYS_RESPONSES_PER_ADDRESS_PER_DAY`: web answers one network address may give to one "
+            "survey in 24 hours (a household, a library or the MCK may share one address: not 1)."
+        ),
+    )
+    close_check_seconds: float = Field(
+        default=30.0, gt=0, description="How often surveys past their closing time are closed (and announced)."
+    )
