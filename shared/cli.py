@@ -882,5 +882,32 @@ def token_create(
     err(f"kranj: {role.value} token for {scope}; valid 365 days. Keep it secret.")
 
 
+# --------------------------------------------------------------------------------------
+# kranj docs
+# --------------------------------------------------------------------------------------
+@app.command()
+def docs(
+    check: Annotated[
+        bool, typer.Option("--check", help="Only check that the files in docs/ are current; exit 1 if not.")
+    ] = False,
+) -> None:
+    """Write each service's AsyncAPI and OpenAPI document and the combined AsyncAPI document
+    (docs/asyncapi/<service>.json, docs/asyncapi/kranj.json, docs/openapi/<service>.json)."""
+    from . import docs as documents
+
+    if check:
+        outdated = documents.stale()
+        for relative in outdated:
+            err(f"kranj: docs/{relative} is not current")
+        if outdated:
+            raise fail("kranj: run `kranj docs` and commit the files")
+        out("kranj: the documents in docs/ are current.")
+        return
+    written = documents.write_all()
+    for path in written:
+        out(f"wrote {path.relative_to(documents.DOCS_DIR.parent)}")
+    out(f"{len(written)} document(s) changed.")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
