@@ -6,26 +6,42 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shared.contracts.booking import BOOKING_MESSAGE_TYPES
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
+from . import service
 from .api import api, pages
 
 HERE = Path(__file__).parent
 SERVICE = "booking"
+EXPIRY_INTERVAL = 60.0  # seconds between sweeps for lapsed requests
 
 
-def build(settings: Settings) -> ServiceApp:
+def build(settings: Settings, *, expiry_interval: float = EXPIRY_INTERVAL) -> ServiceApp:
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
+    for message_type in BOOKING_MESSAGE_TYPES.values():
+        ctx.bus.publisher(message_type)
+
+    async def expire_requests() -> None:
+        await service.expiry_loop(ctx.db, settings, expiry_interval)
+
+    ctx.background.append(expire_requests)
     return ctx
 
 
-def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = True) -> FastAPI:
-    ctx = build(settings)
+def create_app(
+    settings: Settings, *, migrate: bool = True, start_bus: bool = True, expiry_interval: float = EXPIRY_INTERVAL
+) -> FastAPI:
+    ctx = build(settings, expiry_interval=expiry_interval)
     return create_service_app(
         ctx,
         title="Kranj ZA vse — booking",
-        description="The community rooms of the local communities (KS) of Kranj, and their bookings.",
+        description=(
+            "The community rooms of the local communities (KS) of Kranj, and their bookings. "
+            "Residents request a room without a token; staff approve, reject and cancel with one. "
+            "Times are RFC 3339; the rooms' rules are in Europe/Ljubljana time."
+        ),
         routers=[api, pages],
         migrate=migrate,
         start_bus=start_bus,
