@@ -237,11 +237,11 @@ async def test_full_definition_scale_show_if_and_time_window(surveys):
     assert results["by_ks"] == {"bitnje": 2} and results["questions"][1]["mean"] == 4.0
     # The closing time passes: answers are refused, and the service closes and announces it.
     async def refused() -> bool:
-        r = await client.post(f"/api/v1/surveys/{sid}/responses", json={"answers": {"used": "no"}})
-        assert r.status_code in (201, 409)
-        return r.status_code == 409
+        return not (await client.get(f"/api/v1/surveys/{sid}")).json()["accepting_answers"]
 
     await wait_until(refused, timeout=10, interval=0.2, message="answers refused after closes_at")
+    r = await client.post(f"/api/v1/surveys/{sid}/responses", json={"answers": {"used": "no"}})
+    assert r.status_code == 409 and "zaprta" in r.json()["detail"]
     await wait_until(lambda: any(m["type"].endswith("survey.closed.v1") for m in received), timeout=10, message="closed")
     async with app.state.ctx.db.session() as session:
         assert (await session.get(Survey, sid)).status == "closed"
