@@ -131,6 +131,20 @@ TOPOLOGY: tuple[QueueSpec, ...] = (
         ("events.event.published",),
         "Events published by the events service, announced to the KS's followers.",
     ),
+    QueueSpec(
+        "notify.on-booking-changed",
+        "notify",
+        ("booking.booking.*",),
+        "A booking changed status (requested, confirmed, rejected, cancelled, expired); notify tells its "
+        "requester. Types it does not handle are acknowledged and ignored.",
+    ),
+    QueueSpec(
+        "notify.on-surveys",
+        "notify",
+        ("surveys.*.*",),
+        "Surveys opened, closed and published (invitations to the KS's followers), and volunteers who "
+        "consented to be contacted (they become subscribers). Types it does not handle are ignored.",
+    ),
 )
 QUEUES: dict[str, QueueSpec] = {spec.name: spec for spec in TOPOLOGY}
 

@@ -11,6 +11,7 @@ from shared.web import ServiceApp, create_service_app
 
 from . import handlers
 from .api import api, pages
+from .board import board
 from .delivery import DeliveryWorker, EmailSender, SmsSender
 from .render import Renderer
 
@@ -22,7 +23,7 @@ def build(settings: Settings) -> ServiceApp:
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
     renderer = Renderer(settings)
     worker = DeliveryWorker(settings, ctx.db, renderer, EmailSender(settings), SmsSender(settings))
-    handlers.register(ctx.bus, settings, on_new_deliveries=worker.wake)
+    handlers.register(ctx.bus, settings, renderer, on_new_deliveries=worker.wake)
     ctx.extra.update(renderer=renderer, worker=worker)
     ctx.background.append(worker.run)
     return ctx
@@ -33,7 +34,7 @@ def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = Tr
         build(settings),
         title="Kranj ZA vse — notify",
         description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
-        routers=[api, pages],
+        routers=[api, board, pages],  # board first: /noticeboard/feed.atom is not a KS
         migrate=migrate,
         start_bus=start_bus,
     )

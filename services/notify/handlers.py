@@ -2,6 +2,7 @@
 
 The shared Consumer (shared.bus) parses the envelope, validates `data`, deduplicates on
 (source, id) and commits; these functions only add the business rows to its session.
+Producers never say how to tell residents: every word is notify's (templates/messages).
 """
 
 from __future__ import annotations
@@ -13,14 +14,27 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.bus import QUEUES, Bus, Handles
 from shared.contracts import EVENT_PUBLISHED, NOTICE_REQUESTED, CloudEvent, EventPublished, NoticeRequested
+from shared.contracts.booking import BOOKING_MESSAGE_TYPES, BookingChanged
+from shared.contracts.surveys import (
+    RESPONDENT_VOLUNTEERED,
+    RESULTS_PUBLISHED,
+    SURVEY_CLOSED,
+    SURVEY_OPENED,
+    RespondentVolunteered,
+    ResultsPublished,
+    SurveyClosed,
+    SurveyOpened,
+)
 from shared.settings import Settings
 
 from . import service
+from .models import Notice
+from .render import Renderer, from_label
 
 log = logging.getLogger("kranj.notify")
 
 
-def register(bus: Bus, settings: Settings, on_new_deliveries: Callable[[], None]) -> None:
+def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries: Callable[[], None]) -> None:
     async def on_notice_requested(session: AsyncSession, envelope: CloudEvent, data: NoticeRequested) -> None:
         count = await service.record_notice(session, settings, service.notice_from_request(envelope, data))
         log.info("notice recorded", extra={"ce_id": envelope.id, "deliveries": count})
@@ -28,6 +42,77 @@ def register(bus: Bus, settings: Settings, on_new_deliveries: Callable[[], None]
     async def on_event_published(session: AsyncSession, envelope: CloudEvent, data: EventPublished) -> None:
         count = await service.record_notice(session, settings, service.notice_from_event(envelope, data))
         log.info("event announced", extra={"ce_id": envelope.id, "event_id": data.event_id, "deliveries": count})
+
+    async def on_booking_changed(session: AsyncSession, envelope: CloudEvent, data: BookingChanged) -> None:
+        language = data.requester.language
+        title, body = renderer.personal("booking", language, b=data)
+        notice = Notice(
+            source=envelope.source,
+            source_id=f"{data.booking_id}:{data.status}",
+            title=title,
+            body=body,
+            ks=[data.ks],
+            topic="rooms",
+            channels=["email", "sms"],
+            url=str(data.status_url) if data.status_url else None,
+            language=language,
+        )
+        count = await service.record_personal(
+            session, notice, email=data.requester.email, phone=data.requester.phone, language=language
+        )
+        log.info("booking requester told", extra={"ce_id": envelope.id, "status": data.status, "deliveries": count})
+
+    async def on_survey_opened(session: AsyncSession, envelope: CloudEvent, data: SurveyOpened) -> None:
+        title, body = renderer.personal("survey_opened", data.language, s=data, from_label=from_label([data.ks]))
+        notice = Notice(
+            kind="survey",
+            source=envelope.source,
+            source_id=data.survey_id,
+            title=title,
+            body=body,
+            ks=[data.ks],
+            topic="surveys",
+            channels=["email", "sms", "noticeboard"],
+            url=str(data.url),
+            language=data.language,
+            valid_until=data.closes_at,
+        )
+        count = await service.record_notice(session, settings, notice)
+        log.info("survey invitation recorded", extra={"ce_id": envelope.id, "deliveries": count})
+
+    async def on_survey_closed(session: AsyncSession, envelope: CloudEvent, data: SurveyClosed) -> None:
+        await service.expire_notices(session, envelope.source, data.survey_id, data.closed_at)
+
+    async def on_results_published(session: AsyncSession, envelope: CloudEvent, data: ResultsPublished) -> None:
+        title, body = renderer.personal("survey_results", data.language, s=data)
+        notice = Notice(
+            kind="notice",
+            source=envelope.source,
+            source_id=f"{data.survey_id}:results",
+            title=title,
+            body=body,
+            ks=[data.ks],
+            topic="surveys",
+            channels=["email", "noticeboard"],
+            url=str(data.url),
+            language=data.language,
+        )
+        await service.record_notice(session, settings, notice)
+
+    async def on_volunteered(session: AsyncSession, envelope: CloudEvent, data: RespondentVolunteered) -> None:
+        await service.add_volunteer(
+            session,
+            email=data.email,
+            phone=data.phone,
+            ks=data.ks,
+            topic=data.topic,
+            channels=list(data.channels),
+            language=data.language,
+            consent_source="survey-" + data.consent_source,
+            consent_text=data.consent_text,
+            consent_at=data.consent_at,
+        )
+        log.info("volunteer subscribed", extra={"ce_id": envelope.id, "survey_id": data.survey_id})
 
     bus.consume(
         QUEUES["notify.on-notice-requested"],
@@ -37,5 +122,18 @@ def register(bus: Bus, settings: Settings, on_new_deliveries: Callable[[], None]
     bus.consume(
         QUEUES["notify.on-event-published"],
         Handles(EVENT_PUBLISHED, on_event_published),
+        after_commit=on_new_deliveries,
+    )
+    bus.consume(
+        QUEUES["notify.on-booking-changed"],
+        *(Handles(message_type, on_booking_changed) for message_type in BOOKING_MESSAGE_TYPES.values()),
+        after_commit=on_new_deliveries,
+    )
+    bus.consume(
+        QUEUES["notify.on-surveys"],
+        Handles(SURVEY_OPENED, on_survey_opened),
+        Handles(SURVEY_CLOSED, on_survey_closed),
+        Handles(RESULTS_PUBLISHED, on_results_published),
+        Handles(RESPONDENT_VOLUNTEERED, on_volunteered),
         after_commit=on_new_deliveries,
     )

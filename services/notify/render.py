@@ -56,6 +56,8 @@ class Renderer:
         self.env.filters["datetime"] = i18n.format_datetime
         self.env.filters["span"] = i18n.format_span
         self.env.filters["sentence"] = end_sentence
+        self.env.filters["date"] = i18n.format_date
+        self.env.globals["plural"] = i18n.plural
         self._signer = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
 
     # -- signed links ------------------------------------------------------------------
@@ -82,11 +84,17 @@ class Renderer:
     def email(self, notice: Notice, language: str, unsubscribe_url: str | None) -> Email:
         lang = language if language in i18n.LANGUAGES else "sl"
         ctx = self._context(notice, unsubscribe_url)
-        subject = self.env.get_template(f"{lang}/email_subject.txt").render(ctx).strip()
+        subject_t, text_t, html_t = "email_subject.txt", "email.txt", "email.html"
+        if notice.kind == "digest":  # a week of one KS's notices (services.notify.digest)
+            from .digest import digest_context
+
+            ctx.update(digest_context(notice))
+            subject_t, text_t, html_t = "digest_subject.txt", "digest_body.txt", "digest_body.html"
+        subject = self.env.get_template(f"{lang}/{subject_t}").render(ctx).strip()
         return Email(
             subject=" ".join(subject.split()),
-            text=self.env.get_template(f"{lang}/email.txt").render(ctx).strip() + "\n",
-            html=self.env.get_template(f"{lang}/email.html").render(ctx),
+            text=self.env.get_template(f"{lang}/{text_t}").render(ctx).strip() + "\n",
+            html=self.env.get_template(f"{lang}/{html_t}").render(ctx),
         )
 
     def personal(self, template: str, language: str, **context: object) -> tuple[str, str]:

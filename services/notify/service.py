@@ -54,6 +54,7 @@ class SubscriberIn(BaseModel):
         default=None, description="Default: every channel a contact was given for"
     )
     language: Language = "sl"
+    digest: bool = Field(default=False, description="A weekly digest email per KS instead of one email per notice")
 
     @field_validator("email")
     @classmethod
@@ -96,6 +97,7 @@ class SubscriberOut(BaseModel):
     status: str
     consent_source: str
     consent_at: datetime
+    digest: bool = False
 
 
 async def add_subscriber(
@@ -107,6 +109,7 @@ async def add_subscriber(
         phone=data.phone,
         language=data.language,
         channels=list(data.channels or []),
+        digest=data.digest,
         status="active",
         consent_source=consent_source,
         consent_text=consent_text or CONSENT_TEXT.get(consent_source, consent_source),
@@ -286,10 +289,12 @@ async def record_notice(session: AsyncSession, settings: Settings, notice: Notic
     held_until = None if notice.urgency == "urgent" else quiet_until(now, settings.quiet_window)
     rows: list[dict[str, object]] = []
     total = 0
-    async for subscriber_id, email, phone, language, channels in _followers(session, notice.ks, notice.topic):
+    async for subscriber_id, email, phone, language, channels, digest in _followers(session, notice.ks, notice.topic):
         for channel in personal:
             if channel not in channels:
                 continue
+            if digest and channel == "email" and notice.urgency != "urgent":
+                continue  # they chose the weekly digest (services.notify.digest) over single emails
             address = email if channel == "email" else phone
             if not address:
                 continue
@@ -315,6 +320,77 @@ async def record_notice(session: AsyncSession, settings: Settings, notice: Notic
         await session.exec(sa.insert(Delivery), params=rows)  # type: ignore[call-overload]
         total += len(rows)
     return total
+
+
+async def add_volunteer(
+    session: AsyncSession,
+    *,
+    email: str | None,
+    phone: str | None,
+    ks: str,
+    topic: str,
+    channels: list[str],
+    language: str,
+    consent_source: str,
+    consent_text: str,
+    consent_at: datetime,
+) -> str:
+    """A resident who consented elsewhere (e.g. on a survey form) to hear about `topic` in
+    `ks`: a new active subscriber, or that KS and topic added to their subscription."""
+    email = email.lower() if email else None
+    clash = (
+        await session.exec(
+            select(Subscriber).where(
+                sa.or_(
+                    sa.and_(col(Subscriber.email).is_not(None), Subscriber.email == email),
+                    sa.and_(col(Subscriber.phone).is_not(None), Subscriber.phone == phone),
+                )
+            )
+        )
+    ).first()
+    if clash is None:
+        subscriber = Subscriber(
+            email=email,
+            phone=phone,
+            language=language,
+            channels=list(dict.fromkeys(channels)),
+            status="active",
+            consent_source=consent_source,
+            consent_text=consent_text,
+            consent_at=consent_at,
+        )
+        session.add(subscriber)
+        await session.flush()
+    else:
+        subscriber = clash
+        subscriber.channels = list(dict.fromkeys([*subscriber.channels, *channels]))
+        if subscriber.status != "active":
+            subscriber.status = "active"
+            subscriber.consent_source, subscriber.consent_text = consent_source, consent_text
+            subscriber.consent_at = consent_at
+        subscriber.updated_at = utcnow()
+        session.add(subscriber)
+    if await session.get(SubscriberKs, (subscriber.id, ks)) is None:
+        session.add(SubscriberKs(subscriber_id=subscriber.id, ks=ks))
+    if await session.get(SubscriberTopic, (subscriber.id, topic)) is None:
+        session.add(SubscriberTopic(subscriber_id=subscriber.id, topic=topic))
+    return subscriber.id
+
+
+async def expire_notices(session: AsyncSession, source: str, source_id: str, at: datetime) -> int:
+    """A notice whose subject ended (a survey closed): off the noticeboard, unsent messages skipped."""
+    ids = list(
+        (await session.exec(select(Notice.id).where(Notice.source == source, Notice.source_id == source_id))).all()
+    )
+    if not ids:
+        return 0
+    await session.exec(update(Notice).where(col(Notice.id).in_(ids)).values(valid_until=at))  # type: ignore[call-overload]
+    await session.exec(  # type: ignore[call-overload]
+        update(Delivery)
+        .where(col(Delivery.notice_id).in_(ids), col(Delivery.status).in_(["queued", "held", "failed-temporary"]))
+        .values(status="skipped", last_error="its subject ended before it was sent", next_attempt_at=None)
+    )
+    return len(ids)
 
 
 async def record_personal(
@@ -352,7 +428,7 @@ async def record_personal(
 
 async def _followers(
     session: AsyncSession, ks: Iterable[str], topic: str, page_size: int = 1000
-) -> AsyncIterable[tuple[str, str | None, str | None, str, list[str]]]:
+) -> AsyncIterable[tuple[str, str | None, str | None, str, list[str], bool]]:
     """Active subscribers who follow one of `ks` (or the whole city) and `topic`, streamed."""
     ks = list(ks)
     ks_filter = sa.true() if ALL_KS in ks else col(SubscriberKs.ks).in_([*ks, ALL_KS])
@@ -370,14 +446,21 @@ async def _followers(
     while True:  # keyset pages: bounded memory, no cursor held open across the inserts
         page = (
             await session.exec(
-                select(Subscriber.id, Subscriber.email, Subscriber.phone, Subscriber.language, Subscriber.channels)
+                select(
+                    Subscriber.id,
+                    Subscriber.email,
+                    Subscriber.phone,
+                    Subscriber.language,
+                    Subscriber.channels,
+                    Subscriber.digest,
+                )
                 .where(Subscriber.status == "active", col(Subscriber.id).in_(followers), Subscriber.id > last_id)
                 .order_by(col(Subscriber.id))
                 .limit(page_size)
             )
         ).all()
         for row in page:
-            yield row[0], row[1], row[2], row[3], list(row[4] or [])
+            yield row[0], row[1], row[2], row[3], list(row[4] or []), bool(row[5])
         if len(page) < page_size:
             return
         last_id = page[-1][0]

@@ -170,3 +170,107 @@ async def test_event_published_is_announced_with_date_and_venue(notify):
     assert "četrtek, 3. decembra 2026, 18.00–20.00" in email.text
     assert "Dom KS Primskovo" in email.html
     assert email.subject == "Vabilo: Delavnica – KS Primskovo"
+
+
+def _booking(status: str, **extra) -> dict:
+    data = {
+        "booking_id": "b-1",
+        "room_id": "ks-primskovo",
+        "room_name": "Dom KS Primskovo",
+        "room_address": "Jezerska cesta 41",
+        "ks": "primskovo",
+        "starts_at": "2026-12-10T17:00:00Z",
+        "ends_at": "2026-12-10T19:00:00Z",
+        "purpose": "Vaje pevskega zbora",
+        "attendees": 12,
+        "status": status,
+        "requester": {"name": "Marija Kranjc", "email": "marija@example.si", "phone": "+38641555666", "language": "sl"},
+        "cancel_url": "http://127.0.0.1:8002/bookings/b-1/cancel?t=x",
+        **extra,
+    }
+    from shared.contracts.booking import BOOKING_MESSAGE_TYPES
+
+    return BOOKING_MESSAGE_TYPES[status].envelope(data, source="/kranj/booking")
+
+
+async def test_booking_confirmation_is_a_personal_message_to_the_requester(notify):
+    await _subscribe(notify, email="ana@example.si", topics=["rooms"])  # followers get nothing
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        for status, extra in (("requested", {}), ("confirmed", {"access_instructions": "Ključ pri hišniku."})):
+            await br.publish(
+                json.dumps(_booking(status, **extra)).encode(), exchange=EXCHANGE, routing_key=f"booking.booking.{status}"
+            )
+    async with notify.db.session() as s:
+        rows = (await s.exec(select(Delivery.channel, Delivery.address, Delivery.subscriber_id))).all()
+        notices = (await s.exec(select(Notice).order_by(Notice.created_at))).all()
+    assert sorted(rows) == [
+        ("email", "marija@example.si", None),
+        ("email", "marija@example.si", None),
+        ("sms", "+38641555666", None),
+        ("sms", "+38641555666", None),
+    ]
+    requested, confirmed = notices
+    assert requested.title == "Prejeli smo vašo prošnjo za prostor Dom KS Primskovo"
+    assert "12 udeležencev" in requested.body
+    assert confirmed.title == "Potrjeno: Dom KS Primskovo, četrtek, 10. decembra 2026"
+    assert "četrtek, 10. decembra 2026, 18.00–20.00" in confirmed.body
+    assert "Ključ pri hišniku." in confirmed.body
+    assert not confirmed.on_noticeboard and confirmed.kind == "personal"
+    email = notify.extra["renderer"].email(confirmed, "sl", None)
+    assert "Odjava" not in email.text and "osebno sporočilo" in email.text
+
+
+async def test_survey_invitation_volunteer_and_closing(notify):
+    from shared.contracts.surveys import RESPONDENT_VOLUNTEERED, SURVEY_CLOSED, SURVEY_OPENED
+
+    await _subscribe(notify, email="ana@example.si", topics=["surveys"])
+    opened = SURVEY_OPENED.envelope(
+        {
+            "survey_id": "s-1",
+            "ks": "primskovo",
+            "title": "Potrebe po skupnostnem prostoru",
+            "url": "http://127.0.0.1:8003/surveys/s-1",
+            "print_url": "http://127.0.0.1:8003/surveys/s-1/print",
+            "opens_at": "2026-11-24T08:00:00Z",
+            "question_count": 5,
+        },
+        source="/kranj/surveys",
+    )
+    volunteer = RESPONDENT_VOLUNTEERED.envelope(
+        {
+            "survey_id": "s-1",
+            "survey_title": "Potrebe po skupnostnem prostoru",
+            "ks": "primskovo",
+            "email": "mladi@example.si",
+            "channels": ["email"],
+            "consent_text": "Želim sodelovati in soglašam, da me KS obvešča.",
+            "consent_at": "2026-11-24T09:00:00Z",
+            "consent_source": "web",
+        },
+        source="/kranj/surveys",
+    )
+    closed = SURVEY_CLOSED.envelope(
+        {
+            "survey_id": "s-1",
+            "ks": "primskovo",
+            "title": "Potrebe po skupnostnem prostoru",
+            "url": "http://127.0.0.1:8003/surveys/s-1",
+            "closed_at": "2026-11-24T10:00:00Z",
+            "response_count": 3,
+        },
+        source="/kranj/surveys",
+    )
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(json.dumps(opened).encode(), exchange=EXCHANGE, routing_key="surveys.survey.opened")
+        [notice] = await service.noticeboard(notify.db, "primskovo")
+        assert notice.title == "Anketa: Potrebe po skupnostnem prostoru"
+        assert "(5 vprašanj)" in notice.body
+        assert await _count(notify, Delivery) == 1  # ana follows topic surveys
+        await br.publish(json.dumps(volunteer).encode(), exchange=EXCHANGE, routing_key="surveys.respondent.volunteered")
+        await br.publish(json.dumps(closed).encode(), exchange=EXCHANGE, routing_key="surveys.survey.closed")
+    assert await service.noticeboard(notify.db, "primskovo") == []  # closed: off the board
+    exported = await service.export_subscriber(notify.db, email="mladi@example.si")
+    [sub] = exported["subscriptions"]
+    assert sub["ks"] == ["primskovo"] and sub["topics"] == ["surveys"]
+    assert sub["consent_source"] == "survey-web" and sub["status"] == "active"
+    assert sub["consent_text"] == "Želim sodelovati in soglašam, da me KS obvešča."
