@@ -720,7 +720,6 @@ async def room_availability(
             for b in await _holding(session, room_id, wide)
             if not (b.status == "requested" and b.expires_at is not None and b.expires_at <= now)
         ]
-        await session.rollback()
     return room, rules, domain.availability(rules, window, now=now, closures=closures, bookings=bookings)
 
 
