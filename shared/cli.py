@@ -493,6 +493,14 @@ class DeadLetter:
     def public(self) -> dict[str, Any]:
         return asdict(self)
 
+    def selected(self, types: Iterable[str] = (), reason: str | None = None) -> bool:
+        """`types`: CloudEvent types (`si.kranj.notify.notice.requested.v1`) or routing keys
+        (`notify.notice.requested`), any of them; `reason`: a piece of the reason, any case."""
+        types = [t for t in types if t]
+        if types and not any(t in (self.ce_type, self.routing_key) for t in types):
+            return False
+        return not reason or reason.casefold() in self.reason.casefold()
+
 
 async def _connect(settings: Settings):
     import aio_pika
@@ -572,10 +580,20 @@ def _print_dead_letter(item: DeadLetter) -> None:
 def dlq_list(
     limit: Annotated[int, typer.Option("--limit", "-n", min=1, help="Show at most this many.")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only this CloudEvent type or routing key (repeatable)."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Only reasons containing this text.")] = None,
 ) -> None:
     """Show dead letters, oldest first, without taking them off the queue."""
     settings = Settings()
-    items, total = asyncio.run(dlq_peek(settings, limit))
+    if types or reason:
+        everything, total = asyncio.run(dlq_peek(settings, DLQ_SCAN_LIMIT))
+        items = [i for i in everything if i.selected(types or (), reason)][:limit]
+        total = sum(1 for i in everything if i.selected(types or (), reason))
+    else:
+        items, total = asyncio.run(dlq_peek(settings, limit))
     if as_json:
         out(json.dumps({"total": total, "messages": [i.public() for i in items]}, ensure_ascii=False, indent=2))
         return
@@ -587,6 +605,156 @@ def dlq_list(
         out()
     more = f" (showing the first {len(items)})" if total > len(items) else ""
     out(f"{total} dead letter(s) in kranj.dead{more}. Put them back with `kranj dlq replay`.")
+
+
+DLQ_SCAN_LIMIT = 100_000  # `show`, `purge` and filtered `list` look at (at most) this many
+
+
+async def dlq_show(settings: Settings, wanted: str) -> tuple[DeadLetter, dict[str, Any], bytes] | None:
+    """The first dead letter whose CloudEvent id or message id is `wanted`: summary, all
+    headers and the body. Nothing is taken off the queue."""
+    connection = await _connect(settings)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=False)
+        queue = await _dead_queue(connection, channel)
+        if queue is None:
+            return None
+        budget = queue.declaration_result.message_count or 0
+        taken: list[Any] = []
+        try:
+            for position in range(1, min(budget, DLQ_SCAN_LIMIT) + 1):
+                message = await queue.get(no_ack=False, fail=False, timeout=10)
+                if message is None:
+                    break
+                taken.append(message)
+                item = DeadLetter.from_message(position, message)
+                if item.matches([wanted]):
+                    headers = {k: _plain(v) for k, v in (message.headers or {}).items()}
+                    return item, headers, bytes(message.body or b"")
+            return None
+        finally:
+            if taken and not channel.is_closed:
+                await taken[-1].nack(multiple=True, requeue=True)
+            if not channel.is_closed:
+                await channel.close()
+
+
+def _plain(value: Any) -> Any:
+    """AMQP header values as JSON-friendly values (x-death is a list of tables)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return _text(value)
+
+
+@dlq_app.command("show")
+def dlq_show_command(
+    message_id: Annotated[str, typer.Argument(help="CloudEvent id (or AMQP message id) of the dead letter.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show one dead letter in full: why, where from, every header and the body."""
+    settings = Settings()
+    found = asyncio.run(dlq_show(settings, message_id))
+    if found is None:
+        raise fail(f"kranj: no dead letter with id {message_id}")
+    item, headers, body = found
+    text = body.decode("utf-8", "replace")
+    try:
+        parsed: Any = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        parsed = None
+    if as_json:
+        out(
+            json.dumps(
+                {**item.public(), "headers": headers, "body": parsed if parsed is not None else text},
+                ensure_ascii=False,
+                indent=2,
+            )
+        )
+        return
+    _print_dead_letter(item)
+    out("    headers:")
+    for key, value in sorted(headers.items()):
+        out(f"      {key}: {json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value}")
+    out("    body:")
+    shown = json.dumps(parsed, ensure_ascii=False, indent=2) if parsed is not None else text
+    for line in shown.splitlines() or [""]:
+        out(f"      {line}")
+
+
+@dataclass
+class PurgeResult:
+    purged: list[DeadLetter] = field(default_factory=list)
+    kept: int = 0
+
+
+async def dlq_purge(
+    settings: Settings,
+    *,
+    types: Iterable[str] = (),
+    reason: str | None = None,
+    ids: Iterable[str] = (),
+    dry_run: bool = False,
+) -> PurgeResult:
+    """Remove the dead letters that match every given filter (all of them when none is
+    given; the command insists on --all for that). The others keep their places."""
+    wanted, types = [i for i in ids if i], [t for t in types if t]
+    result = PurgeResult()
+    connection = await _connect(settings)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=False)
+        queue = await _dead_queue(connection, channel)
+        if queue is None:
+            return result
+        budget = min(queue.declaration_result.message_count or 0, DLQ_SCAN_LIMIT)
+        kept: list[Any] = []
+        try:
+            for position in range(1, budget + 1):
+                message = await queue.get(no_ack=False, fail=False, timeout=10)
+                if message is None:
+                    break
+                item = DeadLetter.from_message(position, message)
+                if item.selected(types, reason) and (not wanted or item.matches(wanted)):
+                    result.purged.append(item)
+                    if not dry_run:
+                        await message.ack()
+                        continue
+                kept.append(message)
+        finally:
+            result.kept = len(kept)
+            if kept and not channel.is_closed:
+                await kept[-1].nack(multiple=True, requeue=True)
+            if not channel.is_closed:
+                await channel.close()
+    return result
+
+
+@dlq_app.command("purge")
+def dlq_purge_command(
+    types: Annotated[
+        list[str] | None,
+        typer.Option("--type", help="Only this CloudEvent type or routing key (repeatable)."),
+    ] = None,
+    reason: Annotated[str | None, typer.Option("--reason", help="Only reasons containing this text.")] = None,
+    message_id: Annotated[
+        list[str] | None, typer.Option("--id", help="Only the message with this CloudEvent or message id (repeatable).")
+    ] = None,
+    everything: Annotated[bool, typer.Option("--all", help="Purge every dead letter (no filter).")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Only say what would be purged.")] = False,
+) -> None:
+    """Delete dead letters for good, by type, reason or id. The others stay, in order."""
+    if not (types or reason or message_id or everything):
+        raise fail("kranj: say what to purge: --type, --reason, --id, or --all for every dead letter", 2)
+    settings = Settings()
+    result = asyncio.run(dlq_purge(settings, types=types or (), reason=reason, ids=message_id or (), dry_run=dry_run))
+    verb = "would purge" if dry_run else "purged"
+    for item in result.purged:
+        label = item.ce_id or item.message_id or f"#{item.position}"
+        out(f"{verb} {label} ({item.ce_type or 'not a CloudEvent'}): {item.reason}")
+    out(f"{len(result.purged)} dead letter(s) {verb}, {result.kept} kept in kranj.dead.")
 
 
 @dataclass
