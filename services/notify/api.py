@@ -221,16 +221,21 @@ async def ks_feed(ks: str, request: Request) -> Response:
     return Response(atom_feed(ks, notices, base), media_type="application/atom+xml; charset=utf-8")
 
 
-def atom_feed(ks: str, notices: list[Notice], base: str) -> bytes:
+def atom_feed(ks: str | None, notices: list[Notice], base: str) -> bytes:
+    """The Atom feed of one KS's noticeboard, or of the whole city's when `ks` is None."""
     fg = FeedGenerator()
-    page = f"{base}/noticeboard/{ks}"
+    page = f"{base}/noticeboard/{ks}" if ks else f"{base}/noticeboard"
     fg.id(page)
-    fg.title(f"Obvestila KS {ks_name(ks)}")
-    fg.subtitle(f"Oglasna deska krajevne skupnosti {ks_name(ks)} · Kranj ZA vse")
+    if ks:
+        fg.title(f"Obvestila KS {ks_name(ks)}")
+        fg.subtitle(f"Oglasna deska krajevne skupnosti {ks_name(ks)} · Kranj ZA vse")
+    else:
+        fg.title("Obvestila Mestne občine Kranj")
+        fg.subtitle("Oglasna deska vseh krajevnih skupnosti Mestne občine Kranj · Kranj ZA vse")
     fg.link(href=page, rel="alternate")
     fg.link(href=f"{page}/feed.atom", rel="self")
     fg.language("sl")
-    fg.author({"name": f"KS {ks_name(ks)}"})
+    fg.author({"name": f"KS {ks_name(ks)}" if ks else "Mestna občina Kranj"})
     for notice in reversed(notices):  # feedgen prepends: oldest first gives newest on top
         entry = fg.add_entry()
         entry.id(f"urn:uuid:{notice.id}")
@@ -239,6 +244,8 @@ def atom_feed(ks: str, notices: list[Notice], base: str) -> bytes:
         entry.updated(notice.created_at)
         entry.published(notice.created_at)
         entry.link(href=notice.url or f"{page}#n-{notice.id}")
+        for slug in notice.ks:  # which KS it is for: the city-wide feed mixes all of them
+            entry.category(term=slug, label=ks_name(slug))
     if notices:
         fg.updated(max(n.created_at for n in notices))
     return fg.atom_str(pretty=True)  # type: ignore[no-any-return]

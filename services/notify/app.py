@@ -13,6 +13,7 @@ from . import handlers
 from .api import api, pages
 from .board import board
 from .delivery import DeliveryWorker, EmailSender, SmsSender
+from .digest import weekly_digest_job
 from .render import Renderer
 
 HERE = Path(__file__).parent
@@ -26,6 +27,7 @@ def build(settings: Settings) -> ServiceApp:
     handlers.register(ctx.bus, settings, renderer, on_new_deliveries=worker.wake)
     ctx.extra.update(renderer=renderer, worker=worker)
     ctx.background.append(worker.run)
+    ctx.background.append(weekly_digest_job(ctx.db, settings, on_new_deliveries=worker.wake))
     return ctx
 
 

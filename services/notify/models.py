@@ -18,6 +18,8 @@ class Subscriber(SQLModel, table=True):
     phone: str | None = Field(default=None, max_length=20, unique=True, description="E.164")
     language: str = Field(default="sl", max_length=2)
     channels: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    # True: no single email per notice, one weekly digest per KS instead (services.notify.digest)
+    digest: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     status: str = Field(default="active", max_length=20, index=True)  # pending | active | unsubscribed
     consent_source: str = Field(max_length=20)  # web | staff | paper | import
     consent_text: str = Field(sa_type=sa.Text)
@@ -44,6 +46,17 @@ class Notice(SQLModel, table=True):
     """Something residents are told: a requested notice or an announced event."""
 
     __tablename__ = "notices"
+    # At most one weekly digest per key (migration notify_0002; see services.notify.digest).
+    __table_args__ = (
+        sa.Index(
+            "uq_notices_digest",
+            "source",
+            "source_id",
+            unique=True,
+            sqlite_where=sa.text("kind = 'digest'"),
+            postgresql_where=sa.text("kind = 'digest'"),
+        ),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     kind: str = Field(default="notice", max_length=20)  # notice | event
