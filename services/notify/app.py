@@ -15,6 +15,7 @@ from .board import board
 from .delivery import DeliveryWorker, EmailSender, SmsSender
 from .digest import weekly_digest_job
 from .render import Renderer
+from .subscribe import subscribe
 
 HERE = Path(__file__).parent
 SERVICE = "notify"
@@ -36,7 +37,7 @@ def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = Tr
         build(settings),
         title="Kranj ZA vse — notify",
         description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
-        routers=[api, board, pages],  # board first: /noticeboard/feed.atom is not a KS
+        routers=[api, board, subscribe, pages],  # board first: /noticeboard/feed.atom is not a KS
         migrate=migrate,
         start_bus=start_bus,
     )

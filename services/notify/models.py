@@ -105,3 +105,14 @@ class Delivery(SQLModel, table=True):
     reference: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class Confirmation(SQLModel, table=True):
+    """Double opt-in of a web sign-up: an emailed link, or a 6-digit SMS code (hashed)."""
+
+    __tablename__ = "confirmations"
+
+    subscriber_id: str = Field(foreign_key="subscribers.id", primary_key=True, ondelete="CASCADE")
+    code_hash: str | None = Field(default=None, max_length=128)
+    attempts: int = 0
+    expires_at: datetime = Field(sa_column=ts_column())

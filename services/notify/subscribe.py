@@ -1,0 +1,261 @@
+"""The public sign-up page with double opt-in: nothing but the confirmation itself is sent
+before the resident confirms, by an emailed link or a 6-digit SMS code."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from pydantic import ValidationError
+from sqlmodel import col, select
+
+from shared.contracts.notify import TOPICS
+from shared.i18n import plural
+from shared.models import utcnow
+from shared.web import ServiceApp, readable_validation_detail
+
+from . import service
+from .models import Confirmation, Notice, Subscriber, SubscriberKs, SubscriberTopic
+from .render import Renderer, from_label
+
+subscribe = APIRouter(include_in_schema=False)
+
+CONFIRM_SALT = "kranj.subscribe-confirm.v1"
+VALID_FOR = timedelta(hours=48)
+MAX_CODE_ATTEMPTS = 5
+CONSENT_WORDING = {
+    "sl": "Soglašam, da mi Kranj ZA vse pošilja obvestila izbranih krajevnih skupnosti na izbrane kanale. "
+    "Od obvestil se lahko kadar koli odjavim s povezavo v vsakem sporočilu.",
+    "en": "I agree that Kranj ZA vse sends me notices of the chosen local communities on the chosen channels. "
+    "I can unsubscribe at any time with the link in every message.",
+}
+TOPIC_LABELS = {
+    "general": "Splošna obvestila",
+    "utilities": "Komunala (voda, elektrika, ceste)",
+    "events": "Dogodki in delavnice",
+    "rooms": "Prostori KS",
+    "surveys": "Ankete",
+    "safety": "Varnost in nujna obvestila",
+}
+FIELD_LABELS = {
+    "email": "E-pošta",
+    "phone": "Telefon",
+    "ks": "Krajevne skupnosti",
+    "topics": "Teme",
+    "channels": "Kanali",
+    "language": "Jezik",
+}
+
+
+def _ctx(request: Request) -> ServiceApp:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def _signer(ctx: ServiceApp) -> URLSafeTimedSerializer:
+    return URLSafeTimedSerializer(ctx.settings.signing_key(), salt=CONFIRM_SALT)
+
+
+def _code_hash(ctx: ServiceApp, subscriber_id: str, code: str) -> str:
+    key = ctx.settings.signing_key().encode()
+    return hmac.new(key, f"{subscriber_id}:{code}".encode(), hashlib.sha256).hexdigest()
+
+
+def _form(request: Request, values: dict[str, object], errors: list[str], code: int = 200) -> Response:
+    ctx = _ctx(request)
+    return ctx.templates.TemplateResponse(
+        request,
+        "subscribe.html",
+        {
+            "values": values,
+            "errors": errors,
+            "topics": [(t, TOPIC_LABELS[t]) for t in TOPICS],
+            "consent": CONSENT_WORDING["sl"],
+        },
+        status_code=code,
+    )
+
+
+@subscribe.get("/subscribe", response_class=HTMLResponse)
+async def subscribe_page(request: Request) -> Response:
+    return _form(request, {"topics": ["general", "utilities", "events", "safety"], "channels": ["email"]}, [])
+
+
+@subscribe.post("/subscribe", response_class=HTMLResponse)
+async def subscribe_submit(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    phone: Annotated[str, Form()] = "",
+    ks: Annotated[list[str] | None, Form()] = None,
+    topics: Annotated[list[str] | None, Form()] = None,
+    channels: Annotated[list[str] | None, Form()] = None,
+    language: Annotated[str, Form()] = "sl",
+    consent: Annotated[str, Form()] = "",
+) -> Response:
+    ctx = _ctx(request)
+    values = {"email": email, "phone": phone, "ks": ks or [], "topics": topics or [], "channels": channels or []}
+    errors = []
+    if consent != "yes":
+        errors.append("Za prijavo potrebujemo vaše soglasje (označite polje na koncu obrazca).")
+    try:
+        data = service.SubscriberIn(
+            email=email or None,
+            phone=phone or None,
+            ks=ks or [],
+            topics=topics or [],
+            channels=channels or None,
+            language=language if language in ("sl", "en") else "sl",
+        )
+    except ValidationError as exc:
+        detail = readable_validation_detail(exc.errors())
+        for part in detail.split("; "):
+            name, _, message = part.partition(": ")
+            errors.append(f"{FIELD_LABELS.get(name.split('.')[0], 'Obrazec')}: {message}")
+        data = None
+    if errors or data is None:
+        return _form(request, values, errors, code=422)
+
+    renderer: Renderer = ctx.extra["renderer"]
+    async with ctx.db.session() as session:
+        existing = (
+            await session.exec(
+                select(Subscriber).where(
+                    (col(Subscriber.email) == data.email) if data.email else (col(Subscriber.phone) == data.phone)
+                )
+            )
+        ).first()
+        if existing is not None and existing.status == "active":
+            # Do not reveal who is subscribed; nothing to confirm, nothing sent.
+            return ctx.templates.TemplateResponse(request, "subscribe_sent.html", {"by": "email" if data.email else "sms"})
+        if existing is not None:  # pending or unsubscribed before: start again
+            await session.delete(existing)
+            await session.flush()
+        subscriber = Subscriber(
+            email=data.email,
+            phone=data.phone,
+            language=data.language,
+            channels=list(data.channels or []),
+            status="pending",
+            consent_source="web",
+            consent_text=CONSENT_WORDING[data.language],
+        )
+        session.add(subscriber)
+        await session.flush()
+        session.add_all(SubscriberKs(subscriber_id=subscriber.id, ks=k) for k in data.ks)
+        session.add_all(SubscriberTopic(subscriber_id=subscriber.id, topic=t) for t in data.topics)
+        where = from_label(list(data.ks))
+        token = _signer(ctx).dumps(subscriber.id)
+        if data.email:
+            link = f"{ctx.settings.public_base('notify')}/subscribe/confirm/{token}"
+            title, body = renderer.personal("subscribe_confirm", data.language, link=link, where=where)
+            confirmation = Confirmation(subscriber_id=subscriber.id, expires_at=utcnow() + VALID_FOR)
+            email_to, phone_to, channels_used = data.email, None, ["email"]
+        else:
+            code = f"{secrets.randbelow(1_000_000):06d}"
+            title, body = renderer.personal("subscribe_code", data.language, code=code)
+            confirmation = Confirmation(
+                subscriber_id=subscriber.id,
+                code_hash=_code_hash(ctx, subscriber.id, code),
+                expires_at=utcnow() + VALID_FOR,
+            )
+            email_to, phone_to, channels_used = None, data.phone, ["sms"]
+        session.add(confirmation)
+        notice = Notice(
+            source="/kranj/notify/subscribe",
+            source_id=subscriber.id,
+            title=title,
+            body=body,
+            ks=list(data.ks),
+            topic="general",
+            channels=channels_used,
+            language=data.language,
+        )
+        await service.record_personal(session, notice, email=email_to, phone=phone_to, language=data.language)
+        await session.commit()
+    ctx.extra["worker"].wake()
+    if data.email:
+        return ctx.templates.TemplateResponse(request, "subscribe_sent.html", {"by": "email"})
+    return RedirectResponse(f"/subscribe/code/{token}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+async def _activate(ctx: ServiceApp, subscriber_id: str) -> bool:
+    async with ctx.db.session() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return False
+        if subscriber.status == "pending":
+            subscriber.status = "active"
+            subscriber.consent_at = utcnow()  # consent counts from the confirmation
+            subscriber.updated_at = utcnow()
+            session.add(subscriber)
+        confirmation = await session.get(Confirmation, subscriber_id)
+        if confirmation is not None:
+            await session.delete(confirmation)
+        await session.commit()
+    return True
+
+
+def _read_token(ctx: ServiceApp, token: str) -> str:
+    try:
+        value = _signer(ctx).loads(token, max_age=int(VALID_FOR.total_seconds()))
+    except SignatureExpired:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava je potekla. Prosimo, prijavite se znova.") from None
+    except BadSignature:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava ni veljavna. / The link is not valid.") from None
+    if not isinstance(value, str):
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava ni veljavna. / The link is not valid.")
+    return value
+
+
+@subscribe.get("/subscribe/confirm/{token}", response_class=HTMLResponse)
+async def confirm_link(token: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    if not await _activate(ctx, _read_token(ctx, token)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Te prijave ni več. / This sign-up no longer exists.")
+    return ctx.templates.TemplateResponse(request, "subscribe_done.html", {})
+
+
+@subscribe.get("/subscribe/code/{token}", response_class=HTMLResponse)
+async def code_page(token: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    _read_token(ctx, token)
+    return ctx.templates.TemplateResponse(request, "subscribe_code.html", {"token": token, "error": None})
+
+
+@subscribe.post("/subscribe/code/{token}", response_class=HTMLResponse)
+async def code_submit(token: str, request: Request, code: Annotated[str, Form()] = "") -> Response:
+    ctx = _ctx(request)
+    subscriber_id = _read_token(ctx, token)
+    async with ctx.db.session() as session:
+        confirmation = await session.get(Confirmation, subscriber_id)
+        if confirmation is None or confirmation.code_hash is None or confirmation.expires_at <= utcnow():
+            raise HTTPException(status.HTTP_400_BAD_REQUEST, "Koda ni več veljavna. Prosimo, prijavite se znova.")
+        if confirmation.attempts >= MAX_CODE_ATTEMPTS:
+            raise HTTPException(
+                status.HTTP_429_TOO_MANY_REQUESTS, "Preveč poskusov. Prosimo, prijavite se znova.", {"Retry-After": "3600"}
+            )
+        good = hmac.compare_digest(confirmation.code_hash, _code_hash(ctx, subscriber_id, code.strip()))
+        if not good:
+            confirmation.attempts += 1
+            session.add(confirmation)
+            await session.commit()
+            left = MAX_CODE_ATTEMPTS - confirmation.attempts
+            return ctx.templates.TemplateResponse(
+                request,
+                "subscribe_code.html",
+                {
+                    "token": token,
+                    "error": "Koda ni pravilna. Še "
+                    + plural(left, {"one": "poskus", "two": "poskusa", "few": "poskusi", "other": "poskusov"})
+                    + ".",
+                },
+                status_code=422,
+            )
+    await _activate(ctx, subscriber_id)
+    return ctx.templates.TemplateResponse(request, "subscribe_done.html", {})
+
