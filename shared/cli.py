@@ -408,8 +408,10 @@ async def _erase_everywhere(settings: Settings, email: str | None, phone: str | 
         else:
             details = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing found"
             out(f"{name}: {details}")
-    if not others_with_data:
-        out("Today only notify holds residents' contact data, so this erasure is complete.")
+    if others_with_data:
+        out("Done in every service that holds residents' contact data.")
+    else:
+        out("Today only notify holds residents' contact data, so this erasure is complete (every service checked).")
 
 
 # --------------------------------------------------------------------------------------

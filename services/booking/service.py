@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-import phonenumbers
 from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
@@ -26,6 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
 from shared.bus import add_to_outbox
+from shared.contact import normalise_phone
 from shared.contracts import KS_SLUGS
 from shared.contracts.booking import (
     BOOKING_MESSAGE_TYPES,
@@ -174,15 +174,7 @@ class BookingIn(BaseModel):
     @field_validator("phone")
     @classmethod
     def _phone(cls, value: str | None) -> str | None:
-        if not value:
-            return None
-        try:
-            number = phonenumbers.parse(value, "SI")
-        except phonenumbers.NumberParseException as exc:
-            raise ValueError("not a phone number") from exc
-        if not phonenumbers.is_valid_number(number):
-            raise ValueError("not a valid phone number")
-        return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+        return normalise_phone(value) if value else None
 
     @model_validator(mode="after")
     def _check(self) -> BookingIn:
@@ -821,3 +813,39 @@ def figures_csv(rows: list[dict[str, Any]]) -> bytes:
             + [row["by_group_kind"].get(g, 0) for g in GROUP_SL]
         )
     return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
+    """GDPR erasure in booking (called by `kranj subscriber erase`): the bookings keep their
+    times and purpose for the room-use figures, but no longer name or reach the person;
+    the outbox's copies of the messages about them lose the contact data too."""
+    import sqlalchemy as sa
+    from sqlmodel import func
+    from sqlmodel import update as sql_update
+
+    from shared.bus import ERASED, erase_from_outbox
+
+    email = email.strip().lower() if email else None
+    phone = _phone_or_raw(phone) if phone else None
+    conditions = []
+    if email:
+        conditions.append(func.lower(Booking.email) == email)
+    if phone:
+        conditions.append(Booking.phone == phone)
+    if not conditions:
+        return {"bookings": 0, "outbox_messages": 0}
+    async with db.session() as session:
+        result = await session.exec(  # type: ignore[call-overload]
+            sql_update(Booking).where(sa.or_(*conditions)).values(name=ERASED, email=None, phone=None)
+        )
+        outbox = await erase_from_outbox(session, email, phone)
+        await session.commit()
+    await db.flush_deleted_data()
+    return {"bookings": int(result.rowcount or 0), "outbox_messages": outbox}
+
+
+def _phone_or_raw(raw: str) -> str:
+    try:
+        return normalise_phone(raw)
+    except ValueError:
+        return raw.strip()

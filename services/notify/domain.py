@@ -5,9 +5,10 @@ from __future__ import annotations
 import random
 from datetime import UTC, datetime, time, timedelta
 
-import phonenumbers
-
+from shared.contact import normalise_phone
 from shared.i18n import TZ
+
+__all__ = ["normalise_phone", "quiet_until", "retry_delay"]
 
 
 def quiet_until(now: datetime, window: tuple[time, time] | None) -> datetime | None:
@@ -39,14 +40,3 @@ def retry_delay(attempts: int, base_seconds: float, *, rng: random.Random | None
     step = min(3600.0, base_seconds * 2 ** max(0, attempts - 1))
     jitter = (rng or random).uniform(0.5, 1.0)
     return timedelta(seconds=step * jitter)
-
-
-def normalise_phone(raw: str, region: str = "SI") -> str:
-    """Any common way of writing a number -> E.164 (`040 123 456` -> `+38640123456`)."""
-    try:
-        number = phonenumbers.parse(raw, region)
-    except phonenumbers.NumberParseException as exc:
-        raise ValueError(f"not a phone number: {raw!r}") from exc
-    if not phonenumbers.is_valid_number(number):
-        raise ValueError(f"not a valid phone number: {raw!r}")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)

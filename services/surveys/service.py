@@ -561,3 +561,21 @@ async def results(db: Database, survey_id: str) -> tuple[Survey, SurveyDefinitio
         for r in sorted(responses, key=lambda r: r.created_at)
     ]
     return survey, definition, domain.compute_results(definition, data)
+
+
+async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
+    """GDPR erasure in surveys (called by `kranj subscriber erase`): answers are anonymous and
+    hold no contact data; only the outbox's copies of `surveys.respondent.volunteered` do."""
+    from shared.bus import erase_from_outbox
+    from shared.contact import normalise_phone
+
+    if phone:
+        try:
+            phone = normalise_phone(phone)
+        except ValueError:
+            phone = phone.strip()
+    async with db.session() as session:
+        outbox = await erase_from_outbox(session, email.strip().lower() if email else None, email, phone)
+        await session.commit()
+    await db.flush_deleted_data()
+    return {"outbox_messages": outbox}
