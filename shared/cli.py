@@ -18,6 +18,7 @@ import asyncio
 import importlib
 import json
 import logging
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -178,11 +179,34 @@ def db_upgrade(
 # --------------------------------------------------------------------------------------
 # kranj up / kranj run
 # --------------------------------------------------------------------------------------
+class LogFormatChoice(str, Enum):
+    json = "json"
+    console = "console"
+    auto = "auto"
+
+
+LogFormat = Annotated[
+    LogFormatChoice | None,
+    typer.Option(
+        "--log-format",
+        help="json (one object per line), console (for people) or auto (console on a terminal). "
+        "Default: KRANJ_LOG_FORMAT, else auto.",
+    ),
+]
+
+
+def _log_format(value: LogFormatChoice | None) -> None:
+    """Pass the choice to the service processes through their environment."""
+    if value:
+        os.environ["KRANJ_LOG_FORMAT"] = value.value
+
+
 @app.command()
-def up() -> None:
+def up(log_format: LogFormat = None) -> None:
     """Migrate, then run all four services as supervised processes. Ctrl-C stops everything."""
     from .supervisor import ChildSpec, Supervisor
 
+    _log_format(log_format)
     settings = Settings()
     with quiet_broker_logs():
         problem = asyncio.run(broker_problem(settings.amqp_url))
@@ -204,10 +228,14 @@ def up() -> None:
 
 
 @app.command()
-def run(service: Annotated[Service, typer.Argument(help="events, booking, surveys or notify")]) -> None:
+def run(
+    service: Annotated[Service, typer.Argument(help="events, booking, surveys or notify")],
+    log_format: LogFormat = None,
+) -> None:
     """Run one service in the foreground (what each container runs)."""
     from .runner import run_service
 
+    _log_format(log_format)
     run_service(service.value)
 
 

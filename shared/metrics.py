@@ -28,5 +28,13 @@ DELIVERIES = Counter(
 )
 
 
+SEND_SECONDS = Histogram(
+    "kranj_send_seconds",
+    "Time to hand one message over: SMTP server or SMS gateway latency (transport file = local outbox).",
+    ["channel", "transport", "outcome"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

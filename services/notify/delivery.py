@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -25,7 +26,7 @@ from sqlmodel import col, select, update
 
 from shared.db import Database
 from shared.logs import mask_email, mask_phone
-from shared.metrics import DELIVERIES
+from shared.metrics import DELIVERIES, SEND_SECONDS
 from shared.models import utcnow
 from shared.settings import Settings
 
@@ -308,6 +309,17 @@ class DeliveryWorker:
         unsubscribe = (
             self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel) if delivery.subscriber_id else None
         )
+        if delivery.channel == "email":
+            transport = "smtp" if self.settings.smtp_host else "file"
+        else:
+            transport = "gateway" if self.settings.sms_gateway_url else "file"
+        started = time.perf_counter()
+        outcome = await self._hand_over(delivery, notice, unsubscribe)
+        SEND_SECONDS.labels(delivery.channel, transport, outcome.status).observe(time.perf_counter() - started)
+        return outcome
+
+    async def _hand_over(self, delivery: Delivery, notice: Notice, unsubscribe: str | None) -> Outcome:
+        assert delivery.address is not None
         try:
             if delivery.channel == "email":
                 reference = await self.email.send(self._email(delivery, notice, unsubscribe), delivery.id)

@@ -99,6 +99,12 @@ async def test_outside_notice_reaches_real_smtp_and_sms_gateway_once(notify_app,
     assert board.status_code == 200 and "Izklop vode na Primskovem" in board.text
     assert feed.headers["content-type"].startswith("application/atom+xml")
     assert "Izklop vode na Primskovem" in feed.text
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        metrics = (await client.get("/metrics")).text
+    # SMTP and gateway latency, and the message counted by type and outcome
+    assert 'kranj_send_seconds_count{channel="email",outcome="sent",transport="smtp"}' in metrics
+    assert 'kranj_send_seconds_count{channel="sms",outcome="sent",transport="gateway"}' in metrics
+    assert 'type="si.kranj.notify.notice.requested.v1"' in metrics
 
     # Give a second delivery every chance to happen, then prove it did not.
     await asyncio.sleep(1.0)
