@@ -16,6 +16,7 @@ from shared.web import ServiceApp
 from . import domain, service
 from .config import SurveysConfig
 from .domain import AnswersInvalid, SurveyDefinition, TemplateRequest
+from .qr import qr_svg
 from .service import Created, ResponseCreated, ResponseIn, SurveyOut
 
 api = APIRouter(prefix="/api/v1", tags=["surveys"])
@@ -444,10 +445,11 @@ async def thanks(survey_id: str, request: Request) -> HTMLResponse:
 async def print_version(survey_id: str, request: Request) -> HTMLResponse:
     ctx = _ctx(request)
     survey, definition = await _load(ctx, survey_id)
+    url = service.survey_url(ctx.settings, survey.id)
     return ctx.templates.TemplateResponse(
         request,
         "survey_print.html",
-        _form_context(survey, definition, url=service.survey_url(ctx.settings, survey.id)),
+        _form_context(survey, definition, url=url, qr=qr_svg(url, label=f"QR koda spletne ankete: {url}")),
     )
 
 
@@ -502,13 +504,71 @@ async def public_results(survey_id: str, request: Request) -> HTMLResponse:
     )
 
 
+# What staff read after pressing a button on their page (Slovenian; `?done=` after the redirect).
+STAFF_DONE = {
+    "opened": "Anketa je odprta. Krajani jo lahko izpolnijo na spletu in na papirju; naročniki KS bodo prejeli vabilo.",
+    "closed": "Anketa je zaprta. Novih odgovorov ne sprejemamo več; papirnate ankete lahko še vnesete.",
+    "published": "Rezultati so objavljeni na javni strani (brez odgovorov z besedilom); naročniki bodo obveščeni.",
+}
+
+
 @pages.get("/surveys/{survey_id}/staff", response_class=HTMLResponse)
-async def staff_results(survey_id: str, request: Request) -> HTMLResponse:
+async def staff_results(survey_id: str, request: Request, done: str = "") -> HTMLResponse:
     ctx = _ctx(request)
     survey, definition, results = await _results(ctx, survey_id)
     _page_staff(request, survey.ks)
     return ctx.templates.TemplateResponse(
         request,
         "results.html",
-        {"survey": survey, "results": results, "charts": _charts(results), "staff": True, "age_labels": domain.AGE_BAND_LABELS},
+        {
+            "survey": survey,
+            "results": results,
+            "charts": _charts(results),
+            "staff": True,
+            "age_labels": domain.AGE_BAND_LABELS,
+            "done": STAFF_DONE.get(done),
+            "action_error": None,
+        },
     )
+
+
+async def _staff_page_action(request: Request, survey_id: str, action: Any, done: str) -> Response:
+    """The staff page's buttons: plain HTML forms posting here; the same service functions
+    as the API, then back to the staff page with a Slovenian confirmation (or the reason)."""
+    ctx = _ctx(request)
+    survey, _ = await _load(ctx, survey_id)
+    _page_staff(request, survey.ks)
+    try:
+        await action(ctx.db, ctx.settings, survey_id)
+    except service.Conflict as exc:
+        survey, definition, results = await _results(ctx, survey_id)
+        return ctx.templates.TemplateResponse(
+            request,
+            "results.html",
+            {
+                "survey": survey,
+                "results": results,
+                "charts": _charts(results),
+                "staff": True,
+                "age_labels": domain.AGE_BAND_LABELS,
+                "done": None,
+                "action_error": str(exc).split(" / ")[0],
+            },
+            status_code=status.HTTP_409_CONFLICT,
+        )
+    return RedirectResponse(f"/surveys/{survey_id}/staff?done={done}", status_code=303)
+
+
+@pages.post("/surveys/{survey_id}/staff/open")
+async def staff_open(survey_id: str, request: Request) -> Response:
+    return await _staff_page_action(request, survey_id, service.open_survey, "opened")
+
+
+@pages.post("/surveys/{survey_id}/staff/close")
+async def staff_close(survey_id: str, request: Request) -> Response:
+    return await _staff_page_action(request, survey_id, service.close_survey, "closed")
+
+
+@pages.post("/surveys/{survey_id}/staff/publish")
+async def staff_publish(survey_id: str, request: Request) -> Response:
+    return await _staff_page_action(request, survey_id, service.publish_results, "published")
