@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, Response, status
+from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, Field
@@ -17,6 +18,7 @@ from shared.logs import mask_email, mask_phone
 from shared.web import ServiceApp
 
 from . import service
+from .domain import normalise_phone
 from .models import Notice
 from .render import Renderer
 from .service import SubscriberIn, SubscriberOut
@@ -262,7 +264,9 @@ async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     if target is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava za odjavo ni veljavna. / Invalid link.")
     return ctx.templates.TemplateResponse(
-        request, "unsubscribe.html", {"token": token, "channel": target[1], "done": False}
+        request,
+        "unsubscribe.html",
+        {"token": token, "channel": target[1], "done": False, "manage_url": _renderer(request).manage_url(target[0])},
     )
 
 
@@ -275,5 +279,55 @@ async def unsubscribe(token: str, request: Request) -> HTMLResponse:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava za odjavo ni veljavna. / Invalid link.")
     await service.unsubscribe_channel(ctx.db, *target)
     return ctx.templates.TemplateResponse(
-        request, "unsubscribe.html", {"token": token, "channel": target[1], "done": True}
+        request,
+        "unsubscribe.html",
+        {"token": token, "channel": target[1], "done": True, "manage_url": _renderer(request).manage_url(target[0])},
     )
+
+
+class InboundSms(BaseModel):
+    """What the SMS gateway forwards when a resident texts back."""
+
+    model_config = {"populate_by_name": True}
+
+    from_: str = Field(alias="from", description="Sender's number, E.164 (+386...)")
+    text: str = Field(max_length=1600)
+
+
+class InboundSmsResult(BaseModel):
+    action: str = Field(description="`stopped` (STOP/ODJAVA) or `ignored` (any other text)")
+    subscriber_found: bool = False
+    subscription_status: str | None = Field(default=None, description="active, or unsubscribed if no channel is left")
+    channels: list[str] = Field(default_factory=list, description="The channels the subscription keeps")
+    skipped_deliveries: int = Field(default=0, description="Queued SMS to that number that will not be sent")
+
+
+@api.post(
+    "/sms/inbound",
+    response_model=InboundSmsResult,
+    summary="Inbound SMS webhook of the gateway: STOP or ODJAVA stops SMS to that number",
+    description="Authenticated with `Authorization: Bearer <KRANJ_SMS_GATEWAY_TOKEN>` (401 otherwise); "
+    "404 when no gateway token is configured. `STOP`/`ODJAVA` (any case, spaces and punctuation ignored) "
+    "removes SMS from that number's subscription (which ends when no channel is left) and skips SMS still "
+    "queued for it. Other texts are acknowledged and ignored.",
+)
+async def sms_inbound(
+    body: InboundSms, request: Request, authorization: str | None = Header(default=None)
+) -> InboundSmsResult:
+    ctx = _ctx(request)
+    secret = ctx.settings.sms_gateway_token
+    if secret is None or not secret.get_secret_value():
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Not Found")
+    scheme, _, given = (authorization or "").partition(" ")
+    expected = secret.get_secret_value()
+    if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "Napačen žeton prehoda SMS. / Bad gateway token.", {"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        phone = normalise_phone(body.from_)
+    except ValueError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"from: {exc}") from None
+    if not service.is_stop(body.text):
+        return InboundSmsResult(action="ignored")
+    return InboundSmsResult(**await service.stop_sms(ctx.db, phone))

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
@@ -14,6 +15,7 @@ from .api import api, pages
 from .board import board
 from .delivery import DeliveryWorker, EmailSender, SmsSender
 from .digest import weekly_digest_job
+from .manage import manage
 from .render import Renderer
 from .subscribe import subscribe
 
@@ -23,6 +25,8 @@ SERVICE = "notify"
 
 def build(settings: Settings) -> ServiceApp:
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
+    ctx.bus.publisher(DELIVERY_SENT)
+    ctx.bus.publisher(DELIVERY_FAILED)
     renderer = Renderer(settings)
     worker = DeliveryWorker(settings, ctx.db, renderer, EmailSender(settings), SmsSender(settings))
     handlers.register(ctx.bus, settings, renderer, on_new_deliveries=worker.wake)
@@ -37,7 +41,7 @@ def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = Tr
         build(settings),
         title="Kranj ZA vse — notify",
         description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
-        routers=[api, board, subscribe, pages],  # board first: /noticeboard/feed.atom is not a KS
+        routers=[api, board, subscribe, manage, pages],  # board first: /noticeboard/feed.atom is not a KS
         migrate=migrate,
         start_bus=start_bus,
     )

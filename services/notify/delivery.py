@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ import aiosmtplib
 import httpx
 from sqlmodel import col, select, update
 
+from shared.bus import add_to_outbox
+from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, DeliveryOutcome
 from shared.db import Database
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
@@ -32,11 +35,13 @@ from shared.settings import Settings
 
 from .domain import retry_delay
 from .models import Delivery, Notice
+from .ratelimit import RateLimiter
 from .render import Renderer
 
 log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
 LEASE = timedelta(minutes=5)
+SOURCE = "/kranj/notify"  # CloudEvent source of notify.delivery.* (the Bus's source for notify)
 
 
 class TemporaryFailure(Exception):
@@ -198,6 +203,13 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _without_contact(error: str | None, address: str | None) -> str | None:
+    """A server's words may quote the recipient (`550 <ana@…>: no such user`): not in events."""
+    if not error or not address:
+        return error
+    return re.sub(re.escape(address), "[naslov]", error, flags=re.IGNORECASE)[:1000]
+
+
 @dataclass
 class Outcome:
     status: str
@@ -228,6 +240,8 @@ class DeliveryWorker:
         self.poll = poll
         self._wake = asyncio.Event()
         self._sms_slots = asyncio.Semaphore(sms_concurrency)
+        # Per-channel rate limits (KRANJ_SMS_PER_SECOND, KRANJ_EMAIL_PER_SECOND), per process.
+        self._limits = {"email": RateLimiter(settings.email_per_second), "sms": RateLimiter(settings.sms_per_second)}
 
     def wake(self) -> None:
         self._wake.set()
@@ -267,10 +281,15 @@ class DeliveryWorker:
         texts = [d for d in claimed if d.channel == "sms"]
 
         async def send_emails() -> list[tuple[Delivery, Outcome]]:
-            return [(d, await self._send_one(d, notices.get(d.notice_id))) for d in emails]
+            results = []
+            for d in emails:
+                await self._limits["email"].acquire()
+                results.append((d, await self._send_one(d, notices.get(d.notice_id))))
+            return results
 
         async def send_sms_one(d: Delivery) -> tuple[Delivery, Outcome]:
             async with self._sms_slots:
+                await self._limits["sms"].acquire()
                 return d, await self._send_one(d, notices.get(d.notice_id))
 
         email_results, *sms_results = await asyncio.gather(send_emails(), *(send_sms_one(d) for d in texts))
@@ -357,6 +376,15 @@ class DeliveryWorker:
     async def _record(self, results: list[tuple[Delivery, Outcome]]) -> None:
         now = utcnow()
         async with self.db.session() as session:
+            notice_ids = {d.notice_id for d, o in results if o.status != "skipped"}
+            origins = {
+                row[0]: (row[1], row[2])
+                for row in (
+                    await session.exec(
+                        select(Notice.id, Notice.source, Notice.source_id).where(col(Notice.id).in_(notice_ids))
+                    )
+                ).all()
+            }
             for delivery, outcome in results:
                 values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error}
                 attempts = delivery.attempts + (1 if outcome.status != "skipped" else 0)
@@ -373,6 +401,27 @@ class DeliveryWorker:
                 await session.exec(  # type: ignore[call-overload]
                     update(Delivery).where(Delivery.id == delivery.id).values(**values)
                 )
+                final_failure = outcome.status.startswith("failed") and values["next_attempt_at"] is None
+                if (outcome.status == "sent" or final_failure) and delivery.channel in ("email", "sms"):
+                    # notify.delivery.* in the same transaction as the status: no contact data in it.
+                    source, source_id = origins.get(delivery.notice_id, ("", ""))
+                    add_to_outbox(
+                        session,
+                        DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED,
+                        DeliveryOutcome(
+                            delivery_id=delivery.id,
+                            notice_id=delivery.notice_id,
+                            source=source,
+                            source_id=source_id,
+                            channel=delivery.channel,  # type: ignore[arg-type]
+                            status=outcome.status,  # type: ignore[arg-type]
+                            attempts=attempts,
+                            error=_without_contact(outcome.error, delivery.address),
+                            at=now,
+                        ),
+                        source=SOURCE,
+                        subject=delivery.id,
+                    )
                 DELIVERIES.labels(delivery.channel, outcome.status).inc()
                 contact = mask_email(delivery.address) if delivery.channel == "email" else mask_phone(delivery.address)
                 level = logging.INFO if outcome.status in ("sent", "skipped") else logging.WARNING

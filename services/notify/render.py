@@ -17,6 +17,7 @@ from .models import Notice
 
 MESSAGES = Path(__file__).parent / "templates" / "messages"
 UNSUBSCRIBE_SALT = "kranj.unsubscribe.v1"
+MANAGE_SALT = "kranj.manage.v1"
 
 
 def from_label(ks: list[str]) -> str:
@@ -59,6 +60,8 @@ class Renderer:
         self.env.filters["date"] = i18n.format_date
         self.env.globals["plural"] = i18n.plural
         self._signer = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
+        # Not timed: a link in last year's email must still let the resident leave.
+        self._manage_signer = URLSafeSerializer(settings.signing_key(), salt=MANAGE_SALT)
 
     # -- signed links ------------------------------------------------------------------
     def unsubscribe_token(self, subscriber_id: str, channel: str) -> str:
@@ -77,9 +80,35 @@ class Renderer:
         base = self.settings.public_base("notify")
         return f"{base}/unsubscribe/{self.unsubscribe_token(subscriber_id, channel)}"
 
+    def manage_token(self, subscriber_id: str) -> str:
+        return self._manage_signer.dumps(subscriber_id)
+
+    def read_manage_token(self, token: str) -> str | None:
+        try:
+            value = self._manage_signer.loads(token)
+        except BadSignature:
+            return None
+        return value if isinstance(value, str) and value else None
+
+    def manage_url(self, subscriber_id: str) -> str:
+        return f"{self.settings.public_base('notify')}/manage/{self.manage_token(subscriber_id)}"
+
+    def manage_url_for(self, unsubscribe_url: str | None) -> str | None:
+        """The "manage my notices" link of the subscriber an unsubscribe link belongs to:
+        every message that lets a follower leave also lets them change what they get."""
+        if not unsubscribe_url or "/unsubscribe/" not in unsubscribe_url:
+            return None
+        target = self.read_unsubscribe_token(unsubscribe_url.rsplit("/unsubscribe/", 1)[1])
+        return self.manage_url(target[0]) if target else None
+
     # -- messages ----------------------------------------------------------------------
     def _context(self, notice: Notice, unsubscribe_url: str | None) -> dict[str, object]:
-        return {"notice": notice, "from_label": from_label(notice.ks), "unsubscribe_url": unsubscribe_url}
+        return {
+            "notice": notice,
+            "from_label": from_label(notice.ks),
+            "unsubscribe_url": unsubscribe_url,
+            "manage_url": self.manage_url_for(unsubscribe_url),
+        }
 
     def email(self, notice: Notice, language: str, unsubscribe_url: str | None) -> Email:
         lang = language if language in i18n.LANGUAGES else "sl"

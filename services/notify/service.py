@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.contracts import ALL_KS, CloudEvent, EventPublished, NoticeRequested
+from shared.contracts import ALL_KS, KS_NAMES, CloudEvent, EventPublished, NoticeRequested
 from shared.contracts.ks import KsOrAll
 from shared.contracts.notify import Language, Topic
 from shared.db import Database
@@ -564,3 +564,146 @@ async def delivery_summary(db: Database, notice_id: str) -> dict[str, dict[str, 
         summary.setdefault(channel, {})[state] = count
     return summary
 
+
+
+# --------------------------------------------------------------------------------------
+# "Manage my notices" (signed link in every message) and inbound SMS STOP
+# --------------------------------------------------------------------------------------
+OPEN_STATES = ("queued", "held", "failed-temporary")
+REJOIN_TEXT = "Krajan je prek podpisane povezave za urejanje obvestil znova izbral obvestila."
+
+
+async def get_subscription(db: Database, subscriber_id: str) -> SubscriberOut | None:
+    async with db.session() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return None
+        return await _out(session, subscriber)
+
+
+async def _out(session: AsyncSession, subscriber: Subscriber) -> SubscriberOut:
+    ks = (await session.exec(select(SubscriberKs.ks).where(SubscriberKs.subscriber_id == subscriber.id))).all()
+    topics = (
+        await session.exec(select(SubscriberTopic.topic).where(SubscriberTopic.subscriber_id == subscriber.id))
+    ).all()
+    return SubscriberOut(
+        **subscriber.model_dump(exclude={"channels", "consent_text", "created_at", "updated_at"}),
+        channels=list(subscriber.channels),
+        ks=sorted(ks),
+        topics=[t for t in TOPICS_ORDER if t in topics],
+    )
+
+
+TOPICS_ORDER = ("general", "utilities", "events", "rooms", "surveys", "safety")
+
+
+async def _skip_open(session: AsyncSession, reason: str, *conditions: Any) -> int:
+    result = await session.exec(  # type: ignore[call-overload]
+        update(Delivery)
+        .where(col(Delivery.status).in_(OPEN_STATES), *conditions)
+        .values(status="skipped", last_error=reason, next_attempt_at=None)
+    )
+    return int(result.rowcount or 0)
+
+
+async def change_subscription(
+    db: Database, subscriber_id: str, *, ks: list[str], topics: list[str], channels: list[str], language: str
+) -> SubscriberOut | None:
+    """What a resident chose on their manage page. Raises ValueError (Slovenian, readable)
+    for a choice that cannot be kept; a left subscription is taken up again."""
+    ks = [ALL_KS] if ALL_KS in ks else list(dict.fromkeys(k for k in ks if k in KS_NAMES))
+    topics = [t for t in TOPICS_ORDER if t in topics]
+    problems = []
+    if not ks:
+        problems.append("Izberite vsaj eno krajevno skupnost (ali cel Kranj).")
+    if not topics:
+        problems.append("Izberite vsaj eno temo.")
+    if language not in ("sl", "en"):
+        problems.append("Jezik je lahko slovenščina ali angleščina.")
+    async with db.session() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return None
+        available = [c for c, v in (("email", subscriber.email), ("sms", subscriber.phone)) if v]
+        chosen = [c for c in available if c in channels]
+        if not chosen:
+            problems.append("Izberite vsaj en kanal (e-pošta ali SMS). Če ne želite ničesar več, se odjavite spodaj.")
+        if problems:
+            raise ValueError(" ".join(problems))
+        dropped = [c for c in subscriber.channels if c not in chosen]
+        if dropped:
+            await _skip_open(
+                session,
+                "the resident stopped this channel",
+                Delivery.subscriber_id == subscriber_id,
+                col(Delivery.channel).in_(dropped),
+            )
+        if language != subscriber.language:  # what is still waiting goes out in the new language
+            await session.exec(  # type: ignore[call-overload]
+                update(Delivery)
+                .where(Delivery.subscriber_id == subscriber_id, col(Delivery.status).in_(OPEN_STATES))
+                .values(language=language)
+            )
+        subscriber.channels, subscriber.language = chosen, language
+        if subscriber.status == "unsubscribed":
+            subscriber.status = "active"
+            subscriber.consent_source, subscriber.consent_text, subscriber.consent_at = "web", REJOIN_TEXT, utcnow()
+        subscriber.updated_at = utcnow()
+        session.add(subscriber)
+        await session.exec(delete(SubscriberKs).where(SubscriberKs.subscriber_id == subscriber_id))  # type: ignore[call-overload]
+        await session.exec(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber_id))  # type: ignore[call-overload]
+        session.add_all(SubscriberKs(subscriber_id=subscriber_id, ks=k) for k in ks)
+        session.add_all(SubscriberTopic(subscriber_id=subscriber_id, topic=t) for t in topics)
+        await session.flush()
+        out = await _out(session, subscriber)
+        await session.commit()
+    return out
+
+
+async def leave(db: Database, subscriber_id: str) -> bool:
+    """The resident leaves entirely: status `unsubscribed`, nothing still waiting is sent."""
+    async with db.session() as session:
+        subscriber = await session.get(Subscriber, subscriber_id)
+        if subscriber is None:
+            return False
+        subscriber.status = "unsubscribed"
+        subscriber.updated_at = utcnow()
+        session.add(subscriber)
+        await _skip_open(session, "unsubscribed", Delivery.subscriber_id == subscriber_id)
+        await session.commit()
+    return True
+
+
+STOP_WORDS = frozenset({"stop", "odjava"})
+
+
+def is_stop(text: str) -> bool:
+    """`" Stop! "`, `"ODJAVA."`, `"odjava"` -> True; anything else (`"stop it"`) -> False."""
+    word = "".join(ch for ch in text.casefold() if ch.isalnum() or ch.isspace()).strip()
+    return word in STOP_WORDS
+
+
+async def stop_sms(db: Database, phone: str) -> dict[str, Any]:
+    """An inbound STOP/ODJAVA from `phone`: no more SMS to that number (the channel leaves
+    the subscription, which ends when no channel is left) and queued SMS to it are skipped."""
+    async with db.session() as session:
+        subscriber = (await session.exec(select(Subscriber).where(Subscriber.phone == phone))).first()
+        status = None
+        if subscriber is not None:
+            subscriber.channels = [c for c in subscriber.channels if c != "sms"]
+            if not subscriber.channels:
+                subscriber.status = "unsubscribed"
+            subscriber.updated_at = utcnow()
+            session.add(subscriber)
+            status = subscriber.status
+        skipped = await _skip_open(
+            session, "the resident answered STOP", Delivery.channel == "sms", Delivery.address == phone
+        )
+        await session.commit()
+    return {
+        "action": "stopped",
+        "subscriber_found": subscriber is not None,
+        "subscription_status": status,
+        "channels": list(subscriber.channels) if subscriber is not None else [],
+        "skipped_deliveries": skipped,
+    }

@@ -66,3 +66,44 @@ NOTICE_REQUESTED = MessageType(
     NoticeRequested,
     "A command from any municipal system: fan a notice out to email, SMS and the noticeboard.",
 )
+
+
+DeliveryStatus = Literal["sent", "failed-permanent", "failed-temporary"]
+
+
+class DeliveryOutcome(BaseModel):
+    """What became of one message to one resident on one channel. Never carries the
+    contact address (nor anything else that names the resident): `source` and `source_id`
+    let the system that asked for the notice correlate the outcome with its request."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    delivery_id: str = Field(description="notify's id of this delivery (also the SMS gateway's Idempotency-Key).")
+    notice_id: str = Field(description="notify's id of the notice this delivery belongs to.")
+    source: str = Field(description="CloudEvent `source` of the message that caused the notice.")
+    source_id: str = Field(
+        description="What that publisher knows it by: the CloudEvent `id` of a `notify.notice.requested`, "
+        "or the id of the event, booking (`<booking id>:<status>`) or survey it announced."
+    )
+    channel: Literal["email", "sms"]
+    status: DeliveryStatus = Field(
+        description="`sent`; `failed-permanent` (refused, never retried); `failed-temporary` (out of attempts)."
+    )
+    attempts: int = Field(ge=0, description="Hand-overs tried, this one included.")
+    error: str | None = Field(default=None, description="Why it failed, as the SMTP server or gateway said.")
+    at: datetime = Field(description="When the outcome was recorded (UTC).")
+
+
+DELIVERY_SENT = MessageType(
+    "notify.delivery.sent",
+    1,
+    DeliveryOutcome,
+    "Fact: a message was handed over to the SMTP server or the SMS gateway. No contact data.",
+)
+DELIVERY_FAILED = MessageType(
+    "notify.delivery.failed",
+    1,
+    DeliveryOutcome,
+    "Fact: a message could not be delivered and will not be tried again (a permanent refusal, or a temporary "
+    "failure after the last attempt). Staff may still resend it. No contact data.",
+)

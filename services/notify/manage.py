@@ -1,0 +1,99 @@
+"""The resident's own "manage my notices" page, reached by the signed link in every message:
+change KS, topics, channels and language, or leave. Plain HTML forms, no JavaScript. A
+forged or altered link gets 400 and changes nothing."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Form, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, Response
+
+from shared.logs import mask_email, mask_phone
+from shared.web import ServiceApp
+
+from . import service
+from .render import Renderer
+from .subscribe import TOPIC_LABELS
+
+manage = APIRouter(include_in_schema=False)
+INVALID = "Povezava za urejanje obvestil ni veljavna. / This link is not valid."
+
+
+def _ctx(request: Request) -> ServiceApp:
+    return request.app.state.ctx  # type: ignore[no-any-return]
+
+
+def _subscriber_id(request: Request, token: str) -> str:
+    renderer: Renderer = _ctx(request).extra["renderer"]
+    subscriber_id = renderer.read_manage_token(token)
+    if subscriber_id is None:
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, INVALID)
+    return subscriber_id
+
+
+async def _page(
+    request: Request,
+    token: str,
+    sub: service.SubscriberOut,
+    *,
+    message: str | None = None,
+    errors: list[str] | None = None,
+    code: int = 200,
+) -> Response:
+    ctx = _ctx(request)
+    return ctx.templates.TemplateResponse(
+        request,
+        "manage.html",
+        {
+            "token": token,
+            "sub": sub,
+            "email": mask_email(sub.email) if sub.email else None,
+            "phone": mask_phone(sub.phone) if sub.phone else None,
+            "topics": list(TOPIC_LABELS.items()),
+            "message": message,
+            "errors": errors or [],
+        },
+        status_code=code,
+    )
+
+
+async def _load(request: Request, token: str) -> tuple[str, service.SubscriberOut]:
+    subscriber_id = _subscriber_id(request, token)
+    sub = await service.get_subscription(_ctx(request).db, subscriber_id)
+    if sub is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Te prijave ni več. / This subscription no longer exists.")
+    return subscriber_id, sub
+
+
+@manage.get("/manage/{token}", response_class=HTMLResponse)
+async def manage_page(token: str, request: Request) -> Response:
+    _, sub = await _load(request, token)
+    return await _page(request, token, sub)
+
+
+@manage.post("/manage/{token}", response_class=HTMLResponse)
+async def manage_submit(
+    token: str,
+    request: Request,
+    action: Annotated[str, Form()] = "save",
+    ks: Annotated[list[str] | None, Form()] = None,
+    topics: Annotated[list[str] | None, Form()] = None,
+    channels: Annotated[list[str] | None, Form()] = None,
+    language: Annotated[str, Form()] = "sl",
+) -> Response:
+    subscriber_id, sub = await _load(request, token)
+    db = _ctx(request).db
+    if action == "leave":
+        await service.leave(db, subscriber_id)
+        left = await service.get_subscription(db, subscriber_id)
+        assert left is not None
+        return await _page(request, token, left, message="Odjavljeni ste. Ne boste več prejemali obvestil.")
+    try:
+        changed = await service.change_subscription(
+            db, subscriber_id, ks=ks or [], topics=topics or [], channels=channels or [], language=language
+        )
+    except ValueError as exc:
+        return await _page(request, token, sub, errors=[str(exc)], code=422)
+    assert changed is not None
+    return await _page(request, token, changed, message="Shranjeno. Obvestila boste prejemali tako, kot ste izbrali.")
