@@ -1,35 +1,65 @@
-"""HTTP surface of events: staff API, public API and pages (thin: translate, call service)."""
+"""HTTP surface of events: staff API, public API, feeds and pages (thin: translate, call service)."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import date, datetime, time, timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Request, status
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi import APIRouter, Body, HTTPException, Query, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
 
-from shared.auth import StaffDep, require_ks
-from shared.contracts import KS_NAMES
-from shared.web import ServiceApp
+from shared.auth import Staff, StaffDep, current_staff, require_ks
+from shared.contracts import KS_NAMES, ks_name
+from shared.contracts.events import AGE_GROUPS
 
-from . import service
-from .service import EventIn, EventOut
+from . import calendar, domain, service
+from .service import (
+    AttendanceIn,
+    CancelIn,
+    EventFilter,
+    EventIn,
+    EventOut,
+    EventPatch,
+    RegistrationIn,
+    RegistrationOut,
+)
 
 api = APIRouter(prefix="/api/v1", tags=["events"])
 pages = APIRouter(include_in_schema=False)
 
+NO_EVENT = "Dogodka ni. / No such event."
+NO_REGISTRATION = "Prijave ni. / No such registration."
+ICS = "text/calendar; charset=utf-8"
 
-def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+
+def _ctx(request: Request) -> Any:
+    return request.app.state.ctx
 
 
-async def _load(ctx: ServiceApp, event_id: str):  # noqa: ANN202
+def _optional_staff(request: Request) -> Staff | None:
+    if not request.headers.get("authorization") and not request.cookies.get("kranj_staff"):
+        return None
+    return current_staff(request)
+
+
+async def _load(ctx: Any, event_id: str) -> service.Event:
     try:
         return await service.get_event(ctx.db, event_id)
     except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Dogodka ni. / No such event.") from None
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_EVENT) from None
 
 
-@api.post("/events", status_code=status.HTTP_201_CREATED, response_model=EventOut, summary="Create a draft event (staff)")
+def _conflict(exc: Exception) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+
+
+# ======================================================================================
+# Events (staff writes, public reads)
+# ======================================================================================
+@api.post(
+    "/events", status_code=status.HTTP_201_CREATED, response_model=EventOut, summary="Create a draft event (staff)"
+)
 async def create_event(body: EventIn, request: Request, staff: StaffDep) -> EventOut:
     require_ks(staff, body.ks)
     ctx = _ctx(request)
@@ -44,48 +74,674 @@ async def publish_event(event_id: str, request: Request, staff: StaffDep) -> Eve
     try:
         event = await service.publish_event(ctx.db, ctx.settings, event_id)
     except service.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        raise _conflict(exc) from None
     return service.to_out(ctx.settings, event)
+
+
+async def _update(event_id: str, patch: EventPatch, request: Request, staff: Staff) -> EventOut:
+    ctx = _ctx(request)
+    require_ks(staff, (await _load(ctx, event_id)).ks)
+    try:
+        event = await service.update_event(ctx.db, ctx.settings, event_id, patch)
+    except service.Conflict as exc:
+        raise _conflict(exc) from None
+    return service.to_out(ctx.settings, event)
+
+
+@api.patch(
+    "/events/{event_id}",
+    response_model=EventOut,
+    summary="Change some fields of an event (staff)",
+    description="A published event announces `events.event.updated`; when time, place or dates change, every "
+    "registrant is told (`events.registration.event-changed`). More seats promote the waitlist.",
+)
+async def patch_event(event_id: str, body: EventPatch, request: Request, staff: StaffDep) -> EventOut:
+    return await _update(event_id, body, request, staff)
+
+
+@api.put("/events/{event_id}", response_model=EventOut, summary="Replace an event's fields (staff; KS stays)")
+async def put_event(event_id: str, body: EventIn, request: Request, staff: StaffDep) -> EventOut:
+    ctx = _ctx(request)
+    if body.ks != (await _load(ctx, event_id)).ks:
+        raise HTTPException(status.HTTP_409_CONFLICT, "KS dogodka ni mogoče spremeniti. / The KS cannot change.")
+    data = body.model_dump(exclude={"ks", "room_id"})
+    data["rrule"] = data["rrule"] or ""
+    return await _update(event_id, EventPatch(**data), request, staff)
+
+
+@api.post("/events/{event_id}/cancel", response_model=EventOut, summary="Cancel an event (staff)")
+async def cancel_event(
+    event_id: str, request: Request, staff: StaffDep, body: Annotated[CancelIn | None, Body()] = None
+) -> EventOut:
+    ctx = _ctx(request)
+    require_ks(staff, (await _load(ctx, event_id)).ks)
+    event = await service.cancel_event(ctx.db, ctx.settings, event_id, body.reason if body else "")
+    return service.to_out(ctx.settings, event)
+
+
+def _filters(ks: str | None, age: str | None, topic: str | None, since: date | None, until: date | None) -> EventFilter:
+    if ks is not None and ks not in KS_NAMES:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Neznana KS {ks!r}. / Unknown KS.")
+    if age is not None and age not in AGE_GROUPS:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            f"Neznana starostna skupina {age!r}. / Use one of {', '.join(AGE_GROUPS)}.",
+        )
+    return EventFilter(
+        ks=ks,
+        age=age,
+        topic=topic,
+        since=datetime.combine(since, time(0), domain.TZ) if since else None,
+        until=datetime.combine(until + timedelta(days=1), time(0), domain.TZ) if until else None,
+    )
 
 
 @api.get("/events", response_model=list[EventOut], summary="Published upcoming events")
 async def list_events(
-    request: Request, ks: Annotated[str | None, Query(description="KS slug")] = None
+    request: Request,
+    ks: Annotated[str | None, Query(description="KS slug")] = None,
+    age: Annotated[str | None, Query(description="Age group: otroci, mladi, odrasli, starejsi, vsi")] = None,
+    topic: Annotated[str | None, Query(description="Topic slug")] = None,
+    since: Annotated[date | None, Query(alias="from", description="From this day (Europe/Ljubljana)")] = None,
+    until: Annotated[date | None, Query(alias="to", description="Until this day, inclusive")] = None,
 ) -> list[EventOut]:
     ctx = _ctx(request)
-    if ks is not None and ks not in KS_NAMES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Neznana KS {ks!r}. / Unknown KS.")
-    return [service.to_out(ctx.settings, e) for e in await service.list_published(ctx.db, ks)]
+    events = await service.list_published(ctx.db, filters=_filters(ks, age, topic, since, until))
+    return [service.to_out(ctx.settings, e) for e in events]
 
 
 @api.get("/events/{event_id}", response_model=EventOut, summary="One event (drafts need a staff token)")
 async def get_event(event_id: str, request: Request) -> EventOut:
     ctx = _ctx(request)
     event = await _load(ctx, event_id)
-    if event.status == "draft":
-        from shared.auth import current_staff
-
+    if event.status not in ("published", "cancelled"):
         current_staff(request)
-    return service.to_out(ctx.settings, event)
+    return service.to_out(ctx.settings, event, await service.seats_taken(ctx.db, event_id))
 
 
+# ======================================================================================
+# Registrations
+# ======================================================================================
+@api.post(
+    "/events/{event_id}/registrations",
+    status_code=status.HTTP_201_CREATED,
+    response_model=RegistrationOut,
+    summary="Register for an event (resident; staff may register someone by phone)",
+    description="`confirmed` while seats are free, else `waitlisted`. The answer carries the signed `cancel_url`.",
+)
+async def register(event_id: str, body: RegistrationIn, request: Request) -> RegistrationOut:
+    ctx = _ctx(request)
+    staff = _optional_staff(request)
+    event = await _load(ctx, event_id)
+    if staff is not None:
+        require_ks(staff, event.ks)
+    try:
+        reg, position = await service.register(ctx.db, ctx.settings, event_id, body, staff=staff)
+    except service.Conflict as exc:
+        raise _conflict(exc) from None
+    return service.registration_out(ctx.settings, reg, position=position)
+
+
+@api.post(
+    "/registrations/{registration_id}/cancel",
+    response_model=RegistrationOut,
+    summary="Cancel a registration (the registrant's signed `?token=`, or a staff token)",
+    description="Frees the seat; the first on the waitlist is confirmed in the same transaction and told.",
+)
+async def cancel_registration(
+    registration_id: str,
+    request: Request,
+    token: Annotated[str | None, Query(description="The token of the registrant's signed cancel link.")] = None,
+) -> RegistrationOut:
+    ctx = _ctx(request)
+    by = "registrant"
+    if token is not None:
+        if service.registration_id_from_token(ctx.settings, token) != registration_id:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, "Povezava ni veljavna. / The token is not valid.")
+    else:
+        staff = current_staff(request)
+        try:
+            _, event, _ = await service.get_registration(ctx.db, registration_id)
+        except service.NotFound:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
+        require_ks(staff, event.ks)
+        by = "staff"
+    try:
+        reg, _promoted = await service.cancel_registration(ctx.db, ctx.settings, registration_id, by=by)  # type: ignore[arg-type]
+    except service.NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
+    return service.registration_out(ctx.settings, reg)
+
+
+@api.get(
+    "/events/{event_id}/registrations",
+    response_model=list[RegistrationOut],
+    summary="Registrations of an event, in order of arrival (staff; personal data)",
+)
+async def list_registrations(event_id: str, request: Request, staff: StaffDep) -> list[RegistrationOut]:
+    ctx = _ctx(request)
+    require_ks(staff, (await _load(ctx, event_id)).ks)
+    rows = await service.list_registrations(ctx.db, event_id)
+    return [service.registration_out(ctx.settings, r, position=p, personal=True) for r, p in rows]
+
+
+@api.get(
+    "/events/{event_id}/registrations.csv",
+    summary="Attendee list as CSV for a Slovenian Excel (staff; UTF-8 with BOM, semicolons)",
+    response_class=Response,
+)
+async def registrations_csv(event_id: str, request: Request, staff: StaffDep) -> Response:
+    return await _csv(request, staff, event_id)
+
+
+async def _csv(request: Request, staff: Staff, event_id: str) -> Response:
+    ctx = _ctx(request)
+    event = await _load(ctx, event_id)
+    require_ks(staff, event.ks)
+    rows = await service.list_registrations(ctx.db, event_id)
+    return Response(
+        service.registrations_csv(event, rows),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="prijave-{event_id}.csv"'},
+    )
+
+
+@api.put("/events/{event_id}/attendance", summary="Record how many came, by age group (staff)")
+async def put_attendance(event_id: str, body: AttendanceIn, request: Request, staff: StaffDep) -> dict[str, int]:
+    ctx = _ctx(request)
+    require_ks(staff, (await _load(ctx, event_id)).ks)
+    return await service.record_attendance(ctx.db, event_id, dict(body.counts), staff)
+
+
+@api.get("/events/{event_id}/attendance", summary="Recorded attendance by age group (staff)")
+async def get_attendance(event_id: str, request: Request, staff: StaffDep) -> dict[str, int]:
+    ctx = _ctx(request)
+    require_ks(staff, (await _load(ctx, event_id)).ks)
+    return await service.get_attendance(ctx.db, event_id)
+
+
+# ======================================================================================
+# Feeds
+# ======================================================================================
+def _ics(body: bytes, filename: str) -> Response:
+    return Response(body, media_type=ICS, headers={"Content-Disposition": f'inline; filename="{filename}"'})
+
+
+@pages.get("/events/calendar.ics")
+async def city_calendar(request: Request) -> Response:
+    ctx = _ctx(request)
+    events = await service.list_all_published(ctx.db)
+    base = ctx.settings.public_base("events")
+    return _ics(calendar.events_ics(events, base, "Kranj ZA vse — dogodki"), "kranj-dogodki.ics")
+
+
+@pages.get("/events/ks/{ks}/calendar.ics")
+async def ks_calendar(ks: str, request: Request) -> Response:
+    if ks not in KS_NAMES:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"Neznana KS {ks!r}. / Unknown KS.")
+    ctx = _ctx(request)
+    events = [e for e in await service.list_all_published(ctx.db) if e.ks in (ks, "*")]
+    base = ctx.settings.public_base("events")
+    return _ics(calendar.events_ics(events, base, f"KS {ks_name(ks)} — dogodki"), f"dogodki-{ks}.ics")
+
+
+@pages.get("/events/feed.atom")
+async def atom_feed(request: Request, ks: str | None = None) -> Response:
+    ctx = _ctx(request)
+    ks = ks if ks in KS_NAMES else None
+    events = [e for e in await service.list_all_published(ctx.db) if ks is None or e.ks in (ks, "*")]
+    base = ctx.settings.public_base("events")
+    title = f"Novi dogodki v KS {ks_name(ks)}" if ks else "Novi dogodki — Kranj ZA vse"
+    self_url = f"{base}/events/feed.atom" + (f"?ks={ks}" if ks else "")
+    newest = sorted(events, key=lambda e: e.published_at or e.created_at, reverse=True)[:50]
+    return Response(
+        calendar.events_atom(newest, base, title=title, self_url=self_url), media_type="application/atom+xml"
+    )
+
+
+@pages.get("/events/{event_id}/event.ics")
+async def event_ics(event_id: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    event = await _load(ctx, event_id)
+    if event.status not in ("published", "cancelled"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_EVENT)
+    base = ctx.settings.public_base("events")
+    return Response(
+        calendar.events_ics([event], base, event.title),
+        media_type=ICS,
+        headers={"Content-Disposition": f'attachment; filename="dogodek-{event_id}.ics"'},
+    )
+
+
+# ======================================================================================
+# Pages: residents
+# ======================================================================================
 @pages.get("/")
 async def home() -> RedirectResponse:
     return RedirectResponse("/events", status_code=307)
 
 
+def _page_date(value: str | None) -> date | None:
+    try:
+        return date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
 @pages.get("/events", response_class=HTMLResponse)
-async def events_page(request: Request, ks: str | None = None) -> HTMLResponse:
+async def events_page(
+    request: Request,
+    ks: str | None = None,
+    starost: str | None = None,
+    tema: str | None = None,
+    od: str | None = None,
+    do: str | None = None,
+) -> HTMLResponse:
     ctx = _ctx(request)
     ks = ks if ks in KS_NAMES else None
-    events = await service.list_published(ctx.db, ks)
-    return ctx.templates.TemplateResponse(request, "events.html", {"events": events, "ks": ks})
+    age = starost if starost in AGE_GROUPS else None
+    topic = (tema or "").strip().lower() or None
+    since, until = _page_date(od), _page_date(do)
+    events = await service.list_published(ctx.db, filters=_filters(ks, age, topic, since, until))
+    all_topics = sorted({t for e in await service.list_published(ctx.db) for t in e.topics})
+    nexts = {e.id: service.next_occurrence(e, _filters(None, None, None, since, None).since) for e in events}
+    return ctx.templates.TemplateResponse(
+        request,
+        "events.html",
+        {
+            "events": events,
+            "nexts": nexts,
+            "ks": ks,
+            "age": age,
+            "topic": topic,
+            "od": since.isoformat() if since else "",
+            "do": until.isoformat() if until else "",
+            "topics": all_topics,
+            "age_groups": domain.AGE_GROUP_SL,
+        },
+    )
+
+
+async def _event_page(
+    request: Request,
+    event_id: str,
+    *,
+    form: dict[str, str] | None = None,
+    errors: list[str] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    ctx = _ctx(request)
+    event = await _load(ctx, event_id)
+    if event.status not in ("published", "cancelled"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Dogodek ni objavljen. / The event is not published.")
+    taken = await service.seats_taken(ctx.db, event_id)
+    upcoming = domain.occurrences(
+        event.starts_at, event.ends_at, event.rrule, service.exdates_of(event), since=service.utcnow()
+    )[:12]
+    return ctx.templates.TemplateResponse(
+        request,
+        "event.html",
+        {
+            "event": event,
+            "taken": taken,
+            "free": None if event.capacity is None else max(0, event.capacity - taken),
+            "upcoming": upcoming,
+            "exdates": service.exdates_of(event),
+            "description": domain.render_description(event.description),
+            "age_groups": domain.AGE_GROUP_SL,
+            "form": form or {},
+            "errors": errors or [],
+            "open": event.status == "published" and bool(upcoming),
+        },
+        status_code=status_code,
+    )
+
+
+@pages.get("/events/osebje")
+async def staff_home() -> RedirectResponse:
+    return RedirectResponse("/events/osebje/", status_code=307)
 
 
 @pages.get("/events/{event_id}", response_class=HTMLResponse)
 async def event_page(event_id: str, request: Request) -> HTMLResponse:
+    return await _event_page(request, event_id)
+
+
+_FIELD_SL = {
+    "name": "Vpišite ime in priimek.",
+    "email": "E-poštni naslov ni pravilen (npr. ime@primer.si).",
+    "phone": "Telefonska številka ni pravilna (npr. 040 123 456).",
+}
+
+
+def _form_errors(exc: ValidationError) -> list[str]:
+    messages = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        text = _FIELD_SL.get(loc[0]) if loc else None
+        if text is None:
+            msg = str(err.get("msg", ""))
+            text = (
+                "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo."
+                if "email or a phone" in msg
+                else "Preverite vnesene podatke."
+            )
+        if text not in messages:
+            messages.append(text)
+    return messages
+
+
+@pages.post("/events/{event_id}/prijava", response_class=HTMLResponse)
+async def register_form(event_id: str, request: Request) -> Response:
+    """Sign-up without JavaScript: errors re-render the page in Slovenian; success redirects
+    to the registrant's own page (confirmed or waitlisted, with the cancel button)."""
     ctx = _ctx(request)
-    event = await _load(ctx, event_id)
-    if event.status != "published":
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Dogodek ni objavljen. / The event is not published.")
-    return ctx.templates.TemplateResponse(request, "event.html", {"event": event})
+    raw = await request.form()
+    form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
+    try:
+        body = RegistrationIn(
+            name=form.get("name", ""), email=form.get("email") or None, phone=form.get("phone") or None
+        )
+    except ValidationError as exc:
+        return await _event_page(request, event_id, form=form, errors=_form_errors(exc), status_code=422)
+    await _load(ctx, event_id)
+    try:
+        reg, _ = await service.register(ctx.db, ctx.settings, event_id, body)
+    except service.Conflict as exc:
+        return await _event_page(request, event_id, form=form, errors=[str(exc).split(" / ")[0]], status_code=409)
+    token = service.registration_token(ctx.settings, reg.id)
+    return RedirectResponse(f"/events/prijava/{token}?nova=1", status_code=303)
+
+
+async def _by_token(request: Request, token: str) -> tuple[service.Registration, service.Event, int | None]:
+    ctx = _ctx(request)
+    registration_id = service.registration_id_from_token(ctx.settings, token)
+    if registration_id is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Povezava ni veljavna. / The link is not valid.")
+    try:
+        return await service.get_registration(ctx.db, registration_id)
+    except service.NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
+
+
+@pages.get("/events/prijava/{token}", response_class=HTMLResponse)
+async def registration_page(token: str, request: Request, nova: str | None = None) -> HTMLResponse:
+    reg, event, position = await _by_token(request, token)
+    return _ctx(request).templates.TemplateResponse(
+        request,
+        "registration.html",
+        {"reg": reg, "event": event, "position": position, "token": token, "new": bool(nova)},
+    )
+
+
+@pages.post("/events/prijava/{token}/preklic")
+async def registration_cancel(token: str, request: Request) -> Response:
+    reg, _event, _ = await _by_token(request, token)
+    ctx = _ctx(request)
+    await service.cancel_registration(ctx.db, ctx.settings, reg.id, by="registrant")
+    return RedirectResponse(f"/events/prijava/{token}", status_code=303)
+
+
+# ======================================================================================
+# Pages: staff
+# ======================================================================================
+def _page_staff(request: Request) -> Staff | RedirectResponse:
+    try:
+        return current_staff(request)
+    except HTTPException as exc:
+        if exc.status_code == 401:
+            return RedirectResponse("/login", status_code=303)
+        raise
+
+
+def _local_input(moment: datetime) -> str:
+    return moment.astimezone(domain.TZ).strftime("%Y-%m-%dT%H:%M")
+
+
+def _event_form(event: service.Event | None) -> dict[str, str]:
+    if event is None:
+        return {"ks": "", "audience": "vsi"}
+    return {
+        "ks": event.ks,
+        "title": event.title,
+        "description": event.description,
+        "starts_at": _local_input(event.starts_at),
+        "ends_at": _local_input(event.ends_at),
+        "venue": event.venue,
+        "capacity": str(event.capacity or ""),
+        "audience": " ".join(event.audience),
+        "topics": ", ".join(event.topics),
+        "organiser": event.organiser,
+        "accessibility": event.accessibility,
+        "rrule": event.rrule or "",
+        "exdates": "\n".join(_local_input(d) for d in service.exdates_of(event)),
+    }
+
+
+def _parse_event_form(form: dict[str, str], raw_audience: list[str]) -> dict[str, Any]:
+    def local(value: str) -> datetime | str:
+        try:
+            return datetime.fromisoformat(value).replace(tzinfo=domain.TZ)
+        except ValueError:
+            return value
+
+    return {
+        "ks": form.get("ks", ""),
+        "title": form.get("title", ""),
+        "description": form.get("description", ""),
+        "starts_at": local(form.get("starts_at", "")),
+        "ends_at": local(form.get("ends_at", "")),
+        "venue": form.get("venue", ""),
+        "capacity": form.get("capacity") or None,
+        "audience": raw_audience or ["vsi"],
+        "topics": [t.strip() for t in form.get("topics", "").split(",") if t.strip()],
+        "organiser": form.get("organiser", ""),
+        "accessibility": form.get("accessibility", ""),
+        "rrule": form.get("rrule") or None,
+        "exdates": [local(x.strip()) for x in form.get("exdates", "").splitlines() if x.strip()],
+    }
+
+
+_EVENT_FIELD_SL = {
+    "ks": "Izberite krajevno skupnost.",
+    "title": "Vpišite naslov dogodka.",
+    "starts_at": "Vpišite začetek (datum in ura).",
+    "ends_at": "Vpišite konec (datum in ura).",
+    "venue": "Vpišite kraj dogodka.",
+    "capacity": "Število mest mora biti celo število, vsaj 1.",
+    "topics": "Teme so kratke besede brez presledkov (npr. delavnica, kultura).",
+    "rrule": "Ponavljanje ni pravilno zapisano (npr. FREQ=WEEKLY;UNTIL=20270630).",
+    "exdates": "Odpovedani termini: en datum in ura v vrstici.",
+}
+
+
+def _event_errors(exc: ValidationError) -> list[str]:
+    out = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        text = _EVENT_FIELD_SL.get(loc[0]) if loc else None
+        if text is None:
+            msg = str(err.get("msg", ""))
+            text = (
+                "Konec mora biti za začetkom."
+                if "ends_at" in msg
+                else (
+                    "Ponavljanje ni pravilno zapisano."
+                    if "RRULE" in msg or "series" in msg
+                    else "Preverite vnesene podatke."
+                )
+            )
+        if text not in out:
+            out.append(text)
+    return out
+
+
+@pages.get("/events/osebje/", response_class=HTMLResponse)
+async def staff_list(request: Request) -> Response:
+    staff = _page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    ctx = _ctx(request)
+    events = await service.list_for_staff(ctx.db, staff)
+    return ctx.templates.TemplateResponse(
+        request, "staff_events.html", {"events": events, "status_sl": domain.STATUS_SL}
+    )
+
+
+async def _editor(
+    request: Request,
+    staff: Staff,
+    event: service.Event | None,
+    form: dict[str, str],
+    errors: list[str],
+    status_code: int = 200,
+) -> Response:
+    ctx = _ctx(request)
+    extra: dict[str, Any] = {}
+    if event is not None:
+        extra["registrations"] = await service.list_registrations(ctx.db, event.id)
+        extra["attendance"] = await service.get_attendance(ctx.db, event.id)
+    ks_choices = {s: n for s, n in KS_NAMES.items() if staff.may_act_for(s)}
+    return ctx.templates.TemplateResponse(
+        request,
+        "staff_event.html",
+        {
+            "event": event,
+            "form": form,
+            "errors": errors,
+            "ks_choices": ks_choices,
+            "city_wide": staff.may_act_for("*"),
+            "age_groups": domain.AGE_GROUP_SL,
+            "status_sl": domain.STATUS_SL,
+            "reg_sl": domain.REGISTRATION_SL,
+            "channel_sl": domain.CHANNEL_SL,
+            **extra,
+        },
+        status_code=status_code,
+    )
+
+
+@pages.get("/events/osebje/nov", response_class=HTMLResponse)
+async def staff_new(request: Request) -> Response:
+    staff = _page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    return await _editor(request, staff, None, _event_form(None), [])
+
+
+@pages.post("/events/osebje/nov", response_class=HTMLResponse)
+async def staff_create(request: Request) -> Response:
+    staff = _page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    ctx = _ctx(request)
+    raw = await request.form()
+    form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
+    audience = [str(v) for v in raw.getlist("audience")]
+    try:
+        body = EventIn.model_validate(_parse_event_form(form, audience))
+    except ValidationError as exc:
+        form["audience"] = " ".join(audience)
+        return await _editor(request, staff, None, form, _event_errors(exc), 422)
+    require_ks(staff, body.ks)
+    event = await service.create_event(ctx.db, staff, body)
+    return RedirectResponse(f"/events/osebje/{event.id}", status_code=303)
+
+
+async def _staff_event(request: Request, event_id: str) -> tuple[Staff, service.Event] | RedirectResponse:
+    staff = _page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    event = await _load(_ctx(request), event_id)
+    require_ks(staff, event.ks)
+    return staff, event
+
+
+@pages.get("/events/osebje/{event_id}", response_class=HTMLResponse)
+async def staff_event(event_id: str, request: Request) -> Response:
+    found = await _staff_event(request, event_id)
+    if isinstance(found, RedirectResponse):
+        return found
+    staff, event = found
+    return await _editor(request, staff, event, _event_form(event), [])
+
+
+@pages.post("/events/osebje/{event_id}", response_class=HTMLResponse)
+async def staff_edit(event_id: str, request: Request) -> Response:
+    found = await _staff_event(request, event_id)
+    if isinstance(found, RedirectResponse):
+        return found
+    staff, event = found
+    ctx = _ctx(request)
+    raw = await request.form()
+    form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
+    audience = [str(v) for v in raw.getlist("audience")]
+    values = _parse_event_form({**form, "ks": event.ks}, audience)
+    try:
+        body = EventIn.model_validate(values)
+    except ValidationError as exc:
+        form["audience"] = " ".join(audience)
+        return await _editor(request, staff, event, form, _event_errors(exc), 422)
+    data = body.model_dump(exclude={"ks", "room_id"})
+    data["rrule"] = data["rrule"] or ""
+    try:
+        await service.update_event(ctx.db, ctx.settings, event_id, EventPatch(**data))
+    except service.Conflict as exc:
+        return await _editor(request, staff, event, form, [str(exc).split(" / ")[0]], 409)
+    return RedirectResponse(f"/events/osebje/{event_id}", status_code=303)
+
+
+@pages.post("/events/osebje/{event_id}/{action}", response_class=HTMLResponse)
+async def staff_action(event_id: str, action: str, request: Request) -> Response:
+    found = await _staff_event(request, event_id)
+    if isinstance(found, RedirectResponse):
+        return found
+    staff, event = found
+    ctx = _ctx(request)
+    raw = await request.form()
+    if action == "objavi":
+        try:
+            await service.publish_event(ctx.db, ctx.settings, event_id)
+        except service.Conflict as exc:
+            return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], 409)
+    elif action == "odpovej":
+        await service.cancel_event(ctx.db, ctx.settings, event_id, str(raw.get("reason") or "").strip())
+    elif action == "prisotnost":
+        counts: dict[str, int] = {}
+        for group in ("otroci", "mladi", "odrasli", "starejsi"):
+            value = str(raw.get(group) or "0").strip() or "0"
+            if not value.isdigit():
+                errors = ["Število udeležencev mora biti celo število (0 ali več)."]
+                return await _editor(request, staff, event, _event_form(event), errors, 422)
+            counts[group] = int(value)
+        await service.record_attendance(ctx.db, event_id, counts, staff)
+    elif action == "prijava":
+        form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
+        try:
+            body = RegistrationIn(
+                name=form.get("name", ""),
+                email=form.get("email") or None,
+                phone=form.get("phone") or None,
+                channel="phone" if form.get("channel") == "phone" else "staff",
+            )
+            await service.register(ctx.db, ctx.settings, event_id, body, staff=staff)
+        except ValidationError as exc:
+            return await _editor(request, staff, event, _event_form(event), _form_errors(exc), 422)
+        except service.Conflict as exc:
+            return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], 409)
+    elif action.startswith("preklici-"):
+        try:
+            await service.cancel_registration(ctx.db, ctx.settings, action.removeprefix("preklici-"), by="staff")
+        except service.NotFound:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
+    else:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Ni take strani.")
+    return RedirectResponse(f"/events/osebje/{event_id}", status_code=303)
+
+
+@pages.get("/events/osebje/{event_id}/prijave.csv")
+async def staff_csv(event_id: str, request: Request) -> Response:
+    staff = _page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    return await _csv(request, staff, event_id)

@@ -6,28 +6,42 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared.contracts import EVENT_PUBLISHED
+from shared.contracts.events import EVENTS_MESSAGE_TYPES
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
+from . import service
 from .api import api, pages
 
 HERE = Path(__file__).parent
 SERVICE = "events"
+REMINDER_INTERVAL = 60.0  # seconds between looks for events starting within 24 hours
 
 
-def build(settings: Settings) -> ServiceApp:
+def build(settings: Settings, *, reminder_interval: float = REMINDER_INTERVAL) -> ServiceApp:
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
-    ctx.bus.publisher(EVENT_PUBLISHED)
+    for message_type in EVENTS_MESSAGE_TYPES:
+        ctx.bus.publisher(message_type)
+
+    async def send_reminders() -> None:
+        await service.reminder_loop(ctx.db, settings, reminder_interval)
+
+    ctx.background.append(send_reminders)
     return ctx
 
 
-def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = True) -> FastAPI:
-    ctx = build(settings)
+def create_app(
+    settings: Settings, *, migrate: bool = True, start_bus: bool = True, reminder_interval: float = REMINDER_INTERVAL
+) -> FastAPI:
+    ctx = build(settings, reminder_interval=reminder_interval)
     return create_service_app(
         ctx,
         title="Kranj ZA vse — events",
-        description="Community events and workshops of the local communities of Kranj.",
+        description=(
+            "Community events and workshops of the local communities of Kranj: sign-up with a waitlist, "
+            "reminders, iCalendar and Atom feeds. Residents register without a token; staff create, change, "
+            "publish and cancel with one. Times are RFC 3339; recurring events expand in Europe/Ljubljana time."
+        ),
         routers=[api, pages],
         migrate=migrate,
         start_bus=start_bus,

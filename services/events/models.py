@@ -1,11 +1,16 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from shared.models import new_id, ts_column, utcnow
+
+# draft -> (pending-room -> published | room-refused) | published -> cancelled
+EVENT_STATUSES = ("draft", "pending-room", "room-refused", "published", "cancelled")
+REGISTRATION_STATUSES = ("confirmed", "waitlisted", "cancelled")
 
 
 class Event(SQLModel, table=True):
@@ -19,7 +24,48 @@ class Event(SQLModel, table=True):
     ends_at: datetime = Field(sa_column=ts_column())
     venue: str = Field(max_length=300)
     capacity: int | None = None
-    status: str = Field(default="draft", max_length=20, index=True)  # draft | published | cancelled
+    status: str = Field(default="draft", max_length=20, index=True)
     created_by: str = Field(max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     published_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    audience: list[str] = Field(default_factory=lambda: ["vsi"], sa_type=sa.JSON)
+    topics: list[str] = Field(default_factory=list, sa_type=sa.JSON)
+    organiser: str = Field(default="", max_length=200)
+    accessibility: str = Field(default="", max_length=1000)
+    room_id: str | None = Field(default=None, max_length=64)
+    booking_id: str | None = Field(default=None, max_length=64)
+    room_note: str | None = Field(default=None, max_length=1000)
+    rrule: str | None = Field(default=None, max_length=500)
+    exdates: list[Any] = Field(default_factory=list, sa_type=sa.JSON)  # UTC RFC 3339 strings
+    cancel_reason: str | None = Field(default=None, max_length=1000)
+    cancelled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class Registration(SQLModel, table=True):
+    __tablename__ = "registrations"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    event_id: str = Field(foreign_key="events.id", max_length=64, index=True)
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=20)
+    language: str = Field(default="sl", max_length=2)
+    channel: str = Field(default="web", max_length=10)
+    status: str = Field(max_length=20, index=True)
+    position: int
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    created_by: str | None = Field(default=None, max_length=200)
+    confirmed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    cancelled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    reminder_sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True, index=True))
+
+
+class Attendance(SQLModel, table=True):
+    __tablename__ = "attendance"
+
+    event_id: str = Field(foreign_key="events.id", primary_key=True, max_length=64)
+    age_group: str = Field(primary_key=True, max_length=20)
+    count: int
+    recorded_by: str = Field(max_length=200)
+    recorded_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())

@@ -1,23 +1,55 @@
-"""Use cases of the events service: each opens one transaction and writes rows + outbox."""
+"""Use cases of the events service: each opens one transaction and writes rows + outbox.
+
+Never more confirmed registrations than seats: registering, cancelling and changing an
+event run in ONE transaction serialised per event — on SQLite by `BEGIN IMMEDIATE`
+(shared.db: the file's write lock is taken before the first read), on PostgreSQL by
+`SELECT … FROM events WHERE id = … FOR UPDATE` — so the seat count read is the truth
+until commit. A cancellation promotes the first on the waitlist in the same transaction.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import asyncio
+import csv
+import io
+import logging
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlmodel import col, select
+import sqlalchemy as sa
+from itsdangerous import BadSignature, URLSafeSerializer
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
 from shared.bus import add_to_outbox
+from shared.contact import normalise_phone
 from shared.contracts import EVENT_PUBLISHED, EventPublished
+from shared.contracts.events import (
+    EVENT_CANCELLED,
+    EVENT_UPDATED,
+    REGISTRATION_MESSAGE_TYPES,
+    AgeGroup,
+    EventChanged,
+    Registrant,
+    RegistrationNotice,
+)
 from shared.contracts.ks import KsOrAll
 from shared.db import Database
 from shared.models import utcnow
 from shared.settings import Settings
 
-from .models import Event
+from . import domain
+from .models import Attendance, Event, Registration
 
 SOURCE = "/kranj/events"
+TOKEN_SALT = "kranj.events.registration-link.v1"
+REMINDER_LEAD = timedelta(hours=24)
+ACTIVE = ("confirmed", "waitlisted")
+log = logging.getLogger("kranj.events")
 
 
 class Conflict(Exception):
@@ -28,29 +60,88 @@ class NotFound(Exception):
     pass
 
 
-class EventIn(BaseModel):
+# --------------------------------------------------------------------------------------
+# Wire models
+# --------------------------------------------------------------------------------------
+_TOPIC = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class _EventFields(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
+    @field_validator("title", "venue", check_fields=False)
+    @classmethod
+    def _not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("topics", check_fields=False)
+    @classmethod
+    def _topics(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        out = []
+        for topic in value:
+            topic = topic.strip().lower()
+            if not _TOPIC.match(topic):
+                raise ValueError(f"topic {topic!r} must be a slug (a-z, 0-9, -)")
+            if topic not in out:
+                out.append(topic)
+        return out
+
+
+class EventIn(_EventFields):
     ks: KsOrAll = Field(description='KS slug, or "*" for a city-wide event.')
     title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=10000)
+    description: str = Field(default="", max_length=10000, description="Plain text; blank lines make paragraphs.")
     starts_at: AwareDatetime = Field(description="RFC 3339 with an offset.")
     ends_at: AwareDatetime
     venue: str = Field(min_length=1, max_length=300)
     capacity: int | None = Field(default=None, ge=1, le=10000, description="Seats; registration required when set.")
-
-    @field_validator("title", "venue")
-    @classmethod
-    def _not_blank(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be blank")
-        return value
+    audience: list[AgeGroup] = Field(
+        default_factory=lambda: ["vsi"], description="Age groups: otroci, mladi, odrasli, starejsi, vsi."
+    )
+    topics: list[str] = Field(default_factory=list, max_length=10, description="Topic slugs, e.g. `delavnica`.")
+    organiser: str = Field(default="", max_length=200)
+    accessibility: str = Field(default="", max_length=1000, description="Access notes (step-free, hearing loop…).")
+    room_id: str | None = Field(
+        default=None, max_length=64, description="A community room of the booking service (e.g. `ks-primskovo`)."
+    )
+    rrule: str | None = Field(
+        default=None,
+        max_length=500,
+        description="RFC 5545 RRULE, in Europe/Ljubljana time from starts_at, e.g. `FREQ=WEEKLY;UNTIL=20270630`.",
+        examples=["FREQ=WEEKLY;BYDAY=TU;UNTIL=20270630"],
+    )
+    exdates: list[AwareDatetime] = Field(
+        default_factory=list, max_length=200, description="Starts of cancelled occurrences of a recurring event."
+    )
 
     @model_validator(mode="after")
-    def _ends_after_start(self) -> EventIn:
+    def _check(self) -> EventIn:
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
+        if self.rrule:
+            self.rrule = domain.validate_rrule(self.rrule, self.starts_at)
         return self
+
+
+class EventPatch(_EventFields):
+    """Staff change of an event: only the fields given change."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=200)
+    description: str | None = Field(default=None, max_length=10000)
+    starts_at: AwareDatetime | None = None
+    ends_at: AwareDatetime | None = None
+    venue: str | None = Field(default=None, min_length=1, max_length=300)
+    capacity: int | None = Field(default=None, ge=1, le=10000)
+    audience: list[AgeGroup] | None = None
+    topics: list[str] | None = Field(default=None, max_length=10)
+    organiser: str | None = Field(default=None, max_length=200)
+    accessibility: str | None = Field(default=None, max_length=1000)
+    rrule: str | None = Field(default=None, max_length=500, description='RRULE; "" removes the recurrence.')
+    exdates: list[AwareDatetime] | None = None
 
 
 class EventOut(BaseModel):
@@ -62,22 +153,207 @@ class EventOut(BaseModel):
     ends_at: datetime
     venue: str
     capacity: int | None
-    status: str
+    status: str = Field(description="draft, pending-room, room-refused, published or cancelled.")
     created_at: datetime
     published_at: datetime | None
     url: str
+    audience: list[str] = Field(default_factory=list)
+    topics: list[str] = Field(default_factory=list)
+    organiser: str = ""
+    accessibility: str = ""
+    room_id: str | None = None
+    rrule: str | None = None
+    exdates: list[datetime] = Field(default_factory=list)
+    cancel_reason: str | None = None
+    ics_url: str = ""
+    seats_taken: int | None = Field(default=None, description="Confirmed registrations (when counted).")
 
 
+class CancelIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: str = Field(default="", max_length=1000)
+
+
+class RegistrationIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200, description="Personal data.")
+    email: EmailStr | None = Field(default=None, description="Personal data.")
+    phone: str | None = Field(default=None, max_length=30, description="Personal data: E.164 or a Slovenian number.")
+    language: Literal["sl", "en"] = "sl"
+    channel: Literal["web", "phone", "staff"] = Field(
+        default="web", description="`phone` and `staff` only with a staff token (registering on someone's behalf)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must not be blank")
+        return value
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value else None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> RegistrationIn:
+        if not self.email and not self.phone:
+            raise ValueError("give an email or a phone number (or both)")
+        return self
+
+
+class RegistrationOut(BaseModel):
+    id: str
+    event_id: str
+    status: Literal["confirmed", "waitlisted", "cancelled"]
+    waitlist_position: int | None = Field(default=None, description="While waitlisted: 1 = next to get a seat.")
+    created_at: datetime
+    cancel_url: str | None = Field(default=None, description="Signed link to cancel (given to the registrant).")
+    name: str | None = Field(default=None, description="Personal data: only for staff.")
+    email: str | None = Field(default=None, description="Personal data: only for staff.")
+    phone: str | None = Field(default=None, description="Personal data: only for staff.")
+    channel: str | None = None
+
+
+class AttendanceIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    counts: dict[Literal["otroci", "mladi", "odrasli", "starejsi"], int] = Field(
+        description="How many came, by age group.", examples=[{"otroci": 4, "odrasli": 10, "starejsi": 7}]
+    )
+
+    @field_validator("counts")
+    @classmethod
+    def _non_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(v < 0 or v > 100000 for v in value.values()):
+            raise ValueError("counts must be between 0 and 100000")
+        return value
+
+
+# --------------------------------------------------------------------------------------
+# Links
+# --------------------------------------------------------------------------------------
 def event_url(settings: Settings, event_id: str) -> str:
     return f"{settings.public_base('events')}/events/{event_id}"
 
 
-def to_out(settings: Settings, event: Event) -> EventOut:
-    return EventOut(**event.model_dump(exclude={"created_by"}), url=event_url(settings, event.id))
+def ics_url(settings: Settings, event_id: str) -> str:
+    return f"{event_url(settings, event_id)}/event.ics"
 
 
+def _serializer(settings: Settings) -> URLSafeSerializer:
+    return URLSafeSerializer(settings.signing_key(), salt=TOKEN_SALT)
+
+
+def registration_token(settings: Settings, registration_id: str) -> str:
+    return _serializer(settings).dumps(registration_id)  # type: ignore[no-any-return]
+
+
+def registration_id_from_token(settings: Settings, token: str) -> str | None:
+    try:
+        value = _serializer(settings).loads(token)
+    except BadSignature:
+        return None
+    return value if isinstance(value, str) else None
+
+
+def cancel_url(settings: Settings, registration_id: str) -> str:
+    return f"{settings.public_base('events')}/events/prijava/{registration_token(settings, registration_id)}"
+
+
+def exdates_of(event: Event) -> list[datetime]:
+    return domain.parse_exdates(event.exdates or [])
+
+
+def to_out(settings: Settings, event: Event, seats_taken: int | None = None) -> EventOut:
+    data = event.model_dump(exclude={"created_by", "exdates", "booking_id", "room_note", "cancelled_at", "updated_at"})
+    return EventOut(
+        **data,
+        exdates=exdates_of(event),
+        url=event_url(settings, event.id),
+        ics_url=ics_url(settings, event.id),
+        seats_taken=seats_taken,
+    )
+
+
+def registration_out(
+    settings: Settings, reg: Registration, *, position: int | None = None, personal: bool = False
+) -> RegistrationOut:
+    return RegistrationOut(
+        id=reg.id,
+        event_id=reg.event_id,
+        status=reg.status,  # type: ignore[arg-type]
+        waitlist_position=position if reg.status == "waitlisted" else None,
+        created_at=reg.created_at,
+        cancel_url=cancel_url(settings, reg.id) if reg.status in ACTIVE else None,
+        name=reg.name if personal else None,
+        email=reg.email if personal else None,
+        phone=reg.phone if personal else None,
+        channel=reg.channel if personal else None,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Messages
+# --------------------------------------------------------------------------------------
+def _notice(
+    settings: Settings, event: Event, reg: Registration, *, position: int | None = None, **extra: Any
+) -> RegistrationNotice:
+    return RegistrationNotice(
+        registration_id=reg.id,
+        event_id=event.id,
+        ks=event.ks,
+        title=event.title,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        venue=event.venue,
+        organiser=event.organiser,
+        rrule=event.rrule,
+        url=event_url(settings, event.id),  # type: ignore[arg-type]
+        ics_url=ics_url(settings, event.id),  # type: ignore[arg-type]
+        cancel_url=cancel_url(settings, reg.id) if reg.status in ACTIVE else None,  # type: ignore[arg-type]
+        status=reg.status,  # type: ignore[arg-type]
+        waitlist_position=position if reg.status == "waitlisted" else None,
+        channel=reg.channel,  # type: ignore[arg-type]
+        registrant=Registrant(name=reg.name, email=reg.email, phone=reg.phone, language=reg.language),  # type: ignore[arg-type]
+        **extra,
+    )
+
+
+def _tell(session: AsyncSession, kind: str, notice: RegistrationNotice) -> None:
+    add_to_outbox(session, REGISTRATION_MESSAGE_TYPES[kind], notice, source=SOURCE, subject=notice.registration_id)
+
+
+def _event_changed(settings: Settings, event: Event, *, registrations: int, **extra: Any) -> EventChanged:
+    return EventChanged(
+        event_id=event.id,
+        ks=event.ks,
+        title=event.title,
+        description=event.description,
+        starts_at=event.starts_at,
+        ends_at=event.ends_at,
+        venue=event.venue,
+        capacity=event.capacity,
+        organiser=event.organiser,
+        audience=event.audience,  # type: ignore[arg-type]
+        topics=event.topics,
+        rrule=event.rrule,
+        exdates=exdates_of(event),
+        url=event_url(settings, event.id),  # type: ignore[arg-type]
+        status=event.status,  # type: ignore[arg-type]
+        registrations=registrations,
+        **extra,
+    )
+
+
+# --------------------------------------------------------------------------------------
+# Events
+# --------------------------------------------------------------------------------------
 async def create_event(db: Database, staff: Staff, data: EventIn) -> Event:
-    event = Event(**data.model_dump(), created_by=staff.subject)
+    values = data.model_dump()
+    values["exdates"] = [d.isoformat() for d in domain.parse_exdates(data.exdates)]
+    event = Event(**values, created_by=staff.subject)
     async with db.session() as session:
         session.add(event)
         await session.commit()
@@ -92,50 +368,524 @@ async def get_event(db: Database, event_id: str) -> Event:
     return event
 
 
+async def _lock_event(session: AsyncSession, db: Database, event_id: str) -> Event:
+    query = select(Event).where(Event.id == event_id)
+    if not db.is_sqlite:
+        query = query.with_for_update()  # serialises every writer of this event's seats
+    event = (await session.exec(query)).first()
+    if event is None:
+        raise NotFound(event_id)
+    return event
+
+
+def _publish(session: AsyncSession, settings: Settings, event: Event) -> None:
+    event.status = "published"
+    event.published_at = utcnow()
+    session.add(event)
+    add_to_outbox(
+        session,
+        EVENT_PUBLISHED,
+        EventPublished(
+            event_id=event.id,
+            ks=event.ks,
+            title=event.title,
+            description=event.description,
+            starts_at=event.starts_at,
+            ends_at=event.ends_at,
+            venue=event.venue,
+            capacity=event.capacity,
+            url=event_url(settings, event.id),  # type: ignore[arg-type]
+        ),
+        source=SOURCE,
+        subject=event.id,
+    )
+
+
 async def publish_event(db: Database, settings: Settings, event_id: str) -> Event:
     """draft -> published and its `events.event.published` outbox row, in one transaction.
     Publishing an already published event changes nothing (safe to retry)."""
     async with db.session() as session:
-        query = select(Event).where(Event.id == event_id)
-        if not db.is_sqlite:
-            query = query.with_for_update()
-        event = (await session.exec(query)).first()
-        if event is None:
-            raise NotFound(event_id)
+        event = await _lock_event(session, db, event_id)
         if event.status == "published":
             return event
-        if event.status != "draft":
-            raise Conflict(f"Dogodka s stanjem '{event.status}' ni mogoče objaviti. / A {event.status} event cannot be published.")
-        if event.ends_at <= utcnow():
+        if event.status not in ("draft", "room-refused"):
+            raise Conflict(
+                f"Dogodka s stanjem '{domain.STATUS_SL.get(event.status, event.status)}' ni mogoče objaviti. "
+                f"/ A {event.status} event cannot be published."
+            )
+        if _last_end(event) <= utcnow():
             raise Conflict("Dogodek je že mimo. / The event has already ended.")
-        event.status = "published"
-        event.published_at = utcnow()
-        session.add(event)
-        add_to_outbox(
-            session,
-            EVENT_PUBLISHED,
-            EventPublished(
-                event_id=event.id,
-                ks=event.ks,
-                title=event.title,
-                description=event.description,
-                starts_at=event.starts_at,
-                ends_at=event.ends_at,
-                venue=event.venue,
-                capacity=event.capacity,
-                url=event_url(settings, event.id),  # type: ignore[arg-type]
-            ),
-            source=SOURCE,
-            subject=event.id,
-        )
+        _publish(session, settings, event)
         await session.commit()
     return event
 
 
-async def list_published(db: Database, ks: str | None = None, limit: int = 200) -> list[Event]:
+def _last_end(event: Event) -> datetime:
+    dates = domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event))
+    return dates[-1].ends_at if dates else event.ends_at
+
+
+async def _active(session: AsyncSession, event_id: str) -> list[Registration]:
+    rows = await session.exec(
+        select(Registration)
+        .where(Registration.event_id == event_id, col(Registration.status).in_(ACTIVE))
+        .order_by(col(Registration.position))
+    )
+    return list(rows.all())
+
+
+NOTIFY_CHANGES = ("starts_at", "ends_at", "venue", "rrule", "exdates")
+
+
+async def update_event(db: Database, settings: Settings, event_id: str, patch: EventPatch) -> Event:
+    """Change an event. A published event announces `events.event.updated`; when its time,
+    place or dates change every confirmed or waitlisted registrant is told one by one; more
+    seats promote the waitlist."""
+    changes = patch.model_dump(exclude_unset=True)
     async with db.session() as session:
-        query = select(Event).where(Event.status == "published", Event.ends_at >= utcnow())
-        if ks:
-            query = query.where(col(Event.ks).in_([ks, "*"]))
-        rows = (await session.exec(query.order_by(col(Event.starts_at)).limit(limit))).all()
+        event = await _lock_event(session, db, event_id)
+        if event.status == "cancelled":
+            raise Conflict("Odpovedanega dogodka ni mogoče spreminjati. / A cancelled event cannot be changed.")
+        before = {"starts_at": event.starts_at, "ends_at": event.ends_at, "venue": event.venue}
+        changed: list[str] = []
+        for key, value in changes.items():
+            if key == "exdates":
+                value = [d.isoformat() for d in domain.parse_exdates(value or [])]
+            if key == "rrule":
+                value = value or None
+            if value is None and key not in ("capacity", "rrule"):
+                continue
+            if getattr(event, key) != value:
+                setattr(event, key, value)
+                changed.append(key)
+        if event.ends_at <= event.starts_at:
+            raise Conflict("Konec je pred začetkom. / ends_at must be after starts_at.")
+        if event.rrule and ("rrule" in changed or "starts_at" in changed):
+            try:
+                event.rrule = domain.validate_rrule(event.rrule, event.starts_at)
+            except ValueError as exc:
+                raise Conflict(f"Ponavljanje ni pravilno zapisano. / Bad rrule: {exc}") from exc
+        if not changed:
+            return event
+        event.updated_at = utcnow()
+        session.add(event)
+        if event.status == "published":
+            active = await _active(session, event.id)
+            if "capacity" in changed:
+                await _promote(session, settings, event, active)
+                active = await _active(session, event.id)
+            tell = [c for c in changed if c in NOTIFY_CHANGES]
+            previous = {
+                "previous_starts_at": before["starts_at"] if {"starts_at", "ends_at"} & set(changed) else None,
+                "previous_ends_at": before["ends_at"] if {"starts_at", "ends_at"} & set(changed) else None,
+                "previous_venue": before["venue"] if "venue" in changed else None,
+            }
+            if tell:
+                waiting = 0
+                for reg in active:
+                    waiting += reg.status == "waitlisted"
+                    _tell(
+                        session,
+                        "event-changed",
+                        _notice(
+                            settings,
+                            event,
+                            reg,
+                            position=waiting or None,
+                            change="updated",
+                            changes=changed,
+                            **previous,
+                        ),
+                    )
+            add_to_outbox(
+                session,
+                EVENT_UPDATED,
+                _event_changed(settings, event, registrations=len(active) if tell else 0, changes=changed, **previous),
+                source=SOURCE,
+                subject=event.id,
+            )
+        await session.commit()
+    return event
+
+
+async def cancel_event(db: Database, settings: Settings, event_id: str, reason: str = "") -> Event:
+    """Cancel an event; everyone registered is told (one `events.registration.event-changed`
+    each, change = cancelled) and the followers by `events.event.cancelled`."""
+    async with db.session() as session:
+        event = await _lock_event(session, db, event_id)
+        if event.status == "cancelled":
+            return event
+        was_public = event.status == "published"
+        event.status = "cancelled"
+        event.cancel_reason = reason or None
+        event.cancelled_at = utcnow()
+        session.add(event)
+        active = await _active(session, event.id)
+        for reg in active:
+            reg.status = "cancelled"
+            reg.cancelled_at = event.cancelled_at
+            session.add(reg)
+            _tell(
+                session,
+                "event-changed",
+                _notice(
+                    settings, event, reg, change="cancelled", reason=reason or None, cancelled_by="event-cancelled"
+                ),
+            )
+        if was_public:
+            add_to_outbox(
+                session,
+                EVENT_CANCELLED,
+                _event_changed(settings, event, registrations=len(active), reason=reason or None),
+                source=SOURCE,
+                subject=event.id,
+            )
+        await session.commit()
+    return event
+
+
+@dataclass
+class EventFilter:
+    ks: str | None = None
+    age: str | None = None
+    topic: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+async def list_published(
+    db: Database, ks: str | None = None, limit: int = 200, *, filters: EventFilter | None = None
+) -> list[Event]:
+    filters = filters or EventFilter(ks=ks)
+    now = utcnow()
+    async with db.session() as session:
+        query = select(Event).where(Event.status == "published")
+        if filters.ks:
+            query = query.where(col(Event.ks).in_([filters.ks, "*"]))
+        rows = list((await session.exec(query.order_by(col(Event.starts_at)))).all())
+    out = []
+    since = filters.since or now
+    for event in rows:
+        if filters.age and filters.age != "vsi" and filters.age not in event.audience and "vsi" not in event.audience:
+            continue
+        if filters.topic and filters.topic not in event.topics:
+            continue
+        upcoming = domain.occurrences(
+            event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=since, until=filters.until
+        )
+        if upcoming:
+            out.append(event)
+    out.sort(key=lambda e: next_occurrence(e, since) or e.starts_at)
+    return out[:limit]
+
+
+def next_occurrence(event: Event, since: datetime | None = None) -> datetime | None:
+    found = domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=since or utcnow())
+    return found[0].starts_at if found else None
+
+
+async def list_for_staff(db: Database, staff: Staff) -> list[Event]:
+    async with db.session() as session:
+        query = select(Event)
+        if staff.role != "admin" and "*" not in staff.ks:
+            query = query.where(col(Event.ks).in_(list(staff.ks)))
+        rows = (await session.exec(query.order_by(col(Event.starts_at).desc()).limit(500))).all()
     return list(rows)
+
+
+async def list_all_published(db: Database) -> list[Event]:
+    """For the feeds: every published event (past ones too, so calendars keep them)."""
+    async with db.session() as session:
+        rows = (
+            await session.exec(select(Event).where(Event.status == "published").order_by(col(Event.starts_at)))
+        ).all()
+    return list(rows)
+
+
+async def seats_taken(db: Database, event_id: str) -> int:
+    async with db.session() as session:
+        count = (
+            await session.exec(
+                select(func.count()).where(Registration.event_id == event_id, Registration.status == "confirmed")
+            )
+        ).one()
+    return int(count)
+
+
+# --------------------------------------------------------------------------------------
+# Registration
+# --------------------------------------------------------------------------------------
+async def _waitlist_position(session: AsyncSession, reg: Registration) -> int | None:
+    if reg.status != "waitlisted":
+        return None
+    ahead = (
+        await session.exec(
+            select(func.count()).where(
+                Registration.event_id == reg.event_id,
+                Registration.status == "waitlisted",
+                Registration.position < reg.position,
+            )
+        )
+    ).one()
+    return int(ahead) + 1
+
+
+async def register(
+    db: Database,
+    settings: Settings,
+    event_id: str,
+    data: RegistrationIn,
+    *,
+    staff: Staff | None = None,
+    now: datetime | None = None,
+) -> tuple[Registration, int | None]:
+    """A seat if one is free, else the waitlist; with its message, in one transaction
+    serialised per event. Returns the registration and its waitlist position."""
+    now = now or utcnow()
+    email = str(data.email).lower() if data.email else None
+    async with db.session() as session:
+        event = await _lock_event(session, db, event_id)
+        if event.status != "published":
+            raise Conflict("Prijave na ta dogodek niso odprte. / Registration for this event is not open.")
+        if _last_end(event) <= now:
+            raise Conflict("Dogodek je že mimo. / The event is over.")
+        active = await _active(session, event.id)
+        for other in active:
+            if (email and other.email == email) or (data.phone and other.phone == data.phone):
+                raise Conflict("S tem naslovom ali telefonom ste že prijavljeni. / You are already registered.")
+        confirmed = sum(1 for r in active if r.status == "confirmed")
+        last = (
+            await session.exec(select(func.max(Registration.position)).where(Registration.event_id == event.id))
+        ).one()
+        seat = domain.seat_for_next(event.capacity, confirmed)
+        reg = Registration(
+            event_id=event.id,
+            name=data.name,
+            email=email,
+            phone=data.phone,
+            language=data.language,
+            channel=data.channel if staff is not None else "web",
+            status="confirmed" if seat else "waitlisted",
+            position=int(last or 0) + 1,
+            created_at=now,
+            created_by=staff.subject if staff else None,
+            confirmed_at=now if seat else None,
+        )
+        session.add(reg)
+        position = None if seat else sum(1 for r in active if r.status == "waitlisted") + 1
+        _tell(session, "confirmed" if seat else "waitlisted", _notice(settings, event, reg, position=position))
+        await session.commit()
+    return reg, position
+
+
+async def _promote(
+    session: AsyncSession, settings: Settings, event: Event, active: list[Registration]
+) -> list[Registration]:
+    confirmed = sum(1 for r in active if r.status == "confirmed")
+    waiting = [r for r in active if r.status == "waitlisted"]
+    promoted = waiting[: domain.seats_to_fill(event.capacity, confirmed, len(waiting))]
+    now = utcnow()
+    for reg in promoted:
+        reg.status = "confirmed"
+        reg.confirmed_at = now
+        session.add(reg)
+        _tell(session, "promoted", _notice(settings, event, reg))
+    return promoted
+
+
+async def get_registration(db: Database, registration_id: str) -> tuple[Registration, Event, int | None]:
+    async with db.session() as session:
+        reg = await session.get(Registration, registration_id)
+        if reg is None:
+            raise NotFound(registration_id)
+        event = await session.get(Event, reg.event_id)
+        position = await _waitlist_position(session, reg)
+    assert event is not None
+    return reg, event, position
+
+
+async def cancel_registration(
+    db: Database, settings: Settings, registration_id: str, *, by: Literal["registrant", "staff"]
+) -> tuple[Registration, list[Registration]]:
+    """Free the seat and give it to the first on the waitlist, in the same transaction.
+    Cancelling twice changes nothing."""
+    async with db.session() as session:
+        reg = await session.get(Registration, registration_id)
+        if reg is None:
+            raise NotFound(registration_id)
+        event = await _lock_event(session, db, reg.event_id)
+        await session.refresh(reg)  # read again under the event's lock
+        if reg.status == "cancelled":
+            await session.rollback()
+            return reg, []
+        reg.status = "cancelled"
+        reg.cancelled_at = utcnow()
+        session.add(reg)
+        _tell(session, "cancelled", _notice(settings, event, reg, cancelled_by=by))
+        promoted: list[Registration] = []
+        if event.status == "published":
+            promoted = await _promote(session, settings, event, await _active(session, event.id))
+        await session.commit()
+    return reg, promoted
+
+
+async def list_registrations(db: Database, event_id: str) -> list[tuple[Registration, int | None]]:
+    async with db.session() as session:
+        rows = list(
+            (
+                await session.exec(
+                    select(Registration).where(Registration.event_id == event_id).order_by(col(Registration.position))
+                )
+            ).all()
+        )
+    out = []
+    waiting = 0
+    for reg in rows:
+        if reg.status == "waitlisted":
+            waiting += 1
+        out.append((reg, waiting if reg.status == "waitlisted" else None))
+    return out
+
+
+def registrations_csv(event: Event, rows: list[tuple[Registration, int | None]]) -> bytes:
+    """Attendee list: UTF-8 with BOM, semicolons (a Slovenian Excel opens it as a table)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
+    writer.writerow(
+        ["zap. št.", "ime in priimek", "e-pošta", "telefon", "stanje", "čakalna lista", "prijava prek", "prijavljen"]
+    )
+    for reg, position in rows:
+        writer.writerow(
+            [
+                reg.position,
+                reg.name,
+                reg.email or "",
+                reg.phone or "",
+                domain.REGISTRATION_SL.get(reg.status, reg.status),
+                position or "",
+                domain.CHANNEL_SL.get(reg.channel, reg.channel),
+                reg.created_at.astimezone(domain.TZ).strftime("%d. %m. %Y %H:%M"),
+            ]
+        )
+    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+
+
+# --------------------------------------------------------------------------------------
+# Attendance
+# --------------------------------------------------------------------------------------
+async def record_attendance(db: Database, event_id: str, counts: dict[str, int], staff: Staff) -> dict[str, int]:
+    async with db.session() as session:
+        event = await session.get(Event, event_id)
+        if event is None:
+            raise NotFound(event_id)
+        for group, count in counts.items():
+            row = await session.get(Attendance, (event_id, group))
+            if row is None:
+                row = Attendance(event_id=event_id, age_group=group, count=count, recorded_by=staff.subject)
+            row.count = count
+            row.recorded_by = staff.subject
+            row.recorded_at = utcnow()
+            session.add(row)
+        await session.commit()
+    return await get_attendance(db, event_id)
+
+
+async def get_attendance(db: Database, event_id: str) -> dict[str, int]:
+    async with db.session() as session:
+        rows = (await session.exec(select(Attendance).where(Attendance.event_id == event_id))).all()
+    return {r.age_group: r.count for r in rows}
+
+
+# --------------------------------------------------------------------------------------
+# Reminders: once per confirmed registration, across replicas
+# --------------------------------------------------------------------------------------
+async def send_reminders(db: Database, settings: Settings, *, now: datetime | None = None, batch: int = 200) -> int:
+    """Write `events.event.reminder-due` for every confirmed registration of a published
+    event that starts within 24 hours and was not reminded yet. Each registration is claimed
+    by setting `reminder_sent_at` in the same transaction as its message: on PostgreSQL
+    another replica skips the rows this one holds (FOR UPDATE SKIP LOCKED) and finds them
+    claimed after commit; SQLite serialises writers (BEGIN IMMEDIATE).
+
+    A recurring event is reminded before its next occurrence once per registration (the
+    registration is for the series)."""
+    now = now or utcnow()
+    async with db.session() as session:
+        query = (
+            select(Registration, Event)
+            .join(Event, col(Event.id) == col(Registration.event_id))
+            .where(
+                Registration.status == "confirmed",
+                col(Registration.reminder_sent_at).is_(None),
+                Event.status == "published",
+                Event.starts_at <= now + REMINDER_LEAD,
+            )
+            .order_by(col(Event.starts_at))
+            .limit(batch)
+        )
+        if not db.is_sqlite:
+            query = query.with_for_update(skip_locked=True, of=Registration)  # type: ignore[arg-type]
+        rows = list((await session.exec(query)).all())
+        sent = 0
+        for reg, event in rows:
+            upcoming = domain.occurrences(
+                event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=now, until=now + REMINDER_LEAD
+            )
+            if not upcoming or upcoming[0].starts_at <= now:
+                if not domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=now):
+                    reg.reminder_sent_at = now  # over: nothing to remind of, never look again
+                    session.add(reg)
+                continue
+            reg.reminder_sent_at = now
+            session.add(reg)
+            occurrence = upcoming[0]
+            notice = _notice(settings, event, reg).model_copy(
+                update={"starts_at": occurrence.starts_at, "ends_at": occurrence.ends_at}
+            )
+            _tell(session, "reminder-due", notice)
+            sent += 1
+        await session.commit()
+    return sent
+
+
+async def reminder_loop(db: Database, settings: Settings, interval: float = 60.0) -> None:
+    while True:
+        try:
+            await send_reminders(db, settings)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("sending event reminders failed; will try again")
+        await asyncio.sleep(interval)
+
+
+# --------------------------------------------------------------------------------------
+# GDPR erasure (called by `kranj subscriber erase`)
+# --------------------------------------------------------------------------------------
+async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
+    """Registrations keep their place and status (the seat counts), but no longer name or
+    reach the person; the outbox's copies of the messages about them lose it too."""
+    from sqlmodel import update as sql_update
+
+    from shared.bus import ERASED, erase_from_outbox
+
+    email = email.strip().lower() if email else None
+    if phone:
+        try:
+            phone = normalise_phone(phone)
+        except ValueError:
+            phone = phone.strip()
+    conditions = []
+    if email:
+        conditions.append(func.lower(Registration.email) == email)
+    if phone:
+        conditions.append(Registration.phone == phone)
+    if not conditions:
+        return {"registrations": 0, "outbox_messages": 0}
+    async with db.session() as session:
+        result = await session.exec(  # type: ignore[call-overload]
+            sql_update(Registration).where(sa.or_(*conditions)).values(name=ERASED, email=None, phone=None)
+        )
+        outbox = await erase_from_outbox(session, email, phone)
+        await session.commit()
+    await db.flush_deleted_data()
+    return {"registrations": int(result.rowcount or 0), "outbox_messages": outbox}

@@ -1,0 +1,104 @@
+"""Published events as iCalendar (RFC 5545, VTIMEZONE Europe/Ljubljana, recurring events
+as RRULE + EXDATE) and as an Atom feed of new events. No personal data in either."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from feedgen.feed import FeedGenerator
+from icalendar import Calendar, vRecur
+from icalendar import Event as VEvent
+
+from shared.contracts import ks_name
+from shared.i18n import format_span
+from shared.models import utcnow
+
+from .domain import TZ
+from .models import Event
+from .service import exdates_of
+
+
+def _vevent(event: Event, base_url: str, stamp: datetime) -> VEvent:
+    item = VEvent()
+    item.add("uid", f"event-{event.id}@kranj-za-vse")
+    item.add("dtstamp", stamp)
+    item.add("dtstart", event.starts_at.astimezone(TZ))
+    item.add("dtend", event.ends_at.astimezone(TZ))
+    item.add("summary", event.title)
+    text = "\n\n".join(
+        p for p in (event.description, f"Organizator: {event.organiser}" if event.organiser else "") if p
+    )
+    if text:
+        item.add("description", text)
+    item.add("location", event.venue)
+    item.add("url", f"{base_url}/events/{event.id}")
+    item.add("status", "CANCELLED" if event.status == "cancelled" else "CONFIRMED")
+    item.add("categories", [f"KS {ks_name(event.ks)}" if event.ks != "*" else "Mestna občina Kranj", *event.topics])
+    if event.updated_at:
+        item.add("last-modified", event.updated_at)
+    if event.rrule:
+        item.add("rrule", vRecur.from_ical(_ics_rrule(event.rrule)))
+        for moment in exdates_of(event):
+            item.add("exdate", moment.astimezone(TZ))
+    return item
+
+
+def _ics_rrule(rule: str) -> str:
+    """UNTIL in a feed must be UTC when DTSTART has a TZID (RFC 5545 3.3.10)."""
+    parts = []
+    for part in rule.split(";"):
+        key, _, value = part.partition("=")
+        if key.upper() == "UNTIL" and not value.upper().endswith("Z"):
+            local = datetime.strptime(value if "T" in value else value + "T235959", "%Y%m%dT%H%M%S")
+            value = local.replace(tzinfo=TZ).astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        parts.append(f"{key}={value}")
+    return ";".join(parts)
+
+
+def events_ics(events: Iterable[Event], base_url: str, name: str) -> bytes:
+    cal = Calendar()
+    cal.add("prodid", "-//Kranj ZA vse//events//SL")
+    cal.add("version", "2.0")
+    cal.add("calscale", "GREGORIAN")
+    cal.add("method", "PUBLISH")
+    cal.add("x-wr-calname", name)
+    cal.add("x-wr-timezone", "Europe/Ljubljana")
+    stamp = utcnow()
+    for event in events:
+        cal.add_component(_vevent(event, base_url, stamp))
+    cal.add_missing_timezones()
+    return cal.to_ical()
+
+
+def events_atom(events: list[Event], base_url: str, *, title: str, self_url: str) -> bytes:
+    """Newest published first."""
+    feed = FeedGenerator()
+    feed.id(self_url)
+    feed.title(title)
+    feed.language("sl")
+    feed.link(href=f"{base_url}/events", rel="alternate")
+    feed.link(href=self_url, rel="self")
+    feed.author({"name": "Kranj ZA vse"})
+    newest = max((e.published_at or e.created_at for e in events), default=utcnow())
+    feed.updated(newest)
+    for event in sorted(events, key=lambda e: e.published_at or e.created_at):
+        entry = feed.add_entry()
+        url = event_url_from_base(base_url, event.id)
+        entry.id(url)
+        entry.title(event.title)
+        entry.link(href=url)
+        entry.published(event.published_at or event.created_at)
+        entry.updated(event.updated_at or event.published_at or event.created_at)
+        where = f"KS {ks_name(event.ks)}" if event.ks != "*" else "Mestna občina Kranj"
+        summary = f"{format_span(event.starts_at, event.ends_at)} · {event.venue} · {where}"
+        if event.rrule:
+            summary += " · ponavlja se"
+        entry.summary(summary)
+        if event.description:
+            entry.content(event.description, type="text")
+    return feed.atom_str(pretty=True)  # type: ignore[no-any-return]
+
+
+def event_url_from_base(base_url: str, event_id: str) -> str:
+    return f"{base_url}/events/{event_id}"
