@@ -13,7 +13,7 @@ from shared.auth import Staff, StaffDep, current_staff, require_ks
 from shared.models import utcnow
 from shared.web import ServiceApp
 
-from . import domain, service
+from . import domain, service, texts
 from .config import SurveysConfig
 from .domain import AnswersInvalid, SurveyDefinition, TemplateRequest
 from .qr import qr_svg
@@ -147,7 +147,8 @@ async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> 
     response_model=ResponseCreated,
     summary="Answer a survey (resident, no token); staff enter paper answers with channel=paper",
     responses={
-        409: {"description": "The survey is not open (yet, or any more)."},
+        400: {"description": "The `invitation` is forged, altered, or for another survey."},
+        409: {"description": "The survey is not open (yet, or any more), or this invitation has already answered."},
         422: {"description": "Says which question is wrong."},
         429: {"description": "Too many answers from one address today (Retry-After)."},
     },
@@ -181,6 +182,14 @@ async def _submit(
         )
     except service.NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+    except service.InvitationInvalid as exc:
+        if raw:
+            raise
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
+    except service.InvitationUsedAlready as exc:
+        if raw:
+            raise
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except AnswersInvalid as exc:
@@ -304,13 +313,18 @@ async def surveys_page(request: Request) -> HTMLResponse:
     return ctx.templates.TemplateResponse(request, "surveys.html", {"surveys": surveys, "published": published})
 
 
-def _form_context(survey: Any, definition: SurveyDefinition, **extra: Any) -> dict[str, Any]:
+def _form_context(survey: Any, definition: SurveyDefinition, *, lang: str = "sl", **extra: Any) -> dict[str, Any]:
     return {
         "survey": survey,
         "definition": definition,
+        "lang": lang,
+        "t": texts.ui(lang),
         "age_bands": domain.AGE_BANDS,
-        "age_labels": domain.AGE_BAND_LABELS,
-        "consent_text": domain.CONSENT_TEXT,
+        "age_labels": texts.AGE_LABELS_EN if lang == "en" else domain.AGE_BAND_LABELS,
+        "consent_text": domain.consent_text(lang),
+        "invitation": None,
+        "invitation_invalid": False,
+        "answered_invitation": False,
         "values": {},
         "errors": {},
         "paper": False,
@@ -319,20 +333,43 @@ def _form_context(survey: Any, definition: SurveyDefinition, **extra: Any) -> di
     }
 
 
+def _language(request: Request, form_value: Any = None) -> str:
+    """`?lang=sl|en` (or the form's hidden `lang`), else Accept-Language; Slovenian by default."""
+    chosen = form_value if form_value in texts.LANGUAGES else request.query_params.get("lang")
+    return texts.choose_language(chosen, request.headers.get("accept-language"))
+
+
+async def _invitation_state(ctx: ServiceApp, survey_id: str, token: str | None) -> dict[str, Any]:
+    """What the form shows for `?t=`: the token to carry on, or that it is not valid / used."""
+    if not token:
+        return {}
+    try:
+        invitee = service.invitee_of(ctx.settings, survey_id, token)
+    except service.InvitationInvalid:
+        return {"invitation": token, "invitation_invalid": True}
+    used = await service.is_invitation_used(ctx.db, survey_id, invitee)
+    return {"invitation": token, "answered_invitation": used}
+
+
 @pages.get("/surveys/{survey_id}", response_class=HTMLResponse)
-async def survey_form(survey_id: str, request: Request) -> HTMLResponse:
+async def survey_form(survey_id: str, request: Request, t: str | None = None) -> HTMLResponse:
     ctx = _ctx(request)
     survey, definition = await _load(ctx, survey_id)
     if survey.status == "draft":
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Anketa še ni objavljena. / The survey is not open yet.")
     problem = domain.window_problem(survey.status, survey.opens_at, survey.closes_at, utcnow())
     answered = request.cookies.get(_cookie(survey_id)) is not None
+    invitation = await _invitation_state(ctx, survey_id, t)
     return ctx.templates.TemplateResponse(
-        request, "survey_form.html", _form_context(survey, definition, problem=problem, answered=answered)
+        request,
+        "survey_form.html",
+        _form_context(survey, definition, lang=_language(request), problem=problem, answered=answered, **invitation),
     )
 
 
-def _parse_form(definition: SurveyDefinition, form: Any, paper: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+def _parse_form(
+    definition: SurveyDefinition, form: Any, paper: bool, lang: str = "sl"
+) -> tuple[dict[str, Any], dict[str, Any]]:
     """Form fields -> (ResponseIn payload, values to redisplay). Questions hidden by
     `show_if` are dropped: without JavaScript every question is on the page."""
     answers: dict[str, Any] = {}
@@ -360,7 +397,9 @@ def _parse_form(definition: SurveyDefinition, form: Any, paper: bool) -> tuple[d
     contact = {k: (form.get(f"contact_{k}") or "").strip() for k in ("name", "email", "phone")}
     consent = form.get("contact_consent") == "yes"
     if any(contact.values()) or consent:
-        payload["contact"] = {**contact, "consent": consent, "language": "sl"}
+        payload["contact"] = {**contact, "consent": consent, "language": lang}
+    if form.get("t") and not paper:
+        payload["invitation"] = form.get("t")
     values = {"answers": answers, **{k: form.get(k) or "" for k in ("age_band", "ks")}, "contact": contact, "consent": consent}
     return payload, values
 
@@ -369,7 +408,9 @@ async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: 
     ctx = _ctx(request)
     survey, definition = await _load(ctx, survey_id)
     form = await request.form()
-    payload, values = _parse_form(definition, form, paper)
+    lang = "sl" if paper else _language(request, form.get("lang"))
+    payload, values = _parse_form(definition, form, paper, lang)
+    token = payload.get("invitation")
     errors: dict[str, str] = {}
     body: ResponseIn | None = None
     try:
@@ -378,57 +419,79 @@ async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: 
         for err in exc.errors():
             loc = [str(p) for p in err["loc"]]
             key = "contact" if loc and loc[0] == "contact" else (loc[0] if loc else "form")
-            errors.setdefault(key, _sl_message(key, str(err["msg"])))
+            errors.setdefault(key, _form_message(key, str(err["msg"]), lang))
     if body is not None:
         try:
             await _submit(ctx, request, survey_id, body, staff, raw=True)
         except AnswersInvalid as exc:
             for e in exc.errors:
-                errors.setdefault(e.field, e.sl[:1].upper() + e.sl[1:] + ".")
+                message = e.en if lang == "en" else e.sl
+                errors.setdefault(e.field, message[:1].upper() + message[1:] + ".")
+        except (service.InvitationInvalid, service.InvitationUsedAlready) as exc:
+            invalid = isinstance(exc, service.InvitationInvalid)
+            return ctx.templates.TemplateResponse(
+                request,
+                "survey_form.html",
+                _form_context(
+                    survey, definition, lang=lang, values=values, problem=None, answered=False,
+                    invitation=token, invitation_invalid=invalid, answered_invitation=not invalid,
+                ),  # fmt: skip
+                status_code=status.HTTP_400_BAD_REQUEST if invalid else status.HTTP_409_CONFLICT,
+            )
     if errors:
         return ctx.templates.TemplateResponse(
             request,
             "survey_form.html",
-            _form_context(survey, definition, values=values, errors=errors, paper=paper, problem=None, answered=False),
+            _form_context(
+                survey, definition, lang=lang, values=values, errors=errors, paper=paper, problem=None, answered=False,
+                invitation=token,
+            ),  # fmt: skip
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
     if paper:
         return RedirectResponse(f"/surveys/{survey_id}/paper?saved=1", status_code=303)
-    response = RedirectResponse(f"/surveys/{survey_id}/hvala", status_code=303)
+    by_header = texts.choose_language(None, request.headers.get("accept-language"))
+    thanks = f"/surveys/{survey_id}/hvala" + ("" if lang == by_header else f"?lang={lang}")
+    response = RedirectResponse(thanks, status_code=303)
     response.set_cookie(
         _cookie(survey_id), "1", max_age=180 * 86400, httponly=True, samesite="lax", path=f"/surveys/{survey_id}"
     )
     return response
 
 
-def _sl_message(key: str, msg: str) -> str:
+def _form_message(key: str, msg: str, lang: str = "sl") -> str:
+    t = texts.ui(lang)
     msg = msg.removeprefix("Value error, ")
     if key == "contact":
         if "consent" in msg or "privolitev" in msg:
-            return "Za sodelovanje potrebujemo vašo privolitev: označite polje spodaj."
+            return t["err_consent"]
         if "e-naslov ali telefon" in msg:
-            return "Vpišite e-naslov ali telefonsko številko, da vas lahko povabimo."
+            return t["err_contact_missing"]
         if "phone" in msg or "telefonsk" in msg:
-            return "Telefonska številka ni veljavna (npr. 040 123 456)."
+            return t["err_phone"]
         if "email" in msg.lower():
-            return "E-naslov ni veljaven (npr. ime.priimek@gmail.com)."
-        return "Preverite kontaktne podatke."
+            return t["err_email"]
+        return t["err_contact"]
     if key == "age_band":
-        return "Izberite starostno skupino s seznama."
+        return t["err_age_band"]
     if key == "ks":
-        return "Izberite krajevno skupnost s seznama."
-    return "Preverite odgovor."
+        return t["err_ks"]
+    return t["err_other"]
 
 
 @pages.post("/surveys/{survey_id}", response_class=HTMLResponse)
 async def submit_form(survey_id: str, request: Request) -> Response:
     ctx = _ctx(request)
     survey, definition = await _load(ctx, survey_id)
-    if request.cookies.get(_cookie(survey_id)) is not None:
+    form = await request.form()
+    # A personal invitation is its own limit (once each): the device's cookie does not apply to it.
+    if request.cookies.get(_cookie(survey_id)) is not None and not form.get("t"):
         return ctx.templates.TemplateResponse(
             request,
             "survey_form.html",
-            _form_context(survey, definition, problem=None, answered=True),
+            _form_context(
+                survey, definition, lang=_language(request, form.get("lang")), problem=None, answered=True
+            ),
             status_code=status.HTTP_409_CONFLICT,
         )
     return await _handle_form(request, survey_id, paper=False, staff=None)
@@ -438,7 +501,10 @@ async def submit_form(survey_id: str, request: Request) -> Response:
 async def thanks(survey_id: str, request: Request) -> HTMLResponse:
     ctx = _ctx(request)
     survey, _ = await _load(ctx, survey_id)
-    return ctx.templates.TemplateResponse(request, "survey_thanks.html", {"survey": survey})
+    lang = _language(request)
+    return ctx.templates.TemplateResponse(
+        request, "survey_thanks.html", {"survey": survey, "lang": lang, "t": texts.ui(lang)}
+    )
 
 
 @pages.get("/surveys/{survey_id}/print", response_class=HTMLResponse)

@@ -43,6 +43,27 @@ def build(settings: Settings, config: SurveysConfig | None = None) -> ServiceApp
             await asyncio.sleep(ctx.extra["config"].close_check_seconds)
 
     ctx.background.append(close_due_surveys)
+
+    async def remind_before_closing() -> None:
+        """`surveys.survey.closing-soon`, once per survey, `reminder_hours_before` its closing time."""
+        config: SurveysConfig = ctx.extra["config"]
+        while True:
+            try:
+                sent = await service.remind_closing_soon(
+                    ctx.db,
+                    settings,
+                    hours_before=config.reminder_hours_before,
+                    not_within_hours_of_opening=config.reminder_not_within_hours_of_opening,
+                )
+                if sent:
+                    log.info("announced %d survey(s) closing soon", sent)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("announcing surveys closing soon failed")
+            await asyncio.sleep(config.close_check_seconds)
+
+    ctx.background.append(remind_before_closing)
     return ctx
 
 

@@ -21,3 +21,16 @@ class SurveysConfig(BaseSettings):
     close_check_seconds: float = Field(
         default=30.0, gt=0, description="How often surveys past their closing time are closed (and announced)."
     )
+    reminder_hours_before: float = Field(
+        default=48.0,
+        gt=0,
+        description=(
+            "`KRANJ_SURVEYS_REMINDER_HOURS_BEFORE`: how long before its closing time a survey announces "
+            "`surveys.survey.closing-soon` (once), so notify reminds the invited who have not answered."
+        ),
+    )
+    reminder_not_within_hours_of_opening: float = Field(
+        default=24.0,
+        ge=0,
+        description="No reminder for a survey opened less than this many hours ago (the invitation is still fresh).",
+    )

@@ -30,6 +30,11 @@ class Survey(SQLModel, table=True):
     results_published: bool = Field(default=False)
     results_published_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     created_by: str | None = Field(default=None, max_length=200)
+    title_en: str | None = Field(default=None, max_length=200)
+    description_en: str | None = Field(default=None, sa_type=sa.Text)
+    # Claimed once (UPDATE … WHERE reminder_sent_at IS NULL) by whichever replica announces
+    # `surveys.survey.closing-soon` first.
+    reminder_sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
 
 
 class Question(SQLModel, table=True):
@@ -43,6 +48,8 @@ class Question(SQLModel, table=True):
     help: str = Field(default="", sa_type=sa.Text)
     required: bool = Field(default=False)
     show_if: dict[str, Any] | None = Field(default=None, sa_type=sa.JSON)  # {"question": id, "option": id}
+    text_en: str | None = Field(default=None, sa_type=sa.Text)
+    help_en: str | None = Field(default=None, sa_type=sa.Text)
 
 
 class Option(SQLModel, table=True):
@@ -53,6 +60,23 @@ class Option(SQLModel, table=True):
     id: str = Field(primary_key=True, max_length=40)
     position: int
     text: str = Field(sa_type=sa.Text)
+    text_en: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class InvitationUsed(SQLModel, table=True):
+    """A personal invitation (`?t=` token) that has answered its survey: once each.
+
+    ANONYMITY: on purpose there is no link to the response (no response id, and `used_at`
+    is kept to the day only, so it cannot be matched with a response's time). We know *that*
+    an invitee answered (so notify reminds only the others), never *what* they answered.
+    `invitee` is the opaque string from the token (notify's keyed hash of a subscriber id),
+    never contact data."""
+
+    __tablename__ = "survey_invitations_used"
+
+    survey_id: str = Field(foreign_key="surveys.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    invitee: str = Field(primary_key=True, max_length=200)
+    used_at: datetime = Field(sa_column=ts_column())
 
 
 class Response(SQLModel, table=True):

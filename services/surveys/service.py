@@ -7,7 +7,8 @@ from typing import Any, Literal
 
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
-from sqlmodel import col, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
@@ -17,19 +18,22 @@ from shared.contracts.surveys import (
     RESPONDENT_VOLUNTEERED,
     RESULTS_PUBLISHED,
     SURVEY_CLOSED,
+    SURVEY_CLOSING_SOON,
     SURVEY_OPENED,
     RespondentVolunteered,
     ResultsPublished,
     SurveyClosed,
+    SurveyClosingSoon,
     SurveyOpened,
 )
 from shared.db import Database
+from shared.invitations import read_invitation
 from shared.models import utcnow
 from shared.settings import Settings
 
 from . import domain
 from .domain import AgeBand, AnswersInvalid, SurveyDefinition
-from .models import Answer, Option, Question, Response, Survey
+from .models import Answer, InvitationUsed, Option, Question, Response, Survey
 
 SOURCE = "/kranj/surveys"
 STATUSES = ("draft", "open", "closed")
@@ -41,6 +45,14 @@ class NotFound(Exception):
 
 class Conflict(Exception):
     """Valid request, but the survey's state does not allow it (HTTP 409)."""
+
+
+class InvitationInvalid(Exception):
+    """The `invitation` token is forged, altered, or for another survey (HTTP 400)."""
+
+
+class InvitationUsedAlready(Conflict):
+    """This personal invitation has already answered the survey (HTTP 409)."""
 
 
 class RateLimited(Exception):
@@ -55,6 +67,7 @@ class RateLimited(Exception):
 class OptionOut(BaseModel):
     id: str
     text: str
+    text_en: str | None = Field(default=None, description="English text, where the survey has one.")
 
 
 class QuestionOut(BaseModel):
@@ -62,6 +75,8 @@ class QuestionOut(BaseModel):
     type: Literal["single", "multiple", "scale", "text"]
     text: str
     help: str = ""
+    text_en: str | None = Field(default=None, description="English text, where the survey has one.")
+    help_en: str | None = None
     required: bool
     options: list[OptionOut] = Field(default_factory=list, description="For single and multiple questions.")
     min: int | None = Field(default=None, description="Scale questions: 1.")
@@ -74,6 +89,8 @@ class SurveyOut(BaseModel):
     ks: str = Field(description='KS slug, or "*" for a city-wide survey.')
     title: str
     description: str = ""
+    title_en: str | None = None
+    description_en: str | None = None
     status: Literal["draft", "open", "closed"]
     accepting_answers: bool = Field(description="Open, and inside its opening and closing times.")
     opens_at: datetime | None = None
@@ -149,6 +166,15 @@ class ResponseIn(BaseModel):
         default=None, description="Optional: to take part / be contacted; needs `consent: true` (surveys with `contact`)."
     )
     channel: Literal["web", "paper"] = Field(default="web", description="`paper` (staff only): a paper answer entered on behalf.")
+    invitation: str | None = Field(
+        default=None,
+        max_length=1000,
+        description=(
+            "Optional: the `t` of a personal invitation link (`/surveys/{id}?t=…`). Each invitation answers "
+            "once (409 the second time); a forged one, or one for another survey, is refused with 400. "
+            "Without it, the per-address limit applies."
+        ),
+    )
 
 
 class ResponseCreated(BaseModel):
@@ -174,11 +200,15 @@ async def _definition(session: AsyncSession, survey: Survey) -> SurveyDefinition
     ).all()
     by_question: dict[str, list[domain.OptionDef]] = {}
     for option in options:
-        by_question.setdefault(option.question_id, []).append(domain.OptionDef(id=option.id, text=option.text))
+        by_question.setdefault(option.question_id, []).append(
+            domain.OptionDef.model_construct(id=option.id, text=option.text, text_en=option.text_en)
+        )
     return SurveyDefinition.model_construct(
         ks=survey.ks,
         title=survey.title,
         description=survey.description,
+        title_en=survey.title_en,
+        description_en=survey.description_en,
         opens_at=survey.opens_at,
         closes_at=survey.closes_at,
         contact=survey.contact,
@@ -188,6 +218,8 @@ async def _definition(session: AsyncSession, survey: Survey) -> SurveyDefinition
                 type=q.type,
                 text=q.text,
                 help=q.help,
+                text_en=q.text_en,
+                help_en=q.help_en,
                 required=q.required,
                 options=by_question.get(q.id, []),
                 show_if=domain.ShowIf(**q.show_if) if q.show_if else None,
@@ -227,8 +259,10 @@ def to_out(settings: Settings, survey: Survey, definition: SurveyDefinition | No
                 type=q.type,
                 text=q.text,
                 help=q.help,
+                text_en=q.text_en,
+                help_en=q.help_en,
                 required=q.required,
-                options=[OptionOut(id=o.id, text=o.text) for o in q.options],
+                options=[OptionOut(id=o.id, text=o.text, text_en=o.text_en) for o in q.options],
                 min=domain.SCALE_MIN if q.type == "scale" else None,
                 max=domain.SCALE_MAX if q.type == "scale" else None,
                 show_if=q.show_if,
@@ -239,6 +273,8 @@ def to_out(settings: Settings, survey: Survey, definition: SurveyDefinition | No
         ks=survey.ks,
         title=survey.title,
         description=survey.description,
+        title_en=survey.title_en,
+        description_en=survey.description_en,
         status=survey.status,  # type: ignore[arg-type]
         accepting_answers=accepting(survey),
         opens_at=survey.opens_at,
@@ -276,6 +312,8 @@ async def create_survey(
         ks=definition.ks,
         title=definition.title,
         description=definition.description,
+        title_en=definition.title_en,
+        description_en=definition.description_en,
         template=template,
         contact=definition.contact,
         opens_at=definition.opens_at,
@@ -294,6 +332,8 @@ async def create_survey(
                     type=q.type,
                     text=q.text,
                     help=q.help,
+                    text_en=q.text_en,
+                    help_en=q.help_en,
                     required=q.required,
                     show_if=q.show_if.model_dump() if q.show_if else None,
                 )
@@ -301,7 +341,11 @@ async def create_survey(
         await session.flush()
         for q in definition.questions:
             for position, o in enumerate(q.options):
-                session.add(Option(survey_id=survey.id, question_id=q.id, id=o.id, position=position, text=o.text))
+                session.add(
+                    Option(
+                        survey_id=survey.id, question_id=q.id, id=o.id, position=position, text=o.text, text_en=o.text_en
+                    )
+                )
         await session.commit()
     return survey
 
@@ -450,9 +494,16 @@ async def submit_response(
     """Validate and store one anonymous response; a take-part consent becomes a
     `surveys.respondent.volunteered` message in the same transaction.
 
+    With a personal `invitation`: the token must be genuine and for this survey
+    (InvitationInvalid, 400), and answers once (InvitationUsedAlready, 409); the address limit
+    does not apply to it. The used invitation is stored apart from the response.
+
     Raises NotFound, Conflict (outside the window), AnswersInvalid (422), RateLimited (429)."""
     now = utcnow()
     paper = body.channel == "paper"
+    invitee = None
+    if body.invitation is not None:
+        invitee = invitee_of(settings, survey_id, body.invitation)
     async with db.session() as session:
         survey = await _locked(db, session, survey_id)
         problem = domain.window_problem(survey.status, survey.opens_at, survey.closes_at, now)
@@ -465,8 +516,10 @@ async def submit_response(
             raise AnswersInvalid(
                 [domain.AnswerError("contact", "ta anketa ne zbira kontaktov", "this survey takes no contact details")]
             )
+        if invitee is not None and await invitation_used(session, survey.id, invitee):
+            raise InvitationUsedAlready(ALREADY_ANSWERED)
         fingerprint = None
-        if not paper and address:
+        if not paper and address and invitee is None:
             fingerprint = domain.address_fingerprint(settings.signing_key(), survey.id, address)
             since = now - timedelta(days=1)
             recent = (
@@ -521,15 +574,124 @@ async def submit_response(
                     phone=contact.phone,
                     channels=[c for c, v in (("email", contact.email), ("sms", contact.phone)) if v],  # type: ignore[misc]
                     language=contact.language,
-                    consent_text=domain.CONSENT_TEXT,
+                    consent_text=domain.consent_text(contact.language),
                     consent_at=now,
                     consent_source=body.channel,
                 ),
                 source=SOURCE,
                 subject=survey.id,
             )
-        await session.commit()
+        if invitee is not None:
+            # Deliberately not linked to `response` (no response id; the day only): anonymous answers.
+            session.add(InvitationUsed(survey_id=survey.id, invitee=invitee, used_at=_day(now)))
+        try:
+            await session.commit()
+        except IntegrityError:  # the same invitation, answering twice at the same moment
+            await session.rollback()
+            raise InvitationUsedAlready(ALREADY_ANSWERED) from None
     return response
+
+
+ALREADY_ANSWERED = (
+    "S tem osebnim vabilom ste na anketo že odgovorili. Hvala! / You have already answered with this invitation."
+)
+INVITATION_INVALID = (
+    "Povezava do ankete ni veljavna (morda je nepopolna ali velja za drugo anketo). Anketo lahko izpolnite "
+    "brez nje na /surveys/{id}. / The invitation link is not valid for this survey."
+)
+
+
+def invitee_of(settings: Settings, survey_id: str, token: str) -> str:
+    """The invitee of a genuine invitation to `survey_id`; else InvitationInvalid."""
+    read = read_invitation(settings, token)
+    if read is None or read[0] != survey_id:
+        raise InvitationInvalid(INVITATION_INVALID.format(id=survey_id))
+    return read[1]
+
+
+async def invitation_used(session: AsyncSession, survey_id: str, invitee: str) -> bool:
+    return await session.get(InvitationUsed, (survey_id, invitee)) is not None
+
+
+async def is_invitation_used(db: Database, survey_id: str, invitee: str) -> bool:
+    async with db.session() as session:
+        return await invitation_used(session, survey_id, invitee)
+
+
+def _day(moment: datetime) -> datetime:
+    return moment.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+# ======================================================================================
+# Reminder before closing
+# ======================================================================================
+async def remind_closing_soon(
+    db: Database,
+    settings: Settings,
+    *,
+    hours_before: float = 48.0,
+    not_within_hours_of_opening: float = 24.0,
+    now: datetime | None = None,
+) -> int:
+    """Announce `surveys.survey.closing-soon` for every open survey that closes within
+    `hours_before` hours, once per survey even with several replicas running this at the
+    same moment: the claim is `UPDATE … SET reminder_sent_at WHERE reminder_sent_at IS NULL`
+    in the same transaction as the outbox row, so exactly one transaction wins it.
+    A survey opened less than `not_within_hours_of_opening` hours ago is not reminded yet
+    (its invitation is still fresh). Returns how many reminders this call announced."""
+    now = now or utcnow()
+    horizon = now + timedelta(hours=hours_before)
+    async with db.session() as session:
+        query = select(Survey.id, Survey.opened_at, Survey.opens_at).where(
+            Survey.status == "open",
+            col(Survey.reminder_sent_at).is_(None),
+            col(Survey.closes_at).is_not(None),
+            col(Survey.closes_at) > now,
+            col(Survey.closes_at) <= horizon,
+        )
+        candidates = (await session.exec(query)).all()
+    announced = 0
+    for survey_id, opened_at, opens_at in candidates:
+        started = max([t for t in (opened_at, opens_at) if t is not None], default=None)
+        if started is not None and started > now - timedelta(hours=not_within_hours_of_opening):
+            continue
+        async with db.session() as session:
+            claim = await session.exec(
+                update(Survey)
+                .where(col(Survey.id) == survey_id, col(Survey.reminder_sent_at).is_(None), col(Survey.status) == "open")
+                .values(reminder_sent_at=now)
+            )
+            if claim.rowcount != 1:  # another replica (or an earlier run) has it
+                await session.rollback()
+                continue
+            survey = await session.get(Survey, survey_id)
+            assert survey is not None and survey.closes_at is not None
+            answered = (
+                await session.exec(
+                    select(InvitationUsed.invitee)
+                    .where(InvitationUsed.survey_id == survey_id)
+                    .order_by(col(InvitationUsed.invitee))
+                )
+            ).all()
+            add_to_outbox(
+                session,
+                SURVEY_CLOSING_SOON,
+                SurveyClosingSoon(
+                    survey_id=survey.id,
+                    ks=survey.ks,
+                    title=survey.title,
+                    url=survey_url(settings, survey.id),  # type: ignore[arg-type]
+                    print_url=f"{survey_url(settings, survey.id)}/print",  # type: ignore[arg-type]
+                    closes_at=survey.closes_at,
+                    response_count=await _count(session, survey.id),
+                    answered_invitees=list(answered),
+                ),
+                source=SOURCE,
+                subject=survey.id,
+            )
+            await session.commit()
+            announced += 1
+    return announced
 
 
 # ======================================================================================

@@ -11,7 +11,10 @@ Designed so that a consumer (notify) needs nothing but the message:
 - `surveys.respondent.volunteered` carries everything notify needs to create a
   subscriber (KS, topic, channels, language, contact and the consent as given).
   It is the only one with personal data, and it never links the person to their answers
-  (no response id): the answers stay anonymous.
+  (no response id): the answers stay anonymous;
+- `surveys.survey.closing-soon` (48 hours before the closing time, once) carries the same
+  identity, the closing time and `answered_invitees`, so notify reminds only the invited
+  who have not answered yet.
 """
 
 from __future__ import annotations
@@ -136,11 +139,44 @@ RESPONDENT_VOLUNTEERED = MessageType(
     "subscriber of the KS and topic `surveys`. Never linked to their answers.",
 )
 
+
+
+class SurveyClosingSoon(_Survey):
+    """A survey closes within 48 hours: time to remind the invited who have not answered yet.
+
+    Announced once per survey (even with several replicas). Self-sufficient for notify:
+    remind the KS's subscribers of topic `surveys` who were invited (`surveys.survey.opened`)
+    except those whose invitee string (`shared.invitations.invitee_for`) is in
+    `answered_invitees`. Residents who answered without their personal link cannot be
+    known (answers are anonymous) and may be reminded anyway."""
+
+    url: AnyHttpUrl = Field(description="The public form, `/surveys/{id}` (add `?t=<invitation>` per person).")
+    print_url: AnyHttpUrl | None = Field(default=None, description="The printable paper version.")
+    closes_at: datetime = Field(description="When answers stop being taken (RFC 3339).")
+    response_count: int = Field(ge=0, description="Answers received so far (web and paper).")
+    answered_invitees: list[str] = Field(
+        default_factory=list,
+        description=(
+            "The opaque invitee strings of the personal invitations (`?t=` tokens) already used to answer: "
+            "do not remind these. Never linked to what they answered."
+        ),
+    )
+
+
+SURVEY_CLOSING_SOON = MessageType(
+    "surveys.survey.closing-soon",
+    1,
+    SurveyClosingSoon,
+    "Fact: a survey closes within 48 hours; notify reminds the invited who have not answered "
+    "(all but `answered_invitees`).",
+)
+
 SURVEYS_MESSAGE_TYPES: tuple[MessageType, ...] = (
     SURVEY_OPENED,
     SURVEY_CLOSED,
     RESULTS_PUBLISHED,
     RESPONDENT_VOLUNTEERED,
+    SURVEY_CLOSING_SOON,
 )
 
 __all__ = [
@@ -148,9 +184,11 @@ __all__ = [
     "RESULTS_PUBLISHED",
     "SURVEYS_MESSAGE_TYPES",
     "SURVEY_CLOSED",
+    "SURVEY_CLOSING_SOON",
     "SURVEY_OPENED",
     "RespondentVolunteered",
     "ResultsPublished",
     "SurveyClosed",
+    "SurveyClosingSoon",
     "SurveyOpened",
 ]

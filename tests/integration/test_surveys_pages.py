@@ -69,6 +69,22 @@ async def test_staff_open_close_and_publish_with_buttons_in_chromium(tmp_path, a
         assert (await api.get(f"/api/v1/surveys/{sid}")).json()["status"] == "open"
         assert await axe_serious_violations(page) == []
 
+        # A resident whose browser asks for English gets the English form.
+        english = await (await browser.new_context(locale="en-GB")).new_page()
+        await english.goto(f"{base}/surveys/{sid}")
+        assert await english.get_attribute("html", "lang") == "en"
+        assert "Does your local community need" in await english.locator("#q-need legend").inner_text()
+        assert await axe_serious_violations(english) == []
+        await english.get_by_role("button", name="Send my answers").click()
+        await english.wait_for_selector(".error-summary")
+        assert await english.locator("#q-need-error").inner_text() == "An answer is required."
+        await english.get_by_label("Yes, we need one").check()
+        await english.get_by_label("A place for young people").check()
+        await english.get_by_role("button", name="Send my answers").click()
+        await english.wait_for_url(f"{base}/surveys/{sid}/hvala")
+        assert await english.locator("h1").inner_text() == "Thank you for your answers!"
+        assert await axe_serious_violations(english) == []
+
         await page.get_by_role("button", name="Zapri anketo").click()
         await page.wait_for_url(f"{base}/surveys/{sid}/staff?done=closed")
         assert "Anketa je zaprta" in await page.locator("#potrditev").inner_text()
