@@ -146,6 +146,19 @@ TOPOLOGY: tuple[QueueSpec, ...] = (
         "Surveys opened, closed and published (invitations to the KS's followers), and volunteers who "
         "consented to be contacted (they become subscribers). Types it does not handle are ignored.",
     ),
+    QueueSpec(
+        "notify.on-registrations",
+        "notify",
+        ("events.registration.*", "events.event.reminder-due"),
+        "One registration for an event changed (confirmed, waitlisted, promoted, cancelled, or its event changed "
+        "or was cancelled) or its reminder is due; notify tells that one registrant (personal data in the message).",
+    ),
+    QueueSpec(
+        "notify.on-event-changed",
+        "notify",
+        ("events.event.updated", "events.event.cancelled"),
+        "A published event changed or was cancelled; notify updates the KS noticeboard and tells followers.",
+    ),
 )
 QUEUES: dict[str, QueueSpec] = {spec.name: spec for spec in TOPOLOGY}
 
