@@ -84,6 +84,16 @@ REJECTED_QUEUE = RabbitQueue(
     arguments={"x-max-length": 10_000, "x-overflow": "drop-head", "x-message-ttl": 7 * 24 * 3600 * 1000},
     routing_key=MESSAGE_REJECTED.routing_key,
 )
+# notify.delivery.sent|failed are facts for whoever cares; they are published mandatory, so
+# this capped queue keeps them routable when no other system listens yet, and lets ops read
+# the last week's outcomes (at most 100,000). Other systems bind queues of their own.
+DELIVERY_OUTCOMES_QUEUE_NAME = "notify.delivery-outcomes"
+DELIVERY_OUTCOMES_QUEUE = RabbitQueue(
+    DELIVERY_OUTCOMES_QUEUE_NAME,
+    durable=True,
+    arguments={"x-max-length": 100_000, "x-overflow": "drop-head", "x-message-ttl": 7 * 24 * 3600 * 1000},
+    routing_key="notify.delivery.*",
+)
 
 HEADER_REASON = "x-kranj-reason"
 HEADER_QUEUE = "x-kranj-queue"
@@ -171,6 +181,8 @@ async def declare_topology(broker: RabbitBroker) -> None:
     await dead.bind(dlx, routing_key="")
     rejected = await broker.declare_queue(REJECTED_QUEUE)
     await rejected.bind(exchange, routing_key=MESSAGE_REJECTED.routing_key)
+    outcomes = await broker.declare_queue(DELIVERY_OUTCOMES_QUEUE)
+    await outcomes.bind(exchange, routing_key=DELIVERY_OUTCOMES_QUEUE.routing_key)
     for spec in TOPOLOGY:
         queue = await broker.declare_queue(spec.rabbit_queue())
         for key in spec.bindings:
@@ -675,3 +687,4 @@ def iter_topology_queue_names() -> Iterable[str]:
     yield from (spec.name for spec in TOPOLOGY)
     yield DEAD_QUEUE_NAME
     yield REJECTED_QUEUE_NAME
+    yield DELIVERY_OUTCOMES_QUEUE_NAME

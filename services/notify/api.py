@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from feedgen.feed import FeedGenerator
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
 
 from shared.auth import Staff, StaffDep
 from shared.contracts import KS_NAMES, NoticeRequested, ks_name
@@ -331,3 +331,58 @@ async def sms_inbound(
     if not service.is_stop(body.text):
         return InboundSmsResult(action="ignored")
     return InboundSmsResult(**await service.stop_sms(ctx.db, phone))
+
+
+class KsContactIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    email: EmailStr | None = None
+    phone: str | None = Field(default=None, description="E.164 (Slovenian formats accepted)")
+
+    @field_validator("email")
+    @classmethod
+    def _lower(cls, value: str | None) -> str | None:
+        return value.lower() if value else None
+
+    @field_validator("phone")
+    @classmethod
+    def _e164(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value else None
+
+    @model_validator(mode="after")
+    def _reachable(self) -> KsContactIn:
+        if not self.email and not self.phone:
+            raise ValueError("give an email address or a phone number (or both)")
+        return self
+
+
+class KsContactsIn(BaseModel):
+    contacts: list[KsContactIn] = Field(max_length=20, description="The whole list: it replaces the previous one")
+
+
+class KsContactsOut(BaseModel):
+    ks: str
+    contacts: list[KsContactIn]
+
+
+def _ks_staff(staff: Staff, ks: str) -> None:
+    if not (staff.role == "admin" or (staff.role == "ks-staff" and staff.may_act_for(ks))):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"Nimate pravic za KS {ks}. / Only admin or staff of KS {ks}.")
+
+
+@api.put(
+    "/ks/{ks}/contacts",
+    response_model=KsContactsOut,
+    summary="Who at a KS is told of new booking requests (admin or that KS's staff); replaces the list",
+)
+async def put_ks_contacts(ks: str, body: KsContactsIn, request: Request, staff: StaffDep) -> KsContactsOut:
+    _ks_staff(staff, _known_ks(ks))
+    contacts = [c.model_dump() for c in body.contacts]
+    await service.set_ks_contacts(_ctx(request).db, ks, contacts)
+    return KsContactsOut(ks=ks, contacts=body.contacts)
+
+
+@api.get("/ks/{ks}/contacts", response_model=KsContactsOut, summary="A KS's contacts for booking requests (staff)")
+async def get_ks_contacts(ks: str, request: Request, staff: StaffDep) -> KsContactsOut:
+    _ks_staff(staff, _known_ks(ks))
+    rows = await service.ks_contacts(_ctx(request).db, ks)
+    return KsContactsOut(ks=ks, contacts=[KsContactIn.model_construct(**r) for r in rows])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.bus import QUEUES, Bus, Handles
@@ -28,7 +29,7 @@ from shared.contracts.surveys import (
 from shared.settings import Settings
 
 from . import service
-from .models import Notice
+from .models import KsContact, Notice
 from .render import Renderer, from_label
 
 log = logging.getLogger("kranj.notify")
@@ -61,6 +62,27 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
             session, notice, email=data.requester.email, phone=data.requester.phone, language=language
         )
         log.info("booking requester told", extra={"ce_id": envelope.id, "status": data.status, "deliveries": count})
+        if data.status == "requested":
+            await tell_ks_staff(session, envelope, data)
+
+    async def tell_ks_staff(session: AsyncSession, envelope: CloudEvent, data: BookingChanged) -> None:
+        """Each contact of the room's KS (PUT /api/v1/ks/{ks}/contacts) learns that a request waits."""
+        contacts = (await session.exec(select(KsContact).where(KsContact.ks == data.ks))).all()
+        for contact in contacts:
+            title, body = renderer.personal("booking_staff", "sl", b=data, contact_name=contact.name)
+            notice = Notice(
+                source=envelope.source,
+                source_id=f"{data.booking_id}:requested:staff",
+                title=title,
+                body=body,
+                ks=[data.ks],
+                topic="rooms",
+                channels=["email", "sms"],
+                url=str(data.review_url) if data.review_url else None,
+                language="sl",
+            )
+            await service.record_personal(session, notice, email=contact.email, phone=contact.phone, language="sl")
+        log.info("KS staff told of a booking request", extra={"ce_id": envelope.id, "contacts": len(contacts)})
 
     async def on_survey_opened(session: AsyncSession, envelope: CloudEvent, data: SurveyOpened) -> None:
         title, body = renderer.personal("survey_opened", data.language, s=data, from_label=from_label([data.ks]))

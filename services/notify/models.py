@@ -116,3 +116,15 @@ class Confirmation(SQLModel, table=True):
     code_hash: str | None = Field(default=None, max_length=128)
     attempts: int = 0
     expires_at: datetime = Field(sa_column=ts_column())
+
+
+class KsContact(SQLModel, table=True):
+    """Who at a KS is told of new booking requests (staff's own contact data; migration notify_0004)."""
+
+    __tablename__ = "ks_contacts"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    ks: str = Field(max_length=40, index=True)
+    name: str = Field(max_length=200)
+    email: str | None = Field(default=None, max_length=320)
+    phone: str | None = Field(default=None, max_length=20, description="E.164")

@@ -26,7 +26,7 @@ from shared.models import utcnow
 from shared.settings import Settings
 
 from .domain import normalise_phone, quiet_until
-from .models import Delivery, Notice, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
+from .models import Delivery, KsContact, Notice, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 
 PERSONAL_CHANNELS = ("email", "sms")
 CONSENT_TEXT = {
@@ -164,6 +164,9 @@ async def erase_subscriber(
             .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(addresses)))
             .values(address=None, subscriber_id=None)
         )
+        staff_contact = [KsContact.email == email] if email else []  # staff's own data, if that is who asked
+        staff_contact += [KsContact.phone == phone] if phone else []
+        await session.exec(delete(KsContact).where(sa.or_(*staff_contact)))  # type: ignore[call-overload]
         if ids:
             await session.exec(delete(SubscriberKs).where(col(SubscriberKs.subscriber_id).in_(ids)))  # type: ignore[call-overload]
             await session.exec(delete(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))  # type: ignore[call-overload]
@@ -707,3 +710,17 @@ async def stop_sms(db: Database, phone: str) -> dict[str, Any]:
         "channels": list(subscriber.channels) if subscriber is not None else [],
         "skipped_deliveries": skipped,
     }
+
+
+async def set_ks_contacts(db: Database, ks: str, contacts: list[dict[str, Any]]) -> None:
+    """Replace who at `ks` is told of new booking requests."""
+    async with db.session() as session:
+        await session.exec(delete(KsContact).where(KsContact.ks == ks))  # type: ignore[call-overload]
+        session.add_all(KsContact(ks=ks, name=c["name"], email=c.get("email"), phone=c.get("phone")) for c in contacts)
+        await session.commit()
+
+
+async def ks_contacts(db: Database, ks: str) -> list[dict[str, Any]]:
+    async with db.session() as session:
+        rows = (await session.exec(select(KsContact).where(KsContact.ks == ks).order_by(col(KsContact.name)))).all()
+    return [r.model_dump(include={"name", "email", "phone"}) for r in rows]

@@ -220,3 +220,43 @@ async def test_sms_rate_limit_spaces_the_sends(tmp_path, amqp_url, sms_gateway):
         requests = await sms_gateway.wait_for(count, timeout=15)
     times = sorted(r.received_at for r in requests)
     assert times[-1] - times[0] >= (count - 1) / rate - 0.05, times
+
+
+async def test_ks_staff_are_told_of_a_booking_request_by_email(tmp_path, amqp_url, smtp_server):
+    from booking_helpers import booking_body, future_day
+
+    from services.booking.app import create_app as create_booking
+    from shared.auth import TokenSigner
+
+    settings = make_settings(tmp_path, amqp_url, **smtp_server.settings())
+    signer = TokenSigner(settings)
+    own = {"Authorization": "Bearer " + signer.create(role="ks-staff", ks=["primskovo"])}
+    other = {"Authorization": "Bearer " + signer.create(role="ks-staff", ks=["planina"])}
+    contacts = {"contacts": [{"name": "Tajnica KS", "email": "tajnica@ks-primskovo.si"},
+                             {"name": "Predsednik", "email": "Predsednik@ks-primskovo.si"}]}  # fmt: skip
+    booking, notify_app = create_booking(settings), create_app(settings)
+    async with notify_app.router.lifespan_context(notify_app), booking.router.lifespan_context(booking):
+        async with client(notify_app) as c:
+            url = "/api/v1/ks/primskovo/contacts"
+            assert (await c.put(url, json=contacts)).status_code == 401
+            assert (await c.put(url, json=contacts, headers=other)).status_code == 403
+            bad = await c.put(url, json={"contacts": [{"name": "Brez naslova"}]}, headers=own)
+            assert bad.status_code == 422
+            saved = await c.put(url, json=contacts, headers=own)
+            assert saved.status_code == 200, saved.text
+            listed = (await c.get(url, headers=own)).json()["contacts"]
+            assert {x["email"] for x in listed} == {"tajnica@ks-primskovo.si", "predsednik@ks-primskovo.si"}
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(booking), base_url="http://b") as c:
+            answer = await c.post("/api/v1/bookings", json=booking_body(future_day(3), email="mojca@example.si", phone=None))
+            assert answer.status_code == 201 and answer.json()["status"] == "requested"
+        await smtp_server.wait_for(3, timeout=30)
+    by_rcpt = {m.rcpt_tos[0]: m for m in smtp_server.messages}
+    assert set(by_rcpt) == {"mojca@example.si", "tajnica@ks-primskovo.si", "predsednik@ks-primskovo.si"}
+    assert by_rcpt["mojca@example.si"].subject.startswith("Prejeli smo vašo prošnjo")  # the requester's, as before
+    staff = by_rcpt["tajnica@ks-primskovo.si"]
+    text = staff.part("text/plain")
+    assert staff.subject.startswith("Nova prošnja za prostor")
+    assert "Tajnica KS" in text and "Kdo: Mojca Novak" in text and "Namen: Vaje pevskega zbora" in text
+    assert "Udeleženci: 12 udeležencev" in text and "18.00–20.00" in text
+    assert re.search(r"Odobrite ali zavrnite jo tukaj \(potrebna je prijava\): http\S+", text)
+    assert "mojca@example.si" not in text  # who asked, by name; contacts stay on the review page

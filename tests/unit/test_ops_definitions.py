@@ -24,6 +24,7 @@ def test_queues_and_arguments_match_the_code() -> None:
     found = queues()
     assert found[bus.DEAD_QUEUE_NAME]["arguments"] == bus.DEAD_QUEUE.arguments, HINT
     assert found[bus.REJECTED_QUEUE_NAME]["arguments"] == bus.REJECTED_QUEUE.arguments, HINT
+    assert found[bus.DELIVERY_OUTCOMES_QUEUE_NAME]["arguments"] == bus.DELIVERY_OUTCOMES_QUEUE.arguments, HINT
     for spec in bus.TOPOLOGY:
         assert spec.name in found, f"{HINT}: {spec.name} is missing"
         assert found[spec.name]["arguments"] == spec.rabbit_queue().arguments, HINT
@@ -35,6 +36,7 @@ def test_bindings_match_the_code() -> None:
     expected = {
         (bus.DLX_NAME, bus.DEAD_QUEUE_NAME, ""),
         (bus.EXCHANGE_NAME, bus.REJECTED_QUEUE_NAME, "bus.message.rejected"),
+        (bus.EXCHANGE_NAME, bus.DELIVERY_OUTCOMES_QUEUE_NAME, "notify.delivery.*"),
     }
     expected |= {(bus.EXCHANGE_NAME, spec.name, key) for spec in bus.TOPOLOGY for key in spec.bindings}
     assert bindings == expected, HINT
