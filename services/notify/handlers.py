@@ -16,6 +16,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.bus import QUEUES, Bus, Handles
 from shared.contracts import EVENT_PUBLISHED, NOTICE_REQUESTED, CloudEvent, EventPublished, NoticeRequested
 from shared.contracts.booking import BOOKING_MESSAGE_TYPES, BookingChanged
+from shared.contracts.events import (
+    EVENT_CANCELLED,
+    EVENT_UPDATED,
+    REGISTRATION_MESSAGE_TYPES,
+    EventChanged,
+    RegistrationNotice,
+)
 from shared.contracts.surveys import (
     RESPONDENT_VOLUNTEERED,
     RESULTS_PUBLISHED,
@@ -84,6 +91,33 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
             await service.record_personal(session, notice, email=contact.email, phone=contact.phone, language="sl")
         log.info("KS staff told of a booking request", extra={"ce_id": envelope.id, "contacts": len(contacts)})
 
+    def on_registration(kind: str):  # noqa: ANN202 - one handler per registration message type
+        async def handle(session: AsyncSession, envelope: CloudEvent, data: RegistrationNotice) -> None:
+            language = data.registrant.language
+            title, body = renderer.personal("registration", language, r=data, kind=kind)
+            notice = Notice(
+                source=envelope.source,
+                source_id=f"{data.registration_id}:{kind}:{envelope.id}",
+                title=title,
+                body=body,
+                ks=[data.ks],
+                topic="events",
+                channels=["email", "sms"],
+                url=str(data.url),
+                language=language,
+            )
+            count = await service.record_personal(
+                session, notice, email=data.registrant.email, phone=data.registrant.phone, language=language
+            )
+            log.info("registrant told", extra={"ce_id": envelope.id, "kind": kind, "deliveries": count})
+
+        return handle
+
+    async def on_event_changed(session: AsyncSession, envelope: CloudEvent, data: EventChanged) -> None:
+        """The noticeboard shows the event as it is now; registrants are told one by one
+        (events.registration.event-changed), followers see the board."""
+        await service.update_event_notice(session, envelope.source, data)
+
     async def on_survey_opened(session: AsyncSession, envelope: CloudEvent, data: SurveyOpened) -> None:
         title, body = renderer.personal("survey_opened", data.language, s=data, from_label=from_label([data.ks]))
         notice = Notice(
@@ -149,6 +183,17 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
     bus.consume(
         QUEUES["notify.on-booking-changed"],
         *(Handles(message_type, on_booking_changed) for message_type in BOOKING_MESSAGE_TYPES.values()),
+        after_commit=on_new_deliveries,
+    )
+    bus.consume(
+        QUEUES["notify.on-registrations"],
+        *(Handles(mt, on_registration(kind)) for kind, mt in REGISTRATION_MESSAGE_TYPES.items()),
+        after_commit=on_new_deliveries,
+    )
+    bus.consume(
+        QUEUES["notify.on-event-changed"],
+        Handles(EVENT_UPDATED, on_event_changed),
+        Handles(EVENT_CANCELLED, on_event_changed),
         after_commit=on_new_deliveries,
     )
     bus.consume(

@@ -19,6 +19,7 @@ from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.contracts import ALL_KS, KS_NAMES, CloudEvent, EventPublished, NoticeRequested
+from shared.contracts.events import EventChanged
 from shared.contracts.ks import KsOrAll
 from shared.contracts.notify import Language, Topic
 from shared.db import Database
@@ -378,6 +379,24 @@ async def add_volunteer(
     if await session.get(SubscriberTopic, (subscriber.id, topic)) is None:
         session.add(SubscriberTopic(subscriber_id=subscriber.id, topic=topic))
     return subscriber.id
+
+
+async def update_event_notice(session: AsyncSession, source: str, data: EventChanged) -> int:
+    """An announced event changed or was cancelled: its noticeboard entry follows. A
+    cancelled event leaves the board and unsent announcements are skipped."""
+    notices = (
+        await session.exec(
+            select(Notice).where(Notice.kind == "event", Notice.source == source, Notice.source_id == data.event_id)
+        )
+    ).all()
+    if data.status == "cancelled":
+        await expire_notices(session, source, data.event_id, utcnow())
+        return len(notices)
+    for notice in notices:
+        notice.title, notice.body, notice.venue = data.title, data.description, data.venue
+        notice.starts_at, notice.ends_at, notice.valid_until = data.starts_at, data.ends_at, data.ends_at
+        session.add(notice)
+    return len(notices)
 
 
 async def expire_notices(session: AsyncSession, source: str, source_id: str, at: datetime) -> int:

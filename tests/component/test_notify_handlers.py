@@ -70,7 +70,9 @@ async def test_city_wide_notice_reaches_every_ks_and_shows_everywhere(notify):
     await _subscribe(notify, email="ana@example.si")
     await _subscribe(notify, email="cilka@example.si", ks=["planina"])
     async with TestRabbitBroker(notify.bus.broker) as br:
-        await br.publish(json.dumps(_notice(ks=["*"])).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
+        await br.publish(
+            json.dumps(_notice(ks=["*"])).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested"
+        )
     assert await _count(notify, Delivery) == 2
     assert [n.title for n in await service.noticeboard(notify.db, "zabnica")] == ["Izklop vode"]
 
@@ -198,7 +200,9 @@ async def test_booking_confirmation_is_a_personal_message_to_the_requester(notif
     async with TestRabbitBroker(notify.bus.broker) as br:
         for status, extra in (("requested", {}), ("confirmed", {"access_instructions": "Ključ pri hišniku."})):
             await br.publish(
-                json.dumps(_booking(status, **extra)).encode(), exchange=EXCHANGE, routing_key=f"booking.booking.{status}"
+                json.dumps(_booking(status, **extra)).encode(),
+                exchange=EXCHANGE,
+                routing_key=f"booking.booking.{status}",
             )
     async with notify.db.session() as s:
         rows = (await s.exec(select(Delivery.channel, Delivery.address, Delivery.subscriber_id))).all()
@@ -266,7 +270,9 @@ async def test_survey_invitation_volunteer_and_closing(notify):
         assert notice.title == "Anketa: Potrebe po skupnostnem prostoru"
         assert "(5 vprašanj)" in notice.body
         assert await _count(notify, Delivery) == 1  # ana follows topic surveys
-        await br.publish(json.dumps(volunteer).encode(), exchange=EXCHANGE, routing_key="surveys.respondent.volunteered")
+        await br.publish(
+            json.dumps(volunteer).encode(), exchange=EXCHANGE, routing_key="surveys.respondent.volunteered"
+        )
         await br.publish(json.dumps(closed).encode(), exchange=EXCHANGE, routing_key="surveys.survey.closed")
     assert await service.noticeboard(notify.db, "primskovo") == []  # closed: off the board
     exported = await service.export_subscriber(notify.db, email="mladi@example.si")
@@ -274,3 +280,71 @@ async def test_survey_invitation_volunteer_and_closing(notify):
     assert sub["ks"] == ["primskovo"] and sub["topics"] == ["surveys"]
     assert sub["consent_source"] == "survey-web" and sub["status"] == "active"
     assert sub["consent_text"] == "Želim sodelovati in soglašam, da me KS obvešča."
+
+
+def _registration(kind: str, **extra) -> dict:
+    from shared.contracts.events import REGISTRATION_MESSAGE_TYPES
+
+    data = {
+        "registration_id": "r-1",
+        "event_id": "ev-9",
+        "ks": "huje",
+        "title": "Medgeneracijsko druženje",
+        "starts_at": "2026-12-15T16:00:00Z",
+        "ends_at": "2026-12-15T18:00:00Z",
+        "venue": "Medgeneracijski center Kranj, Cesta talcev 7",
+        "url": "http://127.0.0.1:8001/events/ev-9",
+        "cancel_url": "http://127.0.0.1:8001/registrations/r-1/cancel?token=x",
+        "status": "confirmed",
+        "channel": "web",
+        "registrant": {"name": "Franc Novak", "phone": "+38640111222", "language": "sl"},
+        **extra,
+    }
+    return REGISTRATION_MESSAGE_TYPES[kind].envelope(data, source="/kranj/events")
+
+
+async def test_registrants_are_told_one_by_one(notify):
+
+    published = EVENT_PUBLISHED.envelope(
+        {
+            "event_id": "ev-9",
+            "ks": "huje",
+            "title": "Medgeneracijsko druženje",
+            "starts_at": "2026-12-15T16:00:00Z",
+            "ends_at": "2026-12-15T18:00:00Z",
+            "venue": "MCK",
+            "url": "http://127.0.0.1:8001/events/ev-9",
+        },
+        source="/kranj/events",
+    )
+    async with TestRabbitBroker(notify.bus.broker) as br:
+        await br.publish(json.dumps(published).encode(), exchange=EXCHANGE, routing_key="events.event.published")
+        assert len(await service.noticeboard(notify.db, "huje")) == 1
+        await br.publish(
+            json.dumps(_registration("waitlisted", status="waitlisted", waitlist_position=3)).encode(),
+            exchange=EXCHANGE,
+            routing_key="events.registration.waitlisted",
+        )
+        await br.publish(
+            json.dumps(_registration("promoted")).encode(),
+            exchange=EXCHANGE,
+            routing_key="events.registration.promoted",
+        )
+        await br.publish(
+            json.dumps(_registration("event-changed", change="cancelled", reason="Bolezen voditeljice.")).encode(),
+            exchange=EXCHANGE,
+            routing_key="events.registration.event-changed",
+        )
+
+    async with notify.db.session() as s:
+        personal = (await s.exec(select(Notice).where(Notice.kind == "personal").order_by(Notice.created_at))).all()
+        sms = (await s.exec(select(Delivery.address).where(Delivery.channel == "sms"))).all()
+    assert [n.title for n in personal] == [
+        "Na čakalni listi: Medgeneracijsko druženje",
+        "Sprostilo se je mesto: Medgeneracijsko druženje",
+        "Dogodek odpovedan: Medgeneracijsko druženje",
+    ]
+    assert "ste 3. na vrsti" in personal[0].body
+    assert "torek, 15. decembra 2026, 17.00–19.00" in personal[1].body
+    assert "Razlog: Bolezen voditeljice." in personal[2].body and "odjavite" not in personal[2].body
+    assert sms == ["+38640111222"] * 3

@@ -229,7 +229,9 @@ async def test_gdpr_export_and_erasure_leave_no_trace(tmp_path, amqp_url, databa
         await wait_until(lambda: (tmp_path / "outbox" / "sms.jsonl").exists(), message="the SMS file")
 
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
-            exported = await client.post("/api/v1/subscribers/export", json={"email": "Erase.Me@example.si"}, headers=ADMIN)
+            exported = await client.post(
+                "/api/v1/subscribers/export", json={"email": "Erase.Me@example.si"}, headers=ADMIN
+            )
             assert exported.status_code == 200
             data = exported.json()
             assert data["subscriptions"][0]["email"] == "erase.me@example.si"
@@ -238,11 +240,15 @@ async def test_gdpr_export_and_erasure_leave_no_trace(tmp_path, amqp_url, databa
             assert {d["channel"] for d in data["deliveries"]} == {"email", "sms"}
 
             erased = await client.post(
-                "/api/v1/subscribers/erase", json={"email": "erase.me@example.si", "phone": "040 999 888"}, headers=ADMIN
+                "/api/v1/subscribers/erase",
+                json={"email": "erase.me@example.si", "phone": "040 999 888"},
+                headers=ADMIN,
             )
             assert erased.status_code == 200, erased.text
             assert erased.json() == {"subscribers": 1, "deliveries": 2, "outbox_files": 2}
-            again = await client.post("/api/v1/subscribers/export", json={"email": "erase.me@example.si"}, headers=ADMIN)
+            again = await client.post(
+                "/api/v1/subscribers/export", json={"email": "erase.me@example.si"}, headers=ADMIN
+            )
             assert again.json() == {"subscriptions": [], "deliveries": []}
         if database_url.startswith("sqlite"):
             # While the service still runs (its WAL open), no database file keeps the bytes.
@@ -256,3 +262,32 @@ async def test_gdpr_export_and_erasure_leave_no_trace(tmp_path, amqp_url, databa
     emails = [p.read_bytes() for p in (tmp_path / "outbox" / "email").glob("*.eml")]
     assert len(emails) == 1 and b"stays@example.si" in emails[0]
     assert b"+38640999888" not in (tmp_path / "outbox" / "sms.jsonl").read_bytes()
+
+
+async def test_cancelled_event_leaves_the_noticeboard(notify_app, amqp_url):
+    """events.event.cancelled reaches notify through its second binding (real broker)."""
+    event = {
+        "event_id": "ev-9",
+        "ks": "primskovo",
+        "title": "Pohod na Šmarjetno goro",
+        "starts_at": "2027-01-15T08:00:00Z",
+        "ends_at": "2027-01-15T12:00:00Z",
+        "venue": "Pred domom KS",
+        "url": "http://127.0.0.1:8001/events/ev-9",
+    }
+    from shared.contracts import EVENT_PUBLISHED
+    from shared.contracts.events import EVENT_CANCELLED
+
+    published = EVENT_PUBLISHED.envelope(event, source="/kranj/events")
+    cancelled = EVENT_CANCELLED.envelope(
+        {**event, "status": "cancelled", "reason": "Slabo vreme."}, source="/kranj/events"
+    )
+    await publish_plain(amqp_url, json.dumps(published).encode(), "events.event.published")
+    ctx = notify_app.state.ctx
+    await wait_until(lambda: service.noticeboard(ctx.db, "primskovo"), message="the event on the board")
+    await publish_plain(amqp_url, json.dumps(cancelled).encode(), "events.event.cancelled")
+
+    async def gone():
+        return await service.noticeboard(ctx.db, "primskovo") == []
+
+    await wait_until(gone, message="the cancelled event off the board")
