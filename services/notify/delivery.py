@@ -28,6 +28,7 @@ from sqlmodel import col, select, update
 from shared.bus import add_to_outbox
 from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, DeliveryOutcome
 from shared.db import Database
+from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
 from shared.models import utcnow
@@ -332,10 +333,20 @@ class DeliveryWorker:
             transport = "smtp" if self.settings.smtp_host else "file"
         else:
             transport = "gateway" if self.settings.sms_gateway_url else "file"
+        if notice.kind == "survey" and notice.url and delivery.subscriber_id:
+            notice = self._with_invitation(notice, delivery.subscriber_id)
         started = time.perf_counter()
         outcome = await self._hand_over(delivery, notice, unsubscribe)
         SEND_SECONDS.labels(delivery.channel, transport, outcome.status).observe(time.perf_counter() - started)
         return outcome
+
+    def _with_invitation(self, notice: Notice, subscriber_id: str) -> Notice:
+        """A survey invitation carries a personal link: each invited resident answers once
+        (shared.invitations; the survey never learns who the invitee is)."""
+        survey_id = notice.source_id.split(":", 1)[0]
+        token = make_invitation(self.settings, survey_id, invitee_for(self.settings, subscriber_id))
+        separator = "&" if "?" in (notice.url or "") else "?"
+        return notice.model_copy(update={"url": f"{notice.url}{separator}t={token}"})
 
     async def _hand_over(self, delivery: Delivery, notice: Notice, unsubscribe: str | None) -> Outcome:
         assert delivery.address is not None

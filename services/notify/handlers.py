@@ -27,12 +27,15 @@ from shared.contracts.surveys import (
     RESPONDENT_VOLUNTEERED,
     RESULTS_PUBLISHED,
     SURVEY_CLOSED,
+    SURVEY_CLOSING_SOON,
     SURVEY_OPENED,
     RespondentVolunteered,
     ResultsPublished,
     SurveyClosed,
+    SurveyClosingSoon,
     SurveyOpened,
 )
+from shared.invitations import invitee_for
 from shared.settings import Settings
 
 from . import service
@@ -136,6 +139,29 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
         count = await service.record_notice(session, settings, notice)
         log.info("survey invitation recorded", extra={"ce_id": envelope.id, "deliveries": count})
 
+    async def on_survey_closing_soon(session: AsyncSession, envelope: CloudEvent, data: SurveyClosingSoon) -> None:
+        """Remind the KS's followers of topic `surveys`, except the invitees who answered."""
+        answered = set(data.answered_invitees)
+        title, body = renderer.personal("survey_closing", data.language, s=data, from_label=from_label([data.ks]))
+        notice = Notice(
+            kind="survey",  # each reminder carries the resident's personal invitation link
+            source=envelope.source,
+            source_id=f"{data.survey_id}:closing-soon",
+            title=title,
+            body=body,
+            ks=[data.ks],
+            topic="surveys",
+            channels=["email", "sms"],
+            url=str(data.url),
+            language=data.language,
+            valid_until=data.closes_at,
+            on_noticeboard=False,
+        )
+        count = await service.record_notice(
+            session, settings, notice, skip=lambda subscriber_id: invitee_for(settings, subscriber_id) in answered
+        )
+        log.info("survey reminder recorded", extra={"ce_id": envelope.id, "deliveries": count})
+
     async def on_survey_closed(session: AsyncSession, envelope: CloudEvent, data: SurveyClosed) -> None:
         await service.expire_notices(session, envelope.source, data.survey_id, data.closed_at)
 
@@ -200,6 +226,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
         QUEUES["notify.on-surveys"],
         Handles(SURVEY_OPENED, on_survey_opened),
         Handles(SURVEY_CLOSED, on_survey_closed),
+        Handles(SURVEY_CLOSING_SOON, on_survey_closing_soon),
         Handles(RESULTS_PUBLISHED, on_results_published),
         Handles(RESPONDENT_VOLUNTEERED, on_volunteered),
         after_commit=on_new_deliveries,

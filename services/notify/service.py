@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-from collections.abc import AsyncIterable, Iterable
+from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import datetime
 from email import policy
 from email.parser import BytesParser
@@ -279,8 +279,11 @@ async def unsubscribe_channel(db: Database, subscriber_id: str, channel: str) ->
 # --------------------------------------------------------------------------------------
 # Notices and fan-out (called inside the consumer's transaction)
 # --------------------------------------------------------------------------------------
-async def record_notice(session: AsyncSession, settings: Settings, notice: Notice) -> int:
-    """Store the notice and one delivery row per (subscriber, channel); returns how many."""
+async def record_notice(
+    session: AsyncSession, settings: Settings, notice: Notice, *, skip: Callable[[str], bool] | None = None
+) -> int:
+    """Store the notice and one delivery row per (subscriber, channel); returns how many.
+    `skip(subscriber_id)` leaves out followers who need not hear it (e.g. already answered)."""
     session.add(notice)
     await session.flush()
     session.add_all(NoticeKs(notice_id=notice.id, ks=ks) for ks in notice.ks)
@@ -294,6 +297,8 @@ async def record_notice(session: AsyncSession, settings: Settings, notice: Notic
     rows: list[dict[str, object]] = []
     total = 0
     async for subscriber_id, email, phone, language, channels, digest in _followers(session, notice.ks, notice.topic):
+        if skip is not None and skip(subscriber_id):
+            continue
         for channel in personal:
             if channel not in channels:
                 continue
