@@ -150,3 +150,69 @@ async def test_make_run_system_fans_out_and_stops_cleanly(system, amqp_url, smtp
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
     assert time.monotonic() - started < 30
+
+
+async def test_services_talk_only_through_the_bus(system, smtp_server):
+    """Surveys, booking and notify started by `kranj up`: a survey invitation with a
+    personal link, a volunteer who becomes a subscriber, and a booking request's receipt."""
+    import re
+    from datetime import UTC, datetime, timedelta
+
+    proc, urls, log = system
+    await wait_until(lambda: _all_ready(urls), timeout=60, interval=0.3, message="all four services ready")
+    admin = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+    async with httpx.AsyncClient(timeout=10) as client:
+        created = await client.post(
+            f"{urls['notify']}/api/v1/subscribers",
+            headers=admin,
+            json={"email": "janez@example.si", "ks": ["planina"], "topics": ["surveys"]},
+        )
+        assert created.status_code == 201, created.text
+
+        survey = await client.post(
+            f"{urls['surveys']}/api/v1/surveys", headers=admin, json={"template": "needs-assessment", "ks": "planina"}
+        )
+        assert survey.status_code == 201, survey.text
+        sid = survey.json()["id"]
+        assert (await client.post(f"{urls['surveys']}/api/v1/surveys/{sid}/open", headers=admin)).status_code == 200
+        [invitation] = await smtp_server.wait_for(1, timeout=20)
+        assert invitation.rcpt_tos == ["janez@example.si"]
+        token = re.search(rf"/surveys/{sid}\?t=(\S+)", invitation.part("text/plain"))[1]
+
+        answer = {
+            "answers": {"need": "yes", "what": ["youth"], "take-part": "yes"},
+            "invitation": token,
+            "contact": {"email": "prostovoljka@example.si", "consent": True},
+        }
+        first = await client.post(f"{urls['surveys']}/api/v1/surveys/{sid}/responses", json=answer)
+        assert first.status_code == 201, first.text
+        again = await client.post(f"{urls['surveys']}/api/v1/surveys/{sid}/responses", json=answer)
+        assert again.status_code == 409  # one answer per invitation
+
+        async def volunteer_subscribed():
+            found = await client.post(
+                f"{urls['notify']}/api/v1/subscribers/export", headers=admin, json={"email": "prostovoljka@example.si"}
+            )
+            return found.json()["subscriptions"]
+
+        [volunteer] = await wait_until(volunteer_subscribed, timeout=20, message="the volunteer in notify")
+        assert volunteer["topics"] == ["surveys"] and volunteer["consent_source"] == "survey-web"
+
+        day = datetime.now(UTC).date() + timedelta(days=10)
+        start = datetime(day.year, day.month, day.day, 16, 0, tzinfo=UTC)
+        booking = await client.post(
+            f"{urls['booking']}/api/v1/bookings",
+            json={
+                "room_id": "ks-planina",
+                "starts_at": start.isoformat(),
+                "ends_at": (start + timedelta(hours=2)).isoformat(),
+                "purpose": "Vaje folklorne skupine",
+                "name": "Vesna Kos",
+                "email": "vesna@example.si",
+                "attendees": 8,
+            },
+        )
+        assert booking.status_code == 201, booking.text
+        mails = await smtp_server.wait_for(2, timeout=20)
+        receipt = next(m for m in mails if m.rcpt_tos == ["vesna@example.si"])
+        assert receipt.subject.startswith("Prejeli smo vašo prošnjo za prostor")
