@@ -153,3 +153,18 @@ async def test_reminder_written_once_across_two_racing_replicas(db: Database, tm
             )
         ).all()
     assert {r.event_id for r in unreminded} == {later}
+
+
+async def test_erasure_keeps_the_seat_but_not_the_person(db: Database, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, NOWHERE)
+    event_id = await _event(db, settings, capacity=5)
+    reg, _ = await service.register(
+        db, settings, event_id, RegistrationIn(name="Tina Zupan", email="Tina.Zupan@example.si", phone="041 777 888")
+    )
+    counts = await service.erase_contact(db, phone="+386 41 777 888")
+    assert counts == {"registrations": 1, "outbox_messages": 1}
+    [(erased, _)] = await service.list_registrations(db, event_id)
+    assert (erased.id, erased.status, erased.email, erased.phone) == (reg.id, "confirmed", None, None)
+    assert erased.name == "[izbrisano]"
+    [row] = await _outbox(db, "events.registration.confirmed")
+    assert "041" not in row.body and "+38641777888" not in row.body
