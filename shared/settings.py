@@ -57,8 +57,8 @@ class Settings(BaseSettings):
     delivery_attempts: int = Field(default=8, ge=1, le=50)
     retry_base_seconds: float = Field(default=5.0, gt=0)
     sms_max_segments: int = Field(default=3, ge=1, le=10)
-    sms_per_second: float = Field(default=10, gt=0, description="SMS handed to the gateway per second, per process")
-    email_per_second: float = Field(default=50, gt=0, description="emails handed to SMTP per second, per process")
+    sms_per_second: float = Field(default=10, ge=1, description="SMS handed to the gateway per second, per process")
+    email_per_second: float = Field(default=50, ge=1, description="emails handed to SMTP per second, per process")
     sms_price_per_segment: float = Field(default=0.04, ge=0, description="EUR, for cost estimates")
 
     @field_validator("quiet_hours")

@@ -219,7 +219,9 @@ async def test_sms_rate_limit_spaces_the_sends(tmp_path, amqp_url, sms_gateway):
         await notify(app, ks=["huje"], topic="safety", channels=["sms"], title="Toča")
         requests = await sms_gateway.wait_for(count, timeout=15)
     times = sorted(r.received_at for r in requests)
-    assert times[-1] - times[0] >= (count - 1) / rate - 0.05, times
+    # Unlimited, six local requests take ~20 ms. The tolerance covers when the gateway notes a
+    # request (after reading it): the first one also opened the connection, so it is noted late.
+    assert times[-1] - times[0] >= (count - 1) / rate - 0.15, times
 
 
 async def test_ks_staff_are_told_of_a_booking_request_by_email(tmp_path, amqp_url, smtp_server):
@@ -260,3 +262,29 @@ async def test_ks_staff_are_told_of_a_booking_request_by_email(tmp_path, amqp_ur
     assert "Udeleženci: 12 udeležencev" in text and "18.00–20.00" in text
     assert re.search(r"Odobrite ali zavrnite jo tukaj \(potrebna je prijava\): http\S+", text)
     assert "mojca@example.si" not in text  # who asked, by name; contacts stay on the review page
+
+
+async def test_manage_page_in_chromium_is_accessible_without_javascript(tmp_path, amqp_url, browser):
+    from conftest import axe_serious_violations, serve_app
+
+    app = create_app(make_settings(tmp_path, amqp_url))
+    async with serve_app(app) as base:
+        sub = await service.add_subscriber(
+            app.state.ctx.db, service.SubscriberIn(email="brskalnik@example.si", ks=["huje"], topics=["general"])
+        )
+        link = app.state.ctx.extra["renderer"].manage_url(sub.id).replace("http://127.0.0.1:8004", base)
+        context = await browser.new_context(java_script_enabled=False)
+        page = await context.new_page()
+        await page.goto(link)
+        assert await page.locator("h1").inner_text() == "Moja obvestila"
+        await page.check("input[name=ks][value=jost]")
+        await page.check("input[name=language][value=en]")
+        await page.click("text=Shrani")
+        await page.wait_for_load_state()
+        assert "Shranjeno" in await page.content()
+        await context.close()
+        axe_page = await browser.new_page()  # axe-core needs JavaScript
+        await axe_page.goto(link)
+        assert await axe_serious_violations(axe_page) == []
+    after = await service.get_subscription(app.state.ctx.db, sub.id)
+    assert after.ks == ["huje", "jost"] and after.language == "en"
