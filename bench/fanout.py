@@ -3,12 +3,14 @@ measured from the outside publish to the last message at a real SMTP server and 
 HTTP SMS gateway. Prints a line per N; not part of `make test`.
 
     .venv/bin/python bench/fanout.py 100 1000
+    BENCH_DEFAULT_RATES=1 .venv/bin/python bench/fanout.py 100   # with the default rate limits
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -24,6 +26,8 @@ from conftest import SmsGateway, SmtpSink, make_settings, vhost_url  # noqa: E40
 from services.notify import service  # noqa: E402
 from services.notify.app import create_app  # noqa: E402
 
+RATES = {} if os.environ.get("BENCH_DEFAULT_RATES") == "1" else {"sms_per_second": 100_000, "email_per_second": 100_000}
+
 
 async def run(n: int) -> None:
     vhost = f"kranj-bench-{uuid.uuid4().hex[:8]}"
@@ -34,7 +38,14 @@ async def run(n: int) -> None:
     sms.start()
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            settings = make_settings(Path(tmp), vhost_url(vhost), log_level="WARNING", **smtp.settings(), **sms.settings())
+            settings = make_settings(
+                Path(tmp),
+                vhost_url(vhost),
+                log_level="WARNING",
+                **smtp.settings(),
+                **sms.settings(),
+                **RATES,  # the per-channel rate limits are lifted unless BENCH_DEFAULT_RATES=1
+            )
             app = create_app(settings)
             async with app.router.lifespan_context(app):
                 db = app.state.ctx.db
