@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     graceful_timeout: float = Field(default=20.0, gt=0)
     delivery_attempts: int = Field(default=8, ge=1, le=50)
     retry_base_seconds: float = Field(default=5.0, gt=0)
+    sms_country_codes: str = Field(
+        default="386",
+        description="Comma-separated country calling codes that may receive SMS ('*' = any): stops SMS pumping",
+    )
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     sms_per_second: float = Field(default=10, ge=1, description="SMS handed to the gateway per second, per process")
     email_per_second: float = Field(default=50, ge=1, description="emails handed to SMTP per second, per process")
@@ -107,6 +111,18 @@ class Settings(BaseSettings):
     @property
     def quiet_window(self) -> tuple[time, time] | None:
         return parse_quiet_hours(self.quiet_hours)
+
+    def sms_allowed(self, e164: str) -> bool:
+        """May this E.164 number receive SMS? Only the configured countries (default +386)."""
+        codes = [c.strip().lstrip("+") for c in self.sms_country_codes.split(",") if c.strip()]
+        if "*" in codes:
+            return True
+        try:
+            import phonenumbers
+
+            return str(phonenumbers.parse(e164, None).country_code) in codes
+        except Exception:  # noqa: BLE001 - not a number we can place
+            return False
 
     @property
     def outbox_dir(self) -> Path:

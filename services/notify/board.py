@@ -86,7 +86,7 @@ async def _public_notice(request: Request, notice_id: str) -> Notice:
     if (
         notice is None
         or not notice.on_noticeboard
-        or notice.kind not in ("notice", "event")
+        or notice.kind not in ("notice", "event", "survey")
         or (notice.valid_until is not None and notice.valid_until <= now)
     ):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Obvestila ni na oglasni deski. / No such notice.")

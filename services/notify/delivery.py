@@ -325,6 +325,8 @@ class DeliveryWorker:
             return Outcome("skipped", error="notice or contact no longer exists")
         if notice.valid_until is not None and notice.valid_until <= utcnow():
             return Outcome("skipped", error="expired before it could be sent")
+        if delivery.channel == "sms" and not self.settings.sms_allowed(delivery.address):
+            return Outcome("skipped", error="SMS only to numbers of KRANJ_SMS_COUNTRY_CODES (stops SMS pumping)")
         # Personal (transactional) messages go to one person, not to followers: nothing to leave.
         unsubscribe = (
             self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel) if delivery.subscriber_id else None

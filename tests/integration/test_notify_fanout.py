@@ -291,3 +291,25 @@ async def test_cancelled_event_leaves_the_noticeboard(notify_app, amqp_url):
         return await service.noticeboard(ctx.db, "primskovo") == []
 
     await wait_until(gone, message="the cancelled event off the board")
+
+
+async def test_sms_goes_only_to_slovenian_numbers_by_default(notify_app, amqp_url, sms_gateway):
+    """Against SMS pumping: a foreign number gets no SMS unless KRANJ_SMS_COUNTRY_CODES allows it."""
+    ctx = notify_app.state.ctx
+    await service.add_subscriber(
+        ctx.db, service.SubscriberIn(phone="+4915112345678", ks=["primskovo"], topics=["utilities"])
+    )
+    await publish_plain(amqp_url, outside_notice())
+    [sms] = await sms_gateway.wait_for(1)
+    assert sms.json["to"] == "+38640123456"
+
+    async def foreign_state():
+        async with ctx.db.session() as s:
+            row = (
+                await s.exec(select(Delivery.status, Delivery.last_error).where(Delivery.address == "+4915112345678"))
+            ).first()
+        return row if row and row[0] not in ("queued", "sending") else None
+
+    status, error = await wait_until(foreign_state, message="the foreign SMS recorded")
+    assert status == "skipped" and "KRANJ_SMS_COUNTRY_CODES" in error
+    assert len(sms_gateway.requests) == 1
