@@ -36,12 +36,58 @@ CONSENT_WORDING = {
     "I can unsubscribe at any time with the link in every message.",
 }
 TOPIC_LABELS = {
-    "general": "Splošna obvestila",
-    "utilities": "Komunala (voda, elektrika, ceste)",
-    "events": "Dogodki in delavnice",
-    "rooms": "Prostori KS",
-    "surveys": "Ankete",
-    "safety": "Varnost in nujna obvestila",
+    "sl": {
+        "general": "Splošna obvestila",
+        "utilities": "Komunala (voda, elektrika, ceste)",
+        "events": "Dogodki in delavnice",
+        "rooms": "Prostori KS",
+        "surveys": "Ankete",
+        "safety": "Varnost in nujna obvestila",
+    },
+    "en": {
+        "general": "General notices",
+        "utilities": "Utilities (water, power, roads)",
+        "events": "Events and workshops",
+        "rooms": "KS rooms",
+        "surveys": "Surveys",
+        "safety": "Safety and urgent notices",
+    },
+}
+TEXTS = {
+    "sl": {
+        "title": "Prijava na obvestila krajevne skupnosti",
+        "intro": "Izberite, o čem in kako vas obveščamo. Najprej vam pošljemo le sporočilo za potrditev – "
+        "nič drugega, dokler prijave ne potrdite.",
+        "other": ("en", "English"),
+        "fix": "Prosimo, popravite:",
+        "where": "Kam naj pošiljamo obvestila",
+        "email": "E-pošta",
+        "phone": "Mobilni telefon (za SMS)",
+        "one_of": "Vpišite vsaj enega od obeh.",
+        "channels": "Kanali:",
+        "ks": "Krajevne skupnosti",
+        "all_ks": "Vse krajevne skupnosti (cel Kranj)",
+        "topics": "Teme",
+        "language": "Jezik sporočil",
+        "submit": "Prijava",
+    },
+    "en": {
+        "title": "Sign up for notices of your local community",
+        "intro": "Choose what we tell you about and how. First we send you only a message to confirm - "
+        "nothing else until you confirm.",
+        "other": ("sl", "Slovenščina"),
+        "fix": "Please correct:",
+        "where": "Where to send notices",
+        "email": "Email",
+        "phone": "Mobile phone (for SMS)",
+        "one_of": "Give at least one of the two.",
+        "channels": "Channels:",
+        "ks": "Local communities",
+        "all_ks": "All local communities (all of Kranj)",
+        "topics": "Topics",
+        "language": "Language of the messages",
+        "submit": "Sign up",
+    },
 }
 FIELD_LABELS = {
     "email": "E-pošta",
@@ -66,16 +112,26 @@ def _code_hash(ctx: ServiceApp, subscriber_id: str, code: str) -> str:
     return hmac.new(key, f"{subscriber_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
-def _form(request: Request, values: dict[str, object], errors: list[str], code: int = 200) -> Response:
+def _page_language(request: Request, chosen: str | None = None) -> str:
+    """Slovenian first: English only when asked for (`?lang=en` or the form's choice)."""
+    lang = chosen or request.query_params.get("lang")
+    return lang if lang in ("sl", "en") else "sl"
+
+
+def _form(
+    request: Request, values: dict[str, object], errors: list[str], code: int = 200, lang: str = "sl"
+) -> Response:
     ctx = _ctx(request)
     return ctx.templates.TemplateResponse(
         request,
         "subscribe.html",
         {
+            "lang": lang,
+            "T": TEXTS[lang],
             "values": values,
             "errors": errors,
-            "topics": [(t, TOPIC_LABELS[t]) for t in TOPICS],
-            "consent": CONSENT_WORDING["sl"],
+            "topics": [(t, TOPIC_LABELS[lang][t]) for t in TOPICS],
+            "consent": CONSENT_WORDING[lang],
         },
         status_code=code,
     )
@@ -83,7 +139,9 @@ def _form(request: Request, values: dict[str, object], errors: list[str], code: 
 
 @subscribe.get("/subscribe", response_class=HTMLResponse)
 async def subscribe_page(request: Request) -> Response:
-    return _form(request, {"topics": ["general", "utilities", "events", "safety"], "channels": ["email"]}, [])
+    lang = _page_language(request)
+    values = {"topics": ["general", "utilities", "events", "safety"], "channels": ["email"], "language": lang}
+    return _form(request, values, [], lang=lang)
 
 
 @subscribe.post("/subscribe", response_class=HTMLResponse)
@@ -98,7 +156,15 @@ async def subscribe_submit(
     consent: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = _ctx(request)
-    values = {"email": email, "phone": phone, "ks": ks or [], "topics": topics or [], "channels": channels or []}
+    page_lang = _page_language(request, language)
+    values = {
+        "email": email,
+        "phone": phone,
+        "ks": ks or [],
+        "topics": topics or [],
+        "channels": channels or [],
+        "language": page_lang,
+    }
     errors = []
     if consent != "yes":
         errors.append("Za prijavo potrebujemo vaše soglasje (označite polje na koncu obrazca).")
@@ -118,7 +184,7 @@ async def subscribe_submit(
             errors.append(f"{FIELD_LABELS.get(name.split('.')[0], 'Obrazec')}: {message}")
         data = None
     if errors or data is None:
-        return _form(request, values, errors, code=422)
+        return _form(request, values, errors, code=422, lang=page_lang)
 
     renderer: Renderer = ctx.extra["renderer"]
     async with ctx.db.session() as session:
@@ -131,7 +197,9 @@ async def subscribe_submit(
         ).first()
         if existing is not None and existing.status == "active":
             # Do not reveal who is subscribed; nothing to confirm, nothing sent.
-            return ctx.templates.TemplateResponse(request, "subscribe_sent.html", {"by": "email" if data.email else "sms"})
+            return ctx.templates.TemplateResponse(
+                request, "subscribe_sent.html", {"by": "email" if data.email else "sms"}
+            )
         if existing is not None:  # pending or unsubscribed before: start again
             await session.delete(existing)
             await session.flush()
@@ -237,7 +305,9 @@ async def code_submit(token: str, request: Request, code: Annotated[str, Form()]
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "Koda ni več veljavna. Prosimo, prijavite se znova.")
         if confirmation.attempts >= MAX_CODE_ATTEMPTS:
             raise HTTPException(
-                status.HTTP_429_TOO_MANY_REQUESTS, "Preveč poskusov. Prosimo, prijavite se znova.", {"Retry-After": "3600"}
+                status.HTTP_429_TOO_MANY_REQUESTS,
+                "Preveč poskusov. Prosimo, prijavite se znova.",
+                {"Retry-After": "3600"},
             )
         good = hmac.compare_digest(confirmation.code_hash, _code_hash(ctx, subscriber_id, code.strip()))
         if not good:
@@ -258,4 +328,3 @@ async def code_submit(token: str, request: Request, code: Annotated[str, Form()]
             )
     await _activate(ctx, subscriber_id)
     return ctx.templates.TemplateResponse(request, "subscribe_done.html", {})
-

@@ -122,3 +122,16 @@ async def test_sign_up_page_in_chromium_is_accessible(tmp_path, amqp_url, browse
         await wait_until(lambda: page.url.endswith("/subscribe"), message="the form posted")
         assert "Skoraj končano" in await page.content()
         assert await axe_serious_violations(page) == []
+
+
+async def test_sign_up_page_in_english(tmp_path, amqp_url, browser):
+    app = create_app(make_settings(tmp_path, amqp_url))
+    async with serve_app(app) as base:
+        page = await browser.new_page()
+        await page.goto(f"{base}/subscribe?lang=en")
+        assert await page.get_attribute("html", "lang") == "en"
+        assert await page.locator("h1").inner_text() == "Sign up for notices of your local community"
+        assert "I agree that Kranj ZA vse sends me notices" in await page.content()
+        assert await axe_serious_violations(page) == []
+        await page.click("text=Slovenščina")
+        assert await page.locator("h1").inner_text() == "Prijava na obvestila krajevne skupnosti"
