@@ -169,6 +169,20 @@ TOPOLOGY: tuple[QueueSpec, ...] = (
         ("events.event.updated", "events.event.cancelled"),
         "A published event changed or was cancelled; notify updates the KS noticeboard and tells followers.",
     ),
+    QueueSpec(
+        "booking.on-room-requested",
+        "booking",
+        ("booking.room.requested",),
+        "The events service asks for a KS room for an event; booking books it by the room's rules and answers "
+        "with booking.booking.requested|confirmed|rejected carrying event_id.",
+    ),
+    QueueSpec(
+        "events.on-booking-changed",
+        "events",
+        ("booking.booking.*",),
+        "A booking changed status; events acts on those answering its room requests (event_id set): confirmed "
+        "publishes the event, rejected|cancelled|expired marks it room-refused. Others are acknowledged and ignored.",
+    ),
 )
 QUEUES: dict[str, QueueSpec] = {spec.name: spec for spec in TOPOLOGY}
 

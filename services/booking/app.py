@@ -10,7 +10,7 @@ from shared.contracts.booking import BOOKING_MESSAGE_TYPES
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import service
+from . import handlers, service
 from .api import api, pages
 
 HERE = Path(__file__).parent
@@ -22,6 +22,7 @@ def build(settings: Settings, *, expiry_interval: float = EXPIRY_INTERVAL) -> Se
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
     for message_type in BOOKING_MESSAGE_TYPES.values():
         ctx.bus.publisher(message_type)
+    handlers.register(ctx.bus, settings)
 
     async def expire_requests() -> None:
         await service.expiry_loop(ctx.db, settings, expiry_interval)

@@ -74,6 +74,7 @@ class Booking(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     decided_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     expires_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True, index=True))
+    event_id: str | None = Field(default=None, max_length=64, index=True)  # asked for by the events service
 
 
 HOLDING = ("requested", "confirmed")  # statuses that hold their slot

@@ -361,7 +361,18 @@ def message_data(settings: Settings, room: Room, booking: Booking, cancelled_by:
         review_url=(  # type: ignore[arg-type]
             f"{settings.public_base('booking')}/rooms/osebje/prosnje" if booking.status == "requested" else None
         ),
+        event_id=booking.event_id,
     )
+
+
+async def bookings_of_event(session: AsyncSession, event_id: str) -> list[Booking]:
+    rows = await session.exec(select(Booking).where(Booking.event_id == event_id).order_by(col(Booking.created_at)))
+    return list(rows.all())
+
+
+def announce(session: AsyncSession, settings: Settings, room: Room, booking: Booking) -> None:
+    """Announce a booking's current status again (an answer to a repeated room request)."""
+    _announce(session, settings, room, booking)
 
 
 def _announce(
@@ -425,95 +436,126 @@ def _expire(session: AsyncSession, settings: Settings, room: Room, booking: Book
     _announce(session, settings, room, booking)
 
 
+def _slots(data: BookingIn) -> list[Interval]:
+    first = Interval(data.starts_at, data.ends_at)
+    if data.recurrence is None:
+        return [first]
+    try:
+        slots = domain.occurrences(first, data.recurrence.as_rrule())
+    except ValueError as exc:
+        raise RuleBroken(
+            [Violation("recurrence", "Ponavljanje ni pravilno zapisano.", f"Bad recurrence: {exc}")]
+        ) from exc
+    if not slots:
+        raise RuleBroken([Violation("recurrence", "Ponavljanje nima nobenega datuma.", "The series has no dates.")])
+    return slots
+
+
 async def request_booking(
     db: Database, settings: Settings, data: BookingIn, *, staff: Staff | None = None, now: datetime | None = None
 ) -> Created:
     """Check every date against the room's rules and its bookings, then write the bookings
     and their messages — check and insert in one transaction serialised per room."""
     now = now or utcnow()
-    first = Interval(data.starts_at, data.ends_at)
-    if data.recurrence is not None:
-        try:
-            slots = domain.occurrences(first, data.recurrence.as_rrule())
-        except ValueError as exc:
-            raise RuleBroken(
-                [Violation("recurrence", "Ponavljanje ni pravilno zapisano.", f"Bad recurrence: {exc}")]
-            ) from exc
-        if not slots:
-            raise RuleBroken([Violation("recurrence", "Ponavljanje nima nobenega datuma.", "The series has no dates.")])
-    else:
-        slots = [first]
+    slots = _slots(data)
     try:
         async with db.session() as session:
-            room = await _lock_room(session, db, data.room_id)
-            rules = Rules.from_room(room)
-            span = Interval(min(s.start for s in slots) - rules.buffer, max(s.end for s in slots) + rules.buffer)
-            closures = await _closures(session, room.id, span)
-            holding = await _expire_overdue(session, settings, room, await _holding(session, room.id, span), now)
-            taken = [Interval(b.starts_at, b.ends_at) for b in holding]
-            accepted: list[Interval] = []
-            skipped: list[SkippedDate] = []
-            first_violations: list[Violation] = []
-            is_staff = staff is not None
-            for slot in slots:
-                found = domain.check_request(
-                    rules,
-                    slot,
-                    attendees=data.attendees,
-                    now=now,
-                    closures=closures,
-                    taken=taken + accepted,
-                    staff=is_staff,
-                )
-                if found:
-                    first_violations = first_violations or found
-                    skipped.append(
-                        SkippedDate(starts_at=slot.start, ends_at=slot.end, reasons=[v.text() for v in found])
-                    )
-                else:
-                    accepted.append(slot)
-            if data.recurrence is None and first_violations:
-                raise RuleBroken(first_violations)
-            if skipped and (data.on_conflict == "fail" or not accepted):
-                dates = ", ".join(s.starts_at.astimezone(domain.TZ).strftime("%d. %m. %Y") for s in skipped)
-                violation = Violation(
-                    "series-conflict",
-                    f"Nekateri datumi niso prosti ({dates}); izberite, ali jih izpustimo (on_conflict=skip).",
-                    f"Some dates are not available ({dates}); send on_conflict=skip to book the others.",
-                )
-                raise RuleBroken([violation, *first_violations], [s.model_dump(mode="json") for s in skipped])
-            confirmed = is_staff or not rules.requires_approval
-            series_id = new_id() if data.recurrence is not None else None
-            made = []
-            for slot in accepted:
-                booking = Booking(
-                    series_id=series_id,
-                    room_id=room.id,
-                    starts_at=slot.start,
-                    ends_at=slot.end,
-                    purpose=data.purpose,
-                    category=data.category,
-                    group_kind=data.group_kind,
-                    name=data.name,
-                    email=str(data.email) if data.email else None,
-                    phone=data.phone,
-                    language=data.language,
-                    attendees=data.attendees,
-                    status="confirmed" if confirmed else "requested",
-                    created_by=staff.subject if staff else None,
-                    decided_by=staff.subject if staff else None,
-                    decided_at=now if confirmed else None,
-                    created_at=now,
-                    expires_at=None if confirmed else min(now + timedelta(hours=room.request_ttl_hours), slot.start),
-                )
-                session.add(booking)
-                _announce(session, settings, room, booking)
-                made.append(booking)
+            created = await book_in_session(
+                session,
+                db,
+                settings,
+                data,
+                slots,
+                now=now,
+                staff_rules=staff is not None,
+                confirm=True if staff is not None else None,
+                created_by=staff.subject if staff else None,
+            )
             await session.commit()
     except IntegrityError as exc:
         if _is_exclusion_violation(exc):
             raise RuleBroken([TAKEN]) from exc
         raise
+    return created
+
+
+async def book_in_session(
+    session: AsyncSession,
+    db: Database,
+    settings: Settings,
+    data: BookingIn,
+    slots: list[Interval],
+    *,
+    now: datetime,
+    staff_rules: bool,
+    confirm: bool | None,
+    created_by: str | None,
+    event_id: str | None = None,
+) -> Created:
+    """The rules and the insert, inside the caller's transaction (the caller commits).
+    `confirm=None` confirms only where the room does not need approval. Raises RuleBroken."""
+    room = await _lock_room(session, db, data.room_id)
+    rules = Rules.from_room(room)
+    span = Interval(min(s.start for s in slots) - rules.buffer, max(s.end for s in slots) + rules.buffer)
+    closures = await _closures(session, room.id, span)
+    holding = await _expire_overdue(session, settings, room, await _holding(session, room.id, span), now)
+    taken = [Interval(b.starts_at, b.ends_at) for b in holding]
+    accepted: list[Interval] = []
+    skipped: list[SkippedDate] = []
+    first_violations: list[Violation] = []
+    for slot in slots:
+        found = domain.check_request(
+            rules,
+            slot,
+            attendees=data.attendees,
+            now=now,
+            closures=closures,
+            taken=taken + accepted,
+            staff=staff_rules,
+        )
+        if found:
+            first_violations = first_violations or found
+            skipped.append(SkippedDate(starts_at=slot.start, ends_at=slot.end, reasons=[v.text() for v in found]))
+        else:
+            accepted.append(slot)
+    if data.recurrence is None and first_violations:
+        raise RuleBroken(first_violations)
+    if skipped and (data.on_conflict == "fail" or not accepted):
+        dates = ", ".join(s.starts_at.astimezone(domain.TZ).strftime("%d. %m. %Y") for s in skipped)
+        violation = Violation(
+            "series-conflict",
+            f"Nekateri datumi niso prosti ({dates}); izberite, ali jih izpustimo (on_conflict=skip).",
+            f"Some dates are not available ({dates}); send on_conflict=skip to book the others.",
+        )
+        raise RuleBroken([violation, *first_violations], [s.model_dump(mode="json") for s in skipped])
+    confirmed = confirm if confirm is not None else not rules.requires_approval
+    series_id = new_id() if data.recurrence is not None else None
+    made = []
+    for slot in accepted:
+        booking = Booking(
+            series_id=series_id,
+            room_id=room.id,
+            starts_at=slot.start,
+            ends_at=slot.end,
+            purpose=data.purpose,
+            category=data.category,
+            group_kind=data.group_kind,
+            name=data.name,
+            email=str(data.email) if data.email else None,
+            phone=data.phone,
+            language=data.language,
+            attendees=data.attendees,
+            status="confirmed" if confirmed else "requested",
+            created_by=created_by,
+            decided_by=created_by if confirmed else None,
+            decided_at=now if confirmed else None,
+            created_at=now,
+            expires_at=None if confirmed else min(now + timedelta(hours=room.request_ttl_hours), slot.start),
+            event_id=event_id,
+        )
+        session.add(booking)
+        _announce(session, settings, room, booking)
+        made.append(booking)
     return Created(made, skipped)
 
 

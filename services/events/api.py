@@ -372,7 +372,7 @@ async def _event_page(
 ) -> HTMLResponse:
     ctx = _ctx(request)
     event = await _load(ctx, event_id)
-    if event.status not in ("published", "cancelled"):
+    if event.status not in ("published", "cancelled", "pending-room"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Dogodek ni objavljen. / The event is not published.")
     taken = await service.seats_taken(ctx.db, event_id)
     upcoming = domain.occurrences(

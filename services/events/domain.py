@@ -20,7 +20,7 @@ AGE_GROUP_SL = {
 }
 STATUS_SL = {
     "draft": "osnutek",
-    "pending-room": "čaka na potrditev prostora",
+    "pending-room": "v čakanju na potrditev prostora",
     "room-refused": "prostor zavrnjen",
     "published": "objavljen",
     "cancelled": "odpovedan",

@@ -28,6 +28,7 @@ from shared.auth import Staff
 from shared.bus import add_to_outbox
 from shared.contact import normalise_phone
 from shared.contracts import EVENT_PUBLISHED, EventPublished
+from shared.contracts.booking import ROOM_REQUESTED, BookingChanged, RoomRequested
 from shared.contracts.events import (
     EVENT_CANCELLED,
     EVENT_UPDATED,
@@ -162,6 +163,8 @@ class EventOut(BaseModel):
     organiser: str = ""
     accessibility: str = ""
     room_id: str | None = None
+    booking_id: str | None = Field(default=None, description="The booking service's booking of the room.")
+    room_note: str | None = Field(default=None, description="On `room-refused`: why the booking service refused.")
     rrule: str | None = None
     exdates: list[datetime] = Field(default_factory=list)
     cancel_reason: str | None = None
@@ -267,7 +270,7 @@ def exdates_of(event: Event) -> list[datetime]:
 
 
 def to_out(settings: Settings, event: Event, seats_taken: int | None = None) -> EventOut:
-    data = event.model_dump(exclude={"created_by", "exdates", "booking_id", "room_note", "cancelled_at", "updated_at"})
+    data = event.model_dump(exclude={"created_by", "exdates", "cancelled_at", "updated_at"})
     return EventOut(
         **data,
         exdates=exdates_of(event),
@@ -415,9 +418,74 @@ async def publish_event(db: Database, settings: Settings, event_id: str) -> Even
             )
         if _last_end(event) <= utcnow():
             raise Conflict("Dogodek je že mimo. / The event has already ended.")
-        _publish(session, settings, event)
+        if event.room_id:
+            _request_room(session, settings, event)
+        else:
+            _publish(session, settings, event)
         await session.commit()
     return event
+
+
+def _request_room(session: AsyncSession, settings: Settings, event: Event) -> None:
+    """An event in a KS room waits (`pending-room`) until the booking service confirms the
+    room; it asks by message, in the same transaction. The organiser has no contact in this
+    service: the booking's requester is the organiser's name (or the staff member's)."""
+    event.status = "pending-room"
+    event.room_note = None
+    event.booking_id = None
+    session.add(event)
+    add_to_outbox(
+        session,
+        ROOM_REQUESTED,
+        RoomRequested(
+            request_id=event.id,
+            room_id=event.room_id or "",
+            starts_at=event.starts_at,
+            ends_at=event.ends_at,
+            purpose=event.title,
+            attendees=event.capacity or 1,
+            organiser=(event.organiser or event.created_by or "KS")[:200],
+            language="sl",
+            event_url=event_url(settings, event.id),  # type: ignore[arg-type]
+        ),
+        source=SOURCE,
+        subject=event.id,
+    )
+
+
+async def on_booking_changed(session: AsyncSession, settings: Settings, data: BookingChanged) -> str:
+    """An answer of the booking service to one of our room requests (in the consumer's
+    transaction). Returns what it did, for the log."""
+    if data.event_id is None:
+        return "not ours"
+    event = await session.get(Event, data.event_id)
+    if event is None:
+        return "unknown event"
+    if data.status in ("requested", "confirmed"):
+        if event.status != "pending-room" or event.booking_id not in (None, data.booking_id):
+            return "ignored"
+        event.booking_id = data.booking_id
+        if data.status == "confirmed":
+            event.room_note = None
+            _publish(session, settings, event)
+            return "published"
+        session.add(event)
+        return "waiting"
+    # rejected, cancelled, expired
+    if event.booking_id not in (None, data.booking_id):
+        return "another booking"
+    if event.status == "pending-room":
+        event.status = "room-refused"
+        event.room_note = (data.reason or f"Rezervacija prostora: {data.status}.")[:1000]
+        event.booking_id = None
+        session.add(event)
+        return "room-refused"
+    if event.status == "published" and event.booking_id == data.booking_id:
+        # The room of a published event was cancelled later: staff must act; keep the note.
+        event.room_note = (data.reason or f"Rezervacija prostora: {data.status}.")[:1000]
+        session.add(event)
+        return "noted"
+    return "ignored"
 
 
 def _last_end(event: Event) -> datetime:

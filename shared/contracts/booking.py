@@ -78,6 +78,11 @@ class BookingChanged(BaseModel):
     review_url: AnyHttpUrl | None = Field(
         default=None, description="On `requested`: staff page where KS staff approve or reject (login needed)."
     )
+    event_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Set when the booking answers an events service's `booking.room.requested` (its `request_id`).",
+    )
 
 
 BOOKING_REQUESTED = MessageType(
@@ -119,3 +124,37 @@ BOOKING_MESSAGE_TYPES: dict[str, MessageType[BookingChanged]] = {
     "cancelled": BOOKING_CANCELLED,
     "expired": BOOKING_EXPIRED,
 }
+
+
+# --------------------------------------------------------------------------------------
+# A room asked for by the events service (a command to booking; PERSONAL DATA if contact given)
+# --------------------------------------------------------------------------------------
+class RoomRequested(BaseModel):
+    """The events service asks booking for a KS room for one event. Booking answers with
+    `booking.booking.requested|confirmed|rejected` (and later cancelled|expired) carrying
+    `event_id` = `request_id`. It books through the room's usual rules, as a request of the
+    KS itself: confirmed at once where the room does not need approval, otherwise it waits
+    for KS staff like any request."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    request_id: str = Field(min_length=1, max_length=64, description="The event's id; answers carry it as `event_id`.")
+    room_id: str = Field(min_length=1, max_length=64, description="Stable room id, e.g. `ks-primskovo`.")
+    starts_at: datetime = Field(description="UTC (RFC 3339).")
+    ends_at: datetime = Field(description="UTC (RFC 3339).")
+    purpose: str = Field(min_length=1, max_length=300, description="The event's title.")
+    attendees: int = Field(default=1, ge=1, description="The event's capacity, or 1 when it has none.")
+    organiser: str = Field(min_length=1, max_length=200, description="Personal data: the organiser's name.")
+    email: str | None = Field(default=None, max_length=320, description="Personal data: organiser's email, if known.")
+    phone: str | None = Field(default=None, max_length=20, description="Personal data: organiser's phone (E.164).")
+    language: Literal["sl", "en"] = Field(default="sl", description="Language the organiser wants messages in.")
+    event_url: AnyHttpUrl | None = Field(default=None, description="The event's page.")
+
+
+ROOM_REQUESTED = MessageType(
+    "booking.room.requested",
+    1,
+    RoomRequested,
+    "Command (events -> booking): book this room for this event. Answered by `booking.booking.*` with "
+    "`event_id` = `request_id`; a refusal is `booking.booking.rejected` with the rules' reasons.",
+)

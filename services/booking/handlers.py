@@ -1,0 +1,109 @@
+"""booking: what it takes off the bus — rooms asked for by the events service.
+
+Answered only by the usual `booking.booking.*` facts, with `event_id` set. A request the
+room's rules refuse is answered by `booking.booking.rejected` with the reasons (no booking
+row is kept); it is never raised, so it is never dead-lettered.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from shared.bus import QUEUES, Bus, Handles, add_to_outbox
+from shared.contracts import CloudEvent, Rejection
+from shared.contracts.booking import BOOKING_REJECTED, ROOM_REQUESTED, RoomRequested
+from shared.models import new_id, utcnow
+from shared.settings import Settings
+
+from . import service
+from .domain import Interval
+from .models import Booking, Room
+
+log = logging.getLogger("kranj.booking.handlers")
+
+
+def room_booking_in(data: RoomRequested) -> service.BookingIn:
+    """The request as a booking of the KS itself (the organiser has no contact: no validation
+    of one; notify then tells nobody by email or SMS, the events staff page shows the answer)."""
+    return service.BookingIn.model_construct(
+        room_id=data.room_id,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        purpose=data.purpose,
+        category="other",
+        group_kind="ks",
+        name=data.organiser,
+        email=data.email,
+        phone=data.phone,
+        attendees=data.attendees,
+        language=data.language,
+        recurrence=None,
+        on_conflict="fail",
+    )
+
+
+def register(bus: Bus, settings: Settings) -> None:
+    db = bus.db
+
+    async def on_room_requested(session: AsyncSession, envelope: CloudEvent, data: RoomRequested) -> None:
+        room = await session.get(Room, data.room_id)
+        if room is None:
+            raise Rejection(f"unknown room {data.room_id!r}")
+        existing = await service.bookings_of_event(session, data.request_id)
+        if existing:  # asked again (e.g. published again after a refusal that was since freed): answer once more
+            holding = [b for b in existing if b.status in ("requested", "confirmed")]
+            if holding and (holding[0].starts_at, holding[0].ends_at) == (data.starts_at, data.ends_at):
+                service.announce(session, settings, room, holding[0])
+                return
+        now = utcnow()
+        booking_in = room_booking_in(data)
+        try:
+            created = await service.book_in_session(
+                session,
+                db,
+                settings,
+                booking_in,
+                [Interval(data.starts_at, data.ends_at)],
+                now=now,
+                staff_rules=True,
+                confirm=None,
+                created_by=f"events:{data.request_id}",
+                event_id=data.request_id,
+            )
+        except service.RuleBroken as refused:
+            refusal = Booking(
+                id=new_id(),
+                room_id=room.id,
+                starts_at=data.starts_at,
+                ends_at=data.ends_at,
+                purpose=data.purpose,
+                category="other",
+                group_kind="ks",
+                name=data.organiser,
+                email=data.email,
+                phone=data.phone,
+                language=data.language,
+                attendees=data.attendees,
+                status="rejected",
+                reason=refused.detail[:1000],
+                created_at=now,
+                decided_at=now,
+                event_id=data.request_id,
+            )  # not stored: the answer only
+            answer = service.message_data(settings, room, refusal).model_copy(
+                update={"status_url": None, "cancel_url": None}
+            )
+            add_to_outbox(session, BOOKING_REJECTED, answer, source=service.SOURCE, subject=data.request_id)
+            log.info(
+                "room request refused",
+                extra={"ce_id": envelope.id, "event_id": data.request_id, "reason": refused.detail[:300]},
+            )
+            return
+        log.info(
+            "room request booked",
+            extra={"ce_id": envelope.id, "event_id": data.request_id, "status": created.bookings[0].status},
+        )
+
+    bus.consume(QUEUES["booking.on-room-requested"], Handles(ROOM_REQUESTED, on_room_requested))
