@@ -50,7 +50,7 @@ async def _page(
             "sub": sub,
             "email": mask_email(sub.email) if sub.email else None,
             "phone": mask_phone(sub.phone) if sub.phone else None,
-            "topics": list(TOPIC_LABELS.items()),
+            "topics": list(TOPIC_LABELS["sl"].items()),
             "message": message,
             "errors": errors or [],
         },
