@@ -78,6 +78,19 @@ async def get_room(room_id: str, request: Request) -> RoomOut:
     return service.to_out(await _room(_ctx(request), room_id))
 
 
+@api.post(
+    "/rooms/import",
+    summary="Create or update rooms from a CSV (staff; comma or semicolon, UTF-8 with or without BOM)",
+    openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
+)
+async def import_rooms(request: Request, staff: StaffDep) -> dict[str, Any]:
+    body = await request.body()
+    if not body.strip():
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "Prazna datoteka. / Empty file.")
+    result = await service.import_rooms(_ctx(request).db, staff, body)
+    return {"created": result.created, "updated": result.updated, "errors": result.errors}
+
+
 @api.patch("/rooms/{room_id}", response_model=RoomOut, summary="Change a room's details and rules (staff)")
 async def update_room(room_id: str, body: RoomRulesIn, request: Request, staff: StaffDep) -> RoomOut:
     ctx = _ctx(request)

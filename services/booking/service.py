@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -891,3 +892,98 @@ def _phone_or_raw(raw: str) -> str:
         return normalise_phone(raw)
     except ValueError:
         return raw.strip()
+
+
+# --------------------------------------------------------------------------------------
+# Importing rooms (a spreadsheet from the KS offices)
+# --------------------------------------------------------------------------------------
+ROOM_CSV_COLUMNS = ("id", "ks", "name", "address", "capacity", "accessibility", "equipment", "access_instructions")
+
+
+@dataclass
+class RoomImport:
+    created: int = 0
+    updated: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def parse_rooms_csv(content: bytes) -> tuple[list[tuple[int, dict[str, Any]]], list[str]]:
+    """UTF-8 (with or without BOM, else Windows-1250), comma or semicolon; header columns
+    `id`, `ks`, `name`, `address`, `capacity` and optionally `accessibility`, `equipment`,
+    `access_instructions`. Returns good rows with their line numbers and readable errors."""
+    try:
+        text = content.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        text = content.decode("cp1250")
+    first = text.splitlines()[0] if text.strip() else ""
+    delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    header = [h.strip().lower() for h in (reader.fieldnames or [])]
+    missing = [c for c in ROOM_CSV_COLUMNS[:5] if c not in header]
+    if missing:
+        return [], [f"vrstica 1: manjkajo stolpci {', '.join(missing)} / missing columns"]
+    rows, errors = [], []
+    for record in reader:
+        line = reader.line_num
+        values = {(k or "").strip().lower(): (v or "").strip() for k, v in record.items()}
+        problems = []
+        if not re.fullmatch(r"[a-z0-9-]{2,64}", values.get("id", "")):
+            problems.append("id: male črke, številke in vezaji (2–64)")
+        if values.get("ks") not in KS_SLUGS:
+            problems.append(f"ks: neznana KS {values.get('ks')!r}")
+        if not values.get("name") or not values.get("address"):
+            problems.append("name in address sta obvezna")
+        try:
+            capacity = int(values.get("capacity", ""))
+            if not 1 <= capacity <= 1000:
+                raise ValueError
+        except ValueError:
+            problems.append(f"capacity: celo število 1–1000, ne {values.get('capacity')!r}")
+            capacity = 0
+        if problems:
+            errors.append(f"vrstica {line}: " + "; ".join(problems))
+            continue
+        rows.append(
+            (
+                line,
+                {
+                    "id": values["id"],
+                    "ks": values["ks"],
+                    "name": values["name"][:200],
+                    "address": values["address"][:300],
+                    "capacity": capacity,
+                    **{k: values[k][:5000] for k in ROOM_CSV_COLUMNS[5:] if values.get(k)},
+                },
+            )
+        )
+    return rows, errors
+
+
+async def import_rooms(db: Database, staff: Staff, content: bytes) -> RoomImport:
+    """Create or update rooms from a CSV; a bad row (or another KS's room for KS staff) is
+    reported by line number and the good rows still load. New rooms get the default rules."""
+    rows, errors = parse_rooms_csv(content)
+    result = RoomImport(errors=errors)
+    async with db.session() as session:
+        for line, values in rows:
+            if not staff.may_act_for(values["ks"]):
+                result.errors.append(f"vrstica {line}: nimate pravic za KS {values['ks']}")
+                continue
+            room = await session.get(Room, values["id"])
+            if room is None:
+                session.add(
+                    Room(**values, opening_hours=_DEFAULT_OPENING, office_hours={}, requires_approval=True)
+                )
+                result.created += 1
+            else:
+                for key, value in values.items():
+                    setattr(room, key, value)
+                session.add(room)
+                result.updated += 1
+        await session.commit()
+    return result
+
+
+_DEFAULT_OPENING = {day: [["08:00", "22:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")} | {
+    "sun": [["09:00", "21:00"]]
+}

@@ -371,3 +371,41 @@ async def test_exclusion_constraint_is_the_last_line_on_postgresql(pg_database_u
         assert response.json()["rules"] == ["taken"]
         touching = await app.client.post("/api/v1/bookings", json=booking_body(thu, "20:00", "21:00"))
         assert touching.status_code == 201
+
+
+async def test_rooms_import_from_a_slovenian_spreadsheet(booking: BookingApp):
+    """Semicolons, a BOM, Slovenian letters; a bad row is reported by line number and the
+    good rows still load; an existing room is updated, a new one bookable at once."""
+    from shared.auth import TokenSigner
+
+    csv_file = (
+        "\ufeffid;ks;name;address;capacity;accessibility;equipment\n"
+        "ks-zabnica;zabnica;Dom KS Žabnica (prenovljen);Žabnica 24;45;Dostop za invalidske vozičke;Projektor\n"
+        "ks-zabnica-mala;zabnica;Mala sejna soba;Žabnica 24;12;;Miza za 12\n"
+        "napacna;atlantida;Soba;Nekje 1;10;;\n"
+        "ks-center-2;center;Sejna soba;Glavni trg 1;nič;;\n"
+    ).encode()
+    assert (await booking.client.post("/api/v1/rooms/import", content=csv_file)).status_code == 401
+    answer = await booking.client.post(
+        "/api/v1/rooms/import", content=csv_file, headers={**ADMIN, "Content-Type": "text/csv"}
+    )
+    assert answer.status_code == 200, answer.text
+    result = answer.json()
+    assert (result["created"], result["updated"]) == (1, 1)
+    assert result["errors"][0].startswith("vrstica 4: ks: neznana KS 'atlantida'")
+    assert result["errors"][1].startswith("vrstica 5: capacity")
+    rooms = {r["id"]: r for r in (await booking.client.get("/api/v1/rooms?ks=zabnica")).json()}
+    assert rooms["ks-zabnica"]["name"] == "Dom KS Žabnica (prenovljen)" and rooms["ks-zabnica"]["capacity"] == 45
+    assert rooms["ks-zabnica-mala"]["capacity"] == 12
+
+    day = future_day(THURSDAY)
+    made = await booking.client.post("/api/v1/bookings", json=booking_body(day, room_id="ks-zabnica-mala", attendees=8))
+    assert made.status_code == 201, made.text
+
+    ks_staff = TokenSigner(booking.settings).create(role="ks-staff", ks=["center"])
+    other = await booking.client.post(
+        "/api/v1/rooms/import", content=csv_file, headers={"Authorization": f"Bearer {ks_staff}"}
+    )
+    refused = other.json()
+    assert (refused["created"], refused["updated"]) == (0, 0)
+    assert sum("nimate pravic za KS zabnica" in e for e in refused["errors"]) == 2
