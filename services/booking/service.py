@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
-from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
@@ -37,6 +36,7 @@ from shared.contracts.booking import (
     Requester,
 )
 from shared.db import Database
+from shared.links import SignedIds
 from shared.models import new_id, utcnow
 from shared.settings import Settings
 
@@ -307,20 +307,12 @@ async def _holding(session: AsyncSession, room_id: str, window: Interval) -> lis
 # --------------------------------------------------------------------------------------
 # Links and messages
 # --------------------------------------------------------------------------------------
-def _serializer(settings: Settings) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.signing_key(), salt=TOKEN_SALT)
-
-
 def requester_token(settings: Settings, booking_id: str) -> str:
-    return _serializer(settings).dumps(booking_id)  # type: ignore[no-any-return]
+    return SignedIds(settings, TOKEN_SALT).sign(booking_id)
 
 
 def booking_id_from_token(settings: Settings, token: str) -> str | None:
-    try:
-        value = _serializer(settings).loads(token)
-    except BadSignature:
-        return None
-    return value if isinstance(value, str) else None
+    return SignedIds(settings, TOKEN_SALT).read(token)
 
 
 def status_url(settings: Settings, booking_id: str) -> str:

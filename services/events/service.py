@@ -19,7 +19,6 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from itsdangerous import BadSignature, URLSafeSerializer
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -40,6 +39,7 @@ from shared.contracts.events import (
 )
 from shared.contracts.ks import KsOrAll
 from shared.db import Database
+from shared.links import SignedIds
 from shared.models import utcnow
 from shared.settings import Settings
 
@@ -245,20 +245,12 @@ def ics_url(settings: Settings, event_id: str) -> str:
     return f"{event_url(settings, event_id)}/event.ics"
 
 
-def _serializer(settings: Settings) -> URLSafeSerializer:
-    return URLSafeSerializer(settings.signing_key(), salt=TOKEN_SALT)
-
-
 def registration_token(settings: Settings, registration_id: str) -> str:
-    return _serializer(settings).dumps(registration_id)  # type: ignore[no-any-return]
+    return SignedIds(settings, TOKEN_SALT).sign(registration_id)
 
 
 def registration_id_from_token(settings: Settings, token: str) -> str | None:
-    try:
-        value = _serializer(settings).loads(token)
-    except BadSignature:
-        return None
-    return value if isinstance(value, str) else None
+    return SignedIds(settings, TOKEN_SALT).read(token)
 
 
 def cancel_url(settings: Settings, registration_id: str) -> str:

@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from feedgen.feed import FeedGenerator
-from pydantic import BaseModel, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, EmailStr, Field
 
 from shared.auth import Staff, StaffDep
+from shared.contact import ContactFields
 from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
 from shared.logs import mask_email, mask_phone
@@ -333,26 +334,11 @@ async def sms_inbound(
     return InboundSmsResult(**await service.stop_sms(ctx.db, phone))
 
 
-class KsContactIn(BaseModel):
+class KsContactIn(ContactFields):
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr | None = None
     phone: str | None = Field(default=None, description="E.164 (Slovenian formats accepted)")
 
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str | None) -> str | None:
-        return value.lower() if value else None
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else None
-
-    @model_validator(mode="after")
-    def _reachable(self) -> KsContactIn:
-        if not self.email and not self.phone:
-            raise ValueError("give an email address or a phone number (or both)")
-        return self
 
 
 class KsContactsIn(BaseModel):

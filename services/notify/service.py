@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from shared.contact import ContactFields
 from shared.contracts import ALL_KS, KS_NAMES, CloudEvent, EventPublished, NoticeRequested
 from shared.contracts.events import EventChanged
 from shared.contracts.ks import KsOrAll
@@ -42,7 +43,7 @@ class Conflict(Exception):
     pass
 
 
-class SubscriberIn(BaseModel):
+class SubscriberIn(ContactFields):
     """A resident's subscription, as staff, a CSV row or the sign-up form give it."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
@@ -57,20 +58,8 @@ class SubscriberIn(BaseModel):
     language: Language = "sl"
     digest: bool = Field(default=False, description="A weekly digest email per KS instead of one email per notice")
 
-    @field_validator("email")
-    @classmethod
-    def _lower(cls, value: str | None) -> str | None:
-        return value.lower() if value else None
-
-    @field_validator("phone")
-    @classmethod
-    def _e164(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else None
-
     @model_validator(mode="after")
     def _contact(self) -> SubscriberIn:
-        if not self.email and not self.phone:
-            raise ValueError("give an email address or a phone number (or both)")
         if ALL_KS in self.ks:
             self.ks = [ALL_KS]
         self.ks = list(dict.fromkeys(self.ks))
