@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -82,3 +83,33 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+# Connection-level failures: the database is down, restarting, unreachable or out of
+# connections. A request that meets one gets 503 (shared/web), not a 500 with a trace.
+_UNAVAILABLE_SQLSTATES = ("08", "57P")  # connection exceptions; admin/crash shutdown, cannot connect now
+_UNREACHABLE_ERRNOS = {errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ETIMEDOUT, errno.EHOSTDOWN}
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """Is `exc` (or what caused it) the database being unreachable, rather than a bug?"""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, sa.exc.DBAPIError) and current.connection_invalidated:
+            return True
+        if isinstance(current, (sa.exc.TimeoutError, ConnectionError, TimeoutError)):
+            return True  # the pool waited in vain, or the server refused/reset the connection
+        if isinstance(current, OSError) and current.errno in _UNREACHABLE_ERRNOS:
+            return True
+        sqlstate = getattr(current, "sqlstate", None) or getattr(current, "pgcode", None)
+        if isinstance(sqlstate, str) and sqlstate.startswith(_UNAVAILABLE_SQLSTATES):
+            return True
+        name = type(current).__name__
+        if name in ("ConnectionDoesNotExistError", "CannotConnectNowError") or (
+            isinstance(current, sa.exc.OperationalError) and "database is locked" in str(current)
+        ):
+            return True
+        current = current.__cause__ or current.__context__
+    return False

@@ -61,6 +61,12 @@ class Settings(BaseSettings):
         description="Comma-separated country calling codes that may receive SMS ('*' = any): stops SMS pumping",
     )
     sms_max_segments: int = Field(default=3, ge=1, le=10)
+    delivery_lease_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="How long a claimed delivery belongs to the worker that claimed it; a worker that died "
+        "mid-send leaves it to be claimed again after this",
+    )
     sms_per_second: float = Field(default=10, ge=1, description="SMS handed to the gateway per second, per process")
     email_per_second: float = Field(default=50, ge=1, description="emails handed to SMTP per second, per process")
     sms_price_per_segment: float = Field(default=0.04, ge=0, description="EUR, for cost estimates")

@@ -41,7 +41,7 @@ from .render import Renderer
 
 log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
-LEASE = timedelta(minutes=5)
+LEASE = timedelta(minutes=5)  # default of KRANJ_DELIVERY_LEASE_SECONDS
 SOURCE = "/kranj/notify"  # CloudEvent source of notify.delivery.* (the Bus's source for notify)
 
 
@@ -241,6 +241,7 @@ class DeliveryWorker:
         self.poll = poll
         self._wake = asyncio.Event()
         self._sms_slots = asyncio.Semaphore(sms_concurrency)
+        self.lease = timedelta(seconds=settings.delivery_lease_seconds) if settings.delivery_lease_seconds else LEASE
         # Per-channel rate limits (KRANJ_SMS_PER_SECOND, KRANJ_EMAIL_PER_SECOND), per process.
         self._limits = {"email": RateLimiter(settings.email_per_second), "sms": RateLimiter(settings.sms_per_second)}
 
@@ -281,20 +282,21 @@ class DeliveryWorker:
         emails = [d for d in claimed if d.channel == "email"]
         texts = [d for d in claimed if d.channel == "sms"]
 
-        async def send_emails() -> list[tuple[Delivery, Outcome]]:
-            results = []
+        # Each delivery is recorded as soon as SMTP or the gateway took it: a worker killed
+        # mid-batch can then repeat only what was in flight (an email: SMTP has no idempotency
+        # key; an SMS: the gateway gets the same Idempotency-Key), never the whole batch.
+        async def send_emails() -> None:
             for d in emails:
                 await self._limits["email"].acquire()
-                results.append((d, await self._send_one(d, notices.get(d.notice_id))))
-            return results
+                await self._record([(d, await self._send_one(d, notices.get(d.notice_id)))])
 
-        async def send_sms_one(d: Delivery) -> tuple[Delivery, Outcome]:
+        async def send_sms_one(d: Delivery) -> None:
             async with self._sms_slots:
                 await self._limits["sms"].acquire()
-                return d, await self._send_one(d, notices.get(d.notice_id))
+                outcome = await self._send_one(d, notices.get(d.notice_id))
+            await self._record([(d, outcome)])
 
-        email_results, *sms_results = await asyncio.gather(send_emails(), *(send_sms_one(d) for d in texts))
-        await self._record([*email_results, *sms_results])
+        await asyncio.gather(send_emails(), *(send_sms_one(d) for d in texts))
         return len(claimed)
 
     async def _claim(self) -> list[Delivery]:
@@ -315,7 +317,7 @@ class DeliveryWorker:
             await session.exec(  # type: ignore[call-overload]
                 update(Delivery)
                 .where(col(Delivery.id).in_([r.id for r in rows]))
-                .values(status="sending", next_attempt_at=now + LEASE)
+                .values(status="sending", next_attempt_at=now + self.lease)
             )
             await session.commit()
         return rows

@@ -30,6 +30,8 @@ from ..migrations import upgrade_async
 from ..settings import Settings
 
 log = logging.getLogger("kranj.web")
+from . import unavailable
+from .csrf import Csrf, CsrfCookieMiddleware, csrf_field, csrf_protect, csrf_token, secure_cookies
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 SHARED_STATIC = Path(__file__).parent / "static"
 
@@ -154,6 +156,8 @@ def create_service_app(
                 headers=getattr(exc, "headers", None),
             )
         return JSONResponse(
+    unavailable.install(app, ctx.templates)  # 503 + Retry-After while the database is down
+
             {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 

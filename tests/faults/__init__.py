@@ -1,0 +1,1 @@
+"""The fault suite (issue #8): crashes, restarts and outages lose nothing and send nothing twice."""
