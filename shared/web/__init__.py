@@ -31,7 +31,6 @@ from ..settings import Settings
 
 log = logging.getLogger("kranj.web")
 from . import unavailable
-from .csrf import Csrf, CsrfCookieMiddleware, csrf_field, csrf_protect, csrf_token, secure_cookies
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 SHARED_STATIC = Path(__file__).parent / "static"
 
