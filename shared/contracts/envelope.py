@@ -122,8 +122,40 @@ def describe_validation_error(exc: ValidationError, prefix: str = "") -> str:
     return "; ".join(parts)
 
 
+# Hostile bodies are refused before any handler sees them (issue #8): the largest message of
+# the platform is a few kilobytes, and none nests deeper than a handful of levels.
+MAX_BODY_BYTES = 1024 * 1024
+MAX_DEPTH = 32
+
+
+def _check_values(raw: Any) -> None:
+    """Refuse what no database takes or what only an attacker sends: nesting deeper than
+    `MAX_DEPTH`, NUL characters (PostgreSQL text cannot hold them) and lone surrogates
+    (`"\\ud800"`: not encodable as UTF-8). Iterative, so depth itself cannot crash it."""
+    stack: list[tuple[Any, int]] = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if "\x00" in value:
+                raise Rejection("body contains a NUL character (\\u0000)")
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise Rejection(f"body contains text that is not valid Unicode: {exc.reason}") from exc
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise Rejection(f"body is nested deeper than {MAX_DEPTH} levels")
+            items = value.items() if isinstance(value, dict) else enumerate(value)
+            for key, item in items:
+                if isinstance(key, str):
+                    stack.append((key, depth))
+                stack.append((item, depth + 1))
+
+
 def parse_envelope(body: bytes) -> CloudEvent:
     """Bytes from the wire -> a validated envelope, or `Rejection` with a readable reason."""
+    if len(body) > MAX_BODY_BYTES:
+        raise Rejection(f"body is too large: {len(body)} bytes (at most {MAX_BODY_BYTES})")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -132,8 +164,11 @@ def parse_envelope(body: bytes) -> CloudEvent:
         raw = json.loads(text)
     except json.JSONDecodeError as exc:
         raise Rejection(f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:  # "[[[[…" thousands deep
+        raise Rejection(f"body is nested deeper than {MAX_DEPTH} levels") from exc
     if not isinstance(raw, dict):
         raise Rejection(f"body must be a JSON object (a CloudEvent), not {type(raw).__name__}")
+    _check_values(raw)
     try:
         return CloudEvent.model_validate(raw)
     except ValidationError as exc:
@@ -144,6 +179,4 @@ def parse_data(event: CloudEvent, message_type: MessageType[D]) -> D:
     try:
         return message_type.data_model.model_validate(event.data)
     except ValidationError as exc:
-        raise Rejection(
-            f"data does not match {message_type.type}: " + describe_validation_error(exc, "data")
-        ) from exc
+        raise Rejection(f"data does not match {message_type.type}: " + describe_validation_error(exc, "data")) from exc
