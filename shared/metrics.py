@@ -35,6 +35,13 @@ SEND_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
+RATE_LIMITED = Counter(
+    "kranj_rate_limited_total",
+    "Public requests refused with 429, by route (its path template) and by what was over its limit "
+    "(address, phone, email, token).",
+    ["service", "endpoint", "by"],
+)
+
 
 def render() -> tuple[bytes, str]:
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

@@ -71,10 +71,54 @@ class Settings(BaseSettings):
     email_per_second: float = Field(default=50, ge=1, description="emails handed to SMTP per second, per process")
     sms_price_per_segment: float = Field(default=0.04, ge=0, description="EUR, for cost estimates")
 
+    # Rate limits of the public forms and endpoints (shared/web/ratelimit.py), in the
+    # notation of the `limits` library: "5/minute", "10 per 10 minutes", several joined
+    # by ";". Counted per client address (X-Forwarded-For only from a trusted proxy,
+    # uvicorn's FORWARDED_ALLOW_IPS) and, where the request carries one, per phone number
+    # (E.164) and email address. Staff calls are never limited.
+    rate_limit_enabled: bool = True
+    rate_limit_storage: str = Field(
+        default="memory://",
+        description="Where the counters live: memory:// (per process: every replica counts on its own, "
+        "so N replicas allow N times the limit) or redis://host:6379/0 (shared by all replicas)",
+    )
+    rate_limit_subscribe: str = "5/minute"
+    rate_limit_subscribe_contact: str = "3/hour"
+    rate_limit_sms_code: str = "10/10 minutes"
+    rate_limit_registration: str = "10/minute"
+    rate_limit_registration_contact: str = "20/hour"
+    rate_limit_booking: str = "10/minute"
+    rate_limit_booking_contact: str = "20/hour"
+    rate_limit_survey_answer: str = "20/minute"
+    rate_limit_link: str = "30/minute"
+    rate_limit_sms_inbound: str = "20/minute"
+
     @field_validator("quiet_hours")
     @classmethod
     def _check_quiet_hours(cls, value: str) -> str:
         parse_quiet_hours(value)
+        return value
+
+    @field_validator(
+        "rate_limit_subscribe",
+        "rate_limit_subscribe_contact",
+        "rate_limit_sms_code",
+        "rate_limit_registration",
+        "rate_limit_registration_contact",
+        "rate_limit_booking",
+        "rate_limit_booking_contact",
+        "rate_limit_survey_answer",
+        "rate_limit_link",
+        "rate_limit_sms_inbound",
+    )
+    @classmethod
+    def _check_rate_limit(cls, value: str) -> str:
+        from limits import parse_many
+
+        try:
+            parse_many(value)
+        except ValueError as exc:
+            raise ValueError(f"a rate limit must look like '5/minute' or '3 per hour; 20 per day', not {value!r}") from exc
         return value
 
     # --- derived values -------------------------------------------------------------

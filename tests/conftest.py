@@ -65,6 +65,18 @@ TEST_ADMIN_TOKEN = "test-admin-token"
 TEST_SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
 SERVICES = ("events", "booking", "surveys", "notify")
 DATABASE_KINDS = ("sqlite", "postgresql")
+GENEROUS_RATE_LIMITS = (
+    "subscribe",
+    "subscribe_contact",
+    "sms_code",
+    "registration",
+    "registration_contact",
+    "booking",
+    "booking_contact",
+    "survey_answer",
+    "link",
+    "sms_inbound",
+)
 
 
 # ======================================================================================
@@ -101,7 +113,8 @@ async def wait_until(
 def make_settings(tmp_path: Path, amqp_url: str, **overrides: Any) -> Settings:
     """Settings for one test: data under `tmp_path`, broker `amqp_url`, no quiet hours,
     admin token `test-admin-token`, a fixed secret key, one SQLite file per service under
-    `tmp_path`, no SMTP/SMS (file outboxes) and a short graceful timeout. `overrides` win
+    `tmp_path`, no SMTP/SMS (file outboxes), rate limits far above what a test sends and a
+    short graceful timeout. `overrides` win
     (e.g. `events_database_url=database_url`, `**smtp_server.settings()`).
 
     Everything is passed explicitly so stray `KRANJ_*` variables of the shell do not leak
@@ -123,6 +136,9 @@ def make_settings(tmp_path: Path, amqp_url: str, **overrides: Any) -> Settings:
         "sms_gateway_token": None,
         "log_format": "console",
         "graceful_timeout": 5.0,
+        # Rate limits far above what any test sends; tests/integration/test_rate_limits.py
+        # sets the real ones.
+        **{f"rate_limit_{kind}": "100000/minute" for kind in GENEROUS_RATE_LIMITS},
     }
     for service in SERVICES:
         values[f"{service}_database_url"] = f"sqlite+aiosqlite:///{(tmp_path / f'{service}.db').resolve()}"

@@ -14,6 +14,7 @@ from shared.auth import Staff, StaffDep, current_staff, require_ks
 from shared.contracts import KS_NAMES
 from shared.i18n import format_date
 from shared.web import ServiceApp
+from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import domain, service
 from .domain import TZ, Interval
@@ -210,7 +211,9 @@ def _created(made: service.Created, personal: bool) -> BookingCreated:
     status_code=status.HTTP_201_CREATED,
     response_model=BookingCreated,
     summary="Request a room (resident), or book it (staff: confirmed at once)",
+    dependencies=[rate_limit("booking")],
     responses={
+        429: RATE_LIMITED,
         409: {
             "description": "Taken, or outside what the room allows: `detail` says why (Slovenian / English), "
             "`rules` names the broken rules, `conflicts` lists a series' unavailable dates."
@@ -303,6 +306,8 @@ async def reject(booking_id: str, body: RejectIn, request: Request, staff: Staff
     "/bookings/{booking_id}/cancel",
     response_model=BookingOut,
     summary="Cancel a booking (staff; or the requester with the signed token of their link)",
+    dependencies=[rate_limit("link")],
+    responses={429: RATE_LIMITED},
 )
 async def cancel(
     booking_id: str,
@@ -464,7 +469,7 @@ async def requester_page(token: str, request: Request) -> Response:
     )
 
 
-@pages.post("/rooms/prosnja/{token}/preklic", response_class=HTMLResponse)
+@pages.post("/rooms/prosnja/{token}/preklic", response_class=HTMLResponse, dependencies=[rate_limit("link")])
 async def requester_cancel(token: str, request: Request) -> Response:
     ctx = _ctx(request)
     booking, room = await _requester_booking(ctx, token)
@@ -630,7 +635,7 @@ def _form_errors(exc: ValidationError) -> list[str]:
     return messages
 
 
-@pages.post("/rooms/{room_id}/rezervacija", response_class=HTMLResponse)
+@pages.post("/rooms/{room_id}/rezervacija", response_class=HTMLResponse, dependencies=[rate_limit("booking")])
 async def room_request(room_id: str, request: Request) -> Response:
     """The request form without JavaScript: errors re-render the page in Slovenian; success
     redirects to the requester's status page (the pending state)."""

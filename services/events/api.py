@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from shared.auth import Staff, StaffDep, current_staff, require_ks
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
+from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import calendar, domain, service
 from .service import (
@@ -168,6 +169,8 @@ async def get_event(event_id: str, request: Request) -> EventOut:
     response_model=RegistrationOut,
     summary="Register for an event (resident; staff may register someone by phone)",
     description="`confirmed` while seats are free, else `waitlisted`. The answer carries the signed `cancel_url`.",
+    dependencies=[rate_limit("registration")],
+    responses={429: RATE_LIMITED},
 )
 async def register(event_id: str, body: RegistrationIn, request: Request) -> RegistrationOut:
     ctx = _ctx(request)
@@ -187,6 +190,8 @@ async def register(event_id: str, body: RegistrationIn, request: Request) -> Reg
     response_model=RegistrationOut,
     summary="Cancel a registration (the registrant's signed `?token=`, or a staff token)",
     description="Frees the seat; the first on the waitlist is confirmed in the same transaction and told.",
+    dependencies=[rate_limit("link")],
+    responses={429: RATE_LIMITED},
 )
 async def cancel_registration(
     registration_id: str,
@@ -431,7 +436,7 @@ def _form_errors(exc: ValidationError) -> list[str]:
     return messages
 
 
-@pages.post("/events/{event_id}/prijava", response_class=HTMLResponse)
+@pages.post("/events/{event_id}/prijava", response_class=HTMLResponse, dependencies=[rate_limit("registration")])
 async def register_form(event_id: str, request: Request) -> Response:
     """Sign-up without JavaScript: errors re-render the page in Slovenian; success redirects
     to the registrant's own page (confirmed or waitlisted, with the cancel button)."""
@@ -474,7 +479,7 @@ async def registration_page(token: str, request: Request, nova: str | None = Non
     )
 
 
-@pages.post("/events/prijava/{token}/preklic")
+@pages.post("/events/prijava/{token}/preklic", dependencies=[rate_limit("link")])
 async def registration_cancel(token: str, request: Request) -> Response:
     reg, _event, _ = await _by_token(request, token)
     ctx = _ctx(request)

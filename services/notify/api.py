@@ -17,6 +17,7 @@ from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
 from shared.logs import mask_email, mask_phone
 from shared.web import ServiceApp
+from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import service
 from .domain import normalise_phone
@@ -271,7 +272,7 @@ async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
     )
 
 
-@pages.post("/unsubscribe/{token}", response_class=HTMLResponse)
+@pages.post("/unsubscribe/{token}", response_class=HTMLResponse, dependencies=[rate_limit("unsubscribe")])
 async def unsubscribe(token: str, request: Request) -> HTMLResponse:
     """RFC 8058 one-click (body `List-Unsubscribe=One-Click`) and the page's own button."""
     ctx = _ctx(request)
@@ -310,7 +311,9 @@ class InboundSmsResult(BaseModel):
     description="Authenticated with `Authorization: Bearer <KRANJ_SMS_GATEWAY_TOKEN>` (401 otherwise); "
     "404 when no gateway token is configured. `STOP`/`ODJAVA` (any case, spaces and punctuation ignored) "
     "removes SMS from that number's subscription (which ends when no channel is left) and skips SMS still "
-    "queued for it. Other texts are acknowledged and ignored.",
+    "queued for it. Other texts are acknowledged and ignored. Limited per sender number (429 with Retry-After).",
+    dependencies=[rate_limit("sms_inbound")],
+    responses={429: RATE_LIMITED},
 )
 async def sms_inbound(
     body: InboundSms, request: Request, authorization: str | None = Header(default=None)

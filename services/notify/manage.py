@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from shared.logs import mask_email, mask_phone
 from shared.web import ServiceApp
+from shared.web.ratelimit import rate_limit
 
 from . import service
 from .render import Renderer
@@ -72,7 +73,7 @@ async def manage_page(token: str, request: Request) -> Response:
     return await _page(request, token, sub)
 
 
-@manage.post("/manage/{token}", response_class=HTMLResponse)
+@manage.post("/manage/{token}", response_class=HTMLResponse, dependencies=[rate_limit("link")])
 async def manage_submit(
     token: str,
     request: Request,

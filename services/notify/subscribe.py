@@ -19,6 +19,7 @@ from shared.contracts.notify import TOPICS
 from shared.i18n import plural
 from shared.models import utcnow
 from shared.web import ServiceApp, readable_validation_detail
+from shared.web.ratelimit import rate_limit
 
 from . import service
 from .models import Confirmation, Notice, Subscriber, SubscriberKs, SubscriberTopic
@@ -144,7 +145,7 @@ async def subscribe_page(request: Request) -> Response:
     return _form(request, values, [], lang=lang)
 
 
-@subscribe.post("/subscribe", response_class=HTMLResponse)
+@subscribe.post("/subscribe", response_class=HTMLResponse, dependencies=[rate_limit("subscribe")])
 async def subscribe_submit(
     request: Request,
     email: Annotated[str, Form()] = "",
@@ -295,7 +296,7 @@ async def code_page(token: str, request: Request) -> Response:
     return ctx.templates.TemplateResponse(request, "subscribe_code.html", {"token": token, "error": None})
 
 
-@subscribe.post("/subscribe/code/{token}", response_class=HTMLResponse)
+@subscribe.post("/subscribe/code/{token}", response_class=HTMLResponse, dependencies=[rate_limit("sms_code")])
 async def code_submit(token: str, request: Request, code: Annotated[str, Form()] = "") -> Response:
     ctx = _ctx(request)
     subscriber_id = _read_token(ctx, token)

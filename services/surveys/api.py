@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, ValidationError
 from shared.auth import Staff, StaffDep, current_staff, require_ks
 from shared.models import utcnow
 from shared.web import ServiceApp
+from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import domain, service, texts
 from .config import SurveysConfig
@@ -150,8 +151,9 @@ async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> 
         400: {"description": "The `invitation` is forged, altered, or for another survey."},
         409: {"description": "The survey is not open (yet, or any more), or this invitation has already answered."},
         422: {"description": "Says which question is wrong."},
-        429: {"description": "Too many answers from one address today (Retry-After)."},
+        429: {**RATE_LIMITED, "description": "Too many answers from one address (per minute, or today): wait `Retry-After` seconds."},
     },
+    dependencies=[rate_limit("survey_answer")],
 )
 async def answer(survey_id: str, body: ResponseIn, request: Request) -> ResponseCreated:
     ctx = _ctx(request)
@@ -479,7 +481,7 @@ def _form_message(key: str, msg: str, lang: str = "sl") -> str:
     return t["err_other"]
 
 
-@pages.post("/surveys/{survey_id}", response_class=HTMLResponse)
+@pages.post("/surveys/{survey_id}", response_class=HTMLResponse, dependencies=[rate_limit("survey_answer")])
 async def submit_form(survey_id: str, request: Request) -> Response:
     ctx = _ctx(request)
     survey, definition = await _load(ctx, survey_id)
