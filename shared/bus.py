@@ -533,6 +533,13 @@ class Consumer:
         return "processed"
 
 
+async def _undecoded(message: Any) -> bytes:
+    """FastStream's own decoder runs `json.loads` before any handler when the content type
+    is JSON or missing: a broken or thousands-deep body then raised outside the Consumer and
+    was redelivered until the delivery limit, with no reason (issue #8). Leave it to us."""
+    return bytes(message.body)
+
+
 def _delivery_count(raw: aio_pika.IncomingMessage) -> int:
     value = (raw.headers or {}).get("x-delivery-count", 0)
     try:
@@ -583,6 +590,7 @@ class Bus:
             EXCHANGE,
             title=f"{spec.name}:consume",
             description=f"{spec.description} Takes CloudEvents of type {types}.",
+            decoder=_undecoded,  # the Consumer parses (and refuses) bodies itself
         )(on_message)
         self.consumers.append(consumer)
         return consumer
@@ -670,7 +678,7 @@ def _best_effort_meta(body: bytes) -> dict[str, str]:
     """id, source and type from a body that may be anything at all."""
     try:
         raw = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # "[[[[…" thousands deep
         return {}
     if not isinstance(raw, dict):
         return {}
