@@ -172,9 +172,9 @@ TOPOLOGY: tuple[QueueSpec, ...] = (
     QueueSpec(
         "booking.on-room-requested",
         "booking",
-        ("booking.room.requested",),
-        "The events service asks for a KS room for an event; booking books it by the room's rules and answers "
-        "with booking.booking.requested|confirmed|rejected carrying event_id.",
+        ("booking.room.requested", "booking.room.released"),
+        "The events service asks for a KS room for an event (booking books it by the room's rules and answers "
+        "with booking.booking.requested|confirmed|rejected carrying event_id), or releases it (cancelled).",
     ),
     QueueSpec(
         "events.on-booking-changed",

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.bus import QUEUES, Bus, Handles, add_to_outbox
 from shared.contracts import CloudEvent, Rejection
-from shared.contracts.booking import BOOKING_REJECTED, ROOM_REQUESTED, RoomRequested
+from shared.contracts.booking import BOOKING_REJECTED, ROOM_RELEASED, ROOM_REQUESTED, RoomReleased, RoomRequested
 from shared.models import new_id, utcnow
 from shared.settings import Settings
 
@@ -52,11 +52,19 @@ def register(bus: Bus, settings: Settings) -> None:
         if room is None:
             raise Rejection(f"unknown room {data.room_id!r}")
         existing = await service.bookings_of_event(session, data.request_id)
-        if existing:  # asked again (e.g. published again after a refusal that was since freed): answer once more
-            holding = [b for b in existing if b.status in ("requested", "confirmed")]
-            if holding and (holding[0].starts_at, holding[0].ends_at) == (data.starts_at, data.ends_at):
-                service.announce(session, settings, room, holding[0])
-                return
+        holding = [b for b in existing if b.status in service.HOLDING]
+        same = next(
+            (b for b in holding if (b.room_id, b.starts_at, b.ends_at) == (data.room_id, data.starts_at, data.ends_at)),
+            None,
+        )
+        if same is not None:  # asked again for the same room and time (e.g. a redelivery): answer once more
+            service.announce(session, settings, room, same)
+            return
+        if holding:  # the event moved: the new request supersedes what was held for the old time
+            await service.release_event_bookings(
+                session, settings, data.request_id, "Dogodek je prestavljen na drug termin. / The event was moved."
+            )
+            await session.flush()
         now = utcnow()
         booking_in = room_booking_in(data)
         try:
@@ -106,4 +114,17 @@ def register(bus: Bus, settings: Settings) -> None:
             extra={"ce_id": envelope.id, "event_id": data.request_id, "status": created.bookings[0].status},
         )
 
-    bus.consume(QUEUES["booking.on-room-requested"], Handles(ROOM_REQUESTED, on_room_requested))
+    async def on_room_released(session: AsyncSession, envelope: CloudEvent, data: RoomReleased) -> None:
+        released = await service.release_event_bookings(
+            session, settings, data.request_id, data.reason or "Dogodek je odpovedan. / The event was cancelled."
+        )
+        log.info(
+            "room released for an event",
+            extra={"ce_id": envelope.id, "event_id": data.request_id, "bookings": len(released)},
+        )
+
+    bus.consume(
+        QUEUES["booking.on-room-requested"],
+        Handles(ROOM_REQUESTED, on_room_requested),
+        Handles(ROOM_RELEASED, on_room_released),
+    )

@@ -200,6 +200,7 @@ class BookingOut(BaseModel):
     reason: str | None = None
     created_at: datetime
     expires_at: datetime | None = None
+    event_id: str | None = Field(default=None, description="Set when the events service asked for it for an event.")
     name: str | None = Field(default=None, description="Personal data: only for staff of the room's KS.")
     email: str | None = Field(default=None, description="Personal data: only for staff of the room's KS.")
     phone: str | None = Field(default=None, description="Personal data: only for staff of the room's KS.")
@@ -361,6 +362,30 @@ def message_data(settings: Settings, room: Room, booking: Booking, cancelled_by:
 async def bookings_of_event(session: AsyncSession, event_id: str) -> list[Booking]:
     rows = await session.exec(select(Booking).where(Booking.event_id == event_id).order_by(col(Booking.created_at)))
     return list(rows.all())
+
+
+async def release_event_bookings(
+    session: AsyncSession, settings: Settings, event_id: str, reason: str, *, keep: Booking | None = None
+) -> list[Booking]:
+    """Cancel what the events service holds for one event (it was cancelled, or asked again
+    for another time): each holding booking becomes `cancelled` (by the requester, i.e. the
+    events service) and is announced, in the caller's transaction. Past bookings stay."""
+    released = []
+    now = utcnow()
+    for booking in await bookings_of_event(session, event_id):
+        if booking is keep or booking.status not in HOLDING or booking.ends_at <= now:
+            continue
+        room = await session.get(Room, booking.room_id)
+        if room is None:
+            continue
+        booking.status = "cancelled"
+        booking.reason = reason[:1000] or None
+        booking.decided_by = f"events:{event_id}"
+        booking.decided_at = now
+        session.add(booking)
+        _announce(session, settings, room, booking, cancelled_by="requester")
+        released.append(booking)
+    return released
 
 
 def announce(session: AsyncSession, settings: Settings, room: Room, booking: Booking) -> None:

@@ -22,6 +22,8 @@ from .service import (
     EventIn,
     EventOut,
     EventPatch,
+    OccurrenceCancel,
+    OccurrenceMove,
     RegistrationIn,
     RegistrationOut,
 )
@@ -65,7 +67,7 @@ async def create_event(body: EventIn, request: Request, staff: StaffDep) -> Even
     require_ks(staff, body.ks)
     ctx = _ctx(request)
     event = await service.create_event(ctx.db, staff, body)
-    return service.to_out(ctx.settings, event)
+    return service.to_out(ctx.settings, event, personal=True)
 
 
 @api.post("/events/{event_id}/publish", response_model=EventOut, summary="Publish an event (staff)")
@@ -76,7 +78,7 @@ async def publish_event(event_id: str, request: Request, staff: StaffDep) -> Eve
         event = await service.publish_event(ctx.db, ctx.settings, event_id)
     except service.Conflict as exc:
         raise _conflict(exc) from None
-    return service.to_out(ctx.settings, event)
+    return service.to_out(ctx.settings, event, personal=True)
 
 
 async def _update(event_id: str, patch: EventPatch, request: Request, staff: Staff) -> EventOut:
@@ -86,7 +88,7 @@ async def _update(event_id: str, patch: EventPatch, request: Request, staff: Sta
         event = await service.update_event(ctx.db, ctx.settings, event_id, patch)
     except service.Conflict as exc:
         raise _conflict(exc) from None
-    return service.to_out(ctx.settings, event)
+    return service.to_out(ctx.settings, event, personal=True)
 
 
 @api.patch(
@@ -117,7 +119,46 @@ async def cancel_event(
     ctx = _ctx(request)
     require_ks(staff, (await _load(ctx, event_id)).ks)
     event = await service.cancel_event(ctx.db, ctx.settings, event_id, body.reason if body else "")
-    return service.to_out(ctx.settings, event)
+    return service.to_out(ctx.settings, event, personal=True)
+
+
+@api.post(
+    "/events/{event_id}/occurrences/move",
+    response_model=EventOut,
+    summary="Move one occurrence of a recurring event (staff)",
+    description="The occurrence is named by the start the series gives it; the rest of the series stays. A published "
+    "event announces `events.event.updated` (changes: `moved`) and every registrant is told the old and new time. "
+    "Calendars carry it as a RECURRENCE-ID override.",
+    responses={409: {"description": "Not a recurring event, no such occurrence, or the event is cancelled."}},
+)
+async def move_occurrence(event_id: str, body: OccurrenceMove, request: Request, staff: StaffDep) -> EventOut:
+    ctx = _ctx(request)
+    require_ks(staff, (await _load(ctx, event_id)).ks)
+    try:
+        event = await service.change_occurrence(
+            ctx.db, ctx.settings, event_id, body.occurrence, move_to=(body.starts_at, body.ends_at)
+        )
+    except service.Conflict as exc:
+        raise _conflict(exc) from None
+    return service.to_out(ctx.settings, event, personal=True)
+
+
+@api.post(
+    "/events/{event_id}/occurrences/cancel",
+    response_model=EventOut,
+    summary="Cancel one occurrence of a recurring event (staff)",
+    description="Adds the date to `exdates` (a moved occurrence is cancelled where it went). A published event "
+    "announces `events.event.updated` (changes: `exdates`) and every registrant is told, with the reason.",
+    responses={409: {"description": "Not a recurring event, no such occurrence, or the event is cancelled."}},
+)
+async def cancel_occurrence(event_id: str, body: OccurrenceCancel, request: Request, staff: StaffDep) -> EventOut:
+    ctx = _ctx(request)
+    require_ks(staff, (await _load(ctx, event_id)).ks)
+    try:
+        event = await service.change_occurrence(ctx.db, ctx.settings, event_id, body.occurrence, reason=body.reason)
+    except service.Conflict as exc:
+        raise _conflict(exc) from None
+    return service.to_out(ctx.settings, event, personal=True)
 
 
 def _filters(ks: str | None, age: str | None, topic: str | None, since: date | None, until: date | None) -> EventFilter:
@@ -380,9 +421,7 @@ async def _event_page(
     if event.status not in ("published", "cancelled", "pending-room"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Dogodek ni objavljen. / The event is not published.")
     taken = await service.seats_taken(ctx.db, event_id)
-    upcoming = domain.occurrences(
-        event.starts_at, event.ends_at, event.rrule, service.exdates_of(event), since=service.utcnow()
-    )[:12]
+    upcoming = service.dates_of(event, since=service.utcnow())[:12]
     return ctx.templates.TemplateResponse(
         request,
         "event.html",
@@ -517,6 +556,9 @@ def _event_form(event: service.Event | None) -> dict[str, str]:
         "audience": " ".join(event.audience),
         "topics": ", ".join(event.topics),
         "organiser": event.organiser,
+        "organiser_email": event.organiser_email or "",
+        "organiser_phone": event.organiser_phone or "",
+        "room_id": event.room_id or "",
         "accessibility": event.accessibility,
         "rrule": event.rrule or "",
         "exdates": "\n".join(_local_input(d) for d in service.exdates_of(event)),
@@ -541,6 +583,9 @@ def _parse_event_form(form: dict[str, str], raw_audience: list[str]) -> dict[str
         "audience": raw_audience or ["vsi"],
         "topics": [t.strip() for t in form.get("topics", "").split(",") if t.strip()],
         "organiser": form.get("organiser", ""),
+        "organiser_email": form.get("organiser_email") or None,
+        "organiser_phone": form.get("organiser_phone") or None,
+        "room_id": form.get("room_id") or None,
         "accessibility": form.get("accessibility", ""),
         "rrule": form.get("rrule") or None,
         "exdates": [local(x.strip()) for x in form.get("exdates", "").splitlines() if x.strip()],
@@ -557,6 +602,9 @@ _EVENT_FIELD_SL = {
     "topics": "Teme so kratke besede brez presledkov (npr. delavnica, kultura).",
     "rrule": "Ponavljanje ni pravilno zapisano (npr. FREQ=WEEKLY;UNTIL=20270630).",
     "exdates": "Odpovedani termini: en datum in ura v vrstici.",
+    "organiser_email": "E-poštni naslov organizatorja ni pravilen.",
+    "organiser_phone": "Telefonska številka organizatorja ni pravilna (npr. 041 123 456).",
+    "room_id": "Oznaka prostora je predolga.",
 }
 
 
@@ -606,6 +654,10 @@ async def _editor(
     if event is not None:
         extra["registrations"] = await service.list_registrations(ctx.db, event.id)
         extra["attendance"] = await service.get_attendance(ctx.db, event.id)
+        if event.rrule:  # the series' own dates (not cancelled), each with where it is held now
+            moved = service.moved_of(event)
+            series = domain.occurrences(event.starts_at, event.ends_at, event.rrule, service.exdates_of(event))
+            extra["series"] = [(o, moved.get(o.starts_at)) for o in series if o.ends_at > service.utcnow()]
     ks_choices = {s: n for s, n in KS_NAMES.items() if staff.may_act_for(s)}
     return ctx.templates.TemplateResponse(
         request,
@@ -732,6 +784,32 @@ async def staff_action(event_id: str, action: str, request: Request) -> Response
             await service.register(ctx.db, ctx.settings, event_id, body, staff=staff)
         except ValidationError as exc:
             return await _editor(request, staff, event, _event_form(event), _form_errors(exc), 422)
+        except service.Conflict as exc:
+            return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], 409)
+    elif action == "termin":
+        form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
+        errors = []
+        try:
+            occurrence = datetime.fromisoformat(form.get("occurrence", ""))
+        except ValueError:
+            occurrence = None
+            errors.append("Izberite termin.")
+        move_to = None
+        if form.get("what") != "cancel" and occurrence is not None:
+            try:
+                starts = datetime.fromisoformat(form.get("new_starts_at", "")).replace(tzinfo=domain.TZ)
+                ends = datetime.fromisoformat(form.get("new_ends_at", "")).replace(tzinfo=domain.TZ)
+                if ends <= starts:
+                    raise ValueError
+                move_to = (starts, ends)
+            except ValueError:
+                errors.append("Vpišite nov začetek in konec termina (konec po začetku).")
+        if errors or occurrence is None:
+            return await _editor(request, staff, event, _event_form(event), errors, 422)
+        try:
+            await service.change_occurrence(
+                ctx.db, ctx.settings, event_id, occurrence, move_to=move_to, reason=form.get("reason", "")
+            )
         except service.Conflict as exc:
             return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], 409)
     elif action.startswith("preklici-"):

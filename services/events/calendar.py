@@ -7,19 +7,19 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from feedgen.feed import FeedGenerator
-from icalendar import Calendar, vRecur
+from icalendar import Calendar, vDDDTypes, vRecur
 from icalendar import Event as VEvent
 
 from shared.contracts import ks_name
 from shared.i18n import format_span
 from shared.models import utcnow
 
-from .domain import TZ
+from .domain import TZ, plain_description
 from .models import Event
-from .service import exdates_of
+from .service import exdates_of, moved_of
 
 
-def _vevent(event: Event, base_url: str, stamp: datetime) -> VEvent:
+def _vevent(event: Event, base_url: str, stamp: datetime, *, recurrence: bool = True) -> VEvent:
     item = VEvent()
     item.add("uid", f"event-{event.id}@kranj-za-vse")
     item.add("dtstamp", stamp)
@@ -27,7 +27,9 @@ def _vevent(event: Event, base_url: str, stamp: datetime) -> VEvent:
     item.add("dtend", event.ends_at.astimezone(TZ))
     item.add("summary", event.title)
     text = "\n\n".join(
-        p for p in (event.description, f"Organizator: {event.organiser}" if event.organiser else "") if p
+        p
+        for p in (plain_description(event.description), f"Organizator: {event.organiser}" if event.organiser else "")
+        if p
     )
     if text:
         item.add("description", text)
@@ -37,11 +39,26 @@ def _vevent(event: Event, base_url: str, stamp: datetime) -> VEvent:
     item.add("categories", [f"KS {ks_name(event.ks)}" if event.ks != "*" else "Mestna občina Kranj", *event.topics])
     if event.updated_at:
         item.add("last-modified", event.updated_at)
-    if event.rrule:
+    if event.rrule and recurrence:
         item.add("rrule", vRecur.from_ical(_ics_rrule(event.rrule)))
         for moment in exdates_of(event):
             item.add("exdate", moment.astimezone(TZ))
     return item
+
+
+def _moved_vevents(event: Event, base_url: str, stamp: datetime) -> list[VEvent]:
+    """One VEVENT per moved occurrence: the same UID, RECURRENCE-ID = the start the series
+    gives it, DTSTART/DTEND = where it went (RFC 5545 3.8.4.4)."""
+    if not event.rrule:
+        return []
+    out = []
+    for original, moved in moved_of(event).items():
+        item = _vevent(event, base_url, stamp, recurrence=False)
+        item.add("recurrence-id", original.astimezone(TZ))
+        item["dtstart"] = vDDDTypes(moved.starts_at.astimezone(TZ))
+        item["dtend"] = vDDDTypes(moved.ends_at.astimezone(TZ))
+        out.append(item)
+    return out
 
 
 def _ics_rrule(rule: str) -> str:
@@ -67,6 +84,8 @@ def events_ics(events: Iterable[Event], base_url: str, name: str) -> bytes:
     stamp = utcnow()
     for event in events:
         cal.add_component(_vevent(event, base_url, stamp))
+        for component in _moved_vevents(event, base_url, stamp):
+            cal.add_component(component)
     cal.add_missing_timezones()
     return cal.to_ical()
 
@@ -96,7 +115,7 @@ def events_atom(events: list[Event], base_url: str, *, title: str, self_url: str
             summary += " · ponavlja se"
         entry.summary(summary)
         if event.description:
-            entry.content(event.description, type="text")
+            entry.content(plain_description(event.description), type="text")
     return feed.atom_str(pretty=True)  # type: ignore[no-any-return]
 
 

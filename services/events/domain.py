@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -81,9 +80,11 @@ def occurrences(
     *,
     since: datetime | None = None,
     until: datetime | None = None,
+    moved: dict[datetime, Occurrence] | None = None,
 ) -> list[Occurrence]:
     """The dates of an event: one, or a series expanded in Europe/Ljubljana wall-clock
-    time (Tuesday 18.00 stays 18.00 across the DST change), without the cancelled ones."""
+    time (Tuesday 18.00 stays 18.00 across the DST change), without the cancelled ones and
+    with single occurrences moved (`moved`: original start -> where it went), in order."""
     if not rrule:
         found = [Occurrence(starts_at, ends_at)]
     else:
@@ -102,13 +103,21 @@ def occurrences(
                 )
             )
     skipped = {d.astimezone(UTC) for d in exdates or []}
-    return [
-        o
-        for o in found
-        if o.starts_at not in skipped
-        and (since is None or o.ends_at > since)
-        and (until is None or o.starts_at < until)
-    ]
+    moves = {k.astimezone(UTC): v for k, v in (moved or {}).items()}
+    kept = [moves.get(o.starts_at, o) for o in found if o.starts_at not in skipped]
+    return sorted(
+        (o for o in kept if (since is None or o.ends_at > since) and (until is None or o.starts_at < until)),
+        key=lambda o: o.starts_at,
+    )
+
+
+def parse_moved(values: list[dict[str, str]] | None) -> dict[datetime, Occurrence]:
+    """The stored moves (`Event.moved`) as original start -> Occurrence."""
+    out: dict[datetime, Occurrence] = {}
+    for value in values or []:
+        original, starts, ends = (parse_exdates([value[key]])[0] for key in ("original", "starts_at", "ends_at"))
+        out[original] = Occurrence(starts, ends)
+    return out
 
 
 def parse_exdates(values: list[str] | list[datetime]) -> list[datetime]:
@@ -138,8 +147,70 @@ def reminder_window(now: datetime, lead: timedelta = timedelta(hours=24)) -> tup
     return now, now + lead
 
 
+_MARKDOWN = None
+# What an event description may contain on a page: the structure Markdown produces, nothing
+# that runs, loads or restyles (no images, no raw HTML, no style or event attributes).
+ALLOWED_TAGS = set("p br strong em ul ol li a blockquote code pre h3 h4 h5 h6 hr".split())
+ALLOWED_ATTRIBUTES = {"a": {"href", "title"}, "ol": {"start"}}
+ALLOWED_URL_SCHEMES = {"http", "https", "mailto", "tel"}
+
+
+def _markdown():  # noqa: ANN202 - a markdown_it.MarkdownIt, built once
+    global _MARKDOWN
+    if _MARKDOWN is None:
+        from markdown_it import MarkdownIt
+
+        # CommonMark with raw HTML switched off ("js-default"): authors' <tags> stay text;
+        # linkify off, typographer off (Slovenian quotes are the author's to type).
+        _MARKDOWN = MarkdownIt("js-default", {"breaks": True})
+    return _MARKDOWN
+
+
 def render_description(text: str) -> Markup:
-    """The description for a page: escaped plain text, blank lines make paragraphs, single
-    line breaks become <br>. No HTML of the author's ever reaches the page."""
-    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")) if p.strip()]
-    return Markup("".join(f"<p>{html.escape(p).replace(chr(10), '<br>')}</p>" for p in paragraphs))
+    """The description for a page: Markdown (CommonMark: paragraphs, **bold**, *italics*,
+    lists, links; images are dropped), rendered without raw HTML and then sanitised with nh3 against an allow
+    list — nothing of the author's can execute, load a resource or restyle the page. Headings
+    are shifted down to h3+ so the page's outline stays intact; links open normally and carry
+    rel="nofollow noopener"."""
+    import nh3
+
+    html_out = _markdown().render(text.replace("\r\n", "\n"))
+    html_out = re.sub(r"<(/?)h[12]>", r"<\1h3>", html_out)
+    clean = nh3.clean(
+        html_out,
+        tags=ALLOWED_TAGS,
+        attributes=ALLOWED_ATTRIBUTES,
+        url_schemes=ALLOWED_URL_SCHEMES,
+        link_rel="nofollow noopener noreferrer",
+    )
+    return Markup(clean)
+
+
+def plain_description(text: str) -> str:
+    """The description as plain text (feeds, calendars, SMS/email bodies): Markdown marks
+    that carry no meaning in plain text are dropped, the words and link targets kept."""
+    tokens = _markdown().parse(text.replace("\r\n", "\n"))
+    lines: list[str] = []
+    for token in tokens:
+        if token.type == "inline" and token.children is not None:
+            parts: list[str] = []
+            href: str | None = None
+            for child in token.children:
+                if child.type in ("text", "code_inline", "image"):
+                    parts.append(child.content)
+                elif child.type in ("softbreak", "hardbreak"):
+                    parts.append("\n")
+                elif child.type == "link_open":
+                    href = str(child.attrs.get("href") or "")
+                elif child.type == "link_close" and href:
+                    parts.append(f" ({href})")
+                    href = None
+            prefix = "• " if lines and lines[-1] == "\x00li" else ""
+            if lines and lines[-1] == "\x00li":
+                lines.pop()
+            lines.append(prefix + "".join(parts))
+        elif token.type == "list_item_open":
+            lines.append("\x00li")
+        elif token.type in ("code_block", "fence"):
+            lines.append(token.content.rstrip("\n"))
+    return "\n\n".join(line for line in lines if line and line != "\x00li")

@@ -31,12 +31,17 @@ class Event(SQLModel, table=True):
     audience: list[str] = Field(default_factory=lambda: ["vsi"], sa_type=sa.JSON)
     topics: list[str] = Field(default_factory=list, sa_type=sa.JSON)
     organiser: str = Field(default="", max_length=200)
+    organiser_email: str | None = Field(default=None, max_length=320)  # personal data: told about the room
+    organiser_phone: str | None = Field(default=None, max_length=20)  # personal data (E.164)
     accessibility: str = Field(default="", max_length=1000)
     room_id: str | None = Field(default=None, max_length=64)
     booking_id: str | None = Field(default=None, max_length=64)
     room_note: str | None = Field(default=None, max_length=1000)
     rrule: str | None = Field(default=None, max_length=500)
     exdates: list[Any] = Field(default_factory=list, sa_type=sa.JSON)  # UTC RFC 3339 strings
+    # single occurrences of a series moved elsewhere in time (RFC 5545 RECURRENCE-ID):
+    # [{"original": UTC RFC 3339, "starts_at": ..., "ends_at": ...}]
+    moved: list[Any] = Field(default_factory=list, sa_type=sa.JSON)
     cancel_reason: str | None = Field(default=None, max_length=1000)
     cancelled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))

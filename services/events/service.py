@@ -15,7 +15,7 @@ import io
 import logging
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -27,18 +27,20 @@ from shared.auth import Staff
 from shared.bus import add_to_outbox
 from shared.contact import normalise_phone
 from shared.contracts import EVENT_PUBLISHED, EventPublished
-from shared.contracts.booking import ROOM_REQUESTED, BookingChanged, RoomRequested
+from shared.contracts.booking import ROOM_RELEASED, ROOM_REQUESTED, BookingChanged, RoomReleased, RoomRequested
 from shared.contracts.events import (
     EVENT_CANCELLED,
     EVENT_UPDATED,
     REGISTRATION_MESSAGE_TYPES,
     AgeGroup,
     EventChanged,
+    MovedOccurrence,
     Registrant,
     RegistrationNotice,
 )
 from shared.contracts.ks import KsOrAll
 from shared.db import Database
+from shared.i18n import format_datetime
 from shared.links import SignedIds
 from shared.models import utcnow
 from shared.settings import Settings
@@ -77,6 +79,16 @@ class _EventFields(BaseModel):
             raise ValueError("must not be blank")
         return value
 
+    @field_validator("organiser_phone", check_fields=False)
+    @classmethod
+    def _organiser_phone(cls, value: str | None) -> str | None:
+        return normalise_phone(value) if value else None
+
+    @field_validator("organiser_email", check_fields=False)
+    @classmethod
+    def _organiser_email(cls, value: str | None) -> str | None:
+        return value.lower() if value else None
+
     @field_validator("topics", check_fields=False)
     @classmethod
     def _topics(cls, value: list[str] | None) -> list[str] | None:
@@ -95,7 +107,11 @@ class _EventFields(BaseModel):
 class EventIn(_EventFields):
     ks: KsOrAll = Field(description='KS slug, or "*" for a city-wide event.')
     title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=10000, description="Plain text; blank lines make paragraphs.")
+    description: str = Field(
+        default="",
+        max_length=10000,
+        description="Markdown (CommonMark: paragraphs, **bold**, *italics*, lists, links); raw HTML is shown as text.",
+    )
     starts_at: AwareDatetime = Field(description="RFC 3339 with an offset.")
     ends_at: AwareDatetime
     venue: str = Field(min_length=1, max_length=300)
@@ -105,6 +121,12 @@ class EventIn(_EventFields):
     )
     topics: list[str] = Field(default_factory=list, max_length=10, description="Topic slugs, e.g. `delavnica`.")
     organiser: str = Field(default="", max_length=200)
+    organiser_email: EmailStr | None = Field(
+        default=None, description="Personal data: told by email when the KS room is refused (never shown publicly)."
+    )
+    organiser_phone: str | None = Field(
+        default=None, max_length=30, description="Personal data: E.164 or a Slovenian number, for the same by SMS."
+    )
     accessibility: str = Field(default="", max_length=1000, description="Access notes (step-free, hearing loop…).")
     room_id: str | None = Field(
         default=None, max_length=64, description="A community room of the booking service (e.g. `ks-primskovo`)."
@@ -140,9 +162,30 @@ class EventPatch(_EventFields):
     audience: list[AgeGroup] | None = None
     topics: list[str] | None = Field(default=None, max_length=10)
     organiser: str | None = Field(default=None, max_length=200)
+    organiser_email: EmailStr | None = Field(default=None, description="Personal data.")
+    organiser_phone: str | None = Field(default=None, max_length=30, description="Personal data.")
     accessibility: str | None = Field(default=None, max_length=1000)
     rrule: str | None = Field(default=None, max_length=500, description='RRULE; "" removes the recurrence.')
     exdates: list[AwareDatetime] | None = None
+
+
+class OccurrenceMove(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    occurrence: AwareDatetime = Field(description="The start of the occurrence as the series gives it.")
+    starts_at: AwareDatetime = Field(description="Its new start (RFC 3339 with an offset).")
+    ends_at: AwareDatetime
+
+    @model_validator(mode="after")
+    def _order(self) -> OccurrenceMove:
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
+
+class OccurrenceCancel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    occurrence: AwareDatetime = Field(description="The start of the occurrence as the series gives it.")
+    reason: str = Field(default="", max_length=1000)
 
 
 class EventOut(BaseModel):
@@ -161,12 +204,17 @@ class EventOut(BaseModel):
     audience: list[str] = Field(default_factory=list)
     topics: list[str] = Field(default_factory=list)
     organiser: str = ""
+    organiser_email: str | None = Field(default=None, description="Personal data: only for staff.")
+    organiser_phone: str | None = Field(default=None, description="Personal data: only for staff.")
     accessibility: str = ""
     room_id: str | None = None
     booking_id: str | None = Field(default=None, description="The booking service's booking of the room.")
     room_note: str | None = Field(default=None, description="On `room-refused`: why the booking service refused.")
     rrule: str | None = None
     exdates: list[datetime] = Field(default_factory=list)
+    moved: list[MovedOccurrence] = Field(
+        default_factory=list, description="Single occurrences of the series moved to another time."
+    )
     cancel_reason: str | None = None
     ics_url: str = ""
     seats_taken: int | None = Field(default=None, description="Confirmed registrations (when counted).")
@@ -261,11 +309,30 @@ def exdates_of(event: Event) -> list[datetime]:
     return domain.parse_exdates(event.exdates or [])
 
 
-def to_out(settings: Settings, event: Event, seats_taken: int | None = None) -> EventOut:
-    data = event.model_dump(exclude={"created_by", "exdates", "cancelled_at", "updated_at"})
+def moved_of(event: Event) -> dict[datetime, domain.Occurrence]:
+    return domain.parse_moved(event.moved)
+
+
+def dates_of(event: Event, *, since: datetime | None = None, until: datetime | None = None) -> list[domain.Occurrence]:
+    """The event's occurrences: the series with its cancelled dates left out and its moved
+    ones where they went (one for a single event)."""
+    return domain.occurrences(
+        event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=since, until=until, moved=moved_of(event)
+    )
+
+
+def to_out(settings: Settings, event: Event, seats_taken: int | None = None, *, personal: bool = False) -> EventOut:
+    data = event.model_dump(
+        exclude={"created_by", "exdates", "moved", "cancelled_at", "updated_at", "organiser_email", "organiser_phone"}
+    )
     return EventOut(
         **data,
+        organiser_email=event.organiser_email if personal else None,
+        organiser_phone=event.organiser_phone if personal else None,
         exdates=exdates_of(event),
+        moved=[
+            MovedOccurrence(original=k, starts_at=v.starts_at, ends_at=v.ends_at) for k, v in moved_of(event).items()
+        ],
         url=event_url(settings, event.id),
         ics_url=ics_url(settings, event.id),
         seats_taken=seats_taken,
@@ -325,7 +392,7 @@ def _event_changed(settings: Settings, event: Event, *, registrations: int, **ex
         event_id=event.id,
         ks=event.ks,
         title=event.title,
-        description=event.description,
+        description=domain.plain_description(event.description),
         starts_at=event.starts_at,
         ends_at=event.ends_at,
         venue=event.venue,
@@ -335,6 +402,9 @@ def _event_changed(settings: Settings, event: Event, *, registrations: int, **ex
         topics=event.topics,
         rrule=event.rrule,
         exdates=exdates_of(event),
+        moved=[
+            MovedOccurrence(original=k, starts_at=v.starts_at, ends_at=v.ends_at) for k, v in moved_of(event).items()
+        ],
         url=event_url(settings, event.id),  # type: ignore[arg-type]
         status=event.status,  # type: ignore[arg-type]
         registrations=registrations,
@@ -384,7 +454,7 @@ def _publish(session: AsyncSession, settings: Settings, event: Event) -> None:
             event_id=event.id,
             ks=event.ks,
             title=event.title,
-            description=event.description,
+            description=domain.plain_description(event.description),
             starts_at=event.starts_at,
             ends_at=event.ends_at,
             venue=event.venue,
@@ -420,9 +490,14 @@ async def publish_event(db: Database, settings: Settings, event_id: str) -> Even
 
 def _request_room(session: AsyncSession, settings: Settings, event: Event) -> None:
     """An event in a KS room waits (`pending-room`) until the booking service confirms the
-    room; it asks by message, in the same transaction. The organiser has no contact in this
-    service: the booking's requester is the organiser's name (or the staff member's)."""
+    room; it asks by message, in the same transaction. The booking's requester is the
+    organiser (name, and the contact staff gave): booking's answers reach them through
+    notify, so a refusal is told to the organiser by email/SMS with the reason."""
     event.status = "pending-room"
+    _ask_for_room(session, settings, event)
+
+
+def _ask_for_room(session: AsyncSession, settings: Settings, event: Event) -> None:
     event.room_note = None
     event.booking_id = None
     session.add(event)
@@ -437,6 +512,8 @@ def _request_room(session: AsyncSession, settings: Settings, event: Event) -> No
             purpose=event.title,
             attendees=event.capacity or 1,
             organiser=(event.organiser or event.created_by or "KS")[:200],
+            email=event.organiser_email,
+            phone=event.organiser_phone,
             language="sl",
             event_url=event_url(settings, event.id),  # type: ignore[arg-type]
         ),
@@ -453,8 +530,18 @@ async def on_booking_changed(session: AsyncSession, settings: Settings, data: Bo
     event = await session.get(Event, data.event_id)
     if event is None:
         return "unknown event"
+    if (data.room_id, data.starts_at, data.ends_at) != (event.room_id, event.starts_at, event.ends_at):
+        return "stale"  # about an earlier time of the event (moved since): the new request has its own answer
     if data.status in ("requested", "confirmed"):
-        if event.status != "pending-room" or event.booking_id not in (None, data.booking_id):
+        if event.booking_id not in (None, data.booking_id):
+            return "ignored"
+        if event.status == "published" and (event.booking_id is None or data.status == "confirmed"):
+            # the room asked again after a published event moved
+            event.booking_id = data.booking_id
+            event.room_note = None if data.status == "confirmed" else ROOM_WAITING_NOTE
+            session.add(event)
+            return "room kept"
+        if event.status != "pending-room":
             return "ignored"
         event.booking_id = data.booking_id
         if data.status == "confirmed":
@@ -472,7 +559,7 @@ async def on_booking_changed(session: AsyncSession, settings: Settings, data: Bo
         event.booking_id = None
         session.add(event)
         return "room-refused"
-    if event.status == "published" and event.booking_id == data.booking_id:
+    if event.status == "published" and event.booking_id in (None, data.booking_id):
         # The room of a published event was cancelled later: staff must act; keep the note.
         event.room_note = (data.reason or f"Rezervacija prostora: {data.status}.")[:1000]
         session.add(event)
@@ -481,8 +568,8 @@ async def on_booking_changed(session: AsyncSession, settings: Settings, data: Bo
 
 
 def _last_end(event: Event) -> datetime:
-    dates = domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event))
-    return dates[-1].ends_at if dates else event.ends_at
+    dates = dates_of(event)
+    return max(d.ends_at for d in dates) if dates else event.ends_at
 
 
 async def _active(session: AsyncSession, event_id: str) -> list[Registration]:
@@ -495,6 +582,7 @@ async def _active(session: AsyncSession, event_id: str) -> list[Registration]:
 
 
 NOTIFY_CHANGES = ("starts_at", "ends_at", "venue", "rrule", "exdates")
+ROOM_WAITING_NOTE = "Prostor za novi termin čaka na potrditev KS. / The room for the new time awaits the KS."
 
 
 async def update_event(db: Database, settings: Settings, event_id: str, patch: EventPatch) -> Event:
@@ -529,6 +617,11 @@ async def update_event(db: Database, settings: Settings, event_id: str, patch: E
             return event
         event.updated_at = utcnow()
         session.add(event)
+        if event.room_id and event.status in ("pending-room", "published") and {"starts_at", "ends_at"} & set(changed):
+            # the room is asked again for the new time; booking releases the old one by itself
+            _ask_for_room(session, settings, event)
+            if event.status == "published":
+                event.room_note = ROOM_WAITING_NOTE
         if event.status == "published":
             active = await _active(session, event.id)
             if "capacity" in changed:
@@ -576,6 +669,14 @@ async def cancel_event(db: Database, settings: Settings, event_id: str, reason: 
         if event.status == "cancelled":
             return event
         was_public = event.status == "published"
+        if event.room_id and event.status in ("pending-room", "published"):
+            add_to_outbox(
+                session,
+                ROOM_RELEASED,
+                RoomReleased(request_id=event.id, reason=reason or "Dogodek je odpovedan."),
+                source=SOURCE,
+                subject=event.id,
+            )
         event.status = "cancelled"
         event.cancel_reason = reason or None
         event.cancelled_at = utcnow()
@@ -597,6 +698,91 @@ async def cancel_event(db: Database, settings: Settings, event_id: str, reason: 
                 session,
                 EVENT_CANCELLED,
                 _event_changed(settings, event, registrations=len(active), reason=reason or None),
+                source=SOURCE,
+                subject=event.id,
+            )
+        await session.commit()
+    return event
+
+
+async def change_occurrence(
+    db: Database,
+    settings: Settings,
+    event_id: str,
+    occurrence: datetime,
+    *,
+    move_to: tuple[datetime, datetime] | None = None,
+    reason: str = "",
+) -> Event:
+    """Move one occurrence of a recurring event to another time (`move_to`), or cancel it
+    (`move_to` None). The rest of the series stays. A published event announces
+    `events.event.updated` (changes: `moved` or `exdates`) and every registrant is told,
+    with the occurrence's old and new time. Moving an occurrence again moves it from where
+    the series put it; an occurrence is named by its original start (RFC 5545 RECURRENCE-ID)."""
+    async with db.session() as session:
+        event = await _lock_event(session, db, event_id)
+        if event.status == "cancelled":
+            raise Conflict("Odpovedanega dogodka ni mogoče spreminjati. / A cancelled event cannot be changed.")
+        if not event.rrule:
+            raise Conflict(
+                "Dogodek se ne ponavlja: spremenite njegov čas. / Not a recurring event: change its time instead."
+            )
+        original = occurrence.astimezone(UTC)
+        series = domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event))
+        if original not in {o.starts_at for o in series}:
+            raise Conflict(
+                f"Dogodek nima termina {format_datetime(original)}. / The series has no occurrence starting {original}."
+            )
+        moves = moved_of(event)
+        before = moves.get(original) or next(o for o in series if o.starts_at == original)
+        if move_to is not None:
+            starts, ends = (moment.astimezone(UTC) for moment in move_to)
+            if (starts, ends) == (before.starts_at, before.ends_at):
+                return event
+            moves[original] = domain.Occurrence(starts, ends)
+            change = "moved"
+            after = moves[original]
+        else:
+            moves.pop(original, None)
+            event.exdates = [d.isoformat() for d in domain.parse_exdates([*exdates_of(event), original])]
+            change = "exdates"
+            after = None
+        event.moved = [
+            {"original": k.isoformat(), "starts_at": v.starts_at.isoformat(), "ends_at": v.ends_at.isoformat()}
+            for k, v in sorted(moves.items())
+        ]
+        event.updated_at = utcnow()
+        session.add(event)
+        if event.status == "published":
+            active = await _active(session, event.id)
+            waiting = 0
+            for reg in active:
+                waiting += reg.status == "waitlisted"
+                notice = _notice(
+                    settings,
+                    event,
+                    reg,
+                    position=waiting or None,
+                    change="updated",
+                    changes=["occurrence-moved" if after else "occurrence-cancelled"],
+                    previous_starts_at=before.starts_at,
+                    previous_ends_at=before.ends_at,
+                    reason=reason or None,
+                )
+                if after is not None:
+                    notice = notice.model_copy(update={"starts_at": after.starts_at, "ends_at": after.ends_at})
+                _tell(session, "event-changed", notice)
+            add_to_outbox(
+                session,
+                EVENT_UPDATED,
+                _event_changed(
+                    settings,
+                    event,
+                    registrations=len(active),
+                    changes=[change],
+                    previous_starts_at=before.starts_at,
+                    previous_ends_at=before.ends_at,
+                ),
                 source=SOURCE,
                 subject=event.id,
             )
@@ -630,9 +816,7 @@ async def list_published(
             continue
         if filters.topic and filters.topic not in event.topics:
             continue
-        upcoming = domain.occurrences(
-            event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=since, until=filters.until
-        )
+        upcoming = dates_of(event, since=since, until=filters.until)
         if upcoming:
             out.append(event)
     out.sort(key=lambda e: next_occurrence(e, since) or e.starts_at)
@@ -640,7 +824,7 @@ async def list_published(
 
 
 def next_occurrence(event: Event, since: datetime | None = None) -> datetime | None:
-    found = domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=since or utcnow())
+    found = dates_of(event, since=since or utcnow())
     return found[0].starts_at if found else None
 
 
@@ -887,11 +1071,9 @@ async def send_reminders(db: Database, settings: Settings, *, now: datetime | No
         rows = list((await session.exec(query)).all())
         sent = 0
         for reg, event in rows:
-            upcoming = domain.occurrences(
-                event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=now, until=now + REMINDER_LEAD
-            )
+            upcoming = dates_of(event, since=now, until=now + REMINDER_LEAD)
             if not upcoming or upcoming[0].starts_at <= now:
-                if not domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event), since=now):
+                if not dates_of(event, since=now):
                     reg.reminder_sent_at = now  # over: nothing to remind of, never look again
                     session.add(reg)
                 continue
@@ -940,12 +1122,24 @@ async def erase_contact(db: Database, *, email: str | None = None, phone: str | 
     if phone:
         conditions.append(Registration.phone == phone)
     if not conditions:
-        return {"registrations": 0, "outbox_messages": 0}
+        return {"registrations": 0, "organisers": 0, "outbox_messages": 0}
     async with db.session() as session:
         result = await session.exec(  # type: ignore[call-overload]
             sql_update(Registration).where(sa.or_(*conditions)).values(name=ERASED, email=None, phone=None)
         )
+        organisers = 0
+        # an organiser's contact: the event stays (it is public), only the way to reach them goes
+        if email:
+            done = await session.exec(  # type: ignore[call-overload]
+                sql_update(Event).where(func.lower(Event.organiser_email) == email).values(organiser_email=None)
+            )
+            organisers += int(done.rowcount or 0)
+        if phone:
+            done = await session.exec(  # type: ignore[call-overload]
+                sql_update(Event).where(Event.organiser_phone == phone).values(organiser_phone=None)
+            )
+            organisers += int(done.rowcount or 0)
         outbox = await erase_from_outbox(session, email, phone)
         await session.commit()
     await db.flush_deleted_data()
-    return {"registrations": int(result.rowcount or 0), "outbox_messages": outbox}
+    return {"registrations": int(result.rowcount or 0), "organisers": organisers, "outbox_messages": outbox}

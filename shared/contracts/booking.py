@@ -158,3 +158,24 @@ ROOM_REQUESTED = MessageType(
     "Command (events -> booking): book this room for this event. Answered by `booking.booking.*` with "
     "`event_id` = `request_id`; a refusal is `booking.booking.rejected` with the rules' reasons.",
 )
+
+
+class RoomReleased(BaseModel):
+    """The events service no longer needs the room it asked for (the event was cancelled).
+    Booking cancels whatever it holds for `request_id` and answers `booking.booking.cancelled`
+    with `event_id`. Asking again (`booking.room.requested` for the same `request_id` at
+    another time) releases the earlier booking by itself."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    request_id: str = Field(min_length=1, max_length=64, description="The event's id, as in `booking.room.requested`.")
+    reason: str = Field(default="", max_length=1000, description="Why, in Slovenian (shown to the organiser).")
+
+
+ROOM_RELEASED = MessageType(
+    "booking.room.released",
+    1,
+    RoomReleased,
+    "Command (events -> booking): release the room booked for this event. Answered by `booking.booking.cancelled` "
+    "with `event_id` = `request_id` for each booking that was holding it; nothing held, nothing answered.",
+)

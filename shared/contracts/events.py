@@ -48,7 +48,9 @@ class EventPublished(BaseModel):
     event_id: str
     ks: KsOrAll
     title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=10000)
+    description: str = Field(
+        default="", max_length=10000, description="Plain text (the page's Markdown with its marks removed), Slovenian."
+    )
     starts_at: datetime
     ends_at: datetime
     venue: str = Field(min_length=1, max_length=300)
@@ -67,6 +69,16 @@ EVENT_PUBLISHED = MessageType(
 # --------------------------------------------------------------------------------------
 # The event changed or was cancelled (for the KS's followers; no personal data)
 # --------------------------------------------------------------------------------------
+class MovedOccurrence(BaseModel):
+    """One occurrence of a recurring event held at another time than the series gives it."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    original: datetime = Field(description="UTC; the start the series gives it (iCalendar RECURRENCE-ID).")
+    starts_at: datetime = Field(description="UTC; where it went.")
+    ends_at: datetime
+
+
 class EventChanged(BaseModel):
     """A published event changed (`events.event.updated`) or was cancelled
     (`events.event.cancelled`). The event as it is now, plus what changed."""
@@ -76,7 +88,9 @@ class EventChanged(BaseModel):
     event_id: str
     ks: KsOrAll = Field(description='KS slug, or "*" for a city-wide event.')
     title: str = Field(min_length=1, max_length=200)
-    description: str = Field(default="", max_length=10000, description="Markdown-ish plain text, Slovenian.")
+    description: str = Field(
+        default="", max_length=10000, description="Plain text (the page's Markdown with its marks removed), Slovenian."
+    )
     starts_at: datetime = Field(description="UTC; the (first) occurrence's start.")
     ends_at: datetime
     venue: str = Field(min_length=1, max_length=300)
@@ -86,11 +100,14 @@ class EventChanged(BaseModel):
     topics: list[str] = Field(default_factory=list)
     rrule: str | None = Field(default=None, description="RFC 5545 RRULE of a recurring event.")
     exdates: list[datetime] = Field(default_factory=list, description="Cancelled occurrences (UTC).")
+    moved: list[MovedOccurrence] = Field(
+        default_factory=list, description="Occurrences of the series moved to another time (RECURRENCE-ID overrides)."
+    )
     url: AnyHttpUrl
     status: Literal["published", "cancelled"]
     changes: list[str] = Field(
         default_factory=list,
-        description="On `updated`: names of the fields that changed, e.g. `starts_at`, `venue`, `exdates`.",
+        description="On `updated`: names of the fields that changed, e.g. `starts_at`, `venue`, `exdates`, `moved`.",
     )
     previous_starts_at: datetime | None = Field(default=None, description="On `updated`: the start before the change.")
     previous_ends_at: datetime | None = None
@@ -168,7 +185,11 @@ class RegistrationNotice(BaseModel):
     change: Literal["updated", "cancelled"] | None = Field(
         default=None, description="On `event-changed`: the event was changed, or cancelled."
     )
-    changes: list[str] = Field(default_factory=list, description="On `event-changed`: fields that changed.")
+    changes: list[str] = Field(
+        default_factory=list,
+        description="On `event-changed`: fields that changed; `occurrence-moved` / `occurrence-cancelled` when one "
+        "date of a series changed (then starts_at/ends_at are that date's new time, previous_* its old one).",
+    )
     previous_starts_at: datetime | None = Field(default=None, description="On `event-changed`: the old start.")
     previous_ends_at: datetime | None = None
     previous_venue: str | None = Field(default=None, description="On `event-changed`: the old venue.")
