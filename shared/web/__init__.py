@@ -28,10 +28,9 @@ from ..db import Database
 from ..metrics import render as render_metrics
 from ..migrations import upgrade_async
 from ..settings import Settings
+from . import unavailable
 
 log = logging.getLogger("kranj.web")
-from . import unavailable
-from .csrf import Csrf, CsrfCookieMiddleware, csrf_field, csrf_protect, csrf_token, secure_cookies
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
 SHARED_STATIC = Path(__file__).parent / "static"
 
@@ -131,6 +130,8 @@ def create_service_app(
     if static_dir is not None and static_dir.exists():
         app.mount(f"/static/{ctx.service}", StaticFiles(directory=static_dir), name="static")
 
+    unavailable.install(app, ctx.templates)  # 503 + Retry-After while the database is down
+
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -156,8 +157,6 @@ def create_service_app(
                 headers=getattr(exc, "headers", None),
             )
         return JSONResponse(
-    unavailable.install(app, ctx.templates)  # 503 + Retry-After while the database is down
-
             {"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
 
