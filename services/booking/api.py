@@ -14,6 +14,7 @@ from shared.auth import Staff, StaffDep, current_staff, require_ks
 from shared.contracts import KS_NAMES
 from shared.i18n import format_date
 from shared.web import ServiceApp
+from shared.web.forms import form_errors
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import domain, service
@@ -618,21 +619,14 @@ _FIELD_SL = {
 
 
 def _form_errors(exc: ValidationError) -> list[str]:
-    messages = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        text = _FIELD_SL.get(loc[0]) if loc else None
-        if text is None:
-            msg = str(err.get("msg", ""))
-            if "email or a phone" in msg:
-                text = "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi."
-            elif "ends_at" in msg:
-                text = "Konec mora biti za začetkom."
-            else:
-                text = "Preverite vnesene podatke."
-        if text not in messages:
-            messages.append(text)
-    return messages
+    return form_errors(
+        exc,
+        _FIELD_SL,
+        [
+            ("email or a phone", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi."),
+            ("ends_at", "Konec mora biti za začetkom."),
+        ],
+    )
 
 
 @pages.post("/rooms/{room_id}/rezervacija", response_class=HTMLResponse, dependencies=[rate_limit("booking")])

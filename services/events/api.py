@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from shared.auth import Staff, StaffDep, current_staff, require_ks
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
+from shared.web.forms import form_errors
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import calendar, domain, service
@@ -459,20 +460,9 @@ _FIELD_SL = {
 
 
 def _form_errors(exc: ValidationError) -> list[str]:
-    messages = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        text = _FIELD_SL.get(loc[0]) if loc else None
-        if text is None:
-            msg = str(err.get("msg", ""))
-            text = (
-                "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo."
-                if "email or a phone" in msg
-                else "Preverite vnesene podatke."
-            )
-        if text not in messages:
-            messages.append(text)
-    return messages
+    return form_errors(
+        exc, _FIELD_SL, [("email or a phone", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo.")]
+    )
 
 
 @pages.post("/events/{event_id}/prijava", response_class=HTMLResponse, dependencies=[rate_limit("registration")])
@@ -609,24 +599,15 @@ _EVENT_FIELD_SL = {
 
 
 def _event_errors(exc: ValidationError) -> list[str]:
-    out = []
-    for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
-        text = _EVENT_FIELD_SL.get(loc[0]) if loc else None
-        if text is None:
-            msg = str(err.get("msg", ""))
-            text = (
-                "Konec mora biti za začetkom."
-                if "ends_at" in msg
-                else (
-                    "Ponavljanje ni pravilno zapisano."
-                    if "RRULE" in msg or "series" in msg
-                    else "Preverite vnesene podatke."
-                )
-            )
-        if text not in out:
-            out.append(text)
-    return out
+    return form_errors(
+        exc,
+        _EVENT_FIELD_SL,
+        [
+            ("ends_at", "Konec mora biti za začetkom."),
+            ("RRULE", "Ponavljanje ni pravilno zapisano."),
+            ("series", "Ponavljanje ni pravilno zapisano."),
+        ],
+    )
 
 
 @pages.get("/events/osebje/", response_class=HTMLResponse)

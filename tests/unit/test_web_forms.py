@@ -1,0 +1,51 @@
+"""A form's validation errors become Slovenian sentences, one per problem, never pydantic's English."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from services.booking.api import _form_errors as booking_form_errors
+from services.booking.service import BookingIn
+from services.events.api import _event_errors, _form_errors
+from services.events.service import EventIn, RegistrationIn
+from shared.web.forms import CHECK_INPUT, form_errors
+
+
+def _errors(model, **values) -> ValidationError:
+    with pytest.raises(ValidationError) as caught:
+        model.model_validate(values)
+    return caught.value
+
+
+def test_field_messages_then_phrases_then_the_fallback() -> None:
+    exc = _errors(RegistrationIn, name=" ", email="not-an-address")
+    assert form_errors(exc, {"name": "Vpišite ime."}) == ["Vpišite ime.", CHECK_INPUT]
+    whole_form = _errors(RegistrationIn, name="Ana")
+    assert _form_errors(whole_form) == ["Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo."]
+
+
+def test_event_and_booking_forms_speak_slovenian() -> None:
+    exc = _errors(
+        EventIn,
+        ks="primskovo",
+        title="Vaje",
+        venue="Dom",
+        starts_at="2027-01-05T18:00:00+01:00",
+        ends_at="2027-01-05T17:00:00+01:00",
+    )
+    assert _event_errors(exc) == ["Konec mora biti za začetkom."]
+    bad_rule = _errors(
+        EventIn,
+        ks="primskovo",
+        title="Vaje",
+        venue="Dom",
+        starts_at="2027-01-05T18:00:00+01:00",
+        ends_at="2027-01-05T20:00:00+01:00",
+        rrule="FREQ=WEEKLY",
+    )
+    assert _event_errors(bad_rule) == ["Ponavljanje ni pravilno zapisano."]  # a series without an end
+    booking = _errors(BookingIn, room_id="ks-primskovo")
+    messages = booking_form_errors(booking)
+    assert messages and all(m.endswith(".") for m in messages)
+    assert not any("Field required" in m for m in messages)
