@@ -1,28 +1,45 @@
 """Staff identity, one mechanism for every service.
 
-A staff token is signed with `KRANJ_SECRET_KEY` (shared by all services), so each service
-verifies it alone, without calling anyone. `KRANJ_ADMIN_TOKEN`, when set, is a bootstrap
-token with full rights. Staff web pages use the same token, kept in a secure cookie after
-`/login`. Roles: `admin` (everything), `ks-staff` (their KS), `organiser`.
+Who a request comes from is decided once per request by `IdentityMiddleware`, against
+the platform's identity store (`shared.accounts`, its own database): an API token in
+`Authorization: Bearer <token>` (only its SHA-256 is stored; revoked means refused at
+once, in every service), or the session cookie set by the `/login` page (staff accounts
+with Argon2-hashed passwords). `KRANJ_ADMIN_TOKEN`, when set, is a bootstrap bearer token
+with full rights. Roles: `admin` (everything), `ks-staff` (their KS), `organiser`.
+
+Routes keep using `StaffDep`, `current_staff(request)` and `require_ks(staff, ks)`.
 """
 
 from __future__ import annotations
 
 import hmac
-import secrets
+import logging
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, HTTPException, Request, status
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .accounts import ROLES, AccountStore, Identity, sha256
 from .settings import Settings
 
+log = logging.getLogger("kranj.auth")
+
 Role = Literal["admin", "ks-staff", "organiser"]
-ROLES: tuple[str, ...] = ("admin", "ks-staff", "organiser")
-COOKIE_NAME = "kranj_staff"
-TOKEN_SALT = "kranj.staff-token.v1"
-TOKEN_PREFIX = "kzv1."
+COOKIE_NAME = "kranj_staff"  # the session cookie (services test for its presence)
+STATE_KEY = "kranj_auth"
+
+__all__ = [
+    "COOKIE_NAME",
+    "ROLES",
+    "Auth",
+    "IdentityMiddleware",
+    "Staff",
+    "StaffDep",
+    "auth_of",
+    "current_staff",
+    "require_ks",
+]
 
 
 @dataclass(frozen=True)
@@ -35,58 +52,112 @@ class Staff:
         return self.role == "admin" or ks in self.ks or "*" in self.ks
 
 
-class TokenSigner:
-    def __init__(self, settings: Settings) -> None:
-        self._serializer = URLSafeTimedSerializer(settings.signing_key(), salt=TOKEN_SALT)
+@dataclass(frozen=True)
+class Auth:
+    """What `IdentityMiddleware` found on one request."""
+
+    staff: Staff | None = None
+    via: str | None = None  # "bearer" or "session"; None when no credentials came
+    session_ref: str | None = None  # SHA-256 of the session cookie (also when it is not valid)
+    problem: str | None = None  # why the credentials that came were refused
+
+
+NO_AUTH = Auth()
+
+
+def _staff(identity: Identity) -> Staff:
+    return Staff(subject=identity.subject, role=identity.role, ks=identity.ks)
+
+
+def bearer_of(headers: dict[str, str]) -> str | None:
+    scheme, _, value = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return None
+
+
+class IdentityMiddleware:
+    """Pure ASGI: resolves the bearer token or the session cookie once per HTTP request
+    (one indexed lookup; none when the request carries neither) into `request.state`."""
+
+    def __init__(self, app: ASGIApp, *, accounts: AccountStore, settings: Settings) -> None:
+        self.app = app
+        self.accounts = accounts
         admin = settings.admin_token.get_secret_value() if settings.admin_token else None
         self._admin_token = admin or None
 
-    def create(self, *, role: str, ks: list[str] | None = None, subject: str | None = None) -> str:
-        if role not in ROLES:
-            raise ValueError(f"role must be one of {', '.join(ROLES)}")
-        payload = {"sub": subject or f"{role}-{secrets.token_hex(4)}", "role": role, "ks": sorted(ks or [])}
-        return TOKEN_PREFIX + self._serializer.dumps(payload)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            scope.setdefault("state", {})[STATE_KEY] = await self.resolve(scope)
+        await self.app(scope, receive, send)
 
-    def verify(self, token: str, *, max_age_days: int = 365) -> Staff | None:
-        if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token.encode()):
-            return Staff(subject="admin-token", role="admin", ks=("*",))
-        if not token.startswith(TOKEN_PREFIX):
-            return None
+    async def resolve(self, scope: Scope) -> Auth:
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        token = bearer_of(headers)
+        if token is not None:
+            if self._admin_token and hmac.compare_digest(token.encode(), self._admin_token.encode()):
+                return Auth(Staff(subject="admin-token", role="admin", ks=("*",)), via="bearer")
+            identity = await self._lookup(self.accounts.token_identity, token)
+            if identity is None:
+                return Auth(via="bearer", problem="invalid")
+            return Auth(_staff(identity), via="bearer")
+        cookie = _cookie(headers.get("cookie", ""), COOKIE_NAME)
+        if not cookie:
+            return NO_AUTH
+        identity = await self._lookup(self.accounts.session_identity, cookie)
+        if identity is None:
+            return Auth(via="session", session_ref=sha256(cookie), problem="expired")
+        return Auth(_staff(identity), via="session", session_ref=identity.ref)
+
+    @staticmethod
+    async def _lookup(fn: Any, value: str) -> Identity | None:
         try:
-            payload = self._serializer.loads(token[len(TOKEN_PREFIX) :], max_age=max_age_days * 86400)
-        except (BadSignature, SignatureExpired):
+            return await fn(value)  # type: ignore[no-any-return]
+        except Exception:  # noqa: BLE001 - the store is down: refuse, say so in the log
+            log.exception("identity store lookup failed")
             return None
-        if not isinstance(payload, dict) or payload.get("role") not in ROLES:
-            return None
-        return Staff(subject=str(payload.get("sub")), role=payload["role"], ks=tuple(payload.get("ks") or ()))
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, value = header.partition(" ")
-    if scheme.lower() == "bearer" and value.strip():
-        return value.strip()
-    return request.cookies.get(COOKIE_NAME)
+def _cookie(header: str, name: str) -> str | None:
+    from http.cookies import CookieError, SimpleCookie
+
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel is not None and morsel.value else None
+
+
+def auth_of(request: Request) -> Auth:
+    return getattr(request.state, STATE_KEY, NO_AUTH)  # type: ignore[no-any-return]
 
 
 def current_staff(request: Request) -> Staff:
     """FastAPI dependency: the staff member behind the request, or 401."""
-    signer: TokenSigner = request.app.state.signer
-    token = _bearer(request)
-    if not token:
+    auth = auth_of(request)
+    if auth.staff is not None:
+        return auth.staff
+    if auth.via is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "Prijava je potrebna: pošljite glavo Authorization: Bearer <žeton>. / A staff token is required.",
+            "Prijava je potrebna: pošljite glavo Authorization: Bearer <žeton> ali se prijavite na /login. "
+            "/ A staff token is required (or log in at /login).",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    staff = signer.verify(token)
-    if staff is None:
+    if auth.via == "session":
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
-            "Žeton ni veljaven ali je potekel. / The token is invalid or expired.",
+            "Seja je potekla ali je bila zaprta: prijavite se znova na /login. "
+            "/ Your session has expired or was closed: log in again at /login.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    return staff
+    raise HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        "Žeton ni veljaven ali je bil preklican. / The token is invalid or expired (or was revoked).",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 StaffDep = Annotated[Staff, Depends(current_staff)]

@@ -1,8 +1,17 @@
-"""Alembic helpers shared by every service's migrations."""
+"""Alembic helpers shared by every service's migrations and by the identity store's
+(`accounts`: staff accounts, sessions and API tokens, in `shared/accounts_migrations`).
+
+Migrations may start at the same moment in several processes (replicas, four services
+checking the shared identity store): a PostgreSQL advisory lock, or a lock file next to a
+SQLite database, lets one run at a time; the others then find the schema current."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
+import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -13,23 +22,47 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from .db import engine_options
 
 SERVICES_DIR = Path(__file__).resolve().parent.parent / "services"
+ACCOUNTS = "accounts"
+ACCOUNTS_MIGRATIONS = Path(__file__).resolve().parent / "accounts_migrations"
 
 
 def alembic_config(service: str, url: str) -> Config:
-    script_location = SERVICES_DIR / service / "migrations"
+    """`service` is a service name, or "accounts" for the identity store."""
+    script_location = ACCOUNTS_MIGRATIONS if service == ACCOUNTS else SERVICES_DIR / service / "migrations"
     cfg = Config()
     cfg.set_main_option("script_location", str(script_location))
     cfg.set_main_option("path_separator", "os")
     cfg.set_main_option("version_locations", str(script_location / "versions"))
     cfg.attributes["database_url"] = url
+    # Its own version table, so the identity store may share a database with a service.
+    cfg.attributes["version_table"] = "accounts_alembic_version" if service == ACCOUNTS else "alembic_version"
+    cfg.attributes["lock_key"] = zlib.crc32(f"kranj-migrate-{service}".encode())
     return cfg
 
 
 def upgrade(service: str, url: str, revision: str = "head") -> None:
     """Bring one service's database to `revision` (blocking; call it from a thread)."""
-    if url.startswith("sqlite"):
-        _ensure_sqlite_dir(url)
-    command.upgrade(alembic_config(service, url), revision)
+    with _sqlite_lock(url):
+        command.upgrade(alembic_config(service, url), revision)
+
+
+@contextlib.contextmanager
+def _sqlite_lock(url: str) -> Iterator[None]:
+    """One migration at a time on a SQLite file, across processes and threads."""
+    if not url.startswith("sqlite"):
+        yield
+        return
+    _ensure_sqlite_dir(url)
+    path = sa.engine.make_url(url).database
+    if not path or path == ":memory:":
+        yield
+        return
+    with open(f"{path}.migrate-lock", "a+b") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 async def upgrade_async(service: str, url: str) -> None:
@@ -48,8 +81,18 @@ def run_env() -> None:
     if not url:
         raise RuntimeError("no database URL given to the migrations")
 
+    attributes = context.config.attributes
+
     def do_run(connection: sa.Connection) -> None:
-        context.configure(connection=connection, target_metadata=None, render_as_batch=True)
+        if connection.dialect.name == "postgresql" and attributes.get("lock_key") is not None:
+            # Held until the migrations' transaction commits: replicas migrate one at a time.
+            connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({int(attributes['lock_key'])})")
+        context.configure(
+            connection=connection,
+            target_metadata=None,
+            render_as_batch=True,
+            version_table=attributes.get("version_table", "alembic_version"),
+        )
         with context.begin_transaction():
             context.run_migrations()
 

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
     quiet_hours: str = "21:00-07:00"
 
     # --- extensions (documented in the README) ---------------------------------------
+    accounts_database_url: str | None = Field(
+        default=None,
+        description="The identity store (staff accounts, sessions, API tokens) every service checks; "
+        "default SQLite <data dir>/accounts.db",
+    )
     http_host: str = "127.0.0.1"
     events_port: int = DEFAULT_PORTS["events"]
     booking_port: int = DEFAULT_PORTS["booking"]
@@ -123,6 +128,7 @@ class Settings(BaseSettings):
 
     # --- derived values -------------------------------------------------------------
     def database_url(self, service: str) -> str:
+        """The database of `service`, or of the identity store when `service` is "accounts"."""
         url = getattr(self, f"{service}_database_url")
         if not url:
             return f"sqlite+aiosqlite:///{(self.data_dir / f'{service}.db').resolve()}"

@@ -17,6 +17,7 @@ from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
 from shared.logs import mask_email, mask_phone
 from shared.web import ServiceApp
+from shared.web.csrf import csrf_exempt
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import service
@@ -273,6 +274,7 @@ async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
 
 
 @pages.post("/unsubscribe/{token}", response_class=HTMLResponse, dependencies=[rate_limit("unsubscribe")])
+@csrf_exempt  # RFC 8058 one-click posts come from mail providers; the signed link protects it
 async def unsubscribe(token: str, request: Request) -> HTMLResponse:
     """RFC 8058 one-click (body `List-Unsubscribe=One-Click`) and the page's own button."""
     ctx = _ctx(request)

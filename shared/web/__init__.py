@@ -1,5 +1,6 @@
 """The HTTP side every service shares: app factory with lifespan, health, readiness,
-metrics, AsyncAPI, staff login, JSON errors and the Jinja2 environment."""
+metrics, AsyncAPI, staff login and logout (sessions in the identity store), CSRF
+protection of every form, JSON errors and the Jinja2 environment."""
 
 from __future__ import annotations
 
@@ -11,17 +12,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from faststream.specification import AsyncAPI
-from jinja2 import ChoiceLoader, Environment, FileSystemLoader, select_autoescape
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, pass_context, select_autoescape
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .. import i18n
-from ..auth import COOKIE_NAME, TokenSigner
+from ..accounts import SESSION_MAX, AccountStore
+from ..auth import COOKIE_NAME, IdentityMiddleware, Staff, auth_of
 from ..bus import Bus
 from ..contracts import KS_NAMES, ks_name
 from ..db import Database
@@ -29,6 +31,7 @@ from ..metrics import render as render_metrics
 from ..migrations import upgrade_async
 from ..settings import Settings
 from . import unavailable
+from .csrf import Csrf, CsrfCookieMiddleware, csrf_field, csrf_protect, csrf_token, secure_cookies
 
 log = logging.getLogger("kranj.web")
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
@@ -53,7 +56,20 @@ def make_templates(service_templates: Path | None, settings: Settings) -> Jinja2
     env.globals["plural"] = i18n.plural
     env.globals["KS_NAMES"] = KS_NAMES
     env.globals["public_base"] = settings.public_base
+    env.globals["csrf_field"] = csrf_field
+    env.globals["csrf_token"] = csrf_token
+    env.globals["signed_in"] = signed_in
     return Jinja2Templates(env=env)
+
+
+@pass_context
+def signed_in(context: Any) -> Staff | None:
+    """Jinja global: the staff member signed in with a session on this page, else None."""
+    request: Request | None = context.get("request")
+    if request is None:
+        return None
+    auth = auth_of(request)
+    return auth.staff if auth.via == "session" else None
 
 
 @dataclass
@@ -65,13 +81,13 @@ class ServiceApp:
     db: Database
     bus: Bus
     templates: Jinja2Templates
-    signer: TokenSigner
+    accounts: AccountStore
     background: list[BackgroundFactory] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def for_service(cls, service: str, settings: Settings, templates_dir: Path | None) -> ServiceApp:
-        """The standard parts of a service: its own database, its bus, templates, token checks."""
+        """The standard parts of a service: its own database, its bus, templates, the identity store."""
         db = Database(settings.database_url(service))
         return cls(
             service=service,
@@ -79,7 +95,7 @@ class ServiceApp:
             db=db,
             bus=Bus(settings, service, db),
             templates=make_templates(templates_dir, settings),
-            signer=TokenSigner(settings),
+            accounts=AccountStore.from_settings(settings),
         )
 
 
@@ -107,6 +123,7 @@ def create_service_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if migrate:
             await upgrade_async(ctx.service, ctx.db.url)
+            await ctx.accounts.ready()
         if start_bus:
             await ctx.bus.start()
         for factory in ctx.background:
@@ -122,10 +139,19 @@ def create_service_app(
             if start_bus:
                 await ctx.bus.stop()
             await ctx.db.dispose()
+            await ctx.accounts.dispose()
 
-    app = FastAPI(title=title, description=description, version="1.0.0", lifespan=lifespan)
+    app = FastAPI(
+        title=title,
+        description=description,
+        version="1.0.0",
+        lifespan=lifespan,
+        dependencies=[Depends(csrf_protect)],
+    )
     app.state.ctx = ctx
-    app.state.signer = ctx.signer
+    app.state.csrf = csrf = Csrf(ctx.settings)
+    app.add_middleware(CsrfCookieMiddleware, csrf=csrf)
+    app.add_middleware(IdentityMiddleware, accounts=ctx.accounts, settings=ctx.settings)
     app.mount("/static/shared", StaticFiles(directory=SHARED_STATIC), name="shared-static")
     if static_dir is not None and static_dir.exists():
         app.mount(f"/static/{ctx.service}", StaticFiles(directory=static_dir), name="static")
@@ -188,37 +214,85 @@ def create_service_app(
     async def asyncapi() -> JSONResponse:
         return JSONResponse(asyncapi_document(ctx))
 
-    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login_page(request: Request) -> Response:
-        return ctx.templates.TemplateResponse(request, "login.html", {"error": None})
-
-    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
-    async def login(request: Request, token: str = Form(...)) -> Response:
-        staff = ctx.signer.verify(token.strip())
-        if staff is None:
-            return ctx.templates.TemplateResponse(
-                request, "login.html", {"error": "Žeton ni veljaven. / The token is not valid."}, status_code=401
-            )
-        response = RedirectResponse("/", status_code=303)
-        response.set_cookie(
-            COOKIE_NAME,
-            token.strip(),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https" or (ctx.settings.public_url or "").startswith("https"),
-            max_age=12 * 3600,
-        )
-        return response
-
-    @app.post("/logout", include_in_schema=False)
-    async def logout() -> Response:
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE_NAME)
-        return response
+    _add_login_routes(app, ctx)
 
     for router in routers:
         app.include_router(router)
     return app
+
+
+LOGIN_WRONG = "Napačen e-naslov ali geslo. / Wrong email or password."
+LOGGED_OUT = "Odjavljeni ste. / You have logged out."
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this site (no `//host`, no scheme) may follow a login."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def _add_login_routes(app: FastAPI, ctx: ServiceApp) -> None:
+    def page(request: Request, *, status_code: int = 200, headers: dict[str, str] | None = None, **values: Any) -> Response:
+        context = {"error": None, "notice": None, "email": "", "next": "/", **values}
+        return ctx.templates.TemplateResponse(request, "login.html", context, status_code=status_code, headers=headers)
+
+    @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login_page(request: Request, next: str | None = None, odjava: str | None = None) -> Response:
+        return page(request, next=_safe_next(next), notice=LOGGED_OUT if odjava else None)
+
+    @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
+    async def login(
+        request: Request, email: str = Form(""), password: str = Form(""), next: str = Form("/")
+    ) -> Response:
+        email = email.strip()
+        if not email or not password:
+            return page(request, status_code=401, error=LOGIN_WRONG, email=email, next=_safe_next(next))
+        result = await ctx.accounts.authenticate(email, password)
+        if result.locked_for is not None:
+            minutes = max(1, (result.locked_for + 59) // 60)
+            message = (
+                f"Preveč neuspešnih poskusov: račun je zaklenjen še {minutes} min. Poskusite pozneje. "
+                f"/ Too many failed attempts: the account is locked for {minutes} more minutes."
+            )
+            log.warning("login refused: account locked", extra={"service_name": ctx.service})
+            return page(
+                request,
+                status_code=429,
+                headers={"Retry-After": str(result.locked_for)},
+                error=message,
+                email=email,
+                next=_safe_next(next),
+            )
+        if result.account is None:
+            log.info("login failed", extra={"service_name": ctx.service})
+            return page(request, status_code=401, error=LOGIN_WRONG, email=email, next=_safe_next(next))
+        old = request.cookies.get(COOKIE_NAME)
+        if old:
+            await ctx.accounts.revoke_session(old)  # never keep a session id across a login
+        cookie = await ctx.accounts.create_session(result.account, user_agent=request.headers.get("user-agent", ""))
+        response = RedirectResponse(_safe_next(next), status_code=303)
+        response.set_cookie(
+            COOKIE_NAME,
+            cookie,
+            httponly=True,
+            samesite="lax",
+            secure=secure_cookies(request, ctx.settings),
+            max_age=int(SESSION_MAX.total_seconds()),
+            path="/",
+        )
+        return response
+
+    @app.post("/logout", include_in_schema=False)
+    async def logout(request: Request) -> Response:
+        cookie = request.cookies.get(COOKIE_NAME)
+        if cookie:
+            await ctx.accounts.revoke_session(cookie)
+        response = RedirectResponse("/login?odjava=1", status_code=303)
+        response.delete_cookie(
+            COOKIE_NAME, path="/", httponly=True, samesite="lax", secure=secure_cookies(request, ctx.settings)
+        )
+        return response
 
 
 def asyncapi_document(ctx: ServiceApp) -> dict[str, Any]:

@@ -21,7 +21,6 @@ from sqlmodel import select
 from services.booking import domain, service
 from services.booking.app import create_app
 from services.booking.models import Booking
-from shared.auth import TokenSigner
 from shared.contracts import parse_data, parse_envelope
 from shared.contracts.booking import BOOKING_MESSAGE_TYPES, BookingChanged
 from shared.migrations import upgrade_async
@@ -72,6 +71,7 @@ async def _booking_app(tmp_path: Path, database_url: str) -> AsyncIterator[Booki
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://booking.test") as client:
         yield BookingApp(settings, app, client)
     await app.state.ctx.db.dispose()
+    await app.state.ctx.accounts.dispose()
 
 
 @pytest.fixture
@@ -116,12 +116,12 @@ async def test_request_approve_and_the_messages(booking: BookingApp):
     ] == "mojca@example.si"
 
     assert (await booking.client.post(f"/api/v1/bookings/{booking_id}/approve")).status_code == 401
-    other_ks = TokenSigner(booking.settings).create(role="ks-staff", ks=["planina"])
+    other_ks = (await booking.ctx.accounts.create_token(role="ks-staff", ks=["planina"]))[1]
     forbidden = await booking.client.post(
         f"/api/v1/bookings/{booking_id}/approve", headers={"Authorization": f"Bearer {other_ks}"}
     )
     assert forbidden.status_code == 403
-    own_ks = TokenSigner(booking.settings).create(role="ks-staff", ks=["primskovo"])
+    own_ks = (await booking.ctx.accounts.create_token(role="ks-staff", ks=["primskovo"]))[1]
     approved = await booking.client.post(
         f"/api/v1/bookings/{booking_id}/approve", headers={"Authorization": f"Bearer {own_ks}"}
     )
@@ -376,8 +376,7 @@ async def test_exclusion_constraint_is_the_last_line_on_postgresql(pg_database_u
 async def test_rooms_import_from_a_slovenian_spreadsheet(booking: BookingApp):
     """Semicolons, a BOM, Slovenian letters; a bad row is reported by line number and the
     good rows still load; an existing room is updated, a new one bookable at once."""
-    from shared.auth import TokenSigner
-
+    
     csv_file = (
         "\ufeffid;ks;name;address;capacity;accessibility;equipment\n"
         "ks-zabnica;zabnica;Dom KS Žabnica (prenovljen);Žabnica 24;45;Dostop za invalidske vozičke;Projektor\n"
@@ -402,7 +401,7 @@ async def test_rooms_import_from_a_slovenian_spreadsheet(booking: BookingApp):
     made = await booking.client.post("/api/v1/bookings", json=booking_body(day, room_id="ks-zabnica-mala", attendees=8))
     assert made.status_code == 201, made.text
 
-    ks_staff = TokenSigner(booking.settings).create(role="ks-staff", ks=["center"])
+    ks_staff = (await booking.ctx.accounts.create_token(role="ks-staff", ks=["center"]))[1]
     other = await booking.client.post(
         "/api/v1/rooms/import", content=csv_file, headers={"Authorization": f"Bearer {ks_staff}"}
     )

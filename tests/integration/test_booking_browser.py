@@ -5,8 +5,9 @@ critical WCAG 2.1 AA violations on any page; staff approve on their page."""
 from __future__ import annotations
 
 import pytest
-from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app, wait_until
+from conftest import axe_serious_violations, make_settings, serve_app, wait_until
 from sqlmodel import col, select
+from staff_login import add_staff, browser_login
 
 from services.booking.app import create_app
 from shared.models import OutboxMessage
@@ -59,9 +60,8 @@ async def test_request_a_free_slot_in_chromium(tmp_path, amqp_url, browser):
         await wait_until(sent, timeout=15, message="the requested message to be confirmed by RabbitMQ")
 
         # staff log in and approve it on their page
-        await page.goto(f"{base}/login")
-        await page.fill("#token", TEST_ADMIN_TOKEN)
-        await page.click("button:has-text('Prijava')")
+        await add_staff(app.state.ctx.accounts, "tajnica@kranj.si", "admin")
+        await browser_login(page, base, "tajnica@kranj.si")
         await page.goto(f"{base}/rooms/osebje/prosnje")
         assert "Mojca Novak" in await page.content()
         assert await axe_serious_violations(page) == []

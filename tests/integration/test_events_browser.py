@@ -10,6 +10,7 @@ import httpx
 import pytest
 from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app, wait_until
 from sqlmodel import col, select
+from staff_login import add_staff, browser_login
 
 from services.events.app import create_app
 from shared.models import OutboxMessage
@@ -91,9 +92,8 @@ async def test_sign_up_in_chromium(tmp_path, amqp_url, browser):
         await wait_until(sent, timeout=15, message="registration messages confirmed by RabbitMQ")
 
         # staff: the editor with the registrations and the attendance form
-        await page.goto(f"{base}/login")
-        await page.fill("#token", TEST_ADMIN_TOKEN)
-        await page.click("button:has-text('Prijava')")
+        await add_staff(app.state.ctx.accounts, "osebje@kranj.si", "admin")
+        await browser_login(page, base, "osebje@kranj.si")
         await page.goto(f"{base}/events/osebje/{event_id}")
         assert "Janez Novak" in await page.content()
         assert await axe_serious_violations(page) == []

@@ -16,6 +16,7 @@ import httpx
 import pytest
 from conftest import make_settings, wait_until
 from sqlmodel import select
+from staff_login import csrf_of, post_form
 
 from services.notify import service
 from services.notify.app import create_app
@@ -69,19 +70,22 @@ async def test_manage_link_changes_everything_and_leaving_works(notify_app, smtp
         page = await c.get(link)
         assert page.status_code == 200 and "Moja obvestila" in page.text
         assert 'value="primskovo" checked' in page.text and "a***@example.si" in page.text
+        token = csrf_of(page.text)
         before = await service.get_subscription(db, ana.id)
         for forged in (link[:-4] + "AAAA", "/manage/" + "x" * 40, link + "a"):
             assert (await c.get(forged)).status_code == 400
-            posted = await c.post(forged, data={"action": "leave"})
+            posted = await c.post(forged, data={"action": "leave", "csrf_token": token})
             assert posted.status_code == 400
         assert await service.get_subscription(db, ana.id) == before
 
-        bad = await c.post(link, data={"ks": ["planina"], "topics": ["safety"], "language": "en"})
+        bad = await c.post(link, data={"ks": ["planina"], "topics": ["safety"], "language": "en", "csrf_token": token})
         assert bad.status_code == 422 and "Izberite vsaj en kanal" in bad.text
         assert await service.get_subscription(db, ana.id) == before
 
         saved = await c.post(
-            link, data={"ks": ["planina", "center"], "topics": ["safety"], "channels": ["sms"], "language": "en"}
+            link,
+            data={"ks": ["planina", "center"], "topics": ["safety"], "channels": ["sms"], "language": "en",
+                  "csrf_token": token},  # fmt: skip
         )
         assert saved.status_code == 200 and "Shranjeno" in saved.text
     now = await service.get_subscription(db, ana.id)
@@ -96,7 +100,7 @@ async def test_manage_link_changes_everything_and_leaving_works(notify_app, smtp
     assert "Stop:" in sms_gateway.requests[1].json["text"]  # English now
 
     async with client(notify_app) as c:
-        left = await c.post(link, data={"action": "leave"})
+        left = await post_form(c, link, None, {"action": "leave"})
         assert left.status_code == 200 and "Odjavljeni ste" in left.text
     assert (await service.get_subscription(db, ana.id)).status == "unsubscribed"
     await notify(notify_app, ks=["planina"], topic="safety", title="Second storm")
@@ -228,12 +232,13 @@ async def test_ks_staff_are_told_of_a_booking_request_by_email(tmp_path, amqp_ur
     from booking_helpers import booking_body, future_day
 
     from services.booking.app import create_app as create_booking
-    from shared.auth import TokenSigner
+    from shared.accounts import AccountStore
 
     settings = make_settings(tmp_path, amqp_url, **smtp_server.settings())
-    signer = TokenSigner(settings)
-    own = {"Authorization": "Bearer " + signer.create(role="ks-staff", ks=["primskovo"])}
-    other = {"Authorization": "Bearer " + signer.create(role="ks-staff", ks=["planina"])}
+    store = AccountStore.from_settings(settings)
+    own = {"Authorization": "Bearer " + (await store.create_token(role="ks-staff", ks=["primskovo"]))[1]}
+    other = {"Authorization": "Bearer " + (await store.create_token(role="ks-staff", ks=["planina"]))[1]}
+    await store.dispose()
     contacts = {"contacts": [{"name": "Tajnica KS", "email": "tajnica@ks-primskovo.si"},
                              {"name": "Predsednik", "email": "Predsednik@ks-primskovo.si"}]}  # fmt: skip
     booking, notify_app = create_booking(settings), create_app(settings)

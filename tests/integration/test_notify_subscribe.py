@@ -9,6 +9,7 @@ import httpx
 import pytest
 from conftest import axe_serious_violations, make_settings, serve_app, wait_until
 from sqlmodel import select
+from staff_login import form_token
 
 from services.notify import service
 from services.notify.app import create_app
@@ -36,8 +37,9 @@ async def _status(app, **where) -> str | None:
 
 async def test_email_sign_up_is_confirmed_by_link_before_anything_else_is_sent(notify_app, smtp_server):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        token = await form_token(client, "/subscribe")
         form = {"email": "nova@example.si", "ks": ["planina"], "topics": ["general"], "channels": ["email"], "consent": "yes"}
-        answer = await client.post("/subscribe", data=form)
+        answer = await client.post("/subscribe", data={**form, "csrf_token": token})
         assert answer.status_code == 200 and "Skoraj končano" in answer.text
         assert await _status(notify_app, email="nova@example.si") == "pending"
 
@@ -68,39 +70,44 @@ async def test_email_sign_up_is_confirmed_by_link_before_anything_else_is_sent(n
 
 async def test_sms_sign_up_is_confirmed_by_a_six_digit_code(notify_app, sms_gateway):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        token = await form_token(client, "/subscribe")
         form = {"phone": "041 222 333", "ks": ["*"], "topics": ["safety"], "channels": ["sms"], "consent": "yes"}
-        answer = await client.post("/subscribe", data=form)
+        answer = await client.post("/subscribe", data={**form, "csrf_token": token})
         assert answer.status_code == 303
         code_page = answer.headers["location"]
         [sms] = await sms_gateway.wait_for(1)
         assert sms.json["to"] == "+38641222333"
         code = re.search(r"\b(\d{6})\b", sms.json["text"])[1]
         wrong = "000000" if code != "000000" else "111111"
-        bad = await client.post(code_page, data={"code": wrong})
+        bad = await client.post(code_page, data={"code": wrong, "csrf_token": token})
         assert bad.status_code == 422 and "Še 4 poskusi." in bad.text
         assert await _status(notify_app, phone="+38641222333") == "pending"
-        good = await client.post(code_page, data={"code": code})
+        good = await client.post(code_page, data={"code": code, "csrf_token": token})
         assert good.status_code == 200 and "Prijava je potrjena" in good.text
     assert await _status(notify_app, phone="+38641222333") == "active"
 
 
 async def test_code_guessing_is_stopped_after_five_attempts(notify_app, sms_gateway):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
+        token = await form_token(client, "/subscribe")
         form = {"phone": "041 222 444", "ks": ["center"], "topics": ["general"], "channels": ["sms"], "consent": "yes"}
-        code_page = (await client.post("/subscribe", data=form)).headers["location"]
+        code_page = (await client.post("/subscribe", data={**form, "csrf_token": token})).headers["location"]
         [sms] = await sms_gateway.wait_for(1)
         code = re.search(r"\b(\d{6})\b", sms.json["text"])[1]
         wrong = "000000" if code != "000000" else "111111"
         for _ in range(5):
-            assert (await client.post(code_page, data={"code": wrong})).status_code == 422
-        blocked = await client.post(code_page, data={"code": code})
+            assert (await client.post(code_page, data={"code": wrong, "csrf_token": token})).status_code == 422
+        blocked = await client.post(code_page, data={"code": code, "csrf_token": token})
         assert blocked.status_code == 429
     assert await _status(notify_app, phone="+38641222444") == "pending"
 
 
 async def test_bad_form_is_refused_with_slovenian_reasons_and_nothing_stored(notify_app):
     async with httpx.AsyncClient(transport=httpx.ASGITransport(notify_app), base_url="http://t") as client:
-        answer = await client.post("/subscribe", data={"email": "ni-naslov", "ks": ["atlantis"], "topics": ["general"]})
+        token = await form_token(client, "/subscribe")
+        answer = await client.post(
+            "/subscribe", data={"email": "ni-naslov", "ks": ["atlantis"], "topics": ["general"], "csrf_token": token}
+        )
     assert answer.status_code == 422
     assert "Za prijavo potrebujemo vaše soglasje" in answer.text
     assert "E-pošta:" in answer.text and "Krajevne skupnosti:" in answer.text

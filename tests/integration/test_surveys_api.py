@@ -15,6 +15,7 @@ import httpx
 import pytest
 from conftest import make_settings, wait_until
 from sqlmodel import select
+from staff_login import form_token
 
 from services.surveys.app import create_app
 from services.surveys.config import SurveysConfig
@@ -189,7 +190,8 @@ async def test_stuffing_from_one_address_is_limited(surveys):
         assert (await other.post(f"/api/v1/surveys/{sid}/responses", json=body)).status_code == 201
     assert (await client.post(f"/api/v1/surveys/{sid}/responses", json={**body, "channel": "paper"}, headers=STAFF)).status_code == 201
     # The public form: a cookie after the first answer, and the address limit too.
-    form = await client.post(f"/surveys/{sid}", data={"q.need": "yes", "q.what": "youth"})
+    csrf = await form_token(client, "/login")  # any page with a form gives the token
+    form = await client.post(f"/surveys/{sid}", data={"q.need": "yes", "q.what": "youth", "csrf_token": csrf})
     assert form.status_code == 429 and "Poskusite znova" in form.text
     results = (await client.get(f"/api/v1/surveys/{sid}/results", headers=STAFF)).json()
     assert results["response_count"] == 5

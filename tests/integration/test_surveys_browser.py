@@ -8,6 +8,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app
+from staff_login import add_staff, browser_login
 
 from services.surveys.app import create_app
 
@@ -57,8 +58,9 @@ async def test_resident_answers_in_chromium_and_staff_read_the_charts(tmp_path, 
         assert r.status_code == 201, r.text
 
         staff = await browser.new_context()
-        await staff.add_cookies([{"name": "kranj_staff", "value": TEST_ADMIN_TOKEN, "url": base}])
         page = await staff.new_page()
+        await add_staff(app.state.ctx.accounts, "osebje@kranj.si", "admin")
+        await browser_login(page, base, "osebje@kranj.si")
         await page.goto(f"{base}/surveys/{sid}/staff")
         assert (await page.locator("h1").inner_text()).startswith("Rezultati")
         assert await page.locator("#chart-need rect.bar").count() == 4

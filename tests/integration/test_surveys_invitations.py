@@ -16,6 +16,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import make_settings, wait_until
 from sqlmodel import select, update
+from staff_login import csrf_of
 
 from services.surveys import service
 from services.surveys.app import create_app
@@ -110,7 +111,7 @@ async def test_the_public_form_with_a_personal_link(surveys):
     token = make_invitation(settings, sid, "invitee-form")
     page = await client.get(f"/surveys/{sid}", params={"t": token})
     assert page.status_code == 200 and f'name="t" value="{token}"' in page.text and "osebnim vabilom" in page.text
-    form = {"q.need": "yes", "q.what": "youth", "t": token}
+    form = {"q.need": "yes", "q.what": "youth", "t": token, "csrf_token": csrf_of(page.text)}
     r = await client.post(f"/surveys/{sid}", data=form)
     assert r.status_code == 303 and r.headers["location"] == f"/surveys/{sid}/hvala"
     # The cookie set now does not stop another invitation on this device…
@@ -140,9 +141,10 @@ async def test_the_english_form(surveys):
     assert '<html lang="sl">' in (await client.get(f"/surveys/{sid}", headers={"Accept-Language": "de-DE"})).text
     assert '<html lang="sl">' in (await client.get(f"/surveys/{sid}?lang=sl", headers={"Accept-Language": "en"})).text
 
-    r = await client.post(f"/surveys/{sid}", data={"lang": "en", "q.need": "yes"})
+    csrf = csrf_of(default)
+    r = await client.post(f"/surveys/{sid}", data={"lang": "en", "q.need": "yes", "csrf_token": csrf})
     assert r.status_code == 422 and '<html lang="en">' in r.text and "An answer is required." in r.text
-    r = await client.post(f"/surveys/{sid}", data={"lang": "en", "q.need": "yes", "q.what": "youth"})
+    r = await client.post(f"/surveys/{sid}", data={"lang": "en", "q.need": "yes", "q.what": "youth", "csrf_token": csrf})
     assert r.status_code == 303 and r.headers["location"] == f"/surveys/{sid}/hvala?lang=en"
     thanks = (await client.get(r.headers["location"])).text
     assert "Thank you for your answers!" in thanks

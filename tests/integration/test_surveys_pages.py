@@ -10,6 +10,7 @@ import httpx
 import pytest
 import segno
 from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app
+from staff_login import add_staff, browser_login
 
 from services.surveys.app import create_app
 
@@ -55,10 +56,8 @@ async def test_staff_open_close_and_publish_with_buttons_in_chromium(tmp_path, a
 
         context = await browser.new_context(locale="sl-SI")
         page = await context.new_page()
-        await page.goto(f"{base}/login")  # the staff sign-in: the token becomes a cookie
-        await page.locator("input[name=token]").fill(TEST_ADMIN_TOKEN)
-        await page.locator("form button, form input[type=submit]").first.click()
-        await page.wait_for_load_state()
+        await add_staff(app.state.ctx.accounts, "osebje@kranj.si", "admin")
+        await browser_login(page, base, "osebje@kranj.si")  # the staff sign-in: a session cookie
         await page.goto(f"{base}/surveys/{sid}/staff")
         assert await page.get_by_role("button", name="Zapri anketo").count() == 0
         assert await axe_serious_violations(page) == []
