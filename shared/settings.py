@@ -75,6 +75,11 @@ class Settings(BaseSettings):
     sms_per_second: float = Field(default=10, ge=1, description="SMS handed to the gateway per second, per process")
     email_per_second: float = Field(default=50, ge=1, description="emails handed to SMTP per second, per process")
     sms_price_per_segment: float = Field(default=0.04, ge=0, description="EUR, for cost estimates")
+    contact_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Finished deliveries (and file-outbox messages) older than this lose their contact data",
+    )
 
     # Rate limits of the public forms and endpoints (shared/web/ratelimit.py), in the
     # notation of the `limits` library: "5/minute", "10 per 10 minutes", several joined
