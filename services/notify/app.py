@@ -17,6 +17,7 @@ from .delivery import DeliveryWorker, EmailSender, SmsSender
 from .digest import weekly_digest_job
 from .manage import manage
 from .render import Renderer
+from .retention import contact_retention_job
 from .subscribe import subscribe
 
 HERE = Path(__file__).parent
@@ -33,6 +34,7 @@ def build(settings: Settings) -> ServiceApp:
     ctx.extra.update(renderer=renderer, worker=worker)
     ctx.background.append(worker.run)
     ctx.background.append(weekly_digest_job(ctx.db, settings, on_new_deliveries=worker.wake))
+    ctx.background.append(contact_retention_job(ctx.db, settings))
     return ctx
 
 

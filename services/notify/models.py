@@ -103,7 +103,7 @@ class Delivery(SQLModel, table=True):
     next_attempt_at: datetime | None = Field(default_factory=utcnow, sa_column=ts_column(nullable=True))
     last_error: str | None = Field(default=None, sa_type=sa.Text)
     reference: str | None = Field(default=None, max_length=200)
-    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(index=True))
     sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
 
 
@@ -128,3 +128,15 @@ class KsContact(SQLModel, table=True):
     name: str = Field(max_length=200)
     email: str | None = Field(default=None, max_length=320)
     phone: str | None = Field(default=None, max_length=20, description="E.164")
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a periodic job, claimed by the replica that does it (migration notify_0005):
+    the primary key (job, run_key) lets only the first insert through."""
+
+    __tablename__ = "job_runs"
+
+    job: str = Field(primary_key=True, max_length=60)
+    run_key: str = Field(primary_key=True, max_length=60)
+    claimed_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    result: str | None = Field(default=None, sa_type=sa.Text)
