@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -10,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from shared.auth import TokenSigner
+from shared.accounts import AccountStore
 from shared.cli import app
 from shared.settings import Settings
 
@@ -68,31 +72,48 @@ def test_run_refuses_an_unknown_service() -> None:
 @pytest.mark.parametrize(
     ("args", "role", "ks"),
     [
-        (["--role", "admin"], "admin", ("*",)),
+        (["--role", "admin"], "admin", ()),
         (
             ["--role", "ks-staff", "--ks", "primskovo", "--ks", "center", "--subject", "ana"],
             "ks-staff",
             ("center", "primskovo"),
         ),
-        (["--role", "organiser", "--ks", "huje"], "organiser", ("huje",)),
+        (["--role", "organiser", "--ks", "huje", "--label", "Društvo upokojencev"], "organiser", ("huje",)),
     ],
 )
-def test_token_create_prints_a_token_the_services_accept(tmp_path: Path, args: list[str], role: str, ks: tuple) -> None:
+def test_token_create_prints_a_token_stored_only_as_its_hash(tmp_path: Path, args: list[str], role: str, ks: tuple) -> None:
     env = {k: None for k in os.environ if k.startswith("KRANJ_")}
     env.update({"KRANJ_DATA_DIR": str(tmp_path), "KRANJ_SECRET_KEY": "k" * 40})
     result = CliRunner().invoke(app, ["token", "create", *args], env=env)
     assert result.exit_code == 0, result.output
     token = result.stdout.strip()
-    assert "\n" not in token  # stdout is the token alone: TOKEN=$(kranj token create ...)
-    staff = TokenSigner(Settings(data_dir=tmp_path, secret_key="k" * 40)).verify(token)
-    assert staff is not None and staff.role == role
-    if role == "admin":
-        assert staff.may_act_for("center")
-    else:
-        assert staff.ks == ks
-    if "--subject" in args:
-        assert staff.subject == "ana"
-    assert "Keep it secret" in result.stderr
+    assert "\n" not in token and token.startswith("kzv2.")  # stdout is the token alone: TOKEN=$(kranj token create ...)
+    assert "keep it secret" in result.stderr
+
+    store = AccountStore.from_settings(Settings(data_dir=tmp_path))
+
+    async def check() -> None:
+        try:
+            identity = await store.token_identity(token)
+            assert identity is not None and identity.role == role and identity.ks == ks
+            if "--subject" in args:
+                assert identity.subject == "ana"
+            async with store.engine.connect() as conn:
+                stored = (await conn.execute(sa.text("SELECT token_hash FROM api_tokens"))).scalars().all()
+            assert stored == [hashlib.sha256(token.encode()).hexdigest()]  # the hash, never the token
+        finally:
+            await store.dispose()
+
+    asyncio.run(check())
+    listed = CliRunner().invoke(app, ["token", "list", "--json"], env=env)
+    assert listed.exit_code == 0 and token not in listed.stdout
+    [row] = json.loads(listed.stdout)
+    assert row["role"] == role and row["revoked_at"] is None
+    revoked = CliRunner().invoke(app, ["token", "revoke", row["id"]], env=env)
+    assert revoked.exit_code == 0 and "revoked" in revoked.stdout
+    assert json.loads(CliRunner().invoke(app, ["token", "list", "--json"], env=env).stdout)[0]["revoked_at"]
+    again = CliRunner().invoke(app, ["token", "revoke", row["id"]], env=env)
+    assert again.exit_code == 1
 
 
 @pytest.mark.parametrize(
