@@ -146,6 +146,10 @@ class RabbitNode:
                 raise RuntimeError(f"the private RabbitMQ node {self.name} did not start in {timeout:.0f} s")
             time.sleep(0.3)
 
+    def log(self) -> str:
+        """The node's log file (warnings and errors)."""
+        return "".join(p.read_text(errors="replace") for p in (self.base / "log").glob("*.log"))
+
     def stop_app(self) -> None:
         self.ctl("stop_app")
 
