@@ -74,9 +74,10 @@ def test_db_upgrade_migrates_every_service_once_per_line_and_is_idempotent(
         result = kranj(tmp_path, "amqp://unused/", "db", "upgrade", KRANJ_BOOKING_DATABASE_URL=pg_database_url)
         assert result.exit_code == 0, result.output
         lines = result.stdout.splitlines()
-        assert [line.split(":")[0] for line in lines] == list(SERVICES)
+        assert [line.split(":")[0] for line in lines] == [*SERVICES, "accounts"]  # and the identity store
         assert "postgresql+asyncpg://" in lines[1]
-    assert {p.name for p in (tmp_path / "var").glob("*.db")} == {"events.db", "surveys.db", "notify.db"}
+        assert lines[-1].startswith("accounts: database at accounts_")
+    assert {p.name for p in (tmp_path / "var").glob("*.db")} == {"events.db", "surveys.db", "notify.db", "accounts.db"}
     one = kranj(tmp_path, "amqp://unused/", "db", "upgrade", "--service", "notify")
     assert one.exit_code == 0 and one.stdout.startswith("notify: database at notify_")
 
