@@ -84,6 +84,7 @@ async def get_room(room_id: str, request: Request) -> RoomOut:
     "/rooms/import",
     summary="Create or update rooms from a CSV (staff; comma or semicolon, UTF-8 with or without BOM)",
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
+    responses={422: {"description": "An empty file."}},
 )
 async def import_rooms(request: Request, staff: StaffDep) -> dict[str, Any]:
     body = await request.body()
@@ -93,7 +94,12 @@ async def import_rooms(request: Request, staff: StaffDep) -> dict[str, Any]:
     return {"created": result.created, "updated": result.updated, "errors": result.errors}
 
 
-@api.patch("/rooms/{room_id}", response_model=RoomOut, summary="Change a room's details and rules (staff)")
+@api.patch(
+    "/rooms/{room_id}",
+    response_model=RoomOut,
+    summary="Change a room's details and rules (staff)",
+    responses={409: {"description": "The new rules contradict each other (e.g. a minimum longer than the maximum)."}},
+)
 async def update_room(room_id: str, body: RoomRulesIn, request: Request, staff: StaffDep) -> RoomOut:
     ctx = _ctx(request)
     require_ks(staff, (await _room(ctx, room_id)).ks)
@@ -308,7 +314,12 @@ async def reject(booking_id: str, body: RejectIn, request: Request, staff: Staff
     response_model=BookingOut,
     summary="Cancel a booking (staff; or the requester with the signed token of their link)",
     dependencies=[rate_limit("link")],
-    responses={429: RATE_LIMITED},
+    responses={
+        401: {"description": "Neither a `token` nor a staff token."},
+        403: {"description": "The `token` is not this booking's, or the staff token is for another KS."},
+        409: {"description": "The booking cannot be cancelled any more."},
+        429: RATE_LIMITED,
+    },
 )
 async def cancel(
     booking_id: str,

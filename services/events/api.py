@@ -71,7 +71,12 @@ async def create_event(body: EventIn, request: Request, staff: StaffDep) -> Even
     return service.to_out(ctx.settings, event, personal=True)
 
 
-@api.post("/events/{event_id}/publish", response_model=EventOut, summary="Publish an event (staff)")
+@api.post(
+    "/events/{event_id}/publish",
+    response_model=EventOut,
+    summary="Publish an event (staff)",
+    responses={409: {"description": "Cancelled, or it waits for its room (booking has not confirmed it)."}},
+)
 async def publish_event(event_id: str, request: Request, staff: StaffDep) -> EventOut:
     ctx = _ctx(request)
     require_ks(staff, (await _load(ctx, event_id)).ks)
@@ -98,12 +103,18 @@ async def _update(event_id: str, patch: EventPatch, request: Request, staff: Sta
     summary="Change some fields of an event (staff)",
     description="A published event announces `events.event.updated`; when time, place or dates change, every "
     "registrant is told (`events.registration.event-changed`). More seats promote the waitlist.",
+    responses={409: {"description": "The change is not possible (a cancelled event, or fewer seats than registered)."}},
 )
 async def patch_event(event_id: str, body: EventPatch, request: Request, staff: StaffDep) -> EventOut:
     return await _update(event_id, body, request, staff)
 
 
-@api.put("/events/{event_id}", response_model=EventOut, summary="Replace an event's fields (staff; KS stays)")
+@api.put(
+    "/events/{event_id}",
+    response_model=EventOut,
+    summary="Replace an event's fields (staff; KS stays)",
+    responses={409: {"description": "Another KS, or the change is not possible (a cancelled event, fewer seats than registered)."}},
+)
 async def put_event(event_id: str, body: EventIn, request: Request, staff: StaffDep) -> EventOut:
     ctx = _ctx(request)
     if body.ks != (await _load(ctx, event_id)).ks:
@@ -212,7 +223,11 @@ async def get_event(event_id: str, request: Request) -> EventOut:
     summary="Register for an event (resident; staff may register someone by phone)",
     description="`confirmed` while seats are free, else `waitlisted`. The answer carries the signed `cancel_url`.",
     dependencies=[rate_limit("registration")],
-    responses={429: RATE_LIMITED},
+    responses={
+        403: {"description": "A staff token for another KS."},
+        409: {"description": "The event takes no registrations (a draft, cancelled, over, or without registration)."},
+        429: RATE_LIMITED,
+    },
 )
 async def register(event_id: str, body: RegistrationIn, request: Request) -> RegistrationOut:
     ctx = _ctx(request)
@@ -233,7 +248,11 @@ async def register(event_id: str, body: RegistrationIn, request: Request) -> Reg
     summary="Cancel a registration (the registrant's signed `?token=`, or a staff token)",
     description="Frees the seat; the first on the waitlist is confirmed in the same transaction and told.",
     dependencies=[rate_limit("link")],
-    responses={429: RATE_LIMITED},
+    responses={
+        401: {"description": "Neither a `token` nor a staff token."},
+        403: {"description": "The `token` is not this registration's, or the staff token is for another KS."},
+        429: RATE_LIMITED,
+    },
 )
 async def cancel_registration(
     registration_id: str,

@@ -960,6 +960,7 @@ async def cancel_registration(
         event = await _lock_event(session, db, reg.event_id)
         await session.refresh(reg)  # read again under the event's lock
         if reg.status == "cancelled":
+            session.expunge(reg)  # keep its loaded fields: the rollback would expire them
             await session.rollback()
             return reg, []
         reg.status = "cancelled"

@@ -46,6 +46,7 @@ def _known_ks(ks: str) -> str:
     status_code=status.HTTP_201_CREATED,
     response_model=SubscriberOut,
     summary="Subscribe a resident on their behalf (staff); consent recorded as staff-entered",
+    responses={409: {"description": "That email address or phone number is subscribed already."}},
 )
 async def add_subscriber(body: SubscriberIn, request: Request, staff: StaffDep) -> SubscriberOut:
     for ks in body.ks:
@@ -315,7 +316,11 @@ class InboundSmsResult(BaseModel):
     "removes SMS from that number's subscription (which ends when no channel is left) and skips SMS still "
     "queued for it. Other texts are acknowledged and ignored. Limited per sender number (429 with Retry-After).",
     dependencies=[rate_limit("sms_inbound")],
-    responses={429: RATE_LIMITED},
+    responses={
+        401: {"description": "Not the gateway's token."},
+        404: {"description": "No gateway token is configured."},
+        429: RATE_LIMITED,
+    },
 )
 async def sms_inbound(
     body: InboundSms, request: Request, authorization: str | None = Header(default=None)

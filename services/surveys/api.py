@@ -123,12 +123,22 @@ async def _staff_action(request: Request, staff: Staff, survey_id: str, action: 
     return service.to_out(ctx.settings, survey, definition)
 
 
-@api.post("/surveys/{survey_id}/open", response_model=SurveyOut, summary="Open for answers; announces surveys.survey.opened (staff)")
+@api.post(
+    "/surveys/{survey_id}/open",
+    response_model=SurveyOut,
+    summary="Open for answers; announces surveys.survey.opened (staff)",
+    responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
+)
 async def open_survey(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
     return await _staff_action(request, staff, survey_id, service.open_survey)
 
 
-@api.post("/surveys/{survey_id}/close", response_model=SurveyOut, summary="Stop taking answers; announces surveys.survey.closed (staff)")
+@api.post(
+    "/surveys/{survey_id}/close",
+    response_model=SurveyOut,
+    summary="Stop taking answers; announces surveys.survey.closed (staff)",
+    responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
+)
 async def close_survey(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
     return await _staff_action(request, staff, survey_id, service.close_survey)
 
@@ -137,6 +147,7 @@ async def close_survey(survey_id: str, request: Request, staff: StaffDep) -> Sur
     "/surveys/{survey_id}/results/publish",
     response_model=SurveyOut,
     summary="Show the results (no free text) on the public page; announces surveys.results.published (staff)",
+    responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
 )
 async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
     return await _staff_action(request, staff, survey_id, service.publish_results)
@@ -149,6 +160,8 @@ async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> 
     summary="Answer a survey (resident, no token); staff enter paper answers with channel=paper",
     responses={
         400: {"description": "The `invitation` is forged, altered, or for another survey."},
+        401: {"description": "`channel: paper` without a staff token."},
+        403: {"description": "`channel: paper` with a staff token for another KS."},
         409: {"description": "The survey is not open (yet, or any more), or this invitation has already answered."},
         422: {"description": "Says which question is wrong."},
         429: {**RATE_LIMITED, "description": "Too many answers from one address (per minute, or today): wait `Retry-After` seconds."},

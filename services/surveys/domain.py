@@ -168,6 +168,12 @@ class TemplateRequest(BaseModel):
     opens_at: AwareDatetime | None = None
     closes_at: AwareDatetime | None = None
 
+    @model_validator(mode="after")
+    def _check(self) -> TemplateRequest:
+        if self.opens_at and self.closes_at and self.closes_at <= self.opens_at:
+            raise ValueError("closes_at must be after opens_at")
+        return self
+
 
 # --------------------------------------------------------------------------------------
 # The needs-assessment template: the four questions of the source document's workshops

@@ -32,6 +32,7 @@ from ..migrations import upgrade_async
 from ..settings import Settings
 from . import unavailable
 from .csrf import Csrf, CsrfCookieMiddleware, csrf_field, csrf_protect, csrf_token, secure_cookies
+from .openapi import document_errors
 
 log = logging.getLogger("kranj.web")
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
@@ -218,6 +219,7 @@ def create_service_app(
 
     for router in routers:
         app.include_router(router)
+    document_errors(app)  # /openapi.json says what the JSON error handlers answer
     return app
 
 
