@@ -31,13 +31,43 @@ def scrub(text: str) -> str:
     return _PHONE_RE.sub(lambda m: f"{m[1]}***{m[2]}", text)
 
 
+# Attributes every LogRecord has; anything else on a record came from `extra=`.
+_RECORD_FIELDS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+
+
+def _scrub_value(value: object) -> object:
+    if isinstance(value, str):
+        return scrub(value)
+    if isinstance(value, (bytes, bytearray)):
+        return scrub(bytes(value).decode("utf-8", "replace"))
+    if isinstance(value, (list, tuple)):
+        return [_scrub_value(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrub_value(v) for k, v in value.items()}
+    return value
+
+
 class _ScrubFilter(logging.Filter):
+    """Masks contact data in everything a record carries to the output: the message with its
+    arguments (of any type), every `extra=` field, the exception and the stack (issue #8)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.__dict__.pop("color_message", None)  # uvicorn's ANSI copy of the message
-        if isinstance(record.msg, str):
-            record.msg = scrub(record.msg)
-        if record.args:
-            record.args = tuple(scrub(a) if isinstance(a, str) else a for a in record.args)  # type: ignore[assignment]
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a bad format string: keep what there is
+            message = str(record.msg)
+        record.msg, record.args = scrub(message), None
+        for key, value in list(record.__dict__.items()):
+            if key not in _RECORD_FIELDS:
+                record.__dict__[key] = _scrub_value(value)
+        if record.exc_info and record.exc_info[0] is not None:
+            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None  # formatters print exc_text instead
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        if record.stack_info:
+            record.stack_info = scrub(record.stack_info)
         return True
 
 

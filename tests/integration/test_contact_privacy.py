@@ -6,13 +6,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import uuid
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime
 from pathlib import Path
 
+import aio_pika
+import httpx
 import pytest
-from conftest import make_settings, wait_until
+from conftest import TEST_ADMIN_TOKEN, make_settings, wait_until
 from sqlmodel import select
 
 from services.notify import service
@@ -42,17 +46,44 @@ def _eml(path: Path, to: str, when) -> None:
 async def _given_deliveries(db: Database, now) -> dict[str, str]:
     old, recent = now - timedelta(days=DAYS + 10), now - timedelta(days=DAYS - 10)
     rows = {
-        "old-sent": Delivery(channel="email", address="ana.novak@example.si", status="sent", attempts=1,
-                             next_attempt_at=None, created_at=old, sent_at=old),  # fmt: skip
-        "old-failed": Delivery(channel="sms", address="+38640123456", status="failed-permanent", attempts=1,
-                               next_attempt_at=None, created_at=old,
-                               last_error="gateway refused with 400: +38640123456 is blocked"),  # fmt: skip
-        "old-skipped": Delivery(channel="email", address="b.kos@example.si", status="skipped", next_attempt_at=None,
-                                created_at=old, last_error="550 <b.kos@example.si>: no such user"),  # fmt: skip
-        "old-but-due": Delivery(channel="email", address="due@example.si", status="queued", next_attempt_at=now,
-                                created_at=old),  # fmt: skip
-        "recent": Delivery(channel="email", address="mlad@example.si", status="sent", attempts=1,
-                           next_attempt_at=None, created_at=recent, sent_at=recent),  # fmt: skip
+        "old-sent": Delivery(
+            channel="email",
+            address="ana.novak@example.si",
+            status="sent",
+            attempts=1,
+            next_attempt_at=None,
+            created_at=old,
+            sent_at=old,
+        ),
+        "old-failed": Delivery(
+            channel="sms",
+            address="+38640123456",
+            status="failed-permanent",
+            attempts=1,
+            next_attempt_at=None,
+            created_at=old,
+            last_error="gateway refused with 400: +38640123456 is blocked",
+        ),
+        "old-skipped": Delivery(
+            channel="email",
+            address="b.kos@example.si",
+            status="skipped",
+            next_attempt_at=None,
+            created_at=old,
+            last_error="550 <b.kos@example.si>: no such user",
+        ),
+        "old-but-due": Delivery(
+            channel="email", address="due@example.si", status="queued", next_attempt_at=now, created_at=old
+        ),
+        "recent": Delivery(
+            channel="email",
+            address="mlad@example.si",
+            status="sent",
+            attempts=1,
+            next_attempt_at=None,
+            created_at=recent,
+            sent_at=recent,
+        ),
     }
     async with db.session() as session:
         notice = Notice(source="/test", source_id="n-1", title="Izklop vode", body="V torek.", ks=["huje"])
@@ -82,11 +113,12 @@ async def test_retention_strips_old_contact_data_once_across_two_replicas(tmp_pa
         _eml(outbox / "email" / "old.eml", "ana.novak@example.si", old)
         _eml(outbox / "email" / "recent.eml", "mlad@example.si", recent)
         (outbox / "sms.jsonl").write_text(
-            json.dumps({"to": "+38640123456", "text": "Izklop vode", "reference": "x", "at": old.isoformat()}) + "\n"
+            json.dumps({"to": "+38640123456", "text": "Izklop vode", "reference": "x", "at": old.isoformat()})
+            + "\n"
             + json.dumps({"to": "+38641999888", "text": "Izklop vode", "reference": "y", "at": recent.isoformat()})
             + "\n",
             encoding="utf-8",
-        )  # fmt: skip
+        )
         counts_before = await service.delivery_summary(replica_a, ids["notice"])
 
         runs = await asyncio.gather(
@@ -118,8 +150,14 @@ async def test_retention_strips_old_contact_data_once_across_two_replicas(tmp_pa
 
         # The service runs the job by itself (now, then hourly): a new old delivery loses its address.
         async with replica_a.session() as session:
-            late = Delivery(notice_id=ids["notice"], channel="sms", address="+38651222333", status="sent",
-                            next_attempt_at=None, created_at=old)  # fmt: skip
+            late = Delivery(
+                notice_id=ids["notice"],
+                channel="sms",
+                address="+38651222333",
+                status="sent",
+                next_attempt_at=None,
+                created_at=old,
+            )
             session.add(late)
             await session.commit()
             late_id = late.id
@@ -150,3 +188,134 @@ async def test_retention_strips_old_contact_data_once_across_two_replicas(tmp_pa
         data = Path(database_url.split("///", 1)[1]).read_bytes()
         assert b"ana.novak@example.si" not in data and b"+38640123456" not in data
 
+
+# --------------------------------------------------------------------------------------
+# Contact data never in logs
+# --------------------------------------------------------------------------------------
+RESIDENTS = {"ana.novak@example.si": "+38640123456", "b.kos@example.si": "+38641222333"}
+SPELLINGS = [
+    *RESIDENTS,
+    *RESIDENTS.values(),
+    *(p.replace("+386", "0") for p in RESIDENTS.values()),  # 040123456
+    *(p.replace("+", "00") for p in RESIDENTS.values()),  # 0038640123456
+    "mladi.prostovoljec@example.si",
+    "+38631444555",
+]
+
+
+async def test_no_contact_data_in_the_logs_of_a_fanout_a_subscription_and_dead_letters(
+    tmp_path, amqp_url, smtp_server, sms_gateway, monkeypatch
+):
+    import io
+
+    from services.notify.app import create_app
+    from shared import bus, logs
+
+    stream = io.StringIO()
+    saved = logging.getLogger().handlers[:], logging.getLogger().level
+    logs.configure("notify", fmt="json", level="DEBUG")
+    logging.getLogger().handlers[0].setStream(stream)
+    monkeypatch.setattr(bus, "HANDLER_ATTEMPTS", 2)  # the failing handler gives up after one retry
+
+    async def crash(*_: object, email: str | None = None, phone: str | None = None, **__: object) -> None:
+        raise RuntimeError(f"could not add the volunteer {email} / {phone}")
+
+    monkeypatch.setattr(service, "add_volunteer", crash)
+    smtp_server.replies.append("550 5.1.1 <ana.novak@example.si>: no such user here")
+    sms_gateway.statuses.extend([400])
+    settings = make_settings(
+        tmp_path, amqp_url, log_format="json", log_level="DEBUG", **smtp_server.settings(), **sms_gateway.settings()
+    )
+    app = create_app(settings)
+    try:
+        async with app.router.lifespan_context(app):
+            api = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app),
+                base_url="http://notify.test",
+                headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"},
+            )
+            async with api:
+                for email, phone in RESIDENTS.items():
+                    answer = await api.post(
+                        "/api/v1/subscribers",
+                        json={
+                            "email": email,
+                            "phone": phone.replace("+386", "0"),
+                            "ks": ["primskovo"],
+                            "channels": ["email", "sms"],
+                        },
+                    )
+                    assert answer.status_code == 201, answer.text
+                clash = await api.post("/api/v1/subscribers", json={"email": "ana.novak@example.si", "ks": ["huje"]})
+                assert clash.status_code in (200, 201, 409, 422), clash.text
+            connection = await aio_pika.connect(amqp_url)
+            async with connection:
+                channel = await connection.channel(publisher_confirms=True)
+                exchange = await channel.get_exchange("kranj", ensure=False)
+                bodies = {
+                    "notify.notice.requested": [
+                        {"title": "Izklop vode", "body": "V torek ne bo vode.", "ks": ["primskovo"]},
+                        # refused: the reason quotes the value, a resident's address
+                        {
+                            "title": "Obvestilo",
+                            "body": "Pišite.",
+                            "ks": ["primskovo"],
+                            "url": "mailto:ana.novak@example.si",
+                        },
+                    ],
+                    "surveys.respondent.volunteered": [
+                        {
+                            "survey_id": "s-1",
+                            "survey_title": "Potrebe",
+                            "ks": "primskovo",
+                            "email": "mladi.prostovoljec@example.si",
+                            "phone": "+38631444555",
+                            "channels": ["email"],
+                            "consent_text": "Soglašam.",
+                            "consent_at": "2026-11-24T09:00:00Z",
+                            "consent_source": "web",
+                        },
+                    ],
+                }
+                for key, items in bodies.items():
+                    for data in items:
+                        envelope = {
+                            "specversion": "1.0",
+                            "id": str(uuid.uuid4()),
+                            "source": "/test",
+                            "type": f"si.kranj.{key}.v1",
+                            "data": data,
+                        }
+                        await exchange.publish(
+                            aio_pika.Message(json.dumps(envelope).encode(), delivery_mode=2), routing_key=key
+                        )
+
+                async def two_dead() -> bool:
+                    queue = await channel.declare_queue("kranj.dead", passive=True)
+                    return (queue.declaration_result.message_count or 0) >= 2
+
+                await wait_until(two_dead, timeout=30, message="two dead letters")
+
+            async def all_final() -> bool:
+                async with app.state.ctx.db.session() as session:
+                    states = (await session.exec(select(Delivery.status))).all()
+                return len(states) == 4 and all(s in ("sent", "failed-permanent") for s in states)
+
+            await wait_until(all_final, timeout=30, message="every delivery sent or failed for good")
+    finally:
+        logging.getLogger().handlers[:], level = saved
+        logging.getLogger().setLevel(level)
+
+    text = stream.getvalue()
+    lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    messages = {line.get("message") for line in lines}
+    # The log really covers what matters here ...
+    assert {"delivery sent", "delivery failed-permanent", "message dead-lettered", "giving up on message"} <= messages
+    assert any("a***@example.si" in line for line in text.splitlines()), "masked contacts are logged"
+    # ... and never names a resident.
+    leaks = [(s, line) for s in SPELLINGS for line in text.splitlines() if s.lower() in line.lower()]
+    [retry] = [line for line in lines if line["message"] == "handler failed, message will be redelivered"]
+    assert "RuntimeError: could not add the volunteer m***@example.si / +386***55" in retry["exc_info"]
+    reasons = [line["reason"] for line in lines if line["message"] == "message dead-lettered"]
+    assert any("mailto:a***@example.si" in r for r in reasons) and any("m***@example.si" in r for r in reasons)
+    assert leaks == [], leaks

@@ -157,7 +157,9 @@ def test_subscriber_erase_reaches_booking_and_surveys(tmp_path, amqp_url, monkey
     for name in SERVICES:
         monkeypatch.setenv(f"KRANJ_{name.upper()}_DATABASE_URL", settings.database_url(name))
 
-    result = CliRunner().invoke(cli, ["subscriber", "erase", "--email", "tina.zupan@example.si", "--phone", "041 777 888"])
+    result = CliRunner().invoke(
+        cli, ["subscriber", "erase", "--email", "tina.zupan@example.si", "--phone", "041 777 888"]
+    )
     assert result.exit_code == 0, result.output
     assert "booking: 1 bookings" in result.output
     assert "surveys: 1 outbox_messages" in result.output

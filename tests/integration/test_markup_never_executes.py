@@ -35,8 +35,8 @@ STAFF = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 
 SCRIPT = "<script>alert('s')</script>"
 IMG = "<img src=x onerror=alert('i')>"
-SVG = '"><svg onload=alert(\'v\')>'
-JS_LINK = '<a href="javascript:alert(\'a\')">klik</a>'
+SVG = "\"><svg onload=alert('v')>"
+JS_LINK = "<a href=\"javascript:alert('a')\">klik</a>"
 MD_LINK = "[poglej](javascript:alert('m'))"
 TITLE = f"Izklop {IMG}{SVG}"  # a notice title has at most 120 characters
 BODY = f"Voda {SCRIPT} {IMG} {SVG} {JS_LINK} {MD_LINK} konec."
