@@ -4,16 +4,20 @@
 # data volume is first initialised (/docker-entrypoint-initdb.d/); it is also safe to
 # run again by hand: what exists is left alone.
 #
+# The identity store every service checks staff against (accounts, sessions, API tokens)
+# has a database and role of its own too: kranj_accounts.
+#
 # Passwords come from the container's environment (see .env.example):
-#   EVENTS_DB_PASSWORD, BOOKING_DB_PASSWORD, SURVEYS_DB_PASSWORD, NOTIFY_DB_PASSWORD
+#   EVENTS_DB_PASSWORD, BOOKING_DB_PASSWORD, SURVEYS_DB_PASSWORD, NOTIFY_DB_PASSWORD,
+#   ACCOUNTS_DB_PASSWORD
 # Changing one later needs `ALTER ROLE <service> PASSWORD '...'` as well: this script
 # does not run again on an initialised volume.
 set -euo pipefail
 
 create_service_database() {
-    local name="$1" password="$2"
+    local name="$1" password="$2" variable="${3:-${1^^}_DB_PASSWORD}"
     if [[ -z "$password" ]]; then
-        echo "kranj init: no password for the $name database (set ${name^^}_DB_PASSWORD)" >&2
+        echo "kranj init: no password for the $name database (set $variable)" >&2
         exit 1
     fi
     psql -v ON_ERROR_STOP=1 --no-psqlrc --username "${POSTGRES_USER:-postgres}" --dbname "${POSTGRES_DB:-postgres}" \
@@ -32,3 +36,4 @@ create_service_database events  "${EVENTS_DB_PASSWORD:-}"
 create_service_database booking "${BOOKING_DB_PASSWORD:-}"
 create_service_database surveys "${SURVEYS_DB_PASSWORD:-}"
 create_service_database notify  "${NOTIFY_DB_PASSWORD:-}"
+create_service_database kranj_accounts "${ACCOUNTS_DB_PASSWORD:-}" ACCOUNTS_DB_PASSWORD
