@@ -13,12 +13,13 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from booking_helpers import booking_body, future_day
-from conftest import GENEROUS_RATE_LIMITS, TEST_ADMIN_TOKEN, make_settings, serve_app, wait_until
+from conftest import GENEROUS_RATE_LIMITS, TEST_ADMIN_TOKEN, free_port, make_settings, serve_app, wait_until
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
 
@@ -313,3 +314,27 @@ def test_rate_limits_are_checked_when_the_settings_are_read():
     assert Settings(rate_limit_sms_code="10/10 minutes; 50/day").rate_limit_sms_code == "10/10 minutes; 50/day"
     with pytest.raises(ValidationError, match="a rate limit must look like"):
         Settings(rate_limit_booking="plenty")
+
+
+async def test_behind_the_real_gateway_a_resident_cannot_choose_their_address(tmp_path, amqp_url):
+    """deploy/nginx/gateway.conf (Debian's nginx, as test_ops_gateway runs it) replaces the
+    client's own X-Forwarded-For with its peer's address: writing a new one on each request
+    does not escape the limit. (With `$proxy_add_x_forwarded_for` it did.)"""
+    from test_ops_gateway import NGINX, SERVICES, local_config, nginx
+
+    assert Path(NGINX).exists(), "nginx is not installed (apt-get install nginx; .ci/run does it)"
+    async with served("events", tmp_path, amqp_url, rate_limit_registration="2/minute") as (_, client):
+        event_id = await _published_event(client)
+        port = int(str(client.base_url).rstrip("/").rsplit(":", 1)[1])
+        prefix = tmp_path / "nginx"
+        prefix.mkdir()
+        listen = free_port()
+        config = local_config(dict.fromkeys(SERVICES, port), listen, prefix)
+        async with nginx(config, prefix, listen) as gateway, httpx.AsyncClient(base_url=gateway, timeout=30) as outside:
+            url = f"/api/v1/events/{event_id}/registrations"
+            answers = [
+                await outside.post(url, json=registration(), headers={"X-Forwarded-For": f"192.0.2.{n}"})
+                for n in range(3)
+            ]
+        assert [a.status_code for a in answers] == [201, 201, 429], [a.text for a in answers]
+        assert answers[2].json()["detail"].startswith(SLOVENIAN["address"])

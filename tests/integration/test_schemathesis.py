@@ -14,6 +14,7 @@ import asyncio
 import sys
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
+from pathlib import Path
 
 import httpx
 import pytest
@@ -53,7 +54,7 @@ async def _seed(service: str, client: httpx.AsyncClient) -> None:
         await client.post(f"/api/v1/surveys/{created.json()['id']}/open", headers=STAFF)
 
 
-async def _schemathesis(base: str, *headers: str) -> tuple[int, str]:
+async def _schemathesis(base: str, workdir: Path, *headers: str) -> tuple[int, str]:
     args = [
         sys.executable, "-m", "schemathesis.cli", "run", f"{base}/openapi.json",
         "--checks", CHECKS,
@@ -71,8 +72,8 @@ async def _schemathesis(base: str, *headers: str) -> tuple[int, str]:
     for header in headers:
         args += ["-H", header]
     process = await asyncio.create_subprocess_exec(
-        *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
+        *args, cwd=workdir, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+    )  # in the test's own directory: schemathesis keeps a crash cache (.schemathesis/) where it runs
     out, _ = await process.communicate()
     return process.returncode or 0, out.decode(errors="replace")
 
@@ -85,5 +86,5 @@ async def test_schemathesis_finds_no_server_error_and_no_schema_violation(servic
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             await _seed(service, client)
         for who, headers in (("resident", ()), ("staff", (f"Authorization: Bearer {TEST_ADMIN_TOKEN}",))):
-            code, report = await _schemathesis(base, *headers)
+            code, report = await _schemathesis(base, tmp_path, *headers)
             assert code == 0, f"schemathesis as {who} against {service}:\n{report[-20000:]}"
