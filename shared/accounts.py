@@ -252,11 +252,11 @@ class AccountStore:
             "password_changed_at": now,
             "last_login_at": None,
         }
-        async with self.engine.begin() as conn:
-            exists = await conn.scalar(sa.select(accounts_table.c.id).where(accounts_table.c.email == email))
-            if exists:
-                raise AccountError(f"an account for {email} exists already")
-            await conn.execute(accounts_table.insert().values(**values))
+        try:
+            async with self.engine.begin() as conn:
+                await conn.execute(accounts_table.insert().values(**values))
+        except sa.exc.IntegrityError:
+            raise AccountError(f"an account for {email} exists already") from None
         return await self.get_account(email)  # type: ignore[return-value]
 
     async def get_account(self, email: str) -> Account | None:

@@ -310,3 +310,54 @@ async def test_chromium_login_staff_page_staff_form_and_logout(tmp_path, amqp_ur
         assert "Odjavljeni ste" in await page.content()
         await page.goto(f"{base}/events/osebje/")
         assert page.url.startswith(f"{base}/login")  # the session is closed on the server
+
+
+# --------------------------------------------------------------------------------------
+# The CLI for accounts; sessions end when idle, disabled or the password changes
+# --------------------------------------------------------------------------------------
+async def test_cli_accounts_and_the_ends_of_a_session(tmp_path):
+    settings = make_settings(tmp_path, NOWHERE)
+    env = {"KRANJ_DATA_DIR": str(tmp_path)}
+
+    async def kranj(*args: str, stdin: str | None = None) -> Any:
+        return await asyncio.to_thread(CliRunner().invoke, cli, list(args), input=stdin, env=env)
+
+    added = await kranj("staff", "add", "--email", "Peter@Kranj.si", "--role", "ks-staff", "--ks", "huje",
+                        "--password-stdin", stdin=PASSWORD + "\n")  # fmt: skip
+    assert added.exit_code == 0 and "peter@kranj.si" in added.stdout, added.output
+    again = await kranj("staff", "add", "--email", "peter@kranj.si", "--role", "admin", "--password-stdin", stdin=PASSWORD + "\n")
+    assert again.exit_code == 2 and "exists already" in again.stderr
+    short = await kranj("staff", "add", "--email", "kratko@kranj.si", "--role", "admin", "--password-stdin", stdin="kratko\n")
+    assert short.exit_code == 2 and "vsaj 10 znakov" in short.stderr
+    listed = await kranj("staff", "list")
+    assert "peter@kranj.si" in listed.stdout and "$argon2" not in listed.stdout
+
+    async with asgi("events", settings) as (app, client):
+        store = app.state.ctx.accounts
+
+        async def signed_in() -> bool:
+            return (await client.get("/events/osebje/", headers=HTML)).status_code == 200
+
+        await login(client, "peter@kranj.si")
+        assert await signed_in()
+        async with store.engine.begin() as conn:  # twelve hours without use
+            await conn.execute(sa.text("UPDATE staff_sessions SET expires_at = :t"), {"t": datetime.now(UTC) - timedelta(seconds=1)})
+        assert not await signed_in()
+
+        await login(client, "peter@kranj.si")
+        assert await signed_in()
+        changed = await kranj("staff", "passwd", "--email", "peter@kranj.si", "--password-stdin", stdin="novo-geslo-2027\n")
+        assert changed.exit_code == 0, changed.output
+        assert not await signed_in()  # a new password ends the open sessions
+
+        await login(client, "peter@kranj.si", "novo-geslo-2027")
+        assert await signed_in()
+        assert (await kranj("staff", "disable", "--email", "peter@kranj.si")).exit_code == 0
+        assert not await signed_in()
+        token = await form_token(client, "/login")
+        refused = await client.post("/login", data={"email": "peter@kranj.si", "password": "novo-geslo-2027", "csrf_token": token})
+        assert refused.status_code == 401
+        assert (await kranj("staff", "enable", "--email", "peter@kranj.si")).exit_code == 0
+        await login(client, "peter@kranj.si", "novo-geslo-2027")
+        assert await signed_in()
+        assert (await kranj("staff", "disable", "--email", "nihce@kranj.si")).exit_code == 1
