@@ -112,7 +112,7 @@ async def wait_until(
 
 def make_settings(tmp_path: Path, amqp_url: str, **overrides: Any) -> Settings:
     """Settings for one test: data under `tmp_path`, broker `amqp_url`, no quiet hours,
-    admin token `test-admin-token`, a fixed secret key, one SQLite file per service under
+    admin token `test-admin-token`, a fixed secret key, one SQLite file per service (and `accounts.db`, the identity store) under
     `tmp_path`, no SMTP/SMS (file outboxes), rate limits far above what a test sends and a
     short graceful timeout. `overrides` win
     (e.g. `events_database_url=database_url`, `**smtp_server.settings()`).
@@ -142,6 +142,7 @@ def make_settings(tmp_path: Path, amqp_url: str, **overrides: Any) -> Settings:
     }
     for service in SERVICES:
         values[f"{service}_database_url"] = f"sqlite+aiosqlite:///{(tmp_path / f'{service}.db').resolve()}"
+    values["accounts_database_url"] = f"sqlite+aiosqlite:///{(tmp_path / 'accounts.db').resolve()}"  # the identity store
     values.update(overrides)
     return Settings(**values)
 
