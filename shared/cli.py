@@ -443,7 +443,14 @@ async def _erase_everywhere(settings: Settings, email: str | None, phone: str | 
         else:
             details = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing found"
             out(f"{name}: {details}")
-    held = await erase_from_dead_letters(settings, email, phone)
+    try:
+        held = await erase_from_dead_letters(settings, email, phone)
+    except typer.Exit:
+        err(
+            "kranj: the databases are done, but the dead letters in kranj.dead and kranj.rejected were not "
+            "checked: run the same erasure again once RabbitMQ is reachable"
+        )
+        raise
     out(
         f"broker: rewrote {held.get(DEAD, 0)} dead letter(s) in {DEAD} and {held.get(REJECTED, 0)} "
         f"rejection(s) in {REJECTED} without the contact data of {who}; every other message kept"
