@@ -18,13 +18,16 @@ from shared.db import Database
 pytestmark = pytest.mark.integration
 
 
-def kranj(tmp_path: Path, database_url: str, *args: str) -> Any:
+NO_BROKER = "amqp://guest:guest@127.0.0.1:1/"
+
+
+def kranj(tmp_path: Path, database_url: str, *args: str, amqp: str = NO_BROKER) -> Any:
     env: dict[str, str | None] = {k: None for k in os.environ if k.startswith("KRANJ_")}
     env.update(
         {
             "KRANJ_DATA_DIR": str(tmp_path / "var"),
             "KRANJ_NOTIFY_DATABASE_URL": database_url,
-            "KRANJ_AMQP_URL": "amqp://guest:guest@127.0.0.1:1/",  # these commands never need it
+            "KRANJ_AMQP_URL": amqp,  # add/import never need it; erase also clears dead letters
         }
     )
     return CliRunner().invoke(app, list(args), env=env)
@@ -141,7 +144,7 @@ def test_import_of_an_unusable_file_exits_2(tmp_path: Path) -> None:
     assert missing.exit_code == 2 and "cannot read" in missing.stderr
 
 
-def test_erase_removes_the_resident_and_says_where(tmp_path: Path, database_url: str) -> None:
+def test_erase_removes_the_resident_and_says_where(tmp_path: Path, database_url: str, amqp_url: str) -> None:
     kranj(
         tmp_path,
         database_url,
@@ -155,13 +158,18 @@ def test_erase_removes_the_resident_and_says_where(tmp_path: Path, database_url:
         "040123456",
     )
     kranj(tmp_path, database_url, "subscriber", "add", "--ks", "center", "--email", "bojan@example.si")
-    result = kranj(tmp_path, database_url, "subscriber", "erase", "--phone", "+386 40 123 456")
+    result = kranj(tmp_path, database_url, "subscriber", "erase", "--phone", "+386 40 123 456", amqp=amqp_url)
     assert result.exit_code == 0, result.output
     assert "notify: removed 1 subscription(s)" in result.stdout
     # booking, surveys and events (registrations) hold contact data too
     assert "booking:" in result.stdout and "surveys:" in result.stdout and "events:" in result.stdout
     assert "every service" in result.stdout
     assert [r.email for r, _ in subscribers(database_url)] == ["bojan@example.si"]
-    nothing = kranj(tmp_path, database_url, "subscriber", "erase", "--email", "nobody@example.si")
+    nothing = kranj(tmp_path, database_url, "subscriber", "erase", "--email", "nobody@example.si", amqp=amqp_url)
     assert nothing.exit_code == 0 and "removed 0 subscription(s)" in nothing.stdout
+    # Without the broker the databases are done, but the dead letters are not: it says so, exit 1.
+    kranj(tmp_path, database_url, "subscriber", "add", "--ks", "center", "--email", "cilka@example.si")
+    offline = kranj(tmp_path, database_url, "subscriber", "erase", "--email", "cilka@example.si")
+    assert offline.exit_code == 1 and "removed 1 subscription(s)" in offline.stdout
+    assert "dead letters" in offline.output and "again" in offline.output
     assert kranj(tmp_path, database_url, "subscriber", "erase").exit_code == 2
