@@ -9,7 +9,8 @@ import sys
 from pythonjsonlogger.json import JsonFormatter
 
 _EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
-_PHONE_RE = re.compile(r"(\+?\d{3})[\d ]{4,}(\d{2})")
+# Not inside a word or an id (uuids, hex digests, timestamps stay readable for correlation).
+_PHONE_RE = re.compile(r"(?<![\w-])(\+?\d{3})[\d ]{4,}(\d{2})(?![\w-])")
 
 
 def mask_email(value: str | None) -> str:
