@@ -46,8 +46,10 @@ NEW_COOKIE_KEY = "kranj_csrf_new"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 FORM_TYPES = frozenset({"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"})
 REFUSED = (
-    "Obrazec ni bil poslan s te strani ali je potekel: osvežite stran in poskusite znova. "
-    "/ The form did not come from this site or has expired: reload the page and try again."
+    "Obrazec ni bil poslan s te strani ali je potekel: osvežite stran in poskusite znova "
+    "(brskalnik mora dovoliti piškotke te strani). "
+    "/ The form did not come from this site or has expired: reload the page and try again "
+    "(your browser must accept this site's cookies)."
 )
 REFUSED_SCRIPT = (
     "Zahteva s sejo potrebuje glavo X-CSRF-Token ali mora priti s te strani. "
