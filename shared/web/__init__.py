@@ -228,8 +228,15 @@ LOGGED_OUT = "Odjavljeni ste. / You have logged out."
 
 
 def _safe_next(value: str | None) -> str:
-    """Only a path on this site (no `//host`, no scheme) may follow a login."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+    """Only a path on this site (no `//host`, no scheme) may follow a login. Browsers drop
+    tabs and newlines inside URLs (`/<TAB>/evil.example` is `//evil.example`): refuse them."""
+    if (
+        value
+        and value.startswith("/")
+        and not value.startswith("//")
+        and "\\" not in value
+        and all(" " < ch != "\x7f" for ch in value)
+    ):
         return value
     return "/"
 

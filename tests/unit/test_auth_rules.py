@@ -1,0 +1,54 @@
+"""Pure rules of staff identity (no I/O): where a login may lead, which scopes a token or
+an account may have, how the session cookie is read."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.accounts import AccountError, check_password, check_scope
+from shared.auth import Staff, _cookie
+from shared.web import _safe_next
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("/events/osebje/", "/events/osebje/"),
+        ("/rooms/osebje/prosnje?done=odobri", "/rooms/osebje/prosnje?done=odobri"),
+        ("//evil.example/", "/"),
+        ("/\t/evil.example", "/"),  # browsers drop the tab: //evil.example
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("javascript:alert(1)", "/"),
+        ("", "/"),
+        (None, "/"),
+    ],
+)
+def test_a_login_leads_only_to_a_path_on_this_site(given: str | None, expected: str) -> None:
+    assert _safe_next(given) == expected
+
+
+def test_scopes_are_checked() -> None:
+    assert check_scope("ks-staff", ["primskovo", "center", "primskovo"]) == ["center", "primskovo"]
+    assert check_scope("admin", []) == []
+    assert check_scope("organiser", ["*"]) == ["*"]
+    with pytest.raises(AccountError, match="at least one KS"):
+        check_scope("ks-staff", [])
+    with pytest.raises(AccountError, match="unknown KS atlantida"):
+        check_scope("organiser", ["atlantida"])
+    with pytest.raises(AccountError, match="role must be one of"):
+        check_scope("mayor", [])
+    with pytest.raises(AccountError, match="vsaj 10 znakov"):
+        check_password("kratko")
+
+
+def test_ks_staff_act_only_for_their_ks() -> None:
+    mojca = Staff(subject="mojca@kranj.si", role="ks-staff", ks=("primskovo",))
+    assert mojca.may_act_for("primskovo") and not mojca.may_act_for("britof")
+    assert Staff(subject="ana", role="admin").may_act_for("britof")
+
+
+def test_the_session_cookie_is_read_from_the_header() -> None:
+    assert _cookie("a=1; kranj_staff=kzs.abc; kranj_csrf=x", "kranj_staff") == "kzs.abc"
+    assert _cookie("a=1", "kranj_staff") is None
+    assert _cookie("", "kranj_staff") is None
