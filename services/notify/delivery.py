@@ -242,6 +242,7 @@ class DeliveryWorker:
         self._wake = asyncio.Event()
         self._sms_slots = asyncio.Semaphore(sms_concurrency)
         self.lease = timedelta(seconds=settings.delivery_lease_seconds) if settings.delivery_lease_seconds else LEASE
+        self._stopping = False  # shutdown: send nothing new, finish and record what is in flight
         # Per-channel rate limits (KRANJ_SMS_PER_SECOND, KRANJ_EMAIL_PER_SECOND), per process.
         self._limits = {"email": RateLimiter(settings.email_per_second), "sms": RateLimiter(settings.sms_per_second)}
 
@@ -249,25 +250,40 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run(self) -> None:
+        loop = asyncio.ensure_future(self._loop())
         try:
-            while True:
-                self._wake.clear()
-                try:
-                    done = await self.run_once()
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    log.exception("delivery cycle failed")
-                    done = 0
-                if done >= self.batch:
-                    continue
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
-                except TimeoutError:
-                    pass
+            await asyncio.shield(loop)
+        except asyncio.CancelledError:
+            # Shutdown (SIGTERM): never cut between a hand-over and its record (that would send
+            # it again after the lease). Nothing new is sent; what is in flight finishes and is
+            # recorded; the rest of the claimed batch is released to the next worker at once.
+            self._stopping = True
+            self.wake()
+            try:
+                await asyncio.wait_for(loop, timeout=self.settings.graceful_timeout)
+            except Exception:  # noqa: BLE001 - out of time or failed: the lease covers the rest
+                log.warning("delivery worker did not finish its batch in time; the lease covers the rest")
+            raise
         finally:
             await self.email.close()
             await self.sms.close()
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                done = await self.run_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("delivery cycle failed")
+                done = 0
+            if done >= self.batch:
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+            except TimeoutError:
+                pass
 
     async def run_once(self) -> int:
         """Claim, send and record one batch of due deliveries; returns how many were handled."""
@@ -287,16 +303,28 @@ class DeliveryWorker:
         # key; an SMS: the gateway gets the same Idempotency-Key), never the whole batch.
         async def send_emails() -> None:
             for d in emails:
+                if self._stopping:
+                    break
                 await self._limits["email"].acquire()
                 await self._record([(d, await self._send_one(d, notices.get(d.notice_id)))])
 
         async def send_sms_one(d: Delivery) -> None:
             async with self._sms_slots:
+                if self._stopping:
+                    return
                 await self._limits["sms"].acquire()
                 outcome = await self._send_one(d, notices.get(d.notice_id))
             await self._record([(d, outcome)])
 
         await asyncio.gather(send_emails(), *(send_sms_one(d) for d in texts))
+        if self._stopping:  # hand the claimed deliveries that were not sent back at once (not after the lease)
+            async with self.db.session() as session:
+                await session.exec(  # type: ignore[call-overload]
+                    update(Delivery)
+                    .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending")
+                    .values(next_attempt_at=utcnow())
+                )
+                await session.commit()
         return len(claimed)
 
     async def _claim(self) -> list[Delivery]:

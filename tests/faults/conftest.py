@@ -388,24 +388,29 @@ async def kranj_up(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 KS_SAMPLE = ("primskovo", "center", "zlato-polje", "struzevo", "bitnje", "golnik")
 
 
-def write_residents_csv(path: Path, count: int, *, prefix: str = "r") -> list[tuple[str, str]]:
-    """`count` residents with email and SMS, spread over a few KS; returns (email, phone) pairs."""
+def write_residents_csv(
+    path: Path, count: int, *, prefix: str = "r", series: int = 0, ks: tuple[str, ...] = KS_SAMPLE
+) -> list[tuple[str, str]]:
+    """`count` residents with email and SMS, spread over `ks`; returns (email, phone) pairs.
+    `series` (0-9) keeps the phone numbers of several imports into one system apart."""
     people = []
     with path.open("w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh, delimiter=";")
         writer.writerow(["email", "phone", "ks", "topics", "channels", "language"])
         for i in range(count):
             email = f"{prefix}{i:04d}@example.si"
-            phone = f"+3864{len(prefix) % 10}{i:06d}"
-            writer.writerow([email, phone, KS_SAMPLE[i % len(KS_SAMPLE)], "general", "email|sms", "sl"])
+            phone = f"+3864{series}{i:06d}"
+            writer.writerow([email, phone, ks[i % len(ks)], "general", "email|sms", "sl"])
             people.append((email, phone))
     return people
 
 
-def import_residents(system: KranjUp, count: int, *, prefix: str = "r") -> list[tuple[str, str]]:
+def import_residents(
+    system: KranjUp, count: int, *, prefix: str = "r", series: int = 0, ks: tuple[str, ...] = KS_SAMPLE
+) -> list[tuple[str, str]]:
     path = system.data_dir.parent / f"{prefix}-residents.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
-    people = write_residents_csv(path, count, prefix=prefix)
+    people = write_residents_csv(path, count, prefix=prefix, series=series, ks=ks)
     result = system.kranj("subscriber", "import", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     return people
@@ -459,3 +464,13 @@ def sqlite_scalar(path: Path, query: str, *args: Any) -> Any:
         return conn.execute(query, args).fetchone()[0]
     finally:
         conn.close()
+
+
+def sent_for(db: Path, title: str, status: str = "sent") -> int:
+    """Deliveries of the notice titled `title` in `status`."""
+    return sqlite_scalar(
+        db,
+        "SELECT count(*) FROM deliveries d JOIN notices n ON n.id = d.notice_id WHERE n.title = ? AND d.status = ?",
+        title,
+        status,
+    )
