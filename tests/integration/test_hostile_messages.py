@@ -9,7 +9,9 @@ queue, some with no AMQP properties at all (`publish_bare`), some with a wrong c
 
 Each must end in `kranj.dead` with an `x-kranj-reason` (and a `bus.message.rejected`),
 nothing may stay in a service queue, and afterwards a valid message on every queue is still
-processed: no handler crashed its consumer.
+processed: no handler crashed its consumer. Last, bodies the schema accepts but with any text
+at all in their free-text fields are each processed or refused with a reason by their
+handler, never by a crash ("handler failed").
 
 The bodies are generated before the services run (derandomized, no shrinking) and published
 in one batch, so the file stays well inside its time budget.
@@ -46,6 +48,7 @@ from shared.models import ProcessedMessage, utcnow
 pytestmark = pytest.mark.integration
 
 EXAMPLES_PER_KIND = 2  # x 10 kinds = 20 bodies per queue, 160 in all
+ODD_PER_QUEUE = 4  # schema-valid bodies with odd text, per queue
 SOURCE = "/hostile/tests"
 NESTED = "__nested__"
 
@@ -326,6 +329,35 @@ def generate(consumer: Consumer, keys: list[str], base: tuple[str, dict[str, Any
     return found
 
 
+STRUCTURAL = {"starts_at", "ends_at", "opens_at", "url", "print_url", "cancel_url", "ks", "status", "channel"}
+
+
+def odd_but_valid(consumer: Consumer, base: tuple[str, dict[str, Any]]) -> list[tuple[str, bytes]]:
+    """Bodies the schema accepts, with any text at all in the free-text fields (control
+    characters, astral planes, right-to-left marks, markup): processed or refused with a
+    reason by the handler, never a crash."""
+    routing_key, data = base
+    texts = sorted(k for k, v in data.items() if isinstance(v, str) and k not in STRUCTURAL)
+    found: list[tuple[str, bytes]] = []
+
+    @hsettings(
+        max_examples=ODD_PER_QUEUE,
+        derandomize=True,
+        deadline=None,
+        database=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(st.fixed_dictionaries({k: st.text(min_size=1, max_size=60).filter(str.strip) for k in texts}))
+    def collect(values: dict[str, str]) -> None:
+        body = _dumps(envelope(routing_key, {**data, **values}, id=f"odd-{consumer.spec.name}-{len(found)}"))
+        if not refused(consumer, body):
+            found.append((routing_key, body))
+
+    collect()
+    return found
+
+
 # --------------------------------------------------------------------------------------
 # The test
 # --------------------------------------------------------------------------------------
@@ -377,6 +409,7 @@ async def test_hostile_bodies_on_every_queue_end_in_kranj_dead_and_consumers_liv
         items = generate(consumer, keys, bases[name])
         assert len(items) >= 10, f"{name}: only {len(items)} hostile examples"
         hostile += items
+    odd = {name: odd_but_valid(consumer, bases[name]) for name, consumer in sorted(consumers.items())}
     kinds = Counter(item.kind for item in hostile)
     assert set(kinds) >= {"broken-json", "wrong-shape", "wrong-data", "unknown-ks", "huge", "nested"}, kinds
 
@@ -447,6 +480,30 @@ async def test_hostile_bodies_on_every_queue_end_in_kranj_dead_and_consumers_liv
 
             await wait_until(processed, timeout=30, message=f"a valid message processed on {name}")
         assert await depth(channel, DEAD_QUEUE_NAME) == 0, "the valid messages were not dead-lettered"
+
+        # Odd but valid text: each is processed, or refused by its handler with a reason; none crashes one.
+        for items in odd.values():
+            for routing_key, body in items:
+                await exchange.publish(
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    routing_key=routing_key,
+                    mandatory=True,
+                )
+
+        async def settled() -> bool:
+            done = await depth(channel, DEAD_QUEUE_NAME)
+            for name, items in odd.items():
+                db = by_service[consumers[name].spec.service].db
+                async with db.session() as session:
+                    for _, body in items:
+                        key = (name, SOURCE, json.loads(body)["id"])
+                        done += await session.get(ProcessedMessage, key) is not None
+            return done >= sum(len(items) for items in odd.values())
+
+        await wait_until(settled, timeout=60, message="every odd-but-valid message processed or refused")
+        for message in await drain(channel, DEAD_QUEUE_NAME):
+            reason = str((message.headers or {}).get(HEADER_REASON, ""))
+            assert reason and not reason.startswith("handler failed"), f"a handler crashed: {reason[:300]}"
 
 
 async def _at_least(channel: aio_pika.abc.AbstractChannel, count: int) -> bool:
