@@ -52,3 +52,19 @@ def test_the_session_cookie_is_read_from_the_header() -> None:
     assert _cookie("a=1; kranj_staff=kzs.abc; kranj_csrf=x", "kranj_staff") == "kzs.abc"
     assert _cookie("a=1", "kranj_staff") is None
     assert _cookie("", "kranj_staff") is None
+
+
+def test_every_post_form_of_every_template_carries_its_csrf_token() -> None:
+    """A form added without `{{ csrf_field() }}` would be refused with 403 for everyone."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    templates = [*root.glob("services/*/templates/**/*.html"), *root.glob("shared/web/templates/**/*.html")]
+    missing = []
+    for path in templates:
+        text = path.read_text()
+        for form in re.finditer(r"<form\b[^>]*>(.*?)</form>", text, re.S | re.I):
+            if re.search(r'method="post"', form.group(0), re.I) and "csrf_field()" not in form.group(1):
+                missing.append(f"{path.relative_to(root)}: {form.group(0)[:80]}")
+    assert len(templates) > 10 and not missing, missing
