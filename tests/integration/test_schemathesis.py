@@ -11,6 +11,7 @@ and bodies as documented. Deterministic (fixed seed, derandomised) and bounded
 from __future__ import annotations
 
 import asyncio
+import re
 import sys
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
@@ -82,9 +83,12 @@ async def _schemathesis(base: str, workdir: Path, *headers: str) -> tuple[int, s
 async def test_schemathesis_finds_no_server_error_and_no_schema_violation(service, tmp_path, amqp_url):
     settings = make_settings(tmp_path, amqp_url, sms_gateway_token="gateway-secret")
     app = import_module(f"services.{service}.app").create_app(settings)
+    operations = sum(len(methods) for methods in app.openapi()["paths"].values())
     async with serve_app(app) as base:
         async with httpx.AsyncClient(base_url=base, timeout=30) as client:
             await _seed(service, client)
         for who, headers in (("resident", ()), ("staff", (f"Authorization: Bearer {TEST_ADMIN_TOKEN}",))):
             code, report = await _schemathesis(base, tmp_path, *headers)
             assert code == 0, f"schemathesis as {who} against {service}:\n{report[-20000:]}"
+            tested = re.search(r"Tested: (\d+)", report)
+            assert tested and int(tested[1]) == operations, f"not every operation was tested:\n{report[-5000:]}"
