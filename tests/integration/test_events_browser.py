@@ -100,3 +100,64 @@ async def test_sign_up_in_chromium(tmp_path, amqp_url, browser):
         await page.fill("#a-starejsi", "12")
         await page.click("button:has-text('Shrani udeležbo')")
         assert "Skupaj: 12" in await page.content()
+
+
+async def test_staff_move_one_date_of_a_series_in_chromium(tmp_path, amqp_url, browser):
+    """KS staff of Primskovo log in, open a weekly series, move its third Tuesday to Thursday
+    17.00 and cancel the fourth with the "Posamezen termin" form; the public page then lists
+    Thursday and not the two Tuesdays. The staff page has no serious axe findings."""
+    from services.events.domain import TZ
+    from shared.i18n import format_span
+
+    app = create_app(make_settings(tmp_path, amqp_url))
+    day = datetime.now(TZ).date() + timedelta(days=7)
+    while day.weekday() != 1:
+        day += timedelta(days=1)
+    first = datetime(day.year, day.month, day.day, 18, 0, tzinfo=TZ)
+    third, fourth = first + timedelta(weeks=2), first + timedelta(weeks=3)
+    thursday = (third + timedelta(days=2)).replace(hour=17)
+    async with serve_app(app) as base:
+        async with httpx.AsyncClient(base_url=base, headers=ADMIN) as client:
+            created = await client.post(
+                "/api/v1/events",
+                json={
+                    "ks": "primskovo",
+                    "title": "Pevske vaje",
+                    "description": "Vaje **mešanega** pevskega zbora.\n\n- prinesite note\n- <script>x()</script>",
+                    "starts_at": first.isoformat(),
+                    "ends_at": (first + timedelta(hours=2)).isoformat(),
+                    "venue": "Dom KS Primskovo",
+                    "rrule": "FREQ=WEEKLY;COUNT=5",
+                },
+            )
+            assert created.status_code == 201, created.text
+            event_id = created.json()["id"]
+            assert (await client.post(f"/api/v1/events/{event_id}/publish")).status_code == 200
+
+        await add_staff(app.state.ctx.accounts, "primskovo@kranj.si", "ks-staff", ["primskovo"])
+        page = await browser.new_page()
+        await browser_login(page, base, "primskovo@kranj.si")
+        await page.goto(f"{base}/events/osebje/{event_id}")
+        assert await axe_serious_violations(page) == []
+        await page.select_option("#occurrence", third.astimezone(UTC).isoformat())
+        await page.fill("#new_starts_at", thursday.strftime("%Y-%m-%dT%H:%M"))
+        await page.fill("#new_ends_at", (thursday + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M"))
+        await page.fill("#occurrence_reason", "Dvorana je zasedena.")
+        await page.click("button:has-text('Shrani termin')")
+        assert "prestavljen na" in await page.locator("#occurrence").inner_text()
+
+        await page.select_option("#occurrence", fourth.astimezone(UTC).isoformat())
+        await page.check("input[name=what][value=cancel]")
+        await page.click("button:has-text('Shrani termin')")
+        assert format_span(fourth, fourth + timedelta(hours=2)) not in await page.locator("#occurrence").inner_text()
+
+        await page.goto(f"{base}/events/{event_id}")
+        dates = await page.locator("h2:has-text('Termini') + ul").inner_text()
+        assert format_span(thursday, thursday + timedelta(hours=2)) in dates
+        for gone in (third, fourth):
+            assert format_span(gone, gone + timedelta(hours=2)) not in dates
+        description = page.locator(".description")
+        assert await description.locator("strong").inner_text() == "mešanega"
+        assert await description.locator("li").count() == 2
+        assert "<script>x()</script>" in await description.inner_text()  # shown as text, never run
+        assert await description.locator("script").count() == 0
