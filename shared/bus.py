@@ -361,13 +361,14 @@ class OutboxRelay:
             )
             if not self.db.is_sqlite:
                 query = query.with_for_update(skip_locked=True)
-            rows = list((await session.exec(query)).all())
-            if not rows:
-                await session.rollback()
-                return 0
-            if self.db.is_sqlite:
-                # Release SQLite's single write lock while waiting for confirms (one relay per file).
-                await session.commit()
+            async with self.db.serial():
+                rows = list((await session.exec(query)).all())
+                if not rows:
+                    await session.rollback()
+                    return 0
+                if self.db.is_sqlite:
+                    # Release SQLite's single write lock while waiting for confirms (one relay per file).
+                    await session.commit()
             results = await asyncio.gather(
                 *(
                     publish_envelope(
@@ -391,7 +392,8 @@ class OutboxRelay:
                     sent += 1
                     MESSAGES_PUBLISHED.labels(self.service, row.type).inc()
                 session.add(row)
-            await session.commit()
+            async with self.db.serial():
+                await session.commit()
         failed = len(rows) - sent
         if failed:
             log.warning(
@@ -505,7 +507,7 @@ class Consumer:
     async def _handle(self, envelope: CloudEvent, handles: Handles, data: Any) -> str:
         db = self.bus.db
         try:
-            async with db.session() as session:
+            async with db.serial(), db.session() as session:
                 seen = await session.get(ProcessedMessage, (self.spec.name, envelope.source, envelope.id))
                 if seen is not None:
                     await session.rollback()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -53,6 +54,10 @@ class Database:
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, sync_session_class=self._session_class, expire_on_commit=False
         )
+        # SQLite has one writer and every transaction here takes the write lock: the busy
+        # paths of one process (consumers, outbox relay, notify's senders) queue on this lock
+        # instead of SQLite's busy handler, which sleeps 1-100 ms between tries (make bench).
+        self._serial = asyncio.Lock() if self.is_sqlite else None
 
     def on_commit(self, hook: Callable[[dict[str, Any]], None]) -> None:
         """Call `hook(session.info)` after every commit (e.g. to wake the outbox relay)."""
@@ -61,6 +66,16 @@ class Database:
     def _after_commit(self, session: Session) -> None:
         for hook in self._commit_hooks:
             hook(session.info)
+
+    @asynccontextmanager
+    async def serial(self) -> AsyncIterator[None]:
+        """Around one transaction of a busy path: on SQLite, one at a time in this process;
+        on PostgreSQL, nothing. Never open a second `serial()` inside one (it would wait forever)."""
+        if self._serial is None:
+            yield
+            return
+        async with self._serial:
+            yield
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -61,17 +61,25 @@ class Settings(BaseSettings):
     graceful_timeout: float = Field(default=20.0, gt=0)
     delivery_attempts: int = Field(default=8, ge=1, le=50)
     retry_base_seconds: float = Field(default=5.0, gt=0)
-    sms_country_codes: str = Field(
-        default="386",
-        description="Comma-separated country calling codes that may receive SMS ('*' = any): stops SMS pumping",
-    )
-    sms_max_segments: int = Field(default=3, ge=1, le=10)
     delivery_lease_seconds: float = Field(
         default=300.0,
         gt=0,
         description="How long a claimed delivery belongs to the worker that claimed it; a worker that died "
         "mid-send leaves it to be claimed again after this",
     )
+    smtp_connections: int = Field(
+        default=1,
+        ge=1,
+        le=50,
+        description="SMTP connections notify sends over at once, per process (each reused). A process killed "
+        "mid-send may repeat one email per connection (SMTP has no idempotency key); more connections send "
+        "faster where the mail server takes them (make bench uses 4)",
+    )
+    sms_country_codes: str = Field(
+        default="386",
+        description="Comma-separated country calling codes that may receive SMS ('*' = any): stops SMS pumping",
+    )
+    sms_max_segments: int = Field(default=3, ge=1, le=10)
     sms_per_second: float = Field(default=10, ge=1, description="SMS handed to the gateway per second, per process")
     email_per_second: float = Field(default=50, ge=1, description="emails handed to SMTP per second, per process")
     sms_price_per_segment: float = Field(default=0.04, ge=0, description="EUR, for cost estimates")

@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
@@ -23,24 +24,26 @@ from pathlib import Path
 
 import aiosmtplib
 import httpx
+import sqlalchemy as sa
 from sqlmodel import col, select, update
 
-from shared.bus import add_to_outbox
 from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, DeliveryOutcome
 from shared.db import Database
 from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
-from shared.models import utcnow
+from shared.models import OutboxMessage, utcnow
 from shared.settings import Settings
 
+from . import mail
 from .domain import retry_delay
 from .models import Delivery, Notice
 from .ratelimit import RateLimiter
-from .render import Renderer
+from .render import Email, Renderer
 
 log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
+CHANNELS = ("email", "sms")
 LEASE = timedelta(minutes=5)  # default of KRANJ_DELIVERY_LEASE_SECONDS
 SOURCE = "/kranj/notify"  # CloudEvent source of notify.delivery.* (the Bus's source for notify)
 
@@ -63,17 +66,22 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 class EmailSender:
-    """SMTP with one reused connection; `.eml` files under the data dir when no host is set."""
+    """SMTP over `KRANJ_SMTP_CONNECTIONS` reused connections (one conversation at a time on
+    each); `.eml` files under the data dir when no host is set."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self._smtp: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+        self.connections = settings.smtp_connections
+        self._free: asyncio.Queue[list[aiosmtplib.SMTP | None]] = asyncio.Queue()
+        for _ in range(self.connections):
+            self._free.put_nowait([None])  # a slot: its connection, opened when first used
+        self._slots: list[list[aiosmtplib.SMTP | None]] = []
         self.outbox = settings.outbox_dir / "email"
 
-    async def _connection(self) -> aiosmtplib.SMTP:
-        if self._smtp is not None and self._smtp.is_connected:
-            return self._smtp
+    async def _connection(self, slot: list[aiosmtplib.SMTP | None]) -> aiosmtplib.SMTP:
+        smtp = slot[0]
+        if smtp is not None and smtp.is_connected:
+            return smtp
         s = self.settings
         smtp = aiosmtplib.SMTP(
             hostname=s.smtp_host,
@@ -84,47 +92,65 @@ class EmailSender:
             timeout=30,
         )
         await smtp.connect()
-        self._smtp = smtp
+        slot[0] = smtp
+        if slot not in self._slots:
+            self._slots.append(slot)
         return smtp
 
     async def send(self, message: EmailMessage, delivery_id: str) -> str:
         if not self.settings.smtp_host:
             await asyncio.to_thread(_atomic_write, self.outbox / f"{delivery_id}.eml", bytes(message))
             return f"file:{delivery_id}.eml"
-        async with self._lock:  # one SMTP conversation at a time on the shared connection
+        return await self._converse(lambda smtp: smtp.send_message(message))
+
+    async def send_raw(self, raw: bytes, sender: str, to: str, delivery_id: str) -> str:
+        """A message already on the wire format (services.notify.mail): no flattening."""
+        if not self.settings.smtp_host:
+            await asyncio.to_thread(_atomic_write, self.outbox / f"{delivery_id}.eml", raw)
+            return f"file:{delivery_id}.eml"
+        return await self._converse(lambda smtp: smtp.sendmail(sender, [to], raw))
+
+    async def _converse(self, send: Callable[[aiosmtplib.SMTP], Awaitable[tuple[object, str]]]) -> str:
+        slot = await self._free.get()  # one SMTP conversation at a time on each connection
+        try:
             try:
-                smtp = await self._connection()
-                errors, response = await smtp.send_message(message)
+                smtp = await self._connection(slot)
+                errors, response = await send(smtp)
             except aiosmtplib.SMTPRecipientsRefused as exc:
                 codes = [r.code for r in exc.recipients]
                 if any(400 <= c < 500 for c in codes):
                     raise TemporaryFailure(f"recipient refused for now: {codes}") from exc
                 raise PermanentFailure(f"recipient refused: {codes}") from exc
             except aiosmtplib.SMTPResponseException as exc:
-                await self._reset()
+                self._reset(slot)
                 if 400 <= exc.code < 500:
                     raise TemporaryFailure(f"SMTP {exc.code}: {exc.message}") from exc
                 raise PermanentFailure(f"SMTP {exc.code}: {exc.message}") from exc
             except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                await self._reset()
+                self._reset(slot)
                 raise TemporaryFailure(f"SMTP unavailable: {type(exc).__name__}: {exc}") from exc
+        finally:
+            self._free.put_nowait(slot)
         return response[:200] if response else "sent"
 
-    async def _reset(self) -> None:
-        if self._smtp is not None:
+    @staticmethod
+    def _reset(slot: list[aiosmtplib.SMTP | None]) -> None:
+        if slot[0] is not None:
             try:
-                self._smtp.close()
+                slot[0].close()
             except Exception:  # noqa: BLE001 - the connection is already broken
                 pass
-        self._smtp = None
+        slot[0] = None
 
     async def close(self) -> None:
-        if self._smtp is not None and self._smtp.is_connected:
-            try:
-                await self._smtp.quit()
-            except Exception:  # noqa: BLE001
-                self._smtp.close()
-        self._smtp = None
+        for slot in self._slots:
+            smtp = slot[0]
+            if smtp is not None and smtp.is_connected:
+                try:
+                    await smtp.quit()
+                except Exception:  # noqa: BLE001
+                    smtp.close()
+            slot[0] = None
 
 
 class SmsSender:
@@ -230,7 +256,7 @@ class DeliveryWorker:
         *,
         batch: int = 100,
         poll: float = 1.0,
-        sms_concurrency: int = 10,
+        sms_concurrency: int = 20,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -239,7 +265,8 @@ class DeliveryWorker:
         self.sms = sms
         self.batch = batch
         self.poll = poll
-        self._wake = asyncio.Event()
+        # Email and SMS are claimed and sent by a loop each: one slow channel never holds up the other.
+        self._wakes = {channel: asyncio.Event() for channel in CHANNELS}
         self._sms_slots = asyncio.Semaphore(sms_concurrency)
         self.lease = timedelta(seconds=settings.delivery_lease_seconds) if settings.delivery_lease_seconds else LEASE
         self._stopping = False  # shutdown: send nothing new, finish and record what is in flight
@@ -247,12 +274,13 @@ class DeliveryWorker:
         self._limits = {"email": RateLimiter(settings.email_per_second), "sms": RateLimiter(settings.sms_per_second)}
 
     def wake(self) -> None:
-        self._wake.set()
+        for event in self._wakes.values():
+            event.set()
 
     async def run(self) -> None:
-        loop = asyncio.ensure_future(self._loop())
+        loops = asyncio.gather(*(self._run_channel(channel) for channel in CHANNELS))
         try:
-            await asyncio.shield(loop)
+            await asyncio.shield(loops)
         except asyncio.CancelledError:
             # Shutdown (SIGTERM): never cut between a hand-over and its record (that would send
             # it again after the lease). Nothing new is sent; what is in flight finishes and is
@@ -260,7 +288,7 @@ class DeliveryWorker:
             self._stopping = True
             self.wake()
             try:
-                await asyncio.wait_for(loop, timeout=self.settings.graceful_timeout)
+                await asyncio.wait_for(loops, timeout=self.settings.graceful_timeout)
             except Exception:  # noqa: BLE001 - out of time or failed: the lease covers the rest
                 log.warning("delivery worker did not finish its batch in time; the lease covers the rest")
             raise
@@ -268,45 +296,61 @@ class DeliveryWorker:
             await self.email.close()
             await self.sms.close()
 
-    async def _loop(self) -> None:
+    async def _run_channel(self, channel: str) -> None:
+        wake = self._wakes[channel]
         while not self._stopping:
-            self._wake.clear()
+            wake.clear()
             try:
-                done = await self.run_once()
+                done = await self.run_once(channel)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("delivery cycle failed")
+                log.exception("delivery cycle failed", extra={"channel": channel})
                 done = 0
             if done >= self.batch:
                 continue
             try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.poll)
+                await asyncio.wait_for(wake.wait(), timeout=self.poll)
             except TimeoutError:
                 pass
 
-    async def run_once(self) -> int:
-        """Claim, send and record one batch of due deliveries; returns how many were handled."""
-        claimed = await self._claim()
+    async def run_once(self, channel: str | None = None) -> int:
+        """Claim, send and record one batch of due deliveries (of one channel, or of each);
+        returns how many were handled."""
+        if channel is None:
+            return sum(await asyncio.gather(*(self.run_once(c) for c in CHANNELS)))
+        claimed = await self._claim(channel)
         if not claimed:
             return 0
         notice_ids = {d.notice_id for d in claimed}
-        async with self.db.session() as session:
+        async with self.db.serial(), self.db.session() as session:
             notices = {
                 n.id: n for n in (await session.exec(select(Notice).where(col(Notice.id).in_(notice_ids)))).all()
             }
-        emails = [d for d in claimed if d.channel == "email"]
-        texts = [d for d in claimed if d.channel == "sms"]
+        origins = {n.id: (n.source, n.source_id) for n in notices.values()}
 
         # Each delivery is recorded as soon as SMTP or the gateway took it: a worker killed
         # mid-batch can then repeat only what was in flight (an email: SMTP has no idempotency
         # key; an SMS: the gateway gets the same Idempotency-Key), never the whole batch.
-        async def send_emails() -> None:
-            for d in emails:
-                if self._stopping:
-                    break
-                await self._limits["email"].acquire()
-                await self._record([(d, await self._send_one(d, notices.get(d.notice_id)))])
+        if channel == "email":
+            renderers: dict[tuple[str, str], Callable[[str | None], Email]] = {}  # one rendering per notice
+            queue = iter(claimed)
+
+            async def send_emails() -> None:  # one per SMTP connection: send, record, next
+                for d in queue:
+                    if self._stopping:
+                        break
+                    await self._limits["email"].acquire()
+                    outcome = await self._send_one(d, notices.get(d.notice_id), renderers)
+                    await self._record([(d, outcome)], origins)
+
+            await asyncio.gather(*(send_emails() for _ in range(min(self.email.connections, len(claimed)))))
+            await self._release_if_stopping(claimed)
+            return len(claimed)
+
+        # SMS go out `sms_concurrency` at a time; their outcomes are recorded in group commits
+        # (whatever finished while the previous commit ran goes into the next one).
+        group = _GroupCommit(lambda results: self._record(results, origins))
 
         async def send_sms_one(d: Delivery) -> None:
             async with self._sms_slots:
@@ -314,25 +358,40 @@ class DeliveryWorker:
                     return
                 await self._limits["sms"].acquire()
                 outcome = await self._send_one(d, notices.get(d.notice_id))
-            await self._record([(d, outcome)])
+            await group.add((d, outcome))
 
-        await asyncio.gather(send_emails(), *(send_sms_one(d) for d in texts))
-        if self._stopping:  # hand the claimed deliveries that were not sent back at once (not after the lease)
-            async with self.db.session() as session:
-                await session.exec(  # type: ignore[call-overload]
-                    update(Delivery)
-                    .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending")
-                    .values(next_attempt_at=utcnow())
-                )
-                await session.commit()
+        failures = [
+            r
+            for r in await asyncio.gather(*(send_sms_one(d) for d in claimed), return_exceptions=True)
+            if isinstance(r, BaseException)
+        ]
+        if failures:
+            raise failures[0]
+        await self._release_if_stopping(claimed)
         return len(claimed)
 
-    async def _claim(self) -> list[Delivery]:
+    async def _release_if_stopping(self, claimed: list[Delivery]) -> None:
+        """On shutdown, hand the claimed deliveries that were not sent back at once (not after the lease)."""
+        if not self._stopping:
+            return
+        async with self.db.serial(), self.db.session() as session:
+            await session.exec(  # type: ignore[call-overload]
+                update(Delivery)
+                .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending")
+                .values(next_attempt_at=utcnow())
+            )
+            await session.commit()
+
+    async def _claim(self, channel: str) -> list[Delivery]:
         now = utcnow()
-        async with self.db.session() as session:
+        async with self.db.serial(), self.db.session() as session:
             query = (
                 select(Delivery)
-                .where(col(Delivery.status).in_(DUE_STATES), col(Delivery.next_attempt_at) <= now)
+                .where(
+                    Delivery.channel == channel,
+                    col(Delivery.status).in_(DUE_STATES),
+                    col(Delivery.next_attempt_at) <= now,
+                )
                 .order_by(col(Delivery.next_attempt_at))
                 .limit(self.batch)
             )
@@ -350,7 +409,12 @@ class DeliveryWorker:
             await session.commit()
         return rows
 
-    async def _send_one(self, delivery: Delivery, notice: Notice | None) -> Outcome:
+    async def _send_one(
+        self,
+        delivery: Delivery,
+        notice: Notice | None,
+        renderers: dict[tuple[str, str], Callable[[str | None], Email]] | None = None,
+    ) -> Outcome:
         if notice is None or not delivery.address:
             return Outcome("skipped", error="notice or contact no longer exists")
         if notice.valid_until is not None and notice.valid_until <= utcnow():
@@ -368,7 +432,7 @@ class DeliveryWorker:
         if notice.kind == "survey" and notice.url and delivery.subscriber_id:
             notice = self._with_invitation(notice, delivery.subscriber_id)
         started = time.perf_counter()
-        outcome = await self._hand_over(delivery, notice, unsubscribe)
+        outcome = await self._hand_over(delivery, notice, unsubscribe, renderers)
         SEND_SECONDS.labels(delivery.channel, transport, outcome.status).observe(time.perf_counter() - started)
         return outcome
 
@@ -380,11 +444,21 @@ class DeliveryWorker:
         separator = "&" if "?" in (notice.url or "") else "?"
         return notice.model_copy(update={"url": f"{notice.url}{separator}t={token}"})
 
-    async def _hand_over(self, delivery: Delivery, notice: Notice, unsubscribe: str | None) -> Outcome:
+    async def _hand_over(
+        self,
+        delivery: Delivery,
+        notice: Notice,
+        unsubscribe: str | None,
+        renderers: dict[tuple[str, str], Callable[[str | None], Email]] | None = None,
+    ) -> Outcome:
         assert delivery.address is not None
         try:
             if delivery.channel == "email":
-                reference = await self.email.send(self._email(delivery, notice, unsubscribe), delivery.id)
+                raw = self._email_bytes(delivery, notice, unsubscribe, renderers)
+                if raw is not None:
+                    reference = await self.email.send_raw(raw[0], raw[1], delivery.address, delivery.id)
+                else:
+                    reference = await self.email.send(self._email(delivery, notice, unsubscribe), delivery.id)
             elif delivery.channel == "sms":
                 text = self.renderer.sms(notice, delivery.language, unsubscribe)
                 reference = await self.sms.send(delivery.address, text, delivery.id)
@@ -398,6 +472,34 @@ class DeliveryWorker:
             log.exception("unexpected error while sending", extra={"delivery_id": delivery.id})
             return Outcome("failed-temporary", error=f"{type(exc).__name__}: {exc}")
         return Outcome("sent", reference=reference)
+
+    def _email_bytes(
+        self,
+        delivery: Delivery,
+        notice: Notice,
+        unsubscribe_url: str | None,
+        renderers: dict[tuple[str, str], Callable[[str | None], Email]] | None,
+    ) -> tuple[bytes, str] | None:
+        """The message `_email` builds, as bytes (services.notify.mail), with the notice's
+        templates rendered once per batch; None where only the `email` package will do."""
+        assert delivery.address is not None
+        if renderers is None or notice.kind == "survey":  # survey links differ per resident
+            rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
+        else:
+            key = (notice.id, delivery.language)
+            if key not in renderers:
+                renderers[key] = self.renderer.email_renderer(notice, delivery.language)
+            rendered = renderers[key](unsubscribe_url)
+        return mail.build(
+            mail_from=self.settings.mail_from,
+            to=delivery.address,
+            subject=rendered.subject,
+            text=rendered.text,
+            html=rendered.html,
+            message_id=f"<{delivery.id}@kranj-za-vse.si>",  # stable per delivery
+            language=delivery.language,
+            unsubscribe_url=unsubscribe_url,
+        )
 
     def _email(self, delivery: Delivery, notice: Notice, unsubscribe_url: str | None) -> EmailMessage:
         rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
@@ -416,18 +518,25 @@ class DeliveryWorker:
         msg["Content-Language"] = delivery.language  # after set_content, which drops Content-* headers
         return msg
 
-    async def _record(self, results: list[tuple[Delivery, Outcome]]) -> None:
+    async def _record(
+        self, results: list[tuple[Delivery, Outcome]], origins: dict[str, tuple[str, str]] | None = None
+    ) -> None:
         now = utcnow()
-        async with self.db.session() as session:
-            notice_ids = {d.notice_id for d, o in results if o.status != "skipped"}
-            origins = {
-                row[0]: (row[1], row[2])
-                for row in (
-                    await session.exec(
-                        select(Notice.id, Notice.source, Notice.source_id).where(col(Notice.id).in_(notice_ids))
-                    )
-                ).all()
-            }
+        async with self.db.serial(), self.db.session() as session:
+            if origins is None:
+                notice_ids = {d.notice_id for d, o in results if o.status != "skipped"}
+                origins = {
+                    row[0]: (row[1], row[2])
+                    for row in (
+                        await session.exec(
+                            select(Notice.id, Notice.source, Notice.source_id).where(col(Notice.id).in_(notice_ids))
+                        )
+                    ).all()
+                }
+            # One executemany per shape of change and one for the outbox rows: a batch of
+            # outcomes costs a few statements, not a few per delivery.
+            updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
+            outbox: list[dict[str, object]] = []
             for delivery, outcome in results:
                 values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error}
                 attempts = delivery.attempts + (1 if outcome.status != "skipped" else 0)
@@ -441,16 +550,13 @@ class DeliveryWorker:
                     values["next_attempt_at"] = now + delay
                 else:  # sent elsewhere, permanent, skipped, or out of attempts: final
                     values["next_attempt_at"] = None
-                await session.exec(  # type: ignore[call-overload]
-                    update(Delivery).where(Delivery.id == delivery.id).values(**values)
-                )
+                updates.setdefault(tuple(values), []).append({"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}})
                 final_failure = outcome.status.startswith("failed") and values["next_attempt_at"] is None
                 if (outcome.status == "sent" or final_failure) and delivery.channel in ("email", "sms"):
                     # notify.delivery.* in the same transaction as the status: no contact data in it.
                     source, source_id = origins.get(delivery.notice_id, ("", ""))
-                    add_to_outbox(
-                        session,
-                        DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED,
+                    message_type = DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED
+                    envelope = message_type.envelope(
                         DeliveryOutcome(
                             delivery_id=delivery.id,
                             notice_id=delivery.notice_id,
@@ -465,9 +571,24 @@ class DeliveryWorker:
                         source=SOURCE,
                         subject=delivery.id,
                     )
+                    outbox.append(
+                        {
+                            "id": envelope["id"],
+                            "routing_key": message_type.routing_key,
+                            "type": message_type.type,
+                            "body": json.dumps(envelope, ensure_ascii=False),
+                            "created_at": now,
+                            "sent_at": None,
+                            "attempts": 0,
+                            "next_attempt_at": now,
+                            "last_error": None,
+                        }
+                    )
                 DELIVERIES.labels(delivery.channel, outcome.status).inc()
-                contact = mask_email(delivery.address) if delivery.channel == "email" else mask_phone(delivery.address)
                 level = logging.INFO if outcome.status in ("sent", "skipped") else logging.WARNING
+                if not log.isEnabledFor(level):
+                    continue
+                contact = mask_email(delivery.address) if delivery.channel == "email" else mask_phone(delivery.address)
                 log.log(
                     level,
                     "delivery %s",
@@ -481,4 +602,48 @@ class DeliveryWorker:
                         "error": outcome.error,
                     },
                 )
+            table = Delivery.__table__  # type: ignore[attr-defined]
+            for keys, rows in updates.items():
+                statement = (
+                    sa.update(table)
+                    .where(table.c.id == sa.bindparam("b_id"))
+                    .values({k: sa.bindparam(f"v_{k}") for k in keys})
+                )
+                await session.exec(statement, params=rows)  # type: ignore[call-overload]
+            if outbox:  # notify.delivery.*, published by the outbox relay after commit
+                await session.exec(sa.insert(OutboxMessage.__table__), params=outbox)  # type: ignore[attr-defined,call-overload]
+                session.info["outbox_written"] = True
             await session.commit()
+
+
+class _GroupCommit:
+    """Records outcomes in as few transactions as the database allows: the first caller
+    commits what is pending, callers arriving meanwhile join the next commit. `add` returns
+    once its outcome is committed (or raises what the commit raised)."""
+
+    def __init__(self, record: Callable[[list[tuple[Delivery, Outcome]]], Awaitable[None]]) -> None:
+        self._record = record
+        self._pending: list[tuple[tuple[Delivery, Outcome], asyncio.Future[None]]] = []
+        self._busy = False
+
+    async def add(self, result: tuple[Delivery, Outcome]) -> None:
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append((result, done))
+        if not self._busy:
+            self._busy = True
+            try:
+                while self._pending:
+                    batch, self._pending = self._pending, []
+                    try:
+                        await self._record([r for r, _ in batch])
+                    except Exception as exc:  # noqa: BLE001 - each waiting sender learns it
+                        for _, f in batch:
+                            if not f.done():
+                                f.set_exception(exc)
+                    else:
+                        for _, f in batch:
+                            if not f.done():
+                                f.set_result(None)
+            finally:
+                self._busy = False
+        await done

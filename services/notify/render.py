@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import escape
 
 from shared import i18n
 from shared.contracts import ALL_KS, ks_name
@@ -16,6 +18,10 @@ from . import sms
 from .models import Notice
 
 MESSAGES = Path(__file__).parent / "templates" / "messages"
+# Stand-ins for one recipient's signed links while a notice's email is rendered once
+# (`Renderer.email_renderer`); plain ASCII that no template escapes or changes.
+UNSUBSCRIBE_MARK = "https://links.kranj.invalid/unsubscribe-mark-7f3a"
+MANAGE_MARK = "https://links.kranj.invalid/manage-mark-7f3a"
 UNSUBSCRIBE_SALT = "kranj.unsubscribe.v1"
 MANAGE_SALT = "kranj.manage.v1"
 
@@ -125,6 +131,48 @@ class Renderer:
             text=self.env.get_template(f"{lang}/{text_t}").render(ctx).strip() + "\n",
             html=self.env.get_template(f"{lang}/{html_t}").render(ctx),
         )
+
+    def email_renderer(self, notice: Notice, language: str) -> Callable[[str | None], Email]:
+        """`email(notice, language, unsubscribe_url)` for many recipients of one notice: the
+        templates are rendered once, each recipient's signed links are put in by substitution
+        (the same text as `email()`; a fan-out to thousands renders each template once)."""
+        if notice.kind == "digest":
+            return lambda unsubscribe_url: self.email(notice, language, unsubscribe_url)
+        lang = language if language in i18n.LANGUAGES else "sl"
+        rendered: dict[bool, Email] = {}
+
+        def render(personal: bool) -> Email:
+            if personal not in rendered:
+                ctx = {
+                    "notice": notice,
+                    "from_label": from_label(notice.ks),
+                    "unsubscribe_url": UNSUBSCRIBE_MARK if personal else None,
+                    "manage_url": MANAGE_MARK if personal else None,
+                }
+                subject = self.env.get_template(f"{lang}/email_subject.txt").render(ctx).strip()
+                rendered[personal] = Email(
+                    subject=" ".join(subject.split()),
+                    text=self.env.get_template(f"{lang}/email.txt").render(ctx).strip() + "\n",
+                    html=self.env.get_template(f"{lang}/email.html").render(ctx),
+                )
+            return rendered[personal]
+
+        def for_recipient(unsubscribe_url: str | None) -> Email:
+            manage_url = self.manage_url_for(unsubscribe_url)
+            if unsubscribe_url is None or manage_url is None:
+                return self.email(notice, language, unsubscribe_url)
+            base = render(True)
+            if UNSUBSCRIBE_MARK in base.subject or MANAGE_MARK in base.subject:
+                return self.email(notice, language, unsubscribe_url)
+            return Email(
+                subject=base.subject,
+                text=base.text.replace(UNSUBSCRIBE_MARK, unsubscribe_url).replace(MANAGE_MARK, manage_url),
+                html=base.html.replace(UNSUBSCRIBE_MARK, str(escape(unsubscribe_url))).replace(
+                    MANAGE_MARK, str(escape(manage_url))
+                ),
+            )
+
+        return for_recipient
 
     def personal(self, template: str, language: str, **context: object) -> tuple[str, str]:
         """Title and body of a message to one person, from `messages/<lang>/<template>.txt`:

@@ -24,7 +24,7 @@ from shared.contracts.events import EventChanged
 from shared.contracts.ks import KsOrAll
 from shared.contracts.notify import Language, Topic
 from shared.db import Database
-from shared.models import utcnow
+from shared.models import new_id, utcnow
 from shared.settings import Settings
 
 from .domain import normalise_phone, quiet_until
@@ -298,7 +298,7 @@ async def record_notice(
                 continue
             rows.append(
                 {
-                    "id": Delivery().id,
+                    "id": new_id(),
                     "notice_id": notice.id,
                     "subscriber_id": subscriber_id,
                     "channel": channel,
