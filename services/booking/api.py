@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
-from shared.auth import Staff, StaffDep, current_staff, require_ks
+from shared.auth import Staff, StaffDep, current_staff, page_staff, require_ks
 from shared.contracts import KS_NAMES
 from shared.i18n import format_date
 from shared.web import ServiceApp
@@ -406,18 +406,9 @@ async def rooms_page(request: Request, ks: str | None = None) -> HTMLResponse:
 
 
 # --- staff pages (login cookie from /login) ------------------------------------------
-def _page_staff(request: Request) -> Staff | RedirectResponse:
-    try:
-        return current_staff(request)
-    except HTTPException as exc:
-        if exc.status_code == 401:
-            return RedirectResponse("/login", status_code=303)
-        raise
-
-
 @pages.get("/rooms/osebje/prosnje", response_class=HTMLResponse)
 async def staff_requests_page(request: Request, done: str | None = None) -> Response:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     ctx = _ctx(request)
@@ -431,7 +422,7 @@ async def staff_requests_page(request: Request, done: str | None = None) -> Resp
 
 @pages.post("/rooms/osebje/prosnje/{booking_id}/{action}")
 async def staff_decide(booking_id: str, action: str, request: Request) -> Response:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     if action not in ("odobri", "zavrni"):
@@ -448,7 +439,7 @@ async def staff_decide(booking_id: str, action: str, request: Request) -> Respon
 async def staff_figures_page(
     request: Request, obdobje: Literal["week", "month"] = "month", ks: str | None = None
 ) -> Response:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     ctx = _ctx(request)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from shared.auth import Staff, StaffDep, current_staff, require_ks
+from shared.auth import Staff, StaffDep, current_staff, page_staff, require_ks
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
 from shared.web.forms import form_errors
@@ -538,15 +538,6 @@ async def registration_cancel(token: str, request: Request) -> Response:
 # ======================================================================================
 # Pages: staff
 # ======================================================================================
-def _page_staff(request: Request) -> Staff | RedirectResponse:
-    try:
-        return current_staff(request)
-    except HTTPException as exc:
-        if exc.status_code == 401:
-            return RedirectResponse("/login", status_code=303)
-        raise
-
-
 def _local_input(moment: datetime) -> str:
     return moment.astimezone(domain.TZ).strftime("%Y-%m-%dT%H:%M")
 
@@ -631,7 +622,7 @@ def _event_errors(exc: ValidationError) -> list[str]:
 
 @pages.get("/events/osebje/", response_class=HTMLResponse)
 async def staff_list(request: Request) -> Response:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     ctx = _ctx(request)
@@ -680,7 +671,7 @@ async def _editor(
 
 @pages.get("/events/osebje/nov", response_class=HTMLResponse)
 async def staff_new(request: Request) -> Response:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     return await _editor(request, staff, None, _event_form(None), [])
@@ -688,7 +679,7 @@ async def staff_new(request: Request) -> Response:
 
 @pages.post("/events/osebje/nov", response_class=HTMLResponse)
 async def staff_create(request: Request) -> Response:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     ctx = _ctx(request)
@@ -706,7 +697,7 @@ async def staff_create(request: Request) -> Response:
 
 
 async def _staff_event(request: Request, event_id: str) -> tuple[Staff, service.Event] | RedirectResponse:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     event = await _load(_ctx(request), event_id)
@@ -824,7 +815,7 @@ async def staff_action(event_id: str, action: str, request: Request) -> Response
 
 @pages.get("/events/osebje/{event_id}/prijave.csv")
 async def staff_csv(event_id: str, request: Request) -> Response:
-    staff = _page_staff(request)
+    staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     return await _csv(request, staff, event_id)

@@ -114,7 +114,7 @@ async def test_login_with_argon2_password_session_cookie_and_logout(tmp_path, da
 
         client.cookies.set("kranj_staff", session_cookie)  # a copy of the cookie kept from before
         again = await client.get("/events/osebje/", headers=HTML)
-        assert again.status_code == 303 and again.headers["location"] == "/login"
+        assert again.status_code == 303 and again.headers["location"] == "/login?next=%2Fevents%2Fosebje%2F"  # and back here after logging in
         api = await client.post("/api/v1/events", json=event_body(), headers={"X-CSRF-Token": logout_token})
         assert api.status_code == 401 and "Seja je potekla" in api.json()["detail"]
 
