@@ -512,6 +512,7 @@ async def erase_from_dead_letters(settings: Settings, email: str | None, phone: 
     untouched, in its place. Nothing else is lost: a failure leaves the originals queued.
     """
     import aio_pika
+    import aiormq
 
     pattern = contact_pattern(email, phone)
     counts = {DEAD: 0, REJECTED: 0}
@@ -549,7 +550,11 @@ async def erase_from_dead_letters(settings: Settings, email: str | None, phone: 
                         type=message.type,
                         app_id=message.app_id,
                     )
-                    await publish_channel.default_exchange.publish(rewritten, name, mandatory=True, timeout=10)
+                    confirmation = await publish_channel.default_exchange.publish(
+                        rewritten, name, mandatory=True, timeout=10
+                    )
+                    if not isinstance(confirmation, aiormq.spec.Basic.Ack):  # the original stays queued
+                        raise aiormq.exceptions.DeliveryError(None, confirmation)  # type: ignore[arg-type]
                     await message.ack()
                     counts[name] += 1
             finally:
