@@ -26,7 +26,8 @@ QUEUE = QueueSpec(
 
 async def main(amqp_url: str, data_dir: Path) -> None:
     url = f"sqlite+aiosqlite:///{data_dir / 'events.db'}"
-    await upgrade_async("events", url)
+    if not (data_dir / "events.db").exists():  # restarted after a crash: the schema is there
+        await upgrade_async("events", url)
     settings = Settings(amqp_url=amqp_url, data_dir=data_dir, events_database_url=url, prefetch=1, graceful_timeout=2)
     db = Database(url)
     bus = Bus(settings, "events", db)
