@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kranj-installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv run bench test test-unit test-component test-integration test-e2e lint migrate clean distclean
+.PHONY: help venv run bench test test-unit test-component test-integration test-e2e test-faults lint migrate clean distclean
 
 help:
 	@echo "make run               create/refresh $(VENV), migrate, start all four services (Ctrl-C stops them)"
 	@echo "make test              the whole test suite (needs RabbitMQ and PostgreSQL)"
 	@echo "make test-unit | test-component | test-integration | test-e2e"
+	@echo "make test-faults       crashes, restarts and outages (own RabbitMQ node and PostgreSQL; docs/reliability.md)"
 	@echo "make bench             the benchmark (bench/README.md; BENCH_ARGS=--quick for a short run), not part of make test"
 	@echo "make lint              ruff check"
 	@echo "make migrate           kranj db upgrade"
@@ -46,6 +47,9 @@ test-integration: venv
 
 test-e2e: venv
 	$(BIN)/pytest -q tests/e2e $(PYTEST_ARGS)
+
+test-faults: venv
+	$(BIN)/pytest -q -s tests/faults $(PYTEST_ARGS)
 
 bench: venv
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[test,bench]"
