@@ -122,6 +122,8 @@ def base_env(amqp_url: str, data_dir: Path, extra: dict[str, str] | None = None)
             # The per-address limits of the public endpoints (issue #8) would answer most of the
             # booking phase's requests from one address with 429: off, to measure booking itself.
             "KRANJ_RATE_LIMIT_ENABLED": "false",
+            # As many SMTP connections as the plain-client ceiling uses (default 1; see README).
+            "KRANJ_SMTP_CONNECTIONS": os.environ.get("BENCH_SMTP_CONNECTIONS", "4"),
         }
     )
     if os.environ.get("BENCH_DEFAULT_RATES") == "1":

@@ -446,6 +446,12 @@ class Consumer:
     handles: tuple[Handles, ...]
     after_commit: Callable[[], None] | None = None
     by_type: dict[str, Handles] = field(init=False)
+    # Group commit: deliveries handled at the same time (up to the prefetch) share one
+    # transaction, each with its own inbox row; each is acked only after that commit. A batch
+    # that fails in any way is rolled back and its messages are handled one by one as before.
+    batch_limit: int = 50
+    _pending: list[tuple[CloudEvent, Handles, Any, asyncio.Future[str]]] = field(init=False, default_factory=list)
+    _leading: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         self.by_type = {h.message_type.type: h for h in self.handles}
@@ -505,6 +511,70 @@ class Consumer:
             raise Rejection(f"unsupported version {envelope.type!r}; this consumer takes {', '.join(known)}")
 
     async def _handle(self, envelope: CloudEvent, handles: Handles, data: Any) -> str:
+        done: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+        self._pending.append((envelope, handles, data, done))
+        if not self._leading:
+            self._leading = True
+            try:
+                await _next_turn()  # deliveries that arrived with this one join its transaction
+                while self._pending:
+                    batch = self._pending[: self.batch_limit]
+                    del self._pending[: self.batch_limit]
+                    await self._handle_batch(batch)
+            finally:
+                self._leading = False
+                for *_, waiting in self._pending:  # only after a cancellation: each goes alone
+                    if not waiting.done():
+                        waiting.set_result(_ALONE)
+                self._pending.clear()
+        outcome = await done
+        if outcome == _ALONE:
+            return await self._handle_one(envelope, handles, data)
+        return outcome
+
+    async def _handle_batch(self, batch: list[tuple[CloudEvent, Handles, Any, asyncio.Future[str]]]) -> None:
+        """All of `batch` in one transaction, or (any failure at all) each message alone."""
+        if len(batch) == 1:
+            batch[0][3].set_result(_ALONE)
+            return
+        db = self.bus.db
+        outcomes: list[str] = []
+        try:
+            async with db.serial(), db.session() as session:
+                keys: set[tuple[str, str, str]] = set()
+                for envelope, handles, data, _ in batch:
+                    key = (self.spec.name, envelope.source, envelope.id)
+                    if key in keys or await session.get(ProcessedMessage, key) is not None:
+                        outcomes.append("duplicate")
+                        continue
+                    keys.add(key)
+                    session.add(
+                        ProcessedMessage(
+                            consumer=self.spec.name, source=envelope.source, message_id=envelope.id, type=envelope.type
+                        )
+                    )
+                    await handles.func(session, envelope, data)
+                    outcomes.append("processed")
+                await session.commit()
+        except BaseException as exc:  # noqa: BLE001 - whatever it was, each message gets its own try
+            for *_, waiting in batch:
+                if not waiting.done():
+                    waiting.set_result(_ALONE)
+            if isinstance(exc, asyncio.CancelledError):
+                raise
+            log.info("batch of %d rolled back; handling each alone: %s", len(batch), f"{type(exc).__name__}: {exc}"[:300])
+            return
+        for (envelope, _, _, waiting), outcome in zip(batch, outcomes, strict=True):
+            log.info(
+                "duplicate skipped" if outcome == "duplicate" else "message processed",
+                extra={"ce_id": envelope.id, "ce_type": envelope.type, "ce_source": envelope.source,
+                       "queue": self.spec.name, "batch": len(batch)},  # fmt: skip
+            )
+            waiting.set_result(outcome)
+        if self.after_commit is not None and "processed" in outcomes:
+            self.after_commit()
+
+    async def _handle_one(self, envelope: CloudEvent, handles: Handles, data: Any) -> str:
         db = self.bus.db
         try:
             async with db.serial(), db.session() as session:
@@ -533,6 +603,16 @@ class Consumer:
         if self.after_commit is not None:
             self.after_commit()
         return "processed"
+
+
+_ALONE = "alone"  # a message of a failed (or single) batch is handled in a transaction of its own
+
+
+async def _next_turn() -> None:
+    """Let every task that is ready run once (like `asyncio.sleep(0)`, which tests replace)."""
+    turn = asyncio.get_running_loop().create_future()
+    asyncio.get_running_loop().call_soon(turn.set_result, None)
+    await turn
 
 
 async def _undecoded(message: Any) -> bytes:

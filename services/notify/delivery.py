@@ -335,6 +335,9 @@ class DeliveryWorker:
         if channel == "email":
             renderers: dict[tuple[str, str], Callable[[str | None], Email]] = {}  # one rendering per notice
             queue = iter(claimed)
+            # Each connection sends its next email only after the last one is recorded (at most
+            # one repeat per connection after a crash); the connections share group commits.
+            recorded = _GroupCommit(lambda results: self._record(results, origins))
 
             async def send_emails() -> None:  # one per SMTP connection: send, record, next
                 for d in queue:
@@ -342,7 +345,7 @@ class DeliveryWorker:
                         break
                     await self._limits["email"].acquire()
                     outcome = await self._send_one(d, notices.get(d.notice_id), renderers)
-                    await self._record([(d, outcome)], origins)
+                    await recorded.add((d, outcome))
 
             await asyncio.gather(*(send_emails() for _ in range(min(self.email.connections, len(claimed)))))
             await self._release_if_stopping(claimed)

@@ -274,14 +274,14 @@ async def record_notice(
     """Store the notice and one delivery row per (subscriber, channel); returns how many.
     `skip(subscriber_id)` leaves out followers who need not hear it (e.g. already answered)."""
     session.add(notice)
-    await session.flush()
     session.add_all(NoticeKs(notice_id=notice.id, ks=ks) for ks in notice.ks)
     now = utcnow()
     if notice.valid_until is not None and notice.valid_until <= now:
         return 0
     personal = [c for c in notice.channels if c in PERSONAL_CHANNELS]
     if not personal:
-        return 0
+        return 0  # noticeboard only: written with the rest of the transaction (many at once)
+    await session.flush()  # the notice row before its deliveries (inserted below, at once)
     held_until = None if notice.urgency == "urgent" else quiet_until(now, settings.quiet_window)
     rows: list[dict[str, object]] = []
     total = 0
