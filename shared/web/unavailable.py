@@ -13,7 +13,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from ..db import database_unavailable
 
@@ -43,5 +43,13 @@ def install(app: FastAPI, templates: Any) -> None:
             )
         return JSONResponse({"detail": DETAIL}, status_code=503, headers=headers)
 
+    async def unhandled(request: Request, exc: Exception) -> Response:
+        """Last resort, for what a middleware raised (e.g. the staff identity check meeting a
+        database that is down): 503 as above, else Starlette's plain 500 (the error is logged)."""
+        if database_unavailable(exc):
+            return await database_down(request, exc)
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
     for exc_type in UNAVAILABLE_TYPES:
         app.add_exception_handler(exc_type, database_down)
+    app.add_exception_handler(Exception, unhandled)

@@ -37,6 +37,8 @@ async def test_postgres_restart_gives_503_then_works_and_leaves_nothing_half_wri
             "KRANJ_AMQP_URL": fault_amqp_url,
             "KRANJ_EVENTS_DATABASE_URL": events_url,
             "KRANJ_BOOKING_DATABASE_URL": booking_url,
+            # Staff accounts and tokens on the same server: the staff calls check them first.
+            "KRANJ_ACCOUNTS_DATABASE_URL": fault_postgres.new_database(),
         }
     )
     system.start()
