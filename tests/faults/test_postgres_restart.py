@@ -7,13 +7,34 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import httpx
 from conftest import TEST_ADMIN_TOKEN, wait_until
 
+from services.booking.domain import TZ, holiday_name
+
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+
+
+def _booking(i: int) -> dict[str, object]:
+    """A resident's request for KS Primskovo's room on a Tuesday evening of its own."""
+    day = datetime.now(TZ).date() + timedelta(days=14 + 7 * i)
+    while day.weekday() != 1 or holiday_name(day):
+        day += timedelta(days=1)
+    start = datetime.combine(day, time(18, 0), TZ)
+    return {
+        "room_id": "ks-primskovo",
+        "starts_at": start.isoformat(),
+        "ends_at": (start + timedelta(hours=2)).isoformat(),
+        "purpose": "Vaje pevskega zbora",
+        "category": "culture",
+        "group_kind": "association",
+        "name": "Mojca Novak",
+        "email": f"zbor{i}@example.si",
+        "attendees": 12,
+    }
 
 
 def _event(i: int) -> dict[str, str]:
@@ -39,6 +60,7 @@ async def test_postgres_restart_gives_503_then_works_and_leaves_nothing_half_wri
             "KRANJ_BOOKING_DATABASE_URL": booking_url,
             # Staff accounts and tokens on the same server: the staff calls check them first.
             "KRANJ_ACCOUNTS_DATABASE_URL": fault_postgres.new_database(),
+            "KRANJ_RATE_LIMIT_ENABLED": "false",  # every request here comes from 127.0.0.1
         }
     )
     system.start()
@@ -47,6 +69,7 @@ async def test_postgres_restart_gives_503_then_works_and_leaves_nothing_half_wri
 
     statuses: Counter[int] = Counter()
     published: list[str] = []
+    booked: list[str] = []
     unavailable: list[httpx.Response] = []
     stop = asyncio.Event()
 
@@ -71,8 +94,14 @@ async def test_postgres_restart_gives_503_then_works_and_leaves_nothing_half_wri
                         unavailable.append(created)
                     rooms = await client.get(f"{booking}/api/v1/rooms", params={"ks": "primskovo"})
                     statuses[rooms.status_code] += 1
-                    if rooms.status_code == 503:
-                        unavailable.append(rooms)
+                    requested = await client.post(f"{booking}/api/v1/bookings", json=_booking(i))
+                    statuses[requested.status_code] += 1
+                    if requested.status_code == 201:
+                        booked.append(requested.json()["id"])
+
+                    for answer in (rooms, requested):
+                        if answer.status_code == 503:
+                            unavailable.append(answer)
                 except httpx.HTTPError as exc:  # the services must answer, even while the database is down
                     statuses[type(exc).__name__] += 1  # type: ignore[index]
                 await asyncio.sleep(0.05)
@@ -82,7 +111,12 @@ async def test_postgres_restart_gives_503_then_works_and_leaves_nothing_half_wri
         await wait_until(lambda: len(published) >= 3, timeout=30, message="events published before the restart")
         fault_postgres.stop("fast")
         try:
-            await wait_until(lambda: len(unavailable) >= 3, timeout=30, message="503 answers while PostgreSQL is down")
+            ports = {system.ports["events"], system.ports["booking"]}
+            await wait_until(
+                lambda: {r.request.url.port for r in unavailable} >= ports and len(unavailable) >= 4,
+                timeout=30,
+                message="503 answers from events and booking while PostgreSQL is down",
+            )
             async with httpx.AsyncClient(timeout=10) as client:
                 ready = await client.get(f"{events}/readyz")
             assert ready.status_code == 503
@@ -124,4 +158,16 @@ async def test_postgres_restart_gives_503_then_works_and_leaves_nothing_half_wri
     assert {r["id"] for r in rows if r["status"] == "published"} >= set(published)
     assert len(outbox) == by_status["published"], (len(outbox), by_status)
     assert all(r["sent_at"] is not None for r in outbox)
-    print(f"\nrequests: {dict(statuses)}; events {dict(by_status)}; outbox rows {len(outbox)}")
+
+    conn = await asyncpg.connect(booking_url)
+    try:
+        bookings = {r["id"] for r in await conn.fetch("SELECT id FROM bookings")}
+        booking_messages = await conn.fetchval("SELECT count(*) FROM outbox WHERE routing_key LIKE 'booking.booking.%'")
+    finally:
+        await conn.close()
+    assert bookings == set(booked)  # every 201 is there, nothing else is
+    assert booking_messages == len(bookings)  # one message per request: none lost, none without its row
+    print(
+        f"\nrequests: {dict(statuses)}; events {dict(by_status)} with {len(outbox)} outbox rows; "
+        f"{len(bookings)} bookings with {booking_messages} outbox rows"
+    )
