@@ -541,20 +541,39 @@ class Consumer:
         outcomes: list[str] = []
         try:
             async with db.serial(), db.session() as session:
-                keys: set[tuple[str, str, str]] = set()
+                # One query for the whole batch's inbox rows, one insert for the new ones.
+                keys = {(envelope.source, envelope.id) for envelope, *_ in batch}
+                seen = set(
+                    (
+                        await session.exec(
+                            select(ProcessedMessage.source, ProcessedMessage.message_id).where(
+                                ProcessedMessage.consumer == self.spec.name,
+                                sa.tuple_(col(ProcessedMessage.source), col(ProcessedMessage.message_id)).in_(keys),
+                            )
+                        )
+                    ).all()
+                )
+                now = utcnow()
+                inbox: list[dict[str, Any]] = []
                 for envelope, handles, data, _ in batch:
-                    key = (self.spec.name, envelope.source, envelope.id)
-                    if key in keys or await session.get(ProcessedMessage, key) is not None:
+                    key = (envelope.source, envelope.id)
+                    if key in seen:
                         outcomes.append("duplicate")
                         continue
-                    keys.add(key)
-                    session.add(
-                        ProcessedMessage(
-                            consumer=self.spec.name, source=envelope.source, message_id=envelope.id, type=envelope.type
-                        )
+                    seen.add(key)
+                    inbox.append(
+                        {
+                            "consumer": self.spec.name,
+                            "source": envelope.source,
+                            "message_id": envelope.id,
+                            "type": envelope.type,
+                            "processed_at": now,
+                        }
                     )
                     await handles.func(session, envelope, data)
                     outcomes.append("processed")
+                if inbox:
+                    await session.exec(sa.insert(ProcessedMessage.__table__), params=inbox)  # type: ignore[attr-defined,call-overload]
                 await session.commit()
         except BaseException as exc:  # noqa: BLE001 - whatever it was, each message gets its own try
             for *_, waiting in batch:

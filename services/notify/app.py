@@ -30,7 +30,11 @@ def build(settings: Settings) -> ServiceApp:
     ctx.bus.publisher(DELIVERY_FAILED)
     renderer = Renderer(settings)
     worker = DeliveryWorker(settings, ctx.db, renderer, EmailSender(settings), SmsSender(settings))
-    handlers.register(ctx.bus, settings, renderer, on_new_deliveries=worker.wake)
+    # The senders wake when a commit wrote deliveries (service.record_notice / record_personal
+    # mark the session), not after every message consumed: a noticeboard-only notice costs no
+    # claim (make bench, ingest).
+    ctx.db.on_commit(lambda info: worker.wake() if info.pop("deliveries_written", False) else None)
+    handlers.register(ctx.bus, settings, renderer, on_new_deliveries=lambda: None)
     ctx.extra.update(renderer=renderer, worker=worker)
     ctx.background.append(worker.run)
     ctx.background.append(weekly_digest_job(ctx.db, settings, on_new_deliveries=worker.wake))

@@ -317,6 +317,8 @@ async def record_notice(
     if rows:
         await session.exec(sa.insert(Delivery), params=rows)  # type: ignore[call-overload]
         total += len(rows)
+    if total:
+        session.info["deliveries_written"] = True  # wakes the senders after commit (app.py)
     return total
 
 
@@ -439,6 +441,8 @@ async def record_personal(
         if address and channel in notice.channels
     ]
     session.add_all(rows)
+    if rows:
+        session.info["deliveries_written"] = True  # wakes the senders after commit (app.py)
     return len(rows)
 
 
