@@ -12,7 +12,13 @@ Session fixtures:
   database. Stopped at the end.
 
 Function fixtures: `fault_amqp_url` (a fresh vhost on the private node), `kranj_up`
-(a factory: `await kranj_up(env_overrides)` -> a running `KranjUp`, stopped after the test).
+(a factory: `kranj_up(env, name=...)` -> a `KranjUp` to `.start()`, stopped after the test).
+
+`KranjUp` is `kranj up` in a subprocess (free ports, its own data dir): `.wait_ready()`,
+`.child_pid(service)`, `.kill_child(service, signal)`, `.log()`, `.kranj(*args)` (the CLI
+with the same environment). Helpers count what residents received: `received_emails`
+(per recipient, at the SMTP server) and `received_sms` (per phone: distinct Idempotency-Keys,
+i.e. text messages, and raw gateway requests).
 """
 
 from __future__ import annotations
@@ -81,7 +87,8 @@ class RabbitNode:
         home = Path("/var/lib/rabbitmq")
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "KRANJ_"))},
-            "HOME": str(home) if os.geteuid() == 0 and (home / ".erlang.cookie").exists() else os.environ["HOME"],
+            # As root the node runs as the `rabbitmq` user, with its Erlang cookie (made on first use).
+            "HOME": str(home) if os.geteuid() == 0 else os.environ.get("HOME", str(Path.home())),
             "RABBITMQ_NODENAME": self.name,
             "RABBITMQ_DIST_PORT": str(self.dist_port),
             "RABBITMQ_MNESIA_BASE": str(self.base / "mnesia"),
