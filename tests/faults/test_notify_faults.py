@@ -23,11 +23,12 @@ import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
-from conftest import SmsGateway, SmtpSink, publish_bare, wait_until
+from conftest import TEST_ADMIN_TOKEN, SmsGateway, SmtpSink, publish_bare, wait_until
 
 from .conftest import (
     CONSUMER_TIMEOUT_MS,
@@ -298,6 +299,27 @@ async def test_broker_stop_and_start_mid_fan_out(notify_system: NotifySystem):
         await wait_until(lambda: sent_for(ns.db, first) >= at_stop + 20, timeout=60, message="sending goes on")
         held = sqlite_scalar(ns.db, unsent)
         assert held > 0
+        # Staff publish an event meanwhile: events writes it with its outbox row and keeps the row.
+        event_title = "Cistilna akcija v Bitnjah"
+        starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5)
+        async with httpx.AsyncClient(timeout=20) as client:
+            events = ns.system.urls["events"]
+            created = await client.post(
+                f"{events}/api/v1/events",
+                headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"},
+                json={"ks": "bitnje", "title": event_title, "description": "Vabljeni vsi krajani.",
+                      "starts_at": starts.isoformat(), "ends_at": (starts + timedelta(hours=3)).isoformat(),
+                      "venue": "Pred domom KS"},
+            )
+            assert created.status_code == 201, created.text
+            published = await client.post(
+                f"{events}/api/v1/events/{created.json()['id']}/publish",
+                headers={"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"},
+            )
+            assert published.status_code == 200, published.text
+        events_db = ns.system.data_dir / "events.db"
+        event_row = "SELECT count(*) FROM outbox WHERE routing_key = 'events.event.published' AND sent_at IS NULL"
+        assert sqlite_scalar(events_db, event_row) == 1
     finally:
         await asyncio.to_thread(ns.rabbit.start_app)
 
@@ -306,6 +328,13 @@ async def test_broker_stop_and_start_mid_fan_out(notify_system: NotifySystem):
     )
     await wait_until(lambda: sqlite_scalar(ns.db, unsent) == 0, timeout=60, interval=0.3, message="the outbox drained")
     await ns.system.wait_ready()  # every service reconnected
+    # The event's row went out once the broker was back, and notify took it (the noticeboard).
+    await wait_until(lambda: sqlite_scalar(events_db, event_row) == 0, timeout=60, interval=0.3,
+                     message="the events outbox drained")
+    await wait_until(
+        lambda: sqlite_scalar(ns.db, "SELECT count(*) FROM notices WHERE title = ?", event_title) == 1,
+        timeout=30, interval=0.3, message="notify to take the event published during the outage",
+    )
 
     second = "Odvoz kosovnih odpadkov"
     await ns.publish(second, "bitnje")
@@ -317,5 +346,6 @@ async def test_broker_stop_and_start_mid_fan_out(notify_system: NotifySystem):
     print(
         f"\nbroker stop_app/start_app: {residents} residents x 2 notices, {4 * residents} deliveries "
         f"(emails, SMS, gateway requests per notice: {figures}), 0 duplicates, 0 missing; "
-        f"{held} outbox rows held while the broker was down, all published after"
+        f"{held} notify outbox rows held while the broker was down, all published after; an event published "
+        "by staff during the outage reached notify after it"
     )
