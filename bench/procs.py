@@ -212,3 +212,45 @@ def machine() -> dict[str, Any]:
         "rabbitmq": rabbit,
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
     }
+
+
+def server_pids() -> dict[str, list[int]]:
+    """The local RabbitMQ and PostgreSQL processes (shared with whatever else runs here)."""
+    rabbit, pg = [], []
+    for p in psutil.process_iter(["name"]):
+        name = p.info.get("name") or ""
+        if name.startswith("beam.smp"):
+            rabbit.append(p.pid)
+        elif name in ("postgres", "postmaster"):
+            pg.append(p.pid)
+    return {"rabbitmq": rabbit, "postgresql": pg}
+
+
+def cpu_times(groups: dict[str, list[int]]) -> dict[int, float]:
+    times: dict[int, float] = {}
+    for pids in groups.values():
+        for pid in pids:
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(pid).cpu_times()
+                times[pid] = t.user + t.system
+    return times
+
+
+class CpuMeter:
+    """CPU seconds each group of processes spent between `start()` and `stop()`."""
+
+    def __init__(self, groups: dict[str, list[int]]) -> None:
+        self.groups = groups
+        self._before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self.groups = {**self.groups, **server_pids()}
+        self._before = cpu_times(self.groups)
+
+    def stop(self) -> dict[str, float]:
+        groups = {**self.groups, **server_pids()}  # PostgreSQL forks a process per connection
+        after = cpu_times(groups)
+        return {
+            group: round(sum(after.get(pid, 0.0) - self._before.get(pid, 0.0) for pid in pids if pid in after), 2)
+            for group, pids in groups.items()
+        }

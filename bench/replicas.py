@@ -51,7 +51,9 @@ async def one_count(bench: Bench, replicas: int, residents: int, notices: int) -
                 async with connection:
                     channel = await connection.channel(publisher_confirms=True)
                     exchange = await channel.get_exchange("kranj")
-                    fanout = await bench.fanout(exchange, "primskovo", residents, timeout=600)
+                    fanout = await bench.fanout(
+                        exchange, "primskovo", residents, timeout=600, notify_pids=[s.pid for s in services]
+                    )
                     ingest = await bench.ingest(exchange, db.url, notices, timeout=600)
                 rss = [round(s.rss_mb(), 1) for s in services]
             finally:

@@ -36,7 +36,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from .procs import ADMIN_TOKEN, PgDatabase, Service, Vhost, base_env, free_port, machine, rss_mb
+from .procs import ADMIN_TOKEN, CpuMeter, PgDatabase, Service, Vhost, base_env, free_port, machine, rss_mb
 from .sinks import SMS_TOKEN, Sink
 
 HERE = Path(__file__).resolve().parent
@@ -239,7 +239,23 @@ class Bench:
             await engine.dispose()
 
     # ---------------------------------------------------------------- notify phases
-    async def fanout(self, exchange: aio_pika.abc.AbstractExchange, ks: str, n: int, timeout: float) -> dict[str, Any]:
+    async def fanout(
+        self,
+        exchange: aio_pika.abc.AbstractExchange,
+        ks: str,
+        n: int,
+        timeout: float,
+        notify_pids: list[int] | None = None,
+    ) -> dict[str, Any]:
+        meter = CpuMeter(
+            {
+                "notify": notify_pids or [],
+                "smtp_sink": [self.smtp.pid],
+                "sms_gateway": [self.sms.pid],
+                "bench": [os.getpid()],
+            }
+        )
+        meter.start()
         base_email, base_sms = self.smtp.accepted, self.sms.accepted
         dup_email, dup_sms = self.smtp.duplicates, self.sms.duplicates
         body = envelope(
@@ -270,6 +286,7 @@ class Bench:
                     f"{self.sms.accepted - base_sms} SMS"
                 )
             await asyncio.sleep(0.01)
+        cpu = meter.stop()
         await asyncio.sleep(0.5)  # anything extra would be a duplicate
         result = {
             "residents": n,
@@ -283,6 +300,10 @@ class Bench:
             "extra_emails": self.smtp.accepted - base_email - n,
             "extra_sms": self.sms.accepted - base_sms - n,
             "duplicates": (self.smtp.duplicates - dup_email) + (self.sms.duplicates - dup_sms),
+            # CPU seconds per 1,000 deliveries, by process group (RabbitMQ and PostgreSQL are shared
+            # with whatever else runs on the machine)
+            "cpu_seconds_per_1000_deliveries": {k: round(v * 1000 / (2 * n), 3) for k, v in cpu.items()},
+            "wall_seconds": round(max(done.values()), 3),
         }
         return result
 
@@ -552,12 +573,13 @@ class Bench:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange("kranj")
                 print(f"fan-out to {small} residents ...", flush=True)
-                r["fanout_small"] = await self.fanout(exchange, "britof", small, timeout=300)
+                notify_pid = [services["notify"].pid]
+                r["fanout_small"] = await self.fanout(exchange, "britof", small, timeout=300, notify_pids=notify_pid)
                 print(f"  {r['fanout_small']}", flush=True)
                 for n, s in services.items():
                     memory[n]["after_small_fanout_mb"] = round(s.rss_mb(), 1)
                 print(f"fan-out to {big} residents ...", flush=True)
-                r["fanout_big"] = await self.fanout(exchange, "primskovo", big, timeout=600)
+                r["fanout_big"] = await self.fanout(exchange, "primskovo", big, timeout=600, notify_pids=notify_pid)
                 print(f"  {r['fanout_big']}", flush=True)
                 await asyncio.sleep(2)
                 for n, s in services.items():
