@@ -665,6 +665,73 @@ def table(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def markdown(r: dict[str, Any]) -> str:
+    """The figures as a Markdown table (bench/results.md; the README quotes it)."""
+    c, s, m = r["ceilings"], r["shares"], r["machine"]
+    rows = [
+        ("ceiling: broker, plain aio-pika publisher + consumer, one quorum queue", f"{c['broker_messages_per_second']:,.0f} msg/s", ""),
+        ("ceiling: SMTP, plain aiosmtplib, ready-made emails", f"{c['smtp_emails_per_second']:,.0f} emails/s", ""),
+        ("ceiling: SMS gateway, plain httpx", f"{c['sms_requests_per_second_httpx']:,.0f} req/s", ""),
+        ("ceiling: SMS gateway, plain aiohttp (the SMS shares use this)", f"{c['sms_requests_per_second_aiohttp']:,.0f} req/s", ""),
+    ]  # fmt: skip
+    for key in ("fanout_small", "fanout_big"):
+        f = r[key]
+        n = f["residents"]
+        rows.append(
+            (
+                f"fan-out, one notice to {n:,} residents: email",
+                f"{f['email_per_second']:,.0f} /s",
+                f"{s[f'email_{n}']:.0%}",
+            )
+        )
+        rows.append(
+            (f"fan-out, one notice to {n:,} residents: SMS", f"{f['sms_per_second']:,.0f} /s", f"{s[f'sms_{n}']:.0%}")
+        )
+    i = r["ingest"]
+    rows.append(
+        (f"ingest, {i['notices']:,} noticeboard-only notices", f"{i['per_second']:,.0f} /s", f"{s['ingest']:.0%}")
+    )
+    lat = r["latency"]
+    for ch in ("email", "sms"):
+        rows.append(
+            (
+                f"latency publish → inbox at 5 notices/s, {ch}: p50 / p99",
+                f"{lat[ch]['p50_ms']:.0f} / {lat[ch]['p99_ms']:.0f} ms",
+                "",
+            )
+        )
+    for name, mem in r["memory"].items():
+        rows.append(
+            (
+                f"RSS {name}: idle / after 1st / after 2nd fan-out",
+                f"{mem['idle_mb']:.0f} / {mem['after_small_fanout_mb']:.0f} / {mem['after_big_fanout_mb']:.0f} MB",
+                "",
+            )
+        )
+    b = r["booking"]
+    for key, label in (("non_overlapping", "non-overlapping"), ("all_overlapping", "all overlapping")):
+        st = ", ".join(f"{v}× {k}" for k, v in sorted(b[key]["statuses"].items()))
+        rows.append((f"booking, {b['requests']} requests, {label} ({st})", f"{b[key]['per_second']:,.0f} req/s", ""))
+    cpu = r["fanout_big"]["cpu_seconds_per_1000_deliveries"]
+    lines = [
+        f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gb']} GB RAM, Python {m['python']}, RabbitMQ {m['rabbitmq']}; "
+        f"load average {m['load_average_at_start'][0]} at the start, {m.get('load_average_at_end', ['?'])[0]} at the end "
+        f"(other work shared the machine). Run {r['run']['started_at']}; rate limits {r['run']['rate_limits']}; "
+        f"{r['run']['smtp_connections']} SMTP connections; {r['run']['databases']}.",
+        "",
+        "| measure | value | share of ceiling |",
+        "|---|---:|---:|",
+        *(f"| {a} | {b_} | {c_} |" for a, b_, c_ in rows),
+        "",
+        "CPU seconds per 1,000 deliveries in the big fan-out: "
+        + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+        + ". Targets: "
+        + ", ".join(f"{k.replace('_', ' ')}: {'met' if v else '**missed**'}" for k, v in r["targets"].items())
+        + ".",
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def chart(r: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -720,6 +787,7 @@ def main() -> None:
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     chart(results, args.out.with_suffix(".png"))
+    args.out.with_suffix(".md").write_text(markdown(results))
     print()
     print(table(results))
     print(f"\nwritten: {args.out}, {args.out.with_suffix('.png')}")
