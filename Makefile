@@ -15,7 +15,7 @@ help:
 	@echo "make test              the whole test suite (needs RabbitMQ and PostgreSQL)"
 	@echo "make test-unit | test-component | test-integration | test-e2e"
 	@echo "make test-faults       crashes, restarts and outages (own RabbitMQ node and PostgreSQL; docs/reliability.md)"
-	@echo "make bench             the benchmark (bench/README.md; BENCH_ARGS=--quick for a short run), not part of make test"
+	@echo "make bench             the benchmark (README \"Benchmark\"; BENCH_ARGS=--quick for a short run), not part of make test"
 	@echo "make lint              ruff check"
 	@echo "make migrate           kranj db upgrade"
 	@echo "make clean             caches and build leftovers (keeps $(VENV) and ./var)"
