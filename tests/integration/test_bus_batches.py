@@ -1,0 +1,81 @@
+"""The Consumer's group commit on the real broker, SQLite and PostgreSQL: messages that
+arrive together share one transaction (each with its inbox row, each acked after it), a
+message that fails rolls its batch back and every message of it is then handled alone —
+so one bad message neither loses nor repeats the others', and a duplicate in the same
+batch is handled once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+import aio_pika
+import pytest
+from conftest import wait_until
+from test_bus import Counts, close_harness, make_harness, notice
+
+from shared.bus import DEAD_QUEUE_NAME, Handles
+from shared.contracts import NOTICE_REQUESTED, parse_data, parse_envelope
+
+pytestmark = pytest.mark.integration
+
+
+async def publish_together(url: str, bodies: list[dict]) -> None:
+    """One connection, every publish confirmed at once: they reach the queue together."""
+    connection = await aio_pika.connect(url)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange("kranj")
+        await asyncio.gather(
+            *(exchange.publish(aio_pika.Message(json.dumps(b).encode()), "notify.notice.requested") for b in bodies)
+        )
+
+
+def batch_sizes(caplog: pytest.LogCaptureFixture) -> list[int]:
+    return [r.batch for r in caplog.records if r.name == "kranj.bus" and hasattr(r, "batch")]
+
+
+async def test_messages_arriving_together_share_a_transaction_and_a_failing_one_goes_alone(
+    tmp_path, amqp_url, database_url, caplog: pytest.LogCaptureFixture
+):
+    caplog.set_level(logging.INFO, logger="kranj.bus")
+    h = await make_harness(tmp_path, amqp_url, database_url)
+    try:
+        counts = Counts()
+        # 1. 40 messages at once (the prefetch is 20), one of them twice: handled together
+        bodies = [notice() for _ in range(40)]
+        await publish_together(h.direct_url, [*bodies, bodies[7]])
+        await wait_until(lambda: counts("processed") + counts("duplicate") == 41, timeout=30, message="41 outcomes")
+        assert counts("processed") == 40 and counts("duplicate") == 1
+        assert await h.rows() == 40
+        assert sorted(p.message_id for p in await h.processed()) == sorted(b["id"] for b in bodies)
+        assert max(batch_sizes(caplog)) > 1, "messages that arrived together were not committed together"
+
+        # 2. a batch with a message whose handler fails: the batch is rolled back, every other
+        #    message of it is then handled once, alone; the failing one fails alone too (and is
+        #    retried by redelivery, then dead-lettered, as test_bus proves)
+        caplog.clear()
+        consumer = h.bus.consumers[0]
+        wave = [parse_envelope(json.dumps(notice()).encode()) for _ in range(15)]
+        bad = wave[6].id
+
+        async def handler(session, envelope, data) -> None:
+            if envelope.id == bad:
+                raise RuntimeError("this one is broken")
+            await h.handler(session, envelope, data)
+
+        handles = Handles(NOTICE_REQUESTED, handler)
+        outcomes = await asyncio.gather(
+            *(consumer._handle(e, handles, parse_data(e, NOTICE_REQUESTED)) for e in wave), return_exceptions=True
+        )
+        assert [o for i, o in enumerate(outcomes) if i != 6] == ["processed"] * 14
+        assert isinstance(outcomes[6], RuntimeError)
+        assert any("rolled back; handling each alone" in r.getMessage() for r in caplog.records)
+        assert await h.rows() == 40 + 14
+        processed = {p.message_id for p in await h.processed()}
+        assert bad not in processed and all(e.id in processed for i, e in enumerate(wave) if i != 6)
+        q = await h.channel.get_queue(DEAD_QUEUE_NAME, ensure=True)
+        assert await q.get(no_ack=True, fail=False) is None
+    finally:
+        await close_harness(h)
