@@ -748,8 +748,14 @@ def chart(r: dict[str, Any], path: Path) -> None:
     ax1.set_ylabel("% of the plain-client ceiling")
     ax1.set_title("Throughput as a share of its ceiling")
     ax1.legend(loc="upper right", fontsize=8)
-    for x, v in enumerate(shares.values()):
-        ax1.text(x, v * 100 + 1, f"{v:.0%}", ha="center", fontsize=8)
+    rates = {
+        f"{ch}_{r[k]['residents']}": r[k][f"{ch}_per_second"]
+        for k in ("fanout_small", "fanout_big")
+        for ch in ("email", "sms")
+    }
+    rates["ingest"] = r["ingest"]["per_second"]
+    for x, (k, v) in enumerate(shares.items()):
+        ax1.text(x, v * 100 + 1, f"{v:.0%}\n{rates.get(k, 0):,.0f}/s", ha="center", fontsize=8)
     lat = r["latency"]
     chans = ["email", "sms"]
     xs = range(len(chans))
