@@ -350,7 +350,14 @@ class DeliveryWorker:
                     outcome = await self._send_one(d, notices.get(d.notice_id), renderers)
                     await recorded.add((d, outcome))
 
-            await asyncio.gather(*(send_emails() for _ in range(min(self.email.connections, len(claimed)))))
+            connections = range(min(self.email.connections, len(claimed)))
+            failures = [
+                r
+                for r in await asyncio.gather(*(send_emails() for _ in connections), return_exceptions=True)
+                if isinstance(r, BaseException)
+            ]
+            if failures:  # every connection has stopped first: nothing is left sending behind the next claim
+                raise failures[0]
             await self._release_if_stopping(claimed)
             return len(claimed)
 
