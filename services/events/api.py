@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any
 
@@ -78,23 +79,29 @@ async def create_event(body: EventIn, request: Request, staff: StaffDep) -> Even
     responses={409: {"description": "Cancelled, or it waits for its room (booking has not confirmed it)."}},
 )
 async def publish_event(event_id: str, request: Request, staff: StaffDep) -> EventOut:
+    return await _staff_change(
+        request, staff, event_id, lambda ctx: service.publish_event(ctx.db, ctx.settings, event_id)
+    )
+
+
+async def _staff_change(
+    request: Request, staff: Staff, event_id: str, change: Callable[[Any], Awaitable[service.Event]]
+) -> EventOut:
+    """A staff change of one event: the staff member must act for its KS; `change(ctx)` runs
+    the use case; a state that does not allow it is 409; the answer carries personal data."""
     ctx = _ctx(request)
     require_ks(staff, (await _load(ctx, event_id)).ks)
     try:
-        event = await service.publish_event(ctx.db, ctx.settings, event_id)
+        event = await change(ctx)
     except service.Conflict as exc:
         raise _conflict(exc) from None
     return service.to_out(ctx.settings, event, personal=True)
 
 
 async def _update(event_id: str, patch: EventPatch, request: Request, staff: Staff) -> EventOut:
-    ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
-    try:
-        event = await service.update_event(ctx.db, ctx.settings, event_id, patch)
-    except service.Conflict as exc:
-        raise _conflict(exc) from None
-    return service.to_out(ctx.settings, event, personal=True)
+    return await _staff_change(
+        request, staff, event_id, lambda ctx: service.update_event(ctx.db, ctx.settings, event_id, patch)
+    )
 
 
 @api.patch(
@@ -113,7 +120,11 @@ async def patch_event(event_id: str, body: EventPatch, request: Request, staff: 
     "/events/{event_id}",
     response_model=EventOut,
     summary="Replace an event's fields (staff; KS stays)",
-    responses={409: {"description": "Another KS, or the change is not possible (a cancelled event, fewer seats than registered)."}},
+    responses={
+        409: {
+            "description": "Another KS, or the change is not possible (a cancelled event, fewer seats than registered)."
+        }
+    },
 )
 async def put_event(event_id: str, body: EventIn, request: Request, staff: StaffDep) -> EventOut:
     ctx = _ctx(request)
@@ -128,10 +139,10 @@ async def put_event(event_id: str, body: EventIn, request: Request, staff: Staff
 async def cancel_event(
     event_id: str, request: Request, staff: StaffDep, body: Annotated[CancelIn | None, Body()] = None
 ) -> EventOut:
-    ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
-    event = await service.cancel_event(ctx.db, ctx.settings, event_id, body.reason if body else "")
-    return service.to_out(ctx.settings, event, personal=True)
+    reason = body.reason if body else ""
+    return await _staff_change(
+        request, staff, event_id, lambda ctx: service.cancel_event(ctx.db, ctx.settings, event_id, reason)
+    )
 
 
 @api.post(
@@ -144,15 +155,14 @@ async def cancel_event(
     responses={409: {"description": "Not a recurring event, no such occurrence, or the event is cancelled."}},
 )
 async def move_occurrence(event_id: str, body: OccurrenceMove, request: Request, staff: StaffDep) -> EventOut:
-    ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
-    try:
-        event = await service.change_occurrence(
+    return await _staff_change(
+        request,
+        staff,
+        event_id,
+        lambda ctx: service.change_occurrence(
             ctx.db, ctx.settings, event_id, body.occurrence, move_to=(body.starts_at, body.ends_at)
-        )
-    except service.Conflict as exc:
-        raise _conflict(exc) from None
-    return service.to_out(ctx.settings, event, personal=True)
+        ),
+    )
 
 
 @api.post(
@@ -164,13 +174,12 @@ async def move_occurrence(event_id: str, body: OccurrenceMove, request: Request,
     responses={409: {"description": "Not a recurring event, no such occurrence, or the event is cancelled."}},
 )
 async def cancel_occurrence(event_id: str, body: OccurrenceCancel, request: Request, staff: StaffDep) -> EventOut:
-    ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
-    try:
-        event = await service.change_occurrence(ctx.db, ctx.settings, event_id, body.occurrence, reason=body.reason)
-    except service.Conflict as exc:
-        raise _conflict(exc) from None
-    return service.to_out(ctx.settings, event, personal=True)
+    return await _staff_change(
+        request,
+        staff,
+        event_id,
+        lambda ctx: service.change_occurrence(ctx.db, ctx.settings, event_id, body.occurrence, reason=body.reason),
+    )
 
 
 def _filters(ks: str | None, age: str | None, topic: str | None, since: date | None, until: date | None) -> EventFilter:
@@ -480,7 +489,9 @@ _FIELD_SL = {
 
 def _form_errors(exc: ValidationError) -> list[str]:
     return form_errors(
-        exc, _FIELD_SL, [("email or a phone", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo.")]
+        exc,
+        _FIELD_SL,
+        [("email or a phone", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo.")],
     )
 
 
