@@ -716,7 +716,7 @@ def markdown(r: dict[str, Any]) -> str:
     lines = [
         f"Machine: {m['nproc']} cores ({m['cpu_model']}), {m['ram_gb']} GB RAM, Python {m['python']}, RabbitMQ {m['rabbitmq']}; "
         f"load average {m['load_average_at_start'][0]} at the start, {m.get('load_average_at_end', ['?'])[0]} at the end "
-        f"(other work shared the machine). Run {r['run']['started_at']}; rate limits {r['run']['rate_limits']}; "
+        f"(the machine, broker and database are shared with other work). Run {r['run']['started_at']}; rate limits {r['run']['rate_limits']}; "
         f"{r['run']['smtp_connections']} SMTP connections; {r['run']['databases']}.",
         "",
         "| measure | value | share of ceiling |",
