@@ -14,6 +14,7 @@ import asyncio
 import json
 import multiprocessing as mp
 import os
+import shutil
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -96,6 +97,7 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         bench.smtp.stop()
         bench.sms.stop()
+        shutil.rmtree(bench.tmp, ignore_errors=True)
     results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     out = HERE / "replicas.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

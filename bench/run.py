@@ -21,6 +21,7 @@ import json
 import multiprocessing as mp
 import os
 import queue
+import shutil
 import statistics
 import tempfile
 import time
@@ -524,6 +525,7 @@ class Bench:
         finally:
             self.smtp.stop()
             self.sms.stop()
+            shutil.rmtree(self.tmp, ignore_errors=True)  # the services' data and logs of this run
         self.results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
         return self.results
 
