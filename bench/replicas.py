@@ -15,10 +15,8 @@ import json
 import multiprocessing as mp
 import os
 import shutil
-import tempfile
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -71,7 +69,6 @@ async def main(args: argparse.Namespace) -> None:
     bench.marks = ctx.Queue()
     bench.smtp = Sink("smtp", free_port(), bench.marks)
     bench.sms = Sink("sms", free_port(), bench.marks)
-    bench.tmp = Path(tempfile.mkdtemp(prefix="kranj-bench-replicas-"))
     results: dict[str, Any] = {
         "machine": machine(),
         "run": {
