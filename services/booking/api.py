@@ -625,7 +625,10 @@ def _form_errors(exc: ValidationError) -> list[str]:
         exc,
         _FIELD_SL,
         [
-            ("email or a phone", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi."),
+            (
+                "or a phone number",
+                "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi.",
+            ),
             ("ends_at", "Konec mora biti za začetkom."),
         ],
     )

@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
 from shared.bus import add_to_outbox
-from shared.contact import normalise_phone
+from shared.contact import ContactFields, normalise_phone
 from shared.contracts import KS_SLUGS
 from shared.contracts.booking import (
     BOOKING_MESSAGE_TYPES,
@@ -146,7 +146,7 @@ class Recurrence(BaseModel):
         return f"FREQ=WEEKLY;UNTIL={self.weekly_until.strftime('%Y%m%d')}T235959"
 
 
-class BookingIn(BaseModel):
+class BookingIn(ContactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     room_id: str = Field(min_length=1, max_length=64)
@@ -172,15 +172,8 @@ class BookingIn(BaseModel):
             raise ValueError("must not be blank")
         return value
 
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else None
-
     @model_validator(mode="after")
     def _check(self) -> BookingIn:
-        if not self.email and not self.phone:
-            raise ValueError("give an email or a phone number (or both)")
         if self.ends_at <= self.starts_at:
             raise ValueError("ends_at must be after starts_at")
         return self
@@ -988,9 +981,7 @@ async def import_rooms(db: Database, staff: Staff, content: bytes) -> RoomImport
                 continue
             room = await session.get(Room, values["id"])
             if room is None:
-                session.add(
-                    Room(**values, opening_hours=_DEFAULT_OPENING, office_hours={}, requires_approval=True)
-                )
+                session.add(Room(**values, opening_hours=_DEFAULT_OPENING, office_hours={}, requires_approval=True))
                 result.created += 1
             else:
                 for key, value in values.items():

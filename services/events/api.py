@@ -491,7 +491,7 @@ def _form_errors(exc: ValidationError) -> list[str]:
     return form_errors(
         exc,
         _FIELD_SL,
-        [("email or a phone", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo.")],
+        [("or a phone number", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo.")],
     )
 
 

@@ -25,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
 from shared.bus import add_to_outbox
-from shared.contact import normalise_phone
+from shared.contact import ContactFields, normalise_phone
 from shared.contracts import EVENT_PUBLISHED, EventPublished
 from shared.contracts.booking import ROOM_RELEASED, ROOM_REQUESTED, BookingChanged, RoomReleased, RoomRequested
 from shared.contracts.events import (
@@ -225,7 +225,7 @@ class CancelIn(BaseModel):
     reason: str = Field(default="", max_length=1000)
 
 
-class RegistrationIn(BaseModel):
+class RegistrationIn(ContactFields):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200, description="Personal data.")
@@ -242,17 +242,6 @@ class RegistrationIn(BaseModel):
         if not value.strip():
             raise ValueError("must not be blank")
         return value
-
-    @field_validator("phone")
-    @classmethod
-    def _phone(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else None
-
-    @model_validator(mode="after")
-    def _reachable(self) -> RegistrationIn:
-        if not self.email and not self.phone:
-            raise ValueError("give an email or a phone number (or both)")
-        return self
 
 
 class RegistrationOut(BaseModel):

@@ -191,7 +191,7 @@ async def test_rules_refuse_with_reasons(booking_sqlite: BookingApp):
 
     # malformed input is 422 with a readable detail
     bad = await client.post("/api/v1/bookings", json=booking_body(thu, email=None, phone=None))
-    assert bad.status_code == 422 and "email or a phone" in bad.json()["detail"]
+    assert bad.status_code == 422 and "email address or a phone number" in bad.json()["detail"]
     bad = await client.post("/api/v1/bookings", json=booking_body(thu, "20:00", "18:00"))
     assert bad.status_code == 422
     bad = await client.post("/api/v1/bookings", json=booking_body(thu) | {"starts_at": "2026-12-03T18:00:00"})
