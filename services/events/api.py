@@ -625,6 +625,7 @@ def _event_errors(exc: ValidationError) -> list[str]:
         _EVENT_FIELD_SL,
         [
             ("ends_at", "Konec mora biti za začetkom."),
+            ("cannot hold a KS room", service.SERIES_IN_A_ROOM.split(" / ")[0]),
             ("RRULE", "Ponavljanje ni pravilno zapisano."),
             ("series", "Ponavljanje ni pravilno zapisano."),
         ],

@@ -68,6 +68,18 @@ async def test_move_and_cancel_one_occurrence_of_a_series(tmp_path, database_url
             )
             assert created.status_code == 201, created.text
             event_id = created.json()["id"]
+            # a series cannot hold a KS room by message (one slot per request): a clear 422, and a
+            # PATCH that would make a room's event recurring is refused too
+            in_a_room = {**created.json(), "room_id": "ks-primskovo"}
+            body = {k: in_a_room[k] for k in ("ks", "title", "starts_at", "ends_at", "venue", "rrule", "room_id")}
+            refused = await client.post("/api/v1/events", json=body, headers=ADMIN)
+            assert refused.status_code == 422 and "rezervirajte serijo terminov" in refused.json()["detail"], (body, refused.text)
+            single = await client.post("/api/v1/events", json={**body, "rrule": None}, headers=ADMIN)
+            assert single.status_code == 201, single.text
+            made_series = await client.patch(
+                f"/api/v1/events/{single.json()['id']}", json={"rrule": "FREQ=WEEKLY;COUNT=3"}, headers=ADMIN
+            )
+            assert made_series.status_code == 409 and "rezervirajte serijo terminov" in made_series.json()["detail"]
             assert (await client.post(f"/api/v1/events/{event_id}/publish", headers=ADMIN)).status_code == 200
             registered = await client.post(
                 f"/api/v1/events/{event_id}/registrations", json={"name": "Marta Kos", "email": "marta@example.si"}

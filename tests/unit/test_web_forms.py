@@ -49,3 +49,19 @@ def test_event_and_booking_forms_speak_slovenian() -> None:
     messages = booking_form_errors(booking)
     assert messages and all(m.endswith(".") for m in messages)
     assert not any("Field required" in m for m in messages)
+
+
+def test_a_series_in_a_ks_room_is_refused_with_the_way_that_works() -> None:
+    exc = _errors(
+        EventIn,
+        ks="primskovo",
+        title="Vaje",
+        venue="Dom",
+        starts_at="2027-01-05T18:00:00+01:00",
+        ends_at="2027-01-05T20:00:00+01:00",
+        rrule="FREQ=WEEKLY;COUNT=4",
+        room_id="ks-primskovo",
+    )
+    [message] = _event_errors(exc)
+    assert message.startswith("Ponavljajočega se dogodka ni mogoče vezati na prostor KS")
+    assert "rezervirajte serijo terminov" in message and "/" not in message
