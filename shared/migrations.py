@@ -13,6 +13,7 @@ import fcntl
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import command, context
@@ -98,12 +99,25 @@ def run_env() -> None:
 
     async def run() -> None:
         engine = create_async_engine(url, **engine_options(url))
+        if engine.dialect.name == "sqlite":
+            # The file leaves its first migration in WAL mode. Otherwise the services'
+            # connections switch it on their first connect, and a switch needs the exclusive
+            # lock: while another connection writes, SQLite refuses it at once ("database
+            # is locked", no busy wait), as CI saw when notify's two engines started together.
+            # Only this pragma: foreign_keys=ON would break batch migrations' table copies.
+            sa.event.listen(engine.sync_engine, "connect", _wal_mode)
         async with engine.connect() as connection:
             await connection.run_sync(do_run)
             await connection.commit()
         await engine.dispose()
 
     asyncio.run(run())
+
+
+def _wal_mode(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.close()
 
 
 def create_bus_tables(op) -> None:  # noqa: ANN001 - alembic's `op` proxy
