@@ -23,7 +23,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -350,59 +350,92 @@ class OutboxRelay:
         self._wake.set()
 
     async def flush_once(self) -> int:
-        """Publish one batch of due rows; returns how many were confirmed."""
+        """Publish one batch of due rows; returns how many were confirmed. Rows are read and
+        marked with Core statements (a fan-out writes thousands: no ORM unit of work)."""
         now = utcnow()
-        async with self.db.session() as session:
-            query = (
-                select(OutboxMessage)
-                .where(col(OutboxMessage.sent_at).is_(None), OutboxMessage.next_attempt_at <= now)
-                .order_by(col(OutboxMessage.created_at))
-                .limit(self.batch)
-            )
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            async with self.db.serial():
-                rows = list((await session.exec(query)).all())
+        t = OutboxMessage.__table__  # type: ignore[attr-defined]
+        query = (
+            sa.select(t.c.id, t.c.routing_key, t.c.type, t.c.body, t.c.attempts)
+            .where(t.c.sent_at.is_(None), t.c.next_attempt_at <= now)
+            .order_by(t.c.created_at)
+            .limit(self.batch)
+        )
+        if self.db.is_sqlite:
+            # SQLite's single write lock is not held while waiting for confirms (one relay per file).
+            rows = await self.db.run(lambda conn, _info: conn.execute(query).all())
+            if not rows:
+                return 0
+            marks = self._marks(rows, await self._publish(rows))
+            await self.db.run(lambda conn, _info: self._mark(conn, marks))
+        else:
+            # The rows stay locked until they are marked: another replica's relay skips them.
+            async with self.db.engine.begin() as conn:
+                rows = (await conn.execute(query.with_for_update(skip_locked=True))).all()
                 if not rows:
-                    await session.rollback()
                     return 0
-                if self.db.is_sqlite:
-                    # Release SQLite's single write lock while waiting for confirms (one relay per file).
-                    await session.commit()
-            results = await asyncio.gather(
-                *(
-                    publish_envelope(
-                        self.broker, row.body, routing_key=row.routing_key, message_id=row.id, message_type=row.type
-                    )
-                    for row in rows
-                ),
-                return_exceptions=True,
-            )
-            sent = 0
-            sent_at = utcnow()
-            for row, result in zip(rows, results, strict=True):
-                if isinstance(result, BaseException):
-                    row.attempts += 1
-                    row.next_attempt_at = sent_at + _retry_delay(row.attempts)
-                    row.last_error = f"{type(result).__name__}: {result}"[:1000]
-                    PUBLISH_FAILURES.labels(self.service, row.type).inc()
-                else:
-                    row.sent_at = sent_at
-                    row.last_error = None
-                    sent += 1
-                    MESSAGES_PUBLISHED.labels(self.service, row.type).inc()
-                session.add(row)
-            async with self.db.serial():
-                await session.commit()
-        failed = len(rows) - sent
+                marks = self._marks(rows, await self._publish(rows))
+                await conn.run_sync(self._mark, marks)
+        sent, failed = marks
         if failed:
             log.warning(
                 "outbox: %d of %d messages not confirmed, will retry: %s",
-                failed,
+                len(failed),
                 len(rows),
-                next(r.last_error for r in rows if r.sent_at is None),
+                failed[0]["v_error"],
             )
-        return sent
+        return len(sent)
+
+    async def _publish(self, rows: Sequence[sa.Row[Any]]) -> list[BaseException | None]:
+        return await asyncio.gather(
+            *(
+                publish_envelope(self.broker, row.body, routing_key=row.routing_key, message_id=row.id, message_type=row.type)
+                for row in rows
+            ),
+            return_exceptions=True,
+        )
+
+    def _marks(
+        self, rows: Sequence[sa.Row[Any]], results: list[BaseException | None]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """The parameters of `_mark`: (confirmed rows, rows to try again later)."""
+        at = utcnow()
+        sent: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for row, result in zip(rows, results, strict=True):
+            if isinstance(result, BaseException):
+                attempts = row.attempts + 1
+                failed.append(
+                    {
+                        "b_id": row.id,
+                        "v_attempts": attempts,
+                        "v_next": at + _retry_delay(attempts),
+                        "v_error": f"{type(result).__name__}: {result}"[:1000],
+                    }
+                )
+                PUBLISH_FAILURES.labels(self.service, row.type).inc()
+            else:
+                sent.append({"b_id": row.id, "v_sent": at})
+                MESSAGES_PUBLISHED.labels(self.service, row.type).inc()
+        return sent, failed
+
+    @staticmethod
+    def _mark(conn: sa.Connection, marks: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
+        t = OutboxMessage.__table__  # type: ignore[attr-defined]
+        sent, failed = marks
+        where = t.c.id == sa.bindparam("b_id")
+        if sent:
+            conn.execute(sa.update(t).where(where).values(sent_at=sa.bindparam("v_sent"), last_error=None), sent)
+        if failed:
+            conn.execute(
+                sa.update(t)
+                .where(where)
+                .values(
+                    attempts=sa.bindparam("v_attempts"),
+                    next_attempt_at=sa.bindparam("v_next"),
+                    last_error=sa.bindparam("v_error"),
+                ),
+                failed,
+            )
 
     async def update_gauges(self) -> tuple[int, float]:
         async with self.db.session() as session:
@@ -449,7 +482,7 @@ class Consumer:
     # Group commit: deliveries handled at the same time (up to the prefetch) share one
     # transaction, each with its own inbox row; each is acked only after that commit. A batch
     # that fails in any way is rolled back and its messages are handled one by one as before.
-    batch_limit: int = 50
+    batch_limit: int = 100
     _pending: list[tuple[CloudEvent, Handles, Any, asyncio.Future[str]]] = field(init=False, default_factory=list)
     _leading: bool = field(init=False, default=False)
 

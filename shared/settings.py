@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     booking_port: int = DEFAULT_PORTS["booking"]
     surveys_port: int = DEFAULT_PORTS["surveys"]
     notify_port: int = DEFAULT_PORTS["notify"]
-    prefetch: int = Field(default=20, ge=1, le=1000)
+    prefetch: int = Field(default=100, ge=1, le=1000)
     log_format: Literal["auto", "json", "console"] = "auto"
     log_level: str = "INFO"
     graceful_timeout: float = Field(default=20.0, gt=0)
@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         le=50,
         description="SMTP connections notify sends over at once, per process (each reused). A process killed "
         "mid-send may repeat one email per connection (SMTP has no idempotency key); more connections send "
-        "faster where the mail server takes them (make bench uses 4)",
+        "faster where the mail server takes them (make bench uses 16)",
     )
     sms_country_codes: str = Field(
         default="386",

@@ -43,7 +43,7 @@ async def test_messages_arriving_together_share_a_transaction_and_a_failing_one_
     h = await make_harness(tmp_path, amqp_url, database_url)
     try:
         counts = Counts()
-        # 1. 40 messages at once (the prefetch is 20), one of them twice: handled together
+        # 1. 40 messages at once, one of them twice: handled together
         bodies = [notice() for _ in range(40)]
         await publish_together(h.direct_url, [*bodies, bodies[7]])
         await wait_until(lambda: counts("processed") + counts("duplicate") == 41, timeout=30, message="41 outcomes")
