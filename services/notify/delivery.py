@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime as email_date
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import aiosmtplib
@@ -39,7 +40,7 @@ from . import mail
 from .domain import retry_delay
 from .models import Delivery, Notice
 from .ratelimit import RateLimiter
-from .render import Email, Renderer
+from .render import Renderer
 
 log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
@@ -240,6 +241,26 @@ def _without_contact(error: str | None, address: str | None) -> str | None:
     return re.sub(re.escape(address), "[naslov]", error, flags=re.IGNORECASE)[:1000]
 
 
+# Per batch, one channel: (notice id, language) -> that notice's renderer for one recipient
+# (Renderer.email_renderer or Renderer.sms_renderer).
+Renderers = dict[tuple[str, str], Callable[..., Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A claimed delivery: the columns sending needs, read without the ORM (a fan-out
+    claims tens of thousands)."""
+
+    COLUMNS = ("id", "notice_id", "subscriber_id", "channel", "address", "language", "attempts")
+    id: str
+    notice_id: str
+    subscriber_id: str | None
+    channel: str
+    address: str | None
+    language: str
+    attempts: int
+
+
 @dataclass
 class Outcome:
     status: str
@@ -336,7 +357,7 @@ class DeliveryWorker:
         # mid-batch can then repeat only what was in flight (an email: SMTP has no idempotency
         # key; an SMS: the gateway gets the same Idempotency-Key), never the whole batch.
         if channel == "email":
-            renderers: dict[tuple[str, str], Callable[[str | None], Email]] = {}  # one rendering per notice
+            renderers: Renderers = {}  # one rendering per notice and language
             queue = iter(claimed)
             # Each connection sends its next email only after the last one is recorded (at most
             # one repeat per connection after a crash); the connections share group commits.
@@ -364,13 +385,14 @@ class DeliveryWorker:
         # SMS go out `sms_concurrency` at a time; their outcomes are recorded in group commits
         # (whatever finished while the previous commit ran goes into the next one).
         group = _GroupCommit(lambda results: self._record(results, origins))
+        texts: Renderers = {}  # one fitting per notice and language
 
-        async def send_sms_one(d: Delivery) -> None:
+        async def send_sms_one(d: Due) -> None:
             async with self._sms_slots:
                 if self._stopping:
                     return
                 await self._limits["sms"].acquire()
-                outcome = await self._send_one(d, notices.get(d.notice_id))
+                outcome = await self._send_one(d, notices.get(d.notice_id), texts)
             await group.add((d, outcome))
 
         failures = [
@@ -383,50 +405,45 @@ class DeliveryWorker:
         await self._release_if_stopping(claimed)
         return len(claimed)
 
-    async def _release_if_stopping(self, claimed: list[Delivery]) -> None:
+    async def _release_if_stopping(self, claimed: list[Due]) -> None:
         """On shutdown, hand the claimed deliveries that were not sent back at once (not after the lease)."""
         if not self._stopping:
             return
-        async with self.db.serial(), self.db.session() as session:
-            await session.exec(  # type: ignore[call-overload]
-                update(Delivery)
-                .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending")
-                .values(next_attempt_at=utcnow())
-            )
-            await session.commit()
+        release = (
+            update(Delivery)
+            .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending")
+            .values(next_attempt_at=utcnow())
+        )
+        await self.db.run(lambda conn, _info: conn.execute(release))
 
-    async def _claim(self, channel: str) -> list[Delivery]:
+    async def _claim(self, channel: str) -> list[Due]:
         now = utcnow()
-        async with self.db.serial(), self.db.session() as session:
-            query = (
-                select(Delivery)
-                .where(
-                    Delivery.channel == channel,
-                    col(Delivery.status).in_(DUE_STATES),
-                    col(Delivery.next_attempt_at) <= now,
-                )
-                .order_by(col(Delivery.next_attempt_at))
-                .limit(self.batch)
-            )
-            if not self.db.is_sqlite:
-                query = query.with_for_update(skip_locked=True)
-            rows = list((await session.exec(query)).all())
-            if not rows:
-                await session.rollback()
-                return []
-            await session.exec(  # type: ignore[call-overload]
-                update(Delivery)
-                .where(col(Delivery.id).in_([r.id for r in rows]))
-                .values(status="sending", next_attempt_at=now + self.lease)
-            )
-            await session.commit()
-        return rows
+        table = Delivery.__table__  # type: ignore[attr-defined]
+        c = table.c
+        query = (
+            sa.select(*(c[name] for name in Due.COLUMNS))
+            .where(c.channel == channel, c.status.in_(DUE_STATES), c.next_attempt_at <= now)
+            .order_by(c.next_attempt_at)
+            .limit(self.batch)
+        )
+        if not self.db.is_sqlite:
+            query = query.with_for_update(skip_locked=True)
+        claim = sa.update(table).where(c.id.in_(sa.bindparam("ids", expanding=True)))
+        claim = claim.values(status="sending", next_attempt_at=now + self.lease)
+
+        def work(conn: sa.Connection, _info: dict[str, object]) -> list[Due]:
+            rows = [Due(*row) for row in conn.execute(query).all()]
+            if rows:
+                conn.execute(claim, {"ids": [r.id for r in rows]})
+            return rows
+
+        return await self.db.run(work)
 
     async def _send_one(
         self,
-        delivery: Delivery,
+        delivery: Due,
         notice: Notice | None,
-        renderers: dict[tuple[str, str], Callable[[str | None], Email]] | None = None,
+        renderers: Renderers | None = None,
     ) -> Outcome:
         if notice is None or not delivery.address:
             return Outcome("skipped", error="notice or contact no longer exists")
@@ -459,10 +476,10 @@ class DeliveryWorker:
 
     async def _hand_over(
         self,
-        delivery: Delivery,
+        delivery: Due,
         notice: Notice,
         unsubscribe: str | None,
-        renderers: dict[tuple[str, str], Callable[[str | None], Email]] | None = None,
+        renderers: Renderers | None = None,
     ) -> Outcome:
         assert delivery.address is not None
         try:
@@ -473,7 +490,7 @@ class DeliveryWorker:
                 else:
                     reference = await self.email.send(self._email(delivery, notice, unsubscribe), delivery.id)
             elif delivery.channel == "sms":
-                text = self.renderer.sms(notice, delivery.language, unsubscribe)
+                text = self._sms_text(delivery, notice, unsubscribe, renderers)
                 reference = await self.sms.send(delivery.address, text, delivery.id)
             else:
                 return Outcome("failed-permanent", error=f"unknown channel {delivery.channel}")
@@ -488,10 +505,10 @@ class DeliveryWorker:
 
     def _email_bytes(
         self,
-        delivery: Delivery,
+        delivery: Due,
         notice: Notice,
         unsubscribe_url: str | None,
-        renderers: dict[tuple[str, str], Callable[[str | None], Email]] | None,
+        renderers: Renderers | None,
     ) -> tuple[bytes, str] | None:
         """The message `_email` builds, as bytes (services.notify.mail), with the notice's
         templates rendered once per batch; None where only the `email` package will do."""
@@ -502,7 +519,8 @@ class DeliveryWorker:
             key = (notice.id, delivery.language)
             if key not in renderers:
                 renderers[key] = self.renderer.email_renderer(notice, delivery.language)
-            rendered = renderers[key](unsubscribe_url)
+            manage_url = self.renderer.manage_url(delivery.subscriber_id) if unsubscribe_url and delivery.subscriber_id else None
+            rendered = renderers[key](unsubscribe_url, manage_url)
         return mail.build(
             mail_from=self.settings.mail_from,
             to=delivery.address,
@@ -514,7 +532,16 @@ class DeliveryWorker:
             unsubscribe_url=unsubscribe_url,
         )
 
-    def _email(self, delivery: Delivery, notice: Notice, unsubscribe_url: str | None) -> EmailMessage:
+    def _sms_text(self, delivery: Due, notice: Notice, unsubscribe_url: str | None, renderers: Renderers | None) -> str:
+        """The text `Renderer.sms` gives, fitted once per notice and language of a batch."""
+        if renderers is None or notice.kind == "survey":  # survey links differ per resident
+            return self.renderer.sms(notice, delivery.language, unsubscribe_url)
+        key = (notice.id, delivery.language)
+        if key not in renderers:
+            renderers[key] = self.renderer.sms_renderer(notice, delivery.language)
+        return renderers[key](unsubscribe_url)  # type: ignore[no-any-return]
+
+    def _email(self, delivery: Due, notice: Notice, unsubscribe_url: str | None) -> EmailMessage:
         rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
         msg = EmailMessage()
         msg["From"] = self.settings.mail_from
@@ -532,101 +559,97 @@ class DeliveryWorker:
         return msg
 
     async def _record(
-        self, results: list[tuple[Delivery, Outcome]], origins: dict[str, tuple[str, str]] | None = None
+        self, results: list[tuple[Due, Outcome]], origins: dict[str, tuple[str, str]]
     ) -> None:
         now = utcnow()
-        async with self.db.serial(), self.db.session() as session:
-            if origins is None:
-                notice_ids = {d.notice_id for d, o in results if o.status != "skipped"}
-                origins = {
-                    row[0]: (row[1], row[2])
-                    for row in (
-                        await session.exec(
-                            select(Notice.id, Notice.source, Notice.source_id).where(col(Notice.id).in_(notice_ids))
-                        )
-                    ).all()
-                }
-            # One executemany per shape of change and one for the outbox rows: a batch of
-            # outcomes costs a few statements, not a few per delivery.
-            updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
-            outbox: list[dict[str, object]] = []
-            for delivery, outcome in results:
-                values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error}
-                attempts = delivery.attempts + (1 if outcome.status != "skipped" else 0)
-                values["attempts"] = attempts
-                if outcome.status == "sent":
-                    values.update(sent_at=now, reference=outcome.reference, next_attempt_at=None)
-                elif outcome.status == "failed-temporary" and attempts < self.settings.delivery_attempts:
-                    delay = retry_delay(attempts, self.settings.retry_base_seconds)
-                    if outcome.retry_after:
-                        delay = max(delay, timedelta(seconds=outcome.retry_after))
-                    values["next_attempt_at"] = now + delay
-                else:  # sent elsewhere, permanent, skipped, or out of attempts: final
-                    values["next_attempt_at"] = None
-                updates.setdefault(tuple(values), []).append({"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}})
-                final_failure = outcome.status.startswith("failed") and values["next_attempt_at"] is None
-                if (outcome.status == "sent" or final_failure) and delivery.channel in ("email", "sms"):
-                    # notify.delivery.* in the same transaction as the status: no contact data in it.
-                    source, source_id = origins.get(delivery.notice_id, ("", ""))
-                    message_type = DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED
-                    envelope = message_type.envelope(
-                        DeliveryOutcome(
-                            delivery_id=delivery.id,
-                            notice_id=delivery.notice_id,
-                            source=source,
-                            source_id=source_id,
-                            channel=delivery.channel,  # type: ignore[arg-type]
-                            status=outcome.status,  # type: ignore[arg-type]
-                            attempts=attempts,
-                            error=_without_contact(outcome.error, delivery.address),
-                            at=now,
-                        ),
-                        source=SOURCE,
-                        subject=delivery.id,
-                    )
-                    outbox.append(
-                        {
-                            "id": envelope["id"],
-                            "routing_key": message_type.routing_key,
-                            "type": message_type.type,
-                            "body": json.dumps(envelope, ensure_ascii=False),
-                            "created_at": now,
-                            "sent_at": None,
-                            "attempts": 0,
-                            "next_attempt_at": now,
-                            "last_error": None,
-                        }
-                    )
-                DELIVERIES.labels(delivery.channel, outcome.status).inc()
-                level = logging.INFO if outcome.status in ("sent", "skipped") else logging.WARNING
-                if not log.isEnabledFor(level):
-                    continue
-                contact = mask_email(delivery.address) if delivery.channel == "email" else mask_phone(delivery.address)
-                log.log(
-                    level,
-                    "delivery %s",
-                    outcome.status,
-                    extra={
-                        "delivery_id": delivery.id,
-                        "notice_id": delivery.notice_id,
-                        "channel": delivery.channel,
-                        "to": contact,
-                        "attempt": attempts,
-                        "error": outcome.error,
-                    },
+        # One executemany per shape of change and one for the outbox rows: a batch of
+        # outcomes costs a few statements, not a few per delivery.
+        updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
+        outbox: list[dict[str, object]] = []
+        for delivery, outcome in results:
+            values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error}
+            attempts = delivery.attempts + (1 if outcome.status != "skipped" else 0)
+            values["attempts"] = attempts
+            if outcome.status == "sent":
+                values.update(sent_at=now, reference=outcome.reference, next_attempt_at=None)
+            elif outcome.status == "failed-temporary" and attempts < self.settings.delivery_attempts:
+                delay = retry_delay(attempts, self.settings.retry_base_seconds)
+                if outcome.retry_after:
+                    delay = max(delay, timedelta(seconds=outcome.retry_after))
+                values["next_attempt_at"] = now + delay
+            else:  # sent elsewhere, permanent, skipped, or out of attempts: final
+                values["next_attempt_at"] = None
+            updates.setdefault(tuple(values), []).append({"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}})
+            final_failure = outcome.status.startswith("failed") and values["next_attempt_at"] is None
+            if (outcome.status == "sent" or final_failure) and delivery.channel in ("email", "sms"):
+                # notify.delivery.* in the same transaction as the status: no contact data in it.
+                source, source_id = origins.get(delivery.notice_id, ("", ""))
+                message_type = DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED
+                envelope = message_type.envelope(
+                    DeliveryOutcome(
+                        delivery_id=delivery.id,
+                        notice_id=delivery.notice_id,
+                        source=source,
+                        source_id=source_id,
+                        channel=delivery.channel,  # type: ignore[arg-type]
+                        status=outcome.status,  # type: ignore[arg-type]
+                        attempts=attempts,
+                        error=_without_contact(outcome.error, delivery.address),
+                        at=now,
+                    ),
+                    source=SOURCE,
+                    subject=delivery.id,
                 )
-            table = Delivery.__table__  # type: ignore[attr-defined]
-            for keys, rows in updates.items():
-                statement = (
-                    sa.update(table)
-                    .where(table.c.id == sa.bindparam("b_id"))
-                    .values({k: sa.bindparam(f"v_{k}") for k in keys})
+                outbox.append(
+                    {
+                        "id": envelope["id"],
+                        "routing_key": message_type.routing_key,
+                        "type": message_type.type,
+                        "body": json.dumps(envelope, ensure_ascii=False),
+                        "created_at": now,
+                        "sent_at": None,
+                        "attempts": 0,
+                        "next_attempt_at": now,
+                        "last_error": None,
+                    }
                 )
-                await session.exec(statement, params=rows)  # type: ignore[call-overload]
+            DELIVERIES.labels(delivery.channel, outcome.status).inc()
+            level = logging.INFO if outcome.status in ("sent", "skipped") else logging.WARNING
+            if not log.isEnabledFor(level):
+                continue
+            contact = mask_email(delivery.address) if delivery.channel == "email" else mask_phone(delivery.address)
+            log.log(
+                level,
+                "delivery %s",
+                outcome.status,
+                extra={
+                    "delivery_id": delivery.id,
+                    "notice_id": delivery.notice_id,
+                    "channel": delivery.channel,
+                    "to": contact,
+                    "attempt": attempts,
+                    "error": outcome.error,
+                },
+            )
+        table = Delivery.__table__  # type: ignore[attr-defined]
+        statements = [
+            (
+                sa.update(table)
+                .where(table.c.id == sa.bindparam("b_id"))
+                .values({k: sa.bindparam(f"v_{k}") for k in keys}),
+                rows,
+            )
+            for keys, rows in updates.items()
+        ]
+
+        def work(conn: sa.Connection, info: dict[str, object]) -> None:
+            for statement, rows in statements:
+                conn.execute(statement, rows)
             if outbox:  # notify.delivery.*, published by the outbox relay after commit
-                await session.exec(sa.insert(OutboxMessage.__table__), params=outbox)  # type: ignore[attr-defined,call-overload]
-                session.info["outbox_written"] = True
-            await session.commit()
+                conn.execute(sa.insert(OutboxMessage.__table__), outbox)  # type: ignore[attr-defined]
+                info["outbox_written"] = True
+
+        await self.db.run(work)
 
 
 class _GroupCommit:
@@ -634,12 +657,12 @@ class _GroupCommit:
     commits what is pending, callers arriving meanwhile join the next commit. `add` returns
     once its outcome is committed (or raises what the commit raised)."""
 
-    def __init__(self, record: Callable[[list[tuple[Delivery, Outcome]]], Awaitable[None]]) -> None:
+    def __init__(self, record: Callable[[list[tuple[Due, Outcome]]], Awaitable[None]]) -> None:
         self._record = record
-        self._pending: list[tuple[tuple[Delivery, Outcome], asyncio.Future[None]]] = []
+        self._pending: list[tuple[tuple[Due, Outcome], asyncio.Future[None]]] = []
         self._busy = False
 
-    async def add(self, result: tuple[Delivery, Outcome]) -> None:
+    async def add(self, result: tuple[Due, Outcome]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((result, done))
         if not self._busy:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous.encoding import base64_encode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import escape
 
@@ -22,6 +23,9 @@ MESSAGES = Path(__file__).parent / "templates" / "messages"
 # (`Renderer.email_renderer`); plain ASCII that no template escapes or changes.
 UNSUBSCRIBE_MARK = "https://links.kranj.invalid/unsubscribe-mark-7f3a"
 MANAGE_MARK = "https://links.kranj.invalid/manage-mark-7f3a"
+# The same, for one notice's SMS (`Renderer.sms_renderer`): "¤" is one GSM-7 septet, so a
+# mark as long as the link costs what the link costs.
+SMS_MARK_CHAR = "¤"
 UNSUBSCRIBE_SALT = "kranj.unsubscribe.v1"
 MANAGE_SALT = "kranj.manage.v1"
 
@@ -47,6 +51,15 @@ class Email:
     html: str
 
 
+class _LinkSerializer(URLSafeSerializer):
+    """itsdangerous' URL-safe tokens without trying zlib on every one (a link's few bytes of
+    JSON never shrink; a fan-out signs tens of thousands). `loads` is the library's own, so
+    tokens of either form verify."""
+
+    def dump_payload(self, obj: object) -> bytes:
+        return base64_encode(self.serializer.dumps(obj, **self.serializer_kwargs).encode("utf-8"))
+
+
 class Renderer:
     """Compiled templates (cached by Jinja2) and signed links."""
 
@@ -59,15 +72,16 @@ class Renderer:
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
+            auto_reload=False,  # the templates ship with the code: no stat() per message
         )
         self.env.filters["datetime"] = i18n.format_datetime
         self.env.filters["span"] = i18n.format_span
         self.env.filters["sentence"] = end_sentence
         self.env.filters["date"] = i18n.format_date
         self.env.globals["plural"] = i18n.plural
-        self._signer = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
+        self._signer = _LinkSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
         # Not timed: a link in last year's email must still let the resident leave.
-        self._manage_signer = URLSafeSerializer(settings.signing_key(), salt=MANAGE_SALT)
+        self._manage_signer = _LinkSerializer(settings.signing_key(), salt=MANAGE_SALT)
 
     # -- signed links ------------------------------------------------------------------
     def unsubscribe_token(self, subscriber_id: str, channel: str) -> str:
@@ -132,7 +146,7 @@ class Renderer:
             html=self.env.get_template(f"{lang}/{html_t}").render(ctx),
         )
 
-    def email_renderer(self, notice: Notice, language: str) -> Callable[[str | None], Email]:
+    def email_renderer(self, notice: Notice, language: str) -> Callable[..., Email]:
         """`email(notice, language, unsubscribe_url)` for many recipients of one notice: the
         templates are rendered once, each recipient's signed links are put in by substitution
         (the same text as `email()`; a fan-out to thousands renders each template once)."""
@@ -157,8 +171,8 @@ class Renderer:
                 )
             return rendered[personal]
 
-        def for_recipient(unsubscribe_url: str | None) -> Email:
-            manage_url = self.manage_url_for(unsubscribe_url)
+        def for_recipient(unsubscribe_url: str | None, manage_url: str | None = None) -> Email:
+            manage_url = manage_url or self.manage_url_for(unsubscribe_url)
             if unsubscribe_url is None or manage_url is None:
                 return self.email(notice, language, unsubscribe_url)
             base = render(True)
@@ -190,9 +204,30 @@ class Renderer:
         it would need more than `sms_max_segments` segments (the link leads to the rest)."""
         lang = language if language in i18n.LANGUAGES else "sl"
         template = self.env.get_template(f"{lang}/sms.txt")
-        ctx = self._context(notice, unsubscribe_url)
+        ctx = {"notice": notice, "from_label": from_label(notice.ks), "unsubscribe_url": unsubscribe_url}
 
         def render(body: str) -> str:
             return " ".join(template.render({**ctx, "body": body}).split())
 
         return sms.fit(render, notice.body, self.settings.sms_max_segments)
+
+    def sms_renderer(self, notice: Notice, language: str) -> Callable[[str | None], str]:
+        """`sms(notice, language, unsubscribe_url)` for many recipients of one notice: the
+        text is rendered and fitted once per length of link, with a mark as long as the
+        link that costs the same septets, and each recipient's link put in its place."""
+        fitted: dict[int, str | None] = {}
+
+        def for_recipient(unsubscribe_url: str | None) -> str:
+            if unsubscribe_url is None or not sms.GSM7_BASIC.issuperset(unsubscribe_url):
+                return self.sms(notice, language, unsubscribe_url)
+            size = len(unsubscribe_url)
+            if size not in fitted:
+                mark = SMS_MARK_CHAR * size
+                text = self.sms(notice, language, mark)
+                fitted[size] = text if text.count(mark) == 1 and mark + SMS_MARK_CHAR not in text else None
+            text = fitted[size]
+            if text is None:  # the notice itself holds the mark: no shortcut
+                return self.sms(notice, language, unsubscribe_url)
+            return text.replace(SMS_MARK_CHAR * size, unsubscribe_url)
+
+        return for_recipient

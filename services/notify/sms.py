@@ -12,6 +12,7 @@ GSM7_BASIC = frozenset(
     "¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
 )
 GSM7_EXTENSION = frozenset("^{}\\[~]|€\f")  # each costs two septets (escape + char)
+GSM7 = GSM7_BASIC | GSM7_EXTENSION
 
 SINGLE = {"GSM-7": 160, "UCS-2": 70}
 MULTI = {"GSM-7": 153, "UCS-2": 67}  # a concatenation header takes the rest
@@ -38,7 +39,13 @@ class SmsInfo:
 
 
 def encoding(text: str) -> str:
-    return "GSM-7" if all(c in GSM7_BASIC or c in GSM7_EXTENSION for c in text) else "UCS-2"
+    return "GSM-7" if GSM7.issuperset(text) else "UCS-2"
+
+
+def _units(text: str, enc: str) -> int:
+    if enc == "GSM-7":
+        return len(text) + sum(map(text.count, GSM7_EXTENSION))
+    return len(text.encode("utf-16-le")) // 2  # astral characters are surrogate pairs
 
 
 def _unit_lengths(text: str, enc: str) -> list[int]:
@@ -51,12 +58,11 @@ def segments(text: str) -> SmsInfo:
     """How the network will carry `text`: encoding, length in units and segment count.
     Counted greedily, so an escape pair or a surrogate pair never splits across segments."""
     enc = encoding(text)
-    lengths = _unit_lengths(text, enc)
-    units = sum(lengths)
+    units = _units(text, enc)
     if units <= SINGLE[enc]:
         return SmsInfo(text, enc, units, 1 if text else 0)
     count, used = 1, 0
-    for n in lengths:
+    for n in _unit_lengths(text, enc):
         if used + n > MULTI[enc]:
             count, used = count + 1, 0
         used += n

@@ -78,3 +78,47 @@ def test_renderer_sms_respects_the_configured_cap(tmp_path):
     assert info.segments <= 2 and info.encoding == "GSM-7"
     assert info.text.startswith("KS Zabnica: Zapora ceste.")  # Ž transliterated to keep GSM-7
     assert info.text.endswith("Odjava: https://kranj.si/u/t")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "Jutri od 8. do 12. ure ne bo vode.",  # one segment, GSM-7
+        "Zaradi del na vodovodu v Žabnici ne bo vode. " * 3,  # transliterated to stay cheaper
+        "Dela na cesti. " * 60,  # shortened to the cap
+        "Voda 🙂 jutri ni pitna. " * 8,  # UCS-2 either way
+        "¤¤¤ a notice that holds the mark character ¤",  # no shortcut: rendered per recipient
+    ],
+)
+def test_sms_renderer_gives_each_recipient_what_sms_gives(tmp_path, body):
+    """The fan-out's SMS text, fitted once per notice and length of link, is the text
+    `Renderer.sms` fits for each recipient: same words, same cut, same encoding."""
+    renderer = Renderer(Settings(data_dir=tmp_path, secret_key="k", sms_max_segments=2))
+    notice = Notice(source="/t", source_id="1", title="Obvestilo", body=body, ks=["zabnica"], urgency="urgent")
+    fast = renderer.sms_renderer(notice, "sl")
+    for subscriber in ("a", "sub-000123", "0f8c2d4e-7b1d-4c59-9d7a-1d2b1f7e9a10", "sub-000124", "b"):
+        link = renderer.unsubscribe_url(subscriber, "sms")
+        assert fast(link) == renderer.sms(notice, "sl", link)
+        assert link in fast(link)
+    assert fast(None) == renderer.sms(notice, "sl", None)
+
+
+def test_signed_links_verify_in_either_form(tmp_path):
+    """Links are now signed without the zlib attempt; links already sent (the library's
+    own form, compressed where that was shorter) still open."""
+    from itsdangerous import URLSafeSerializer
+
+    from services.notify.render import MANAGE_SALT, UNSUBSCRIBE_SALT
+
+    settings = Settings(data_dir=tmp_path, secret_key="k")
+    renderer = Renderer(settings)
+    old_unsubscribe = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
+    old_manage = URLSafeSerializer(settings.signing_key(), salt=MANAGE_SALT)
+    long_id = "x" * 300  # compresses: the old form starts with "."
+    for subscriber in ("sub-1", long_id):
+        assert renderer.read_unsubscribe_token(old_unsubscribe.dumps([subscriber, "email"])) == (subscriber, "email")
+        assert renderer.read_manage_token(old_manage.dumps(subscriber)) == subscriber
+        assert renderer.read_unsubscribe_token(renderer.unsubscribe_token(subscriber, "sms")) == (subscriber, "sms")
+        assert renderer.read_manage_token(renderer.manage_token(subscriber)) == subscriber
+    assert old_manage.dumps(long_id).startswith(".") and not renderer.manage_token(long_id).startswith(".")
+    assert renderer.read_manage_token(renderer.manage_token("sub-1")[:-2] + "xx") is None  # tampered
