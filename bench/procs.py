@@ -123,9 +123,11 @@ def base_env(amqp_url: str, data_dir: Path, extra: dict[str, str] | None = None)
             # booking phase's requests from one address with 429: off, to measure booking itself.
             "KRANJ_RATE_LIMIT_ENABLED": "false",
             # As many SMTP connections as the plain-client ceiling uses (default 1; see README).
-            "KRANJ_SMTP_CONNECTIONS": os.environ.get("BENCH_SMTP_CONNECTIONS", "4"),
+            "KRANJ_SMTP_CONNECTIONS": os.environ.get("BENCH_SMTP_CONNECTIONS", "16"),
         }
     )
+    if os.environ.get("BENCH_PREFETCH"):  # to try another KRANJ_PREFETCH
+        env["KRANJ_PREFETCH"] = os.environ["BENCH_PREFETCH"]
     if os.environ.get("BENCH_DEFAULT_RATES") == "1":
         env.pop("KRANJ_SMS_PER_SECOND")
         env.pop("KRANJ_EMAIL_PER_SECOND")
@@ -143,15 +145,23 @@ class Service:
         self.log_path = log_dir / f"{name}-{self.port}.log"
         self.profile = profile
         self.proc: subprocess.Popen[bytes] | None = None
+        self.profiler: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         cmd = [sys.executable, "-m", f"services.{self.name}"]
-        if self.profile is not None:
-            cmd = [sys.executable, "-m", "pyinstrument", "-r", "text", "--no-color",
-                   "-o", str(self.profile), "-m", f"services.{self.name}"]  # fmt: skip
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         log.close()
+        if self.profile is not None:
+            # py-spy samples the thread holding the GIL (idle waits left out) as collapsed
+            # stacks; it writes them when the service exits (bench/profile.py summarises them)
+            py_spy = Path(sys.executable).with_name("py-spy")
+            self.profiler = subprocess.Popen(
+                [str(py_spy), "record", "--format", "raw", "--rate", "250", "--nonblocking", "--gil",
+                 "--pid", str(self.proc.pid), "-o", str(self.profile)],  # fmt: skip
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     async def ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
@@ -182,12 +192,14 @@ class Service:
     def stop(self, timeout: float = 30) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully; pyinstrument writes its report
+        self.proc.send_signal(signal.SIGINT)  # uvicorn shuts down gracefully
         try:
             self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait(5)
+        if self.profiler is not None:
+            self.profiler.wait(30)  # py-spy writes its samples once the service is gone
 
 
 def rss_mb(pid: int) -> float:

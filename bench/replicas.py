@@ -76,7 +76,7 @@ async def main(args: argparse.Namespace) -> None:
             "database": "PostgreSQL (one database shared by the replicas)",
             "residents": residents,
             "notices": notices,
-            "smtp_connections_per_replica": int(os.environ.get("BENCH_SMTP_CONNECTIONS", "4")),
+            "smtp_connections_per_replica": int(os.environ.get("BENCH_SMTP_CONNECTIONS", "16")),
             "rate_limits": "lifted (100000/s per process)",
         },
         "counts": [],

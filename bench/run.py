@@ -4,7 +4,7 @@ against the same broker, SMTP server and SMS gateway, measured in one run.
     .venv/bin/python -m bench             # the full run (1,000 and 10,000 residents; ~5-8 minutes)
     .venv/bin/python -m bench --quick     # a smaller run (about 2 minutes)
     .venv/bin/python -m bench --replicas  # fan-out and ingest with 1, 2 and 3 notify replicas (docs/scaling.md)
-    .venv/bin/python -m bench --profile   # also profile notify with pyinstrument (bench/profile-notify.txt)
+    .venv/bin/python -m bench --profile   # also profile notify with py-spy (bench/profile-notify.raw)
 
 Phases (README "Benchmark"): ceilings of plain clients; fan-out of one notice to 1,000 and
 10,000 residents on email and SMS; ingest of 10,000 noticeboard-only notices; latency at
@@ -504,7 +504,7 @@ class Bench:
         ingest_n = 2000 if q else 10_000
         latency_n = 25 if q else 100
         booking_n = 100 if q else 400
-        smtp_connections = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "4"))
+        smtp_connections = int(os.environ.get("BENCH_SMTP_CONNECTIONS", "16"))
         sms_concurrency = 20
         self.results["machine"] = machine()
         self.results["run"] = {
@@ -560,7 +560,7 @@ class Bench:
             data,
             {**self.smtp.settings_env(), **self.sms.settings_env(), "KRANJ_BOOKING_DATABASE_URL": booking_db},
         )
-        profile = HERE / "profile-notify.txt" if self.args.profile else None
+        profile = HERE / "profile-notify.raw" if self.args.profile else None
         services = {name: Service(name, env, self.tmp, profile=profile if name == "notify" else None)
                     for name in SERVICES}  # fmt: skip
         for s in services.values():
@@ -574,6 +574,10 @@ class Bench:
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange("kranj")
+                if self.args.only == "ingest":
+                    r["ingest"] = await self.ingest(exchange, notify_db, ingest_n, timeout=600)
+                    print(f"  {r['ingest']}", flush=True)
+                    return
                 print(f"fan-out to {small} residents ...", flush=True)
                 notify_pid = [services["notify"].pid]
                 r["fanout_small"] = await self.fanout(exchange, "britof", small, timeout=300, notify_pids=notify_pid)
@@ -588,6 +592,8 @@ class Bench:
                     memory[n]["after_big_fanout_mb"] = round(s.rss_mb(), 1)
                 r["memory"] = memory
                 print(f"  memory {memory}", flush=True)
+                if self.args.only == "fanout":
+                    return
                 print(f"ingest of {ingest_n} notices ...", flush=True)
                 r["ingest"] = await self.ingest(exchange, notify_db, ingest_n, timeout=600)
                 print(f"  {r['ingest']}", flush=True)
@@ -779,10 +785,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about 2 minutes)")
     parser.add_argument(
-        "--profile", action="store_true", help="run notify under pyinstrument (bench/profile-notify.txt)"
+        "--profile", action="store_true", help="sample notify with py-spy (bench/profile-notify.raw)"
     )
     parser.add_argument(
         "--replicas", action="store_true", help="1, 2 and 3 notify replicas on PostgreSQL (bench/replicas.json)"
+    )
+    parser.add_argument(
+        "--only",
+        choices=("fanout", "ingest"),
+        help="ceilings and the fan-outs, or the ingest, only: printed, nothing written (with --profile: its profile)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
@@ -792,6 +803,8 @@ def main() -> None:
         asyncio.run(replicas_main(args))
         return
     results = asyncio.run(Bench(args).main())
+    if args.only:
+        return
     results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     chart(results, args.out.with_suffix(".png"))
