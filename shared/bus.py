@@ -715,8 +715,13 @@ class Bus:
         consumer = Consumer(self, spec, tuple(handles), after_commit)
         types = ", ".join(h.message_type.type for h in handles)
 
-        async def on_message(message: RabbitMessage) -> None:
-            await consumer(message)
+        context = self.broker.context
+
+        async def on_message() -> None:
+            # The message from FastStream's context, not as a `message: RabbitMessage`
+            # argument: fast_depends resolves such an argument through a task group and a
+            # worker thread per message, 0.25 ms of CPU, half of a message's cost (make bench).
+            await consumer(context.get_local("message"))
 
         on_message.__name__ = spec.name.replace(".", "_").replace("-", "_")
         self.broker.subscriber(
