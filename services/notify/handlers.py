@@ -39,7 +39,7 @@ from shared.invitations import invitee_for
 from shared.settings import Settings
 
 from . import service
-from .models import KsContact, Notice
+from .models import KsContact, NoticeDraft
 from .render import Renderer, from_label
 
 log = logging.getLogger("kranj.notify")
@@ -57,7 +57,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
     async def on_booking_changed(session: AsyncSession, envelope: CloudEvent, data: BookingChanged) -> None:
         language = data.requester.language
         title, body = renderer.personal("booking", language, b=data)
-        notice = Notice(
+        notice = NoticeDraft(
             source=envelope.source,
             source_id=f"{data.booking_id}:{data.status}",
             title=title,
@@ -80,7 +80,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
         contacts = (await session.exec(select(KsContact).where(KsContact.ks == data.ks))).all()
         for contact in contacts:
             title, body = renderer.personal("booking_staff", "sl", b=data, contact_name=contact.name)
-            notice = Notice(
+            notice = NoticeDraft(
                 source=envelope.source,
                 source_id=f"{data.booking_id}:requested:staff",
                 title=title,
@@ -98,7 +98,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
         async def handle(session: AsyncSession, envelope: CloudEvent, data: RegistrationNotice) -> None:
             language = data.registrant.language
             title, body = renderer.personal("registration", language, r=data, kind=kind)
-            notice = Notice(
+            notice = NoticeDraft(
                 source=envelope.source,
                 source_id=f"{data.registration_id}:{kind}:{envelope.id}",
                 title=title,
@@ -123,7 +123,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
 
     async def on_survey_opened(session: AsyncSession, envelope: CloudEvent, data: SurveyOpened) -> None:
         title, body = renderer.personal("survey_opened", data.language, s=data, from_label=from_label([data.ks]))
-        notice = Notice(
+        notice = NoticeDraft(
             kind="survey",
             source=envelope.source,
             source_id=data.survey_id,
@@ -143,7 +143,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
         """Remind the KS's followers of topic `surveys`, except the invitees who answered."""
         answered = set(data.answered_invitees)
         title, body = renderer.personal("survey_closing", data.language, s=data, from_label=from_label([data.ks]))
-        notice = Notice(
+        notice = NoticeDraft(
             kind="survey",  # each reminder carries the resident's personal invitation link
             source=envelope.source,
             source_id=f"{data.survey_id}:closing-soon",
@@ -167,7 +167,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
 
     async def on_results_published(session: AsyncSession, envelope: CloudEvent, data: ResultsPublished) -> None:
         title, body = renderer.personal("survey_results", data.language, s=data)
-        notice = Notice(
+        notice = NoticeDraft(
             kind="notice",
             source=envelope.source,
             source_id=f"{data.survey_id}:results",

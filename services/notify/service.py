@@ -23,12 +23,12 @@ from shared.contracts import ALL_KS, KS_NAMES, CloudEvent, EventPublished, Notic
 from shared.contracts.events import EventChanged
 from shared.contracts.ks import KsOrAll
 from shared.contracts.notify import Language, Topic
-from shared.db import Database
+from shared.db import Database, defer_insert
 from shared.models import new_id, utcnow
 from shared.settings import Settings
 
 from .domain import normalise_phone, quiet_until
-from .models import Delivery, KsContact, Notice, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
+from .models import Delivery, KsContact, Notice, NoticeDraft, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 
 PERSONAL_CHANNELS = ("email", "sms")
 CONSENT_TEXT = {
@@ -268,20 +268,31 @@ async def unsubscribe_channel(db: Database, subscriber_id: str, channel: str) ->
 # --------------------------------------------------------------------------------------
 # Notices and fan-out (called inside the consumer's transaction)
 # --------------------------------------------------------------------------------------
+NOTICES: sa.Table = Notice.__table__  # type: ignore[attr-defined]
+NOTICE_KS: sa.Table = NoticeKs.__table__  # type: ignore[attr-defined]
+
+
+def _defer_notice(session: AsyncSession, notice: NoticeDraft) -> None:
+    """The notice and its KS rows, written with the session's next statement or commit (a
+    group commit writes all its noticeboard notices in one insert per table)."""
+    defer_insert(session, NOTICES, notice.row())
+    for ks in dict.fromkeys(notice.ks):
+        defer_insert(session, NOTICE_KS, {"notice_id": notice.id, "ks": ks})
+
+
 async def record_notice(
-    session: AsyncSession, settings: Settings, notice: Notice, *, skip: Callable[[str], bool] | None = None
+    session: AsyncSession, settings: Settings, notice: NoticeDraft, *, skip: Callable[[str], bool] | None = None
 ) -> int:
     """Store the notice and one delivery row per (subscriber, channel); returns how many.
     `skip(subscriber_id)` leaves out followers who need not hear it (e.g. already answered)."""
-    session.add(notice)
-    session.add_all(NoticeKs(notice_id=notice.id, ks=ks) for ks in notice.ks)
+    _defer_notice(session, notice)
     now = utcnow()
     if notice.valid_until is not None and notice.valid_until <= now:
         return 0
     personal = [c for c in notice.channels if c in PERSONAL_CHANNELS]
     if not personal:
         return 0  # noticeboard only: written with the rest of the transaction (many at once)
-    await session.flush()  # the notice row before its deliveries (inserted below, at once)
+    # The followers' query below writes the deferred notice first, before its deliveries.
     held_until = None if notice.urgency == "urgent" else quiet_until(now, settings.quiet_window)
     rows: list[dict[str, object]] = []
     total = 0
@@ -413,7 +424,7 @@ async def expire_notices(session: AsyncSession, source: str, source_id: str, at:
 
 async def record_personal(
     session: AsyncSession,
-    notice: Notice,
+    notice: NoticeDraft,
     *,
     email: str | None,
     phone: str | None,
@@ -424,8 +435,7 @@ async def record_personal(
     Idempotent with the message that caused it (the consumer's inbox row)."""
     notice.kind = "personal"
     notice.on_noticeboard = False
-    session.add(notice)
-    await session.flush()
+    _defer_notice(session, notice)  # written before the deliveries below are flushed
     now = utcnow()
     rows = [
         Delivery(
@@ -493,12 +503,8 @@ async def _followers(
         last_id = ids[-1]
 
 
-def notice_from_request(envelope: CloudEvent, data: NoticeRequested) -> Notice:
-    return Notice(
-        # id and created_at given, not left to default factories: pydantic inspects a
-        # factory's signature on every call, a fifth of a noticeboard notice's cost (make bench)
-        id=new_id(),
-        created_at=utcnow(),
+def notice_from_request(envelope: CloudEvent, data: NoticeRequested) -> NoticeDraft:
+    return NoticeDraft(
         kind="notice",
         source=envelope.source,
         source_id=envelope.id,
@@ -515,10 +521,8 @@ def notice_from_request(envelope: CloudEvent, data: NoticeRequested) -> Notice:
     )
 
 
-def notice_from_event(envelope: CloudEvent, data: EventPublished) -> Notice:
-    return Notice(
-        id=new_id(),  # as in notice_from_request
-        created_at=utcnow(),
+def notice_from_event(envelope: CloudEvent, data: EventPublished) -> NoticeDraft:
+    return NoticeDraft(
         kind="event",
         source=envelope.source,
         source_id=data.event_id,

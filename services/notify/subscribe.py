@@ -22,7 +22,7 @@ from shared.web import ServiceApp, readable_validation_detail
 from shared.web.ratelimit import rate_limit
 
 from . import service
-from .models import Confirmation, Notice, Subscriber, SubscriberKs, SubscriberTopic
+from .models import Confirmation, NoticeDraft, Subscriber, SubscriberKs, SubscriberTopic
 from .render import Renderer, from_label
 
 subscribe = APIRouter(include_in_schema=False)
@@ -234,7 +234,7 @@ async def subscribe_submit(
             )
             email_to, phone_to, channels_used = None, data.phone, ["sms"]
         session.add(confirmation)
-        notice = Notice(
+        notice = NoticeDraft(
             source="/kranj/notify/subscribe",
             source_id=subscriber.id,
             title=title,

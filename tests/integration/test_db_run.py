@@ -101,3 +101,65 @@ async def test_a_migrated_sqlite_file_is_in_wal_mode_before_any_service_connects
     finally:
         await db.dispose()
         plain.close()
+
+
+async def test_deferred_rows_are_written_first_in_one_insert_and_dropped_on_rollback(database_url: str) -> None:
+    """shared.db.defer_insert: like pending ORM objects, the rows are in the database before
+    the session's next statement, before an ORM flush of a row that refers to them, and at
+    commit; one INSERT per table however many rows; a rollback drops them."""
+    from services.notify.models import Delivery, Notice, NoticeDraft, NoticeKs
+    from shared.db import defer_insert
+
+    notices, notice_ks = Notice.__table__, NoticeKs.__table__  # type: ignore[attr-defined]
+    await upgrade_async("notify", database_url)
+    db = Database(database_url)
+    inserts: list[str] = []
+    sa.event.listen(
+        db.engine.sync_engine,
+        "before_cursor_execute",
+        lambda _c, _cur, statement, *_: inserts.append(statement) if statement.startswith("INSERT INTO notice") else None,
+    )
+
+    def defer(session, title: str, ks: list[str]) -> NoticeDraft:  # noqa: ANN001
+        draft = NoticeDraft(source="/t", source_id=title, title=title, body="b", ks=ks)
+        defer_insert(session, notices, draft.row())
+        for one in ks:
+            defer_insert(session, notice_ks, {"notice_id": draft.id, "ks": one})
+        return draft
+
+    count_notices = sa.select(sa.func.count()).select_from(notices)
+    try:
+        # At commit, with nothing else done: 30 notices in one INSERT, their KS rows in another.
+        async with db.session() as session:
+            for i in range(30):
+                defer(session, f"n{i}", ["center", "planina"])
+            await session.commit()
+        assert len(inserts) == 2, inserts
+        async with db.session() as session:
+            assert (await session.exec(count_notices)).one() == (30,)  # type: ignore[call-overload]
+            assert (await session.exec(sa.select(sa.func.count()).select_from(notice_ks))).one() == (60,)  # type: ignore[call-overload]
+
+        # Before the next statement of the session (a query sees them) ...
+        async with db.session() as session:
+            first = defer(session, "seen", ["huje"])
+            assert (await session.exec(sa.select(notices.c.title).where(notices.c.id == first.id))).one() == ("seen",)  # type: ignore[call-overload]
+            # ... and before an ORM flush of a delivery that refers to one (foreign key).
+            second = defer(session, "parent", ["huje"])
+            session.add(Delivery(notice_id=second.id, subscriber_id=None, channel="email", address="a@example.si",
+                                 status="queued", next_attempt_at=utcnow()))  # fmt: skip
+            await session.flush()
+            await session.commit()
+        async with db.session() as session:
+            assert (await session.exec(count_notices)).one() == (32,)  # type: ignore[call-overload]
+
+        # A rollback drops what was deferred; the next transaction of the session starts clean.
+        async with db.session() as session:
+            defer(session, "dropped", ["huje"])
+            await session.rollback()
+            defer(session, "kept", ["huje"])
+            await session.commit()
+        async with db.session() as session:
+            titles = set((await session.exec(sa.select(notices.c.title))).scalars().all())  # type: ignore[call-overload]
+            assert "kept" in titles and "dropped" not in titles
+    finally:
+        await db.dispose()

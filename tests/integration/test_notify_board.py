@@ -19,7 +19,7 @@ from sqlmodel import col, select
 
 from services.notify import digest, service
 from services.notify.app import create_app
-from services.notify.models import Delivery, Notice
+from services.notify.models import Delivery, Notice, NoticeDraft
 from services.notify.render import Renderer
 from shared.db import Database
 from shared.migrations import upgrade_async
@@ -31,8 +31,8 @@ ATOM = "{http://www.w3.org/2005/Atom}"
 NO_BROKER = "amqp://guest:guest@127.0.0.1:9/unused"  # these apps never start their bus
 
 
-def notice(title: str, ks: list[str], **fields) -> Notice:
-    return Notice(
+def notice(title: str, ks: list[str], **fields) -> NoticeDraft:
+    return NoticeDraft(
         source="/test",
         source_id=str(uuid.uuid4()),
         title=title,
@@ -43,7 +43,7 @@ def notice(title: str, ks: list[str], **fields) -> Notice:
     )
 
 
-def event(title: str, ks: str, starts_at: datetime, **fields) -> Notice:
+def event(title: str, ks: str, starts_at: datetime, **fields) -> NoticeDraft:
     return notice(
         title,
         [ks],
@@ -57,7 +57,7 @@ def event(title: str, ks: str, starts_at: datetime, **fields) -> Notice:
     )
 
 
-async def record(db: Database, settings, *notices: Notice) -> None:
+async def record(db: Database, settings, *notices: NoticeDraft) -> None:
     async with db.session() as session:
         for n in notices:
             await service.record_notice(session, settings, n)

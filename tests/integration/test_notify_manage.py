@@ -20,7 +20,7 @@ from staff_login import csrf_of, post_form
 
 from services.notify import service
 from services.notify.app import create_app
-from services.notify.models import Delivery, Notice
+from services.notify.models import Delivery, Notice, NoticeDraft
 from shared.contracts import parse_data, parse_envelope
 from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT
 from shared.models import OutboxMessage, utcnow
@@ -44,7 +44,7 @@ def client(app) -> httpx.AsyncClient:
 async def notify(app, *, ks=("primskovo",), topic="utilities", channels=("email", "sms"), title="Izklop vode") -> str:
     """A notice recorded as the consumer would, and the worker woken."""
     ctx = app.state.ctx
-    notice = Notice(source="/komunala", source_id=title, title=title, body="V četrtek ne bo vode.",
+    notice = NoticeDraft(source="/komunala", source_id=title, title=title, body="V četrtek ne bo vode.",
                     ks=list(ks), topic=topic, channels=list(channels))  # fmt: skip
     async with ctx.db.session() as session:
         await service.record_notice(session, ctx.settings, notice)

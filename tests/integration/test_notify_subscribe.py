@@ -45,12 +45,12 @@ async def test_email_sign_up_is_confirmed_by_link_before_anything_else_is_sent(n
 
         # A notice for Planina before confirmation: the pending resident gets nothing.
         async with notify_app.state.ctx.db.session() as session:
-            from services.notify.models import Notice
+            from services.notify.models import NoticeDraft
 
             await service.record_notice(
                 session,
                 notify_app.state.ctx.settings,
-                Notice(source="/t", source_id="1", title="Obvestilo", body="Besedilo", ks=["planina"], channels=["email"]),
+                NoticeDraft(source="/t", source_id="1", title="Obvestilo", body="Besedilo", ks=["planina"], channels=["email"]),
             )
             await session.commit()
 

@@ -22,7 +22,7 @@ async def test_noticeboard_in_chromium_is_accessible(tmp_path, amqp_url, browser
     from datetime import timedelta
 
     from services.notify import service
-    from services.notify.models import Notice
+    from services.notify.models import NoticeDraft
 
     app = create_notify(make_settings(tmp_path, amqp_url))
     async with serve_app(app) as base:
@@ -31,7 +31,7 @@ async def test_noticeboard_in_chromium_is_accessible(tmp_path, amqp_url, browser
             {"title": "Izklop vode", "body": "Jutri med 8. in 12. uro.", "ks": ["primskovo"]}, source="/t"
         )
         async with ctx.db.session() as session:
-            notice = Notice(
+            notice = NoticeDraft(
                 source="/t",
                 source_id=str(uuid.uuid4()),
                 title="Izklop vode",

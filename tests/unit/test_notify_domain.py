@@ -101,3 +101,20 @@ def test_unsubscribe_tokens_are_signed(tmp_path):
     assert renderer.read_unsubscribe_token(token[:-2] + "xx") is None
     other = Renderer(Settings(data_dir=tmp_path, secret_key="another key"))
     assert other.read_unsubscribe_token(token) is None
+
+
+def test_a_notice_draft_has_every_column_of_notices_with_the_same_defaults():
+    """record_notice writes NoticeDraft.row() with a Core insert: a column added to Notice
+    and not to the draft would be left to the database (NULL, or a failed insert)."""
+    from services.notify.models import NoticeDraft
+
+    draft = NoticeDraft(source="/t", source_id="1", title="Naslov", body="Besedilo")
+    columns = {column.name for column in Notice.__table__.columns}  # type: ignore[attr-defined]
+    assert set(draft.row()) == columns
+    model = Notice(source="/t", source_id="1", title="Naslov", body="Besedilo")
+    generated = {"id", "created_at"}  # both made fresh per notice
+    assert {k: v for k, v in draft.row().items() if k not in generated} == {
+        name: getattr(model, name) for name in columns - generated
+    }
+    assert draft.id != NoticeDraft(source="/t", source_id="1", title="N", body="B").id
+    assert draft.created_at.tzinfo is not None
