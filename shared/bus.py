@@ -212,6 +212,10 @@ def make_broker(settings: Settings, service: str) -> RabbitBroker:
         reconnect_interval=2.0,
         graceful_timeout=settings.graceful_timeout,
         ack_policy=AckPolicy.NACK_ON_ERROR,
+        # No FastDepends: a handler is called with the decoded body alone and takes the
+        # message from the broker's context (Bus.consume). Resolving a handler's arguments
+        # cost a fifth of notify's CPU per message (make bench, ingest 1.2k -> 1.4k/s).
+        apply_types=False,
         default_channel=Channel(
             prefetch_count=settings.prefetch,
             publisher_confirms=True,
@@ -717,10 +721,10 @@ class Bus:
 
         context = self.broker.context
 
-        async def on_message() -> None:
-            # The message from FastStream's context, not as a `message: RabbitMessage`
-            # argument: fast_depends resolves such an argument through a task group and a
-            # worker thread per message, 0.25 ms of CPU, half of a message's cost (make bench).
+        async def on_message(_body: bytes) -> None:
+            # The message from FastStream's context (the broker has no FastDepends, see
+            # make_broker; with it, a `message: RabbitMessage` argument was resolved through a
+            # task group and a worker thread per message, 0.25 ms of CPU).
             await consumer(context.get_local("message"))
 
         on_message.__name__ = spec.name.replace(".", "_").replace("-", "_")

@@ -264,10 +264,11 @@ async def test_relay_publishes_the_outbox_row_into_test_broker(events: EventsApp
     bus = events.ctx.bus
     received: list[tuple[bytes, RabbitMessage]] = []
 
-    # application/cloudevents+json is not decoded by FastStream: the body arrives as bytes
+    # application/cloudevents+json is not decoded by FastStream: the body arrives as bytes.
+    # The brokers run without FastDepends (shared.bus.make_broker): the message is in the context.
     @bus.broker.subscriber(RabbitQueue("test.events-published", routing_key="events.event.published"), EXCHANGE)
-    async def on_published(body: bytes, message: RabbitMessage) -> None:
-        received.append((body, message))
+    async def on_published(body: bytes) -> None:
+        received.append((body, bus.broker.context.get_local("message")))
 
     created = await create(events)
     await events.client.post(f"/api/v1/events/{created['id']}/publish", headers=ADMIN)

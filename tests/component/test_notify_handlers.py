@@ -103,13 +103,19 @@ async def test_unknown_ks_is_dead_lettered_with_a_reason_and_not_recorded(notify
     await _subscribe(notify, email="ana@example.si")
     dead, rejected = [], []
 
+    # The brokers run without FastDepends (shared.bus.make_broker): a handler gets the
+    # decoded body, and the message is in FastStream's context.
+    context = notify.bus.broker.context
+
     @notify.bus.broker.subscriber(DEAD_QUEUE, DLX)
-    async def on_dead(msg: RabbitMessage) -> None:
-        dead.append(msg.raw_message)
+    async def on_dead(_body: object) -> None:
+        message: RabbitMessage = context.get_local("message")
+        dead.append(message.raw_message)
 
     @notify.bus.broker.subscriber(REJECTED_QUEUE, EXCHANGE)
-    async def on_rejected(msg: RabbitMessage) -> None:
-        rejected.append(json.loads(msg.body))
+    async def on_rejected(_body: object) -> None:
+        message: RabbitMessage = context.get_local("message")
+        rejected.append(json.loads(message.body))
 
     bad = _notice()
     bad["data"]["ks"] = ["atlantis"]
