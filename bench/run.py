@@ -623,7 +623,11 @@ class Bench:
         m = r["memory"]
         r["targets"] = {
             "email_fanout_share_min_0.60": all(v >= 0.6 for k, v in shares.items() if k.startswith("email")),
-            "sms_fanout_share_min_0.60": all(v >= 0.6 for k, v in shares.items() if k.startswith("sms")),
+            # The issue names httpx as the SMS client; aiohttp (what notify uses) is the harder bar.
+            "sms_fanout_share_of_httpx_min_0.60": all(
+                r[key]["sms_per_second"] / c["sms_requests_per_second_httpx"] >= 0.6 for key in ("fanout_small", "fanout_big")
+            ),
+            "sms_fanout_share_of_aiohttp_min_0.60": all(v >= 0.6 for k, v in shares.items() if k.startswith("sms")),
             "ingest_share_min_0.50": shares["ingest"] >= 0.5,
             "latency_p99_max_500ms": all(r["latency"][ch]["p99_ms"] <= 500 for ch in ("email", "sms")),
             "service_rss_max_150mb": all(v <= 150 for s in m.values() for v in s.values()),

@@ -244,3 +244,27 @@ def test_many_errors_are_summarised_on_one_line() -> None:
     assert reason.endswith("; and 3 more")
     assert "data.ks.2: unknown KS 'c'" in reason
     assert "'d'" not in reason
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        {"title": "NUL\u0000in a key's value"},
+        {"nul\u0000key": 1},
+        {"title": "lone \ud800 surrogate"},
+        {"deep": json.loads("[" * 40 + "]" * 40)},
+        {"deep": json.loads('{"a":' * 40 + "1" + "}" * 40)},
+    ],
+    ids=["nul-value", "nul-key", "surrogate", "deep-list", "deep-object"],
+)
+def test_bad_values_are_refused_however_the_json_spells_them(data: dict[str, Any]) -> None:
+    """parse_envelope skips the walk over every value when the text cannot hold a bad one;
+    every way JSON has of spelling one (escaped, raw where JSON allows it, nested) is refused."""
+    spellings = {json.dumps(envelope(data=data)), json.dumps(envelope(data=data), ensure_ascii=False)}
+    for text in spellings:
+        try:
+            body = text.encode("utf-8")
+        except UnicodeEncodeError:
+            continue  # a raw lone surrogate cannot even be sent as UTF-8
+        with pytest.raises(Rejection):
+            parse_envelope(body)
