@@ -61,6 +61,17 @@ async def one_count(bench: Bench, replicas: int, residents: int, notices: int) -
     return {"replicas": replicas, "fanout": fanout, "ingest": ingest, "rss_mb": rss}
 
 
+async def _ceilings(bench: Bench, n: int) -> dict[str, float]:
+    """The plain clients' ceilings of the main run, on a vhost of their own."""
+    with Vhost() as vhost:
+        return {
+            "broker_messages_per_second": round(await bench.broker_ceiling(vhost.url, n), 1),
+            "smtp_emails_per_second": round(
+                await bench.smtp_ceiling(n // 2, int(os.environ.get("BENCH_SMTP_CONNECTIONS", "16"))), 1
+            ),
+        }
+
+
 async def main(args: argparse.Namespace) -> None:
     residents = 1000 if args.quick else 3000
     notices = 2000 if args.quick else 5000
@@ -84,6 +95,9 @@ async def main(args: argparse.Namespace) -> None:
     bench.smtp.start()
     bench.sms.start()
     try:
+        # The ceilings of this run, before and after the counts (the machine drifts): the
+        # shares below use their mean.
+        ceilings = [await _ceilings(bench, 3000 if args.quick else 10_000)]
         for replicas in (1, 2, 3):
             print(f"{replicas} notify replica(s) ...", flush=True)
             started = time.perf_counter()
@@ -91,6 +105,16 @@ async def main(args: argparse.Namespace) -> None:
             row["wall_seconds"] = round(time.perf_counter() - started, 1)
             print(f"  {row}", flush=True)
             results["counts"].append(row)
+        ceilings.append(await _ceilings(bench, 3000 if args.quick else 10_000))
+        results["ceilings"] = {
+            "runs": ceilings,
+            **{key: round(sum(c[key] for c in ceilings) / len(ceilings), 1) for key in ceilings[0]},
+        }
+        for row in results["counts"]:
+            row["shares"] = {
+                "email": round(row["fanout"]["email_per_second"] / results["ceilings"]["smtp_emails_per_second"], 3),
+                "ingest": round(row["ingest"]["per_second"] / results["ceilings"]["broker_messages_per_second"], 3),
+            }
     finally:
         bench.smtp.stop()
         bench.sms.stop()
@@ -99,11 +123,14 @@ async def main(args: argparse.Namespace) -> None:
     out = HERE / "replicas.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print()
-    print(f"{'replicas':>8} {'email/s':>9} {'SMS/s':>9} {'all/s':>9} {'ingest/s':>9}")
+    c = results["ceilings"]
+    print(f"ceilings (mean of before and after): broker {c['broker_messages_per_second']:.0f} msg/s, "
+          f"SMTP {c['smtp_emails_per_second']:.0f} emails/s")  # fmt: skip
+    print(f"{'replicas':>8} {'email/s':>9} {'SMS/s':>9} {'all/s':>9} {'ingest/s':>9} {'email %':>8} {'ingest %':>9}")
     for row in results["counts"]:
-        f, i = row["fanout"], row["ingest"]
+        f, i, sh = row["fanout"], row["ingest"], row["shares"]
         print(
             f"{row['replicas']:>8} {f['email_per_second']:>9.0f} {f['sms_per_second']:>9.0f} "
-            f"{f['all_deliveries_per_second']:>9.0f} {i['per_second']:>9.0f}"
+            f"{f['all_deliveries_per_second']:>9.0f} {i['per_second']:>9.0f} {sh['email']:>8.0%} {sh['ingest']:>9.0%}"
         )
     print(f"\nwritten: {out}")
