@@ -52,14 +52,9 @@ class Database:
                 lambda dbapi_conn, _rec: setattr(dbapi_conn, "isolation_level", None),
             )
         # A session class of this database's own, so commit hooks stay per database.
-        self._session_class = type("ServiceSession", (Session,), {})
+        self._session_class = type("ServiceSession", (DeferringSession,), {})
         self._commit_hooks: list[Callable[[dict[str, Any]], None]] = []
         sa.event.listen(self._session_class, "after_commit", self._after_commit)
-        # Rows handed to defer_insert() are written before anything else the session does.
-        sa.event.listen(self._session_class, "before_flush", lambda session, *_: _write_deferred(session))
-        sa.event.listen(self._session_class, "do_orm_execute", lambda state: _write_deferred(state.session))
-        sa.event.listen(self._session_class, "before_commit", _write_deferred)
-        sa.event.listen(self._session_class, "after_soft_rollback", lambda session, _tx: session.info.pop(_DEFERRED, None))
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, sync_session_class=self._session_class, expire_on_commit=False
         )
@@ -157,6 +152,17 @@ class Database:
 _DEFERRED = "kranj.deferred_rows"
 
 
+class DeferringSession(Session):
+    """The sessions of Database.session(): rows handed to defer_insert() are written before
+    anything else the session does (below)."""
+
+
+sa.event.listen(DeferringSession, "before_flush", lambda session, *_: _write_deferred(session))
+sa.event.listen(DeferringSession, "do_orm_execute", lambda state: _write_deferred(state.session))
+sa.event.listen(DeferringSession, "before_commit", lambda session: _write_deferred(session))
+sa.event.listen(DeferringSession, "after_soft_rollback", lambda session, _tx: session.info.pop(_DEFERRED, None))
+
+
 def defer_insert(session: AsyncSession | Session, table: sa.Table, row: dict[str, Any]) -> None:
     """Insert `row` into `table` later in this transaction, with the other deferred rows of
     that table in one statement: for handlers of a group commit (shared.bus.Consumer) that
@@ -165,6 +171,8 @@ def defer_insert(session: AsyncSession | Session, table: sa.Table, row: dict[str
     rows are written before the session's next statement, flush or commit; a rollback drops
     them. `row` holds every column without a server default (Core, no ORM defaults)."""
     sync = session.sync_session if isinstance(session, AsyncSession) else session
+    if not isinstance(sync, DeferringSession):  # nothing would ever write the rows
+        raise TypeError(f"defer_insert needs a session of Database.session(), not {type(sync).__name__}")
     if not sync.in_transaction():
         sync.begin()  # no I/O yet; a rollback now has a transaction to end, and drops the rows
     sync.info.setdefault(_DEFERRED, {}).setdefault(table, []).append(row)

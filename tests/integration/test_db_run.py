@@ -161,5 +161,12 @@ async def test_deferred_rows_are_written_first_in_one_insert_and_dropped_on_roll
         async with db.session() as session:
             titles = set((await session.exec(sa.select(notices.c.title))).scalars().all())  # type: ignore[call-overload]
             assert "kept" in titles and "dropped" not in titles
+
+        # A session that would never write them refuses them.
+        from sqlmodel.ext.asyncio.session import AsyncSession
+
+        async with AsyncSession(db.engine) as plain:
+            with pytest.raises(TypeError, match="Database.session"):
+                defer(plain, "lost", ["huje"])
     finally:
         await db.dispose()
