@@ -18,6 +18,19 @@ def _errors(model, **values) -> ValidationError:
     return caught.value
 
 
+def _event_errors_for(**overrides) -> list[str]:
+    """The Slovenian errors of an event form: an evening rehearsal, changed by `overrides`."""
+    values = {
+        "ks": "primskovo",
+        "title": "Vaje",
+        "venue": "Dom",
+        "starts_at": "2027-01-05T18:00:00+01:00",
+        "ends_at": "2027-01-05T20:00:00+01:00",
+        **overrides,
+    }
+    return _event_errors(_errors(EventIn, **values))
+
+
 def test_field_messages_then_phrases_then_the_fallback() -> None:
     exc = _errors(RegistrationIn, name=" ", email="not-an-address")
     assert form_errors(exc, {"name": "Vpišite ime."}) == ["Vpišite ime.", CHECK_INPUT]
@@ -26,25 +39,9 @@ def test_field_messages_then_phrases_then_the_fallback() -> None:
 
 
 def test_event_and_booking_forms_speak_slovenian() -> None:
-    exc = _errors(
-        EventIn,
-        ks="primskovo",
-        title="Vaje",
-        venue="Dom",
-        starts_at="2027-01-05T18:00:00+01:00",
-        ends_at="2027-01-05T17:00:00+01:00",
-    )
-    assert _event_errors(exc) == ["Konec mora biti za začetkom."]
-    bad_rule = _errors(
-        EventIn,
-        ks="primskovo",
-        title="Vaje",
-        venue="Dom",
-        starts_at="2027-01-05T18:00:00+01:00",
-        ends_at="2027-01-05T20:00:00+01:00",
-        rrule="FREQ=WEEKLY",
-    )
-    assert _event_errors(bad_rule) == ["Ponavljanje ni pravilno zapisano."]  # a series without an end
+    assert _event_errors_for(ends_at="2027-01-05T17:00:00+01:00") == ["Konec mora biti za začetkom."]
+    # a series without an end
+    assert _event_errors_for(rrule="FREQ=WEEKLY") == ["Ponavljanje ni pravilno zapisano."]
     booking = _errors(BookingIn, room_id="ks-primskovo")
     messages = booking_form_errors(booking)
     assert messages and all(m.endswith(".") for m in messages)
@@ -52,16 +49,6 @@ def test_event_and_booking_forms_speak_slovenian() -> None:
 
 
 def test_a_series_in_a_ks_room_is_refused_with_the_way_that_works() -> None:
-    exc = _errors(
-        EventIn,
-        ks="primskovo",
-        title="Vaje",
-        venue="Dom",
-        starts_at="2027-01-05T18:00:00+01:00",
-        ends_at="2027-01-05T20:00:00+01:00",
-        rrule="FREQ=WEEKLY;COUNT=4",
-        room_id="ks-primskovo",
-    )
-    [message] = _event_errors(exc)
+    [message] = _event_errors_for(rrule="FREQ=WEEKLY;COUNT=4", room_id="ks-primskovo")
     assert message.startswith("Ponavljajočega se dogodka ni mogoče vezati na prostor KS")
     assert "rezervirajte serijo terminov" in message and "/" not in message
