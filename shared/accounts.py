@@ -21,13 +21,14 @@ import hashlib
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from . import clock
 from .contracts.ks import ALL_KS, KS_NAMES
 from .db import _sqlite_pragmas
 from .models import UTCDateTime
@@ -89,7 +90,7 @@ _DUMMY_HASH = _hasher.hash(secrets.token_urlsafe(16))
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return clock.now()
 
 
 def sha256(value: str) -> str:

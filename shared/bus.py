@@ -38,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from . import clock
 from .contracts import (
     CONTENT_TYPE,
     MESSAGE_REJECTED,
@@ -252,7 +253,7 @@ async def publish_envelope(
             message_type=message_type,
             content_type=CONTENT_TYPE,
             headers=headers,
-            timestamp=datetime.now(UTC),
+            timestamp=clock.now(),
         )
 
 
@@ -777,7 +778,7 @@ class Bus:
                 HEADER_REASON: reason,
                 HEADER_QUEUE: queue,
                 HEADER_ROUTING_KEY: raw.routing_key or "",
-                HEADER_DEAD_AT: datetime.now(UTC).isoformat(),
+                HEADER_DEAD_AT: clock.now().isoformat(),
             }
         )
         async with asyncio.timeout(PUBLISH_TIMEOUT):

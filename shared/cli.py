@@ -32,6 +32,7 @@ from typing import Annotated, Any
 
 import typer
 
+from . import clock
 from .runner import broker_problem, redact_url
 from .settings import SERVICES, Settings
 
@@ -1355,7 +1356,7 @@ def staff_list(
     if not accounts:
         out("Ni računov. / No accounts.")
         return
-    now = datetime.now(UTC)
+    now = clock.now()
     for a in accounts:
         state = "active" if a.active else "disabled"
         if a.locked_until and a.locked_until > now:

@@ -12,9 +12,12 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
+from . import clock
+
 
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    """The platform clock (`shared.clock.now`), kept under its old name for the models."""
+    return clock.now()
 
 
 class UTCDateTime(sa.types.TypeDecorator):

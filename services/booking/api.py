@@ -10,6 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
+from shared import clock
 from shared.auth import Staff, StaffDep, current_staff, page_staff, require_ks
 from shared.contracts import KS_NAMES
 from shared.i18n import format_date
@@ -161,7 +162,7 @@ class AvailabilityOut(BaseModel):
 
 def _window(frm: datetime | None, to: datetime | None) -> Interval:
     if frm is None:
-        frm = datetime.now(UTC)
+        frm = clock.now()
     if to is None:
         to = frm + timedelta(days=7)
     if frm.tzinfo is None or to.tzinfo is None:
@@ -348,7 +349,7 @@ async def _figures(
     request: Request, staff: Staff, period: str, frm: date | None, to: date | None, ks: str | None
 ) -> list[dict[str, Any]]:
     ctx = _ctx(request)
-    today = datetime.now(TZ).date()
+    today = clock.local_now().date()
     frm = frm or (today.replace(day=1) - timedelta(days=150)).replace(day=1)
     to = to or today + timedelta(days=62)
     since = datetime.combine(frm, datetime.min.time(), TZ).astimezone(UTC)
@@ -505,7 +506,7 @@ async def room_calendar(room_id: str, request: Request) -> Response:
 
     ctx = _ctx(request)
     room = await _room(ctx, room_id)
-    since = datetime.now(UTC) - timedelta(days=30)
+    since = clock.now() - timedelta(days=30)
     rows = await service.list_bookings(ctx.db, room_id=room_id, since=since)
     holding = [b for b, _r in rows if b.status in ("requested", "confirmed")]
     return Response(
@@ -516,7 +517,7 @@ async def room_calendar(room_id: str, request: Request) -> Response:
 
 
 def _week_start(value: str | None) -> date:
-    today = datetime.now(TZ).date()
+    today = clock.local_now().date()
     try:
         day = date.fromisoformat(value) if value else today
     except ValueError:

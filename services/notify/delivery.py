@@ -17,7 +17,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime as email_date
 from pathlib import Path
@@ -28,6 +28,7 @@ import aiosmtplib
 import sqlalchemy as sa
 from sqlmodel import col, select, update
 
+from shared import clock
 from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, DeliveryOutcome
 from shared.db import Database
 from shared.invitations import invitee_for, make_invitation
@@ -547,7 +548,7 @@ class DeliveryWorker:
         msg["From"] = self.settings.mail_from
         msg["To"] = delivery.address
         msg["Subject"] = rendered.subject
-        msg["Date"] = email_date(datetime.now(UTC))
+        msg["Date"] = email_date(clock.now())
         msg["Message-ID"] = f"<{delivery.id}@kranj-za-vse.si>"  # stable per delivery
         if unsubscribe_url:
             msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"

@@ -10,10 +10,12 @@ import json
 import re
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .. import clock
 
 TYPE_PREFIX = "si.kranj."
 _TYPE_RE = re.compile(r"^si\.kranj\.(?P<key>[a-z0-9-]+\.[a-z0-9-]+\.[a-z0-9-]+)\.v(?P<major>\d+)$")
@@ -86,7 +88,7 @@ class MessageType(Generic[D]):
             "id": id or str(uuid.uuid4()),
             "source": source,
             "type": self.type,
-            "time": (time or datetime.now(UTC)).isoformat().replace("+00:00", "Z"),
+            "time": (time or clock.now()).isoformat().replace("+00:00", "Z"),
             "datacontenttype": "application/json",
             "data": model.model_dump(mode="json", exclude_none=True),
         }
