@@ -529,7 +529,7 @@ class DeliveryWorker:
             text=rendered.text,
             html=rendered.html,
             message_id=f"<{delivery.id}@kranj-za-vse.si>",  # stable per delivery
-            language=delivery.language,
+            language=rendered.language,  # what it is written in, not what the recipient reads
             unsubscribe_url=unsubscribe_url,
         )
 
@@ -544,7 +544,7 @@ class DeliveryWorker:
 
     def _email(self, delivery: Due, notice: Notice, unsubscribe_url: str | None) -> EmailMessage:
         rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
-        msg = EmailMessage()
+        msg = EmailMessage(policy=mail.POLICY)  # encoded words of at most 75 characters
         msg["From"] = self.settings.mail_from
         msg["To"] = delivery.address
         msg["Subject"] = rendered.subject
@@ -556,7 +556,7 @@ class DeliveryWorker:
         msg["Auto-Submitted"] = "auto-generated"
         msg.set_content(rendered.text)
         msg.add_alternative(rendered.html, subtype="html")
-        msg["Content-Language"] = delivery.language  # after set_content, which drops Content-* headers
+        msg["Content-Language"] = rendered.language  # after set_content, which drops Content-* headers
         return msg
 
     async def _record(

@@ -82,6 +82,7 @@ async def manage_submit(
     topics: Annotated[list[str] | None, Form()] = None,
     channels: Annotated[list[str] | None, Form()] = None,
     language: Annotated[str, Form()] = "sl",
+    digest: Annotated[str | None, Form()] = None,
 ) -> Response:
     subscriber_id, sub = await _load(request, token)
     db = _ctx(request).db
@@ -92,7 +93,13 @@ async def manage_submit(
         return await _page(request, token, left, message="Odjavljeni ste. Ne boste več prejemali obvestil.")
     try:
         changed = await service.change_subscription(
-            db, subscriber_id, ks=ks or [], topics=topics or [], channels=channels or [], language=language
+            db,
+            subscriber_id,
+            ks=ks or [],
+            topics=topics or [],
+            channels=channels or [],
+            language=language,
+            digest=None if digest is None else digest == "weekly",  # a form without the choice keeps it
         )
     except ValueError as exc:
         return await _page(request, token, sub, errors=[str(exc)], code=422)

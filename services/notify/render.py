@@ -49,6 +49,17 @@ class Email:
     subject: str
     text: str
     html: str
+    # What the email is written in (`Content-Language`, `<html lang>`): the notice's own
+    # language (its title and body), not the recipient's, whose language only frames it.
+    language: str = "sl"
+
+
+def content_language(notice: Notice, frame: str) -> str:
+    """The language an email of `notice` framed in `frame` is written in: a digest is the
+    frame's own words; any other notice is its title and body, in the notice's language."""
+    if notice.kind == "digest":
+        return frame
+    return notice.language if notice.language in i18n.LANGUAGES else frame
 
 
 class _LinkSerializer(URLSafeSerializer):
@@ -122,17 +133,23 @@ class Renderer:
         return self.manage_url(target[0]) if target else None
 
     # -- messages ----------------------------------------------------------------------
-    def _context(self, notice: Notice, unsubscribe_url: str | None) -> dict[str, object]:
+    def _context(self, notice: Notice, unsubscribe_url: str | None, lang: str) -> dict[str, object]:
         return {
             "notice": notice,
             "from_label": from_label(notice.ks),
             "unsubscribe_url": unsubscribe_url,
             "manage_url": self.manage_url_for(unsubscribe_url),
+            "frame_lang": lang,
+            "content_lang": content_language(notice, lang),
         }
 
-    def email(self, notice: Notice, language: str, unsubscribe_url: str | None) -> Email:
+    def email(
+        self, notice: Notice, language: str, unsubscribe_url: str | None, manage_url: str | None = None
+    ) -> Email:
         lang = language if language in i18n.LANGUAGES else "sl"
-        ctx = self._context(notice, unsubscribe_url)
+        ctx = self._context(notice, unsubscribe_url, lang)
+        if manage_url and unsubscribe_url:
+            ctx["manage_url"] = manage_url
         subject_t, text_t, html_t = "email_subject.txt", "email.txt", "email.html"
         if notice.kind == "digest":  # a week of one KS's notices (services.notify.digest)
             from .digest import digest_context
@@ -144,14 +161,15 @@ class Renderer:
             subject=" ".join(subject.split()),
             text=self.env.get_template(f"{lang}/{text_t}").render(ctx).strip() + "\n",
             html=self.env.get_template(f"{lang}/{html_t}").render(ctx),
+            language=str(ctx["content_lang"]),
         )
 
     def email_renderer(self, notice: Notice, language: str) -> Callable[..., Email]:
         """`email(notice, language, unsubscribe_url)` for many recipients of one notice: the
         templates are rendered once, each recipient's signed links are put in by substitution
         (the same text as `email()`; a fan-out to thousands renders each template once)."""
-        if notice.kind == "digest":
-            return lambda unsubscribe_url: self.email(notice, language, unsubscribe_url)
+        if notice.kind == "digest":  # one per KS and week: rendered per recipient, same signature
+            return lambda unsubscribe_url, manage_url=None: self.email(notice, language, unsubscribe_url, manage_url)
         lang = language if language in i18n.LANGUAGES else "sl"
         rendered: dict[bool, Email] = {}
 
@@ -162,12 +180,15 @@ class Renderer:
                     "from_label": from_label(notice.ks),
                     "unsubscribe_url": UNSUBSCRIBE_MARK if personal else None,
                     "manage_url": MANAGE_MARK if personal else None,
+                    "frame_lang": lang,
+                    "content_lang": content_language(notice, lang),
                 }
                 subject = self.env.get_template(f"{lang}/email_subject.txt").render(ctx).strip()
                 rendered[personal] = Email(
                     subject=" ".join(subject.split()),
                     text=self.env.get_template(f"{lang}/email.txt").render(ctx).strip() + "\n",
                     html=self.env.get_template(f"{lang}/email.html").render(ctx),
+                    language=content_language(notice, lang),
                 )
             return rendered[personal]
 
@@ -184,6 +205,7 @@ class Renderer:
                 html=base.html.replace(UNSUBSCRIBE_MARK, str(escape(unsubscribe_url))).replace(
                     MANAGE_MARK, str(escape(manage_url))
                 ),
+                language=base.language,
             )
 
         return for_recipient

@@ -644,7 +644,14 @@ async def _skip_open(session: AsyncSession, reason: str, *conditions: Any) -> in
 
 
 async def change_subscription(
-    db: Database, subscriber_id: str, *, ks: list[str], topics: list[str], channels: list[str], language: str
+    db: Database,
+    subscriber_id: str,
+    *,
+    ks: list[str],
+    topics: list[str],
+    channels: list[str],
+    language: str,
+    digest: bool | None = None,
 ) -> SubscriberOut | None:
     """What a resident chose on their manage page. Raises ValueError (Slovenian, readable)
     for a choice that cannot be kept; a left subscription is taken up again."""
@@ -682,6 +689,8 @@ async def change_subscription(
                 .values(language=language)
             )
         subscriber.channels, subscriber.language = chosen, language
+        if digest is not None:  # the weekly digest instead of one email per notice (services.notify.digest)
+            subscriber.digest = digest
         if subscriber.status == "unsubscribed":
             subscriber.status = "active"
             subscriber.consent_source, subscriber.consent_text, subscriber.consent_at = "web", REJOIN_TEXT, utcnow()

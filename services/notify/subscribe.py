@@ -66,6 +66,9 @@ TEXTS = {
         "phone": "Mobilni telefon (za SMS)",
         "one_of": "Vpišite vsaj enega od obeh.",
         "channels": "Kanali:",
+        "digest_legend": "Kako pogosto po e-pošti",
+        "digest_each": "Vsako obvestilo posebej, ko ga objavimo",
+        "digest_weekly": "En tedenski pregled vsak ponedeljek zjutraj (nujna obvestila vseeno takoj)",
         "ks": "Krajevne skupnosti",
         "all_ks": "Vse krajevne skupnosti (cel Kranj)",
         "topics": "Teme",
@@ -83,6 +86,9 @@ TEXTS = {
         "phone": "Mobile phone (for SMS)",
         "one_of": "Give at least one of the two.",
         "channels": "Channels:",
+        "digest_legend": "How often by email",
+        "digest_each": "Each notice on its own, when it is published",
+        "digest_weekly": "One weekly digest every Monday morning (urgent notices still at once)",
         "ks": "Local communities",
         "all_ks": "All local communities (all of Kranj)",
         "topics": "Topics",
@@ -155,6 +161,7 @@ async def subscribe_submit(
     channels: Annotated[list[str] | None, Form()] = None,
     language: Annotated[str, Form()] = "sl",
     consent: Annotated[str, Form()] = "",
+    digest: Annotated[str, Form()] = "",
 ) -> Response:
     ctx = _ctx(request)
     page_lang = _page_language(request, language)
@@ -165,6 +172,7 @@ async def subscribe_submit(
         "topics": topics or [],
         "channels": channels or [],
         "language": page_lang,
+        "digest": digest == "weekly",
     }
     errors = []
     if consent != "yes":
@@ -177,6 +185,7 @@ async def subscribe_submit(
             topics=topics or [],
             channels=channels or None,
             language=language if language in ("sl", "en") else "sl",
+            digest=digest == "weekly",
         )
     except ValidationError as exc:
         detail = readable_validation_detail(exc.errors())
@@ -209,6 +218,7 @@ async def subscribe_submit(
             phone=data.phone,
             language=data.language,
             channels=list(data.channels or []),
+            digest=data.digest,
             status="pending",
             consent_source="web",
             consent_text=CONSENT_WORDING[data.language],
