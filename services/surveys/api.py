@@ -242,7 +242,7 @@ class ResultsOut(BaseModel):
     status: str
     results_published: bool
     response_count: int
-    by_age_band: dict[str, int] = Field(description='Respondents per age band ("unknown": not given).')
+    by_age_band: dict[str, int] = Field(description='Respondents per age band (the platform bands 0-14, 15-29, 30-49, 50-64, 65+; "unknown": not given).')
     by_ks: dict[str, int]
     by_channel: dict[str, int]
     questions: list[QuestionResultOut]

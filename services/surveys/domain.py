@@ -15,22 +15,19 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
+from shared.contracts.age import AGE_BAND_LABELS_SL
+from shared.contracts.age import AGE_BANDS as SHARED_AGE_BANDS
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from shared.contracts.ks import KS_NAMES, KsOrAll, ks_name
 
 QuestionType = Literal["single", "multiple", "scale", "text"]
 QUESTION_TYPES: tuple[str, ...] = ("single", "multiple", "scale", "text")
-AGE_BANDS: tuple[str, ...] = ("15-29", "30-49", "50-64", "65+")
-AgeBand = Literal["15-29", "30-49", "50-64", "65+"]
+# The platform's one set of age bands (shared with events attendance): the contract's four
+# (15-29, 30-49, 50-64, 65+) and 0-14 for children, a compatible extension.
+AGE_BANDS: tuple[str, ...] = SHARED_AGE_BANDS
 UNKNOWN = "unknown"
-AGE_BAND_LABELS: dict[str, str] = {
-    "15-29": "15–29 let",
-    "30-49": "30–49 let",
-    "50-64": "50–64 let",
-    "65+": "65 let in več",
-    UNKNOWN: "starost ni navedena",
-}
+AGE_BAND_LABELS: dict[str, str] = {**AGE_BAND_LABELS_SL, UNKNOWN: "starost ni navedena"}
 SCALE_MIN, SCALE_MAX = 1, 5
 TEXT_MAX = 2000
 _ID = r"^[a-z0-9][a-z0-9_-]{0,39}$"

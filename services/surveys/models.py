@@ -84,7 +84,7 @@ class Response(SQLModel, table=True):
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     survey_id: str = Field(foreign_key="surveys.id", max_length=64, index=True, ondelete="CASCADE")
-    age_band: str | None = Field(default=None, max_length=10)  # 15-29 | 30-49 | 50-64 | 65+
+    age_band: str | None = Field(default=None, max_length=10)  # 0-14 | 15-29 | 30-49 | 50-64 | 65+ (shared.contracts.age)
     ks: str | None = Field(default=None, max_length=40)
     channel: str = Field(default="web", max_length=10)  # web | paper
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())

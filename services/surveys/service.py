@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
 from shared.bus import add_to_outbox
+from shared.contracts.age import AgeBand
 from shared.contracts.ks import KsSlug
 from shared.contracts.surveys import (
     RESPONDENT_VOLUNTEERED,
@@ -32,7 +33,7 @@ from shared.models import utcnow
 from shared.settings import Settings
 
 from . import domain
-from .domain import AgeBand, AnswersInvalid, SurveyDefinition
+from .domain import AnswersInvalid, SurveyDefinition
 from .models import Answer, InvitationUsed, Option, Question, Response, Survey
 
 SOURCE = "/kranj/surveys"
@@ -160,7 +161,11 @@ class ResponseIn(BaseModel):
     answers: dict[str, Any] = Field(
         description="Question id -> option id (single) | [option ids] (multiple) | 1–5 (scale) | text."
     )
-    age_band: AgeBand | None = Field(default=None, description="Optional: 15-29, 30-49, 50-64 or 65+.")
+    age_band: AgeBand | None = Field(
+        default=None,
+        description="Optional: 15-29, 30-49, 50-64 or 65+ (the contract's bands), or 0-14 (children; a compatible "
+        "extension: the platform's one set of age bands, shared with events attendance).",
+    )
     ks: KsSlug | None = Field(default=None, description="Optional: the respondent's KS (default: the survey's KS).")
     contact: ContactIn | None = Field(
         default=None, description="Optional: to take part / be contacted; needs `consent: true` (surveys with `contact`)."

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from shared.contracts.age import AGE_BAND_LABELS_EN
+
 LANGUAGES = ("sl", "en")
 DEFAULT = "sl"
 
@@ -114,7 +116,7 @@ UI: dict[str, dict[str, str]] = {
     },
 }
 
-AGE_LABELS_EN = {"15-29": "15–29", "30-49": "30–49", "50-64": "50–64", "65+": "65 or over", "unknown": "age not given"}
+AGE_LABELS_EN = {**AGE_BAND_LABELS_EN, "unknown": "age not given"}
 
 
 def choose_language(query: str | None, accept_language: str | None) -> str:

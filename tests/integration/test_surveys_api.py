@@ -115,7 +115,7 @@ async def test_needs_survey_from_template_to_published_results(surveys):
     assert r.status_code == 401
     results = (await client.get(f"/api/v1/surveys/{sid}/results", headers=STAFF)).json()
     assert results["response_count"] == 4
-    assert results["by_age_band"] == {"15-29": 1, "30-49": 0, "50-64": 1, "65+": 1, "unknown": 1}
+    assert results["by_age_band"] == {"0-14": 0, "15-29": 1, "30-49": 0, "50-64": 1, "65+": 1, "unknown": 1}
     assert results["by_channel"] == {"web": 3, "paper": 1} and results["by_ks"] == {"primskovo": 4}
     need = results["questions"][0]
     assert {o["id"]: (o["count"], o["percent"]) for o in need["options"]} == {

@@ -144,7 +144,7 @@ RESPONSES = [
 def test_counts_percentages_and_splits():
     results = domain.compute_results(small_survey(), RESPONSES)
     assert results.response_count == 3
-    assert results.by_age_band == {"15-29": 1, "30-49": 0, "50-64": 0, "65+": 1, "unknown": 1}
+    assert results.by_age_band == {"0-14": 0, "15-29": 1, "30-49": 0, "50-64": 0, "65+": 1, "unknown": 1}
     assert results.by_ks == {"planina": 2, "huje": 1} and results.by_channel == {"web": 2, "paper": 1}
     a, b, c, d = results.questions
     assert [(o.id, o.count, o.percent) for o in a.options] == [("y", 2, 66.7), ("n", 1, 33.3)]
