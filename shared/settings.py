@@ -6,8 +6,11 @@ time: `Settings()` is built by each entry point and passed down (tests build the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import tempfile
+import time as _time
 from datetime import time
 from pathlib import Path
 from typing import Literal
@@ -89,6 +92,34 @@ class Settings(BaseSettings):
         description="Finished deliveries (and file-outbox messages) older than this lose their contact data",
     )
 
+    # What an unconfirmed room request may hold (booking; docs/security.md): a resident's
+    # pending requests per email or phone, and how long one holds its slot at most (a
+    # room's own `request_ttl_hours` may be shorter; a request never holds past its start).
+    booking_pending_per_contact: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Room requests awaiting a decision that one email address or phone number may hold at once",
+    )
+    booking_pending_max_hours: int = Field(
+        default=7 * 24,
+        ge=1,
+        le=24 * 30,
+        description="Hours an unapproved room request holds its slot at most before it expires (default 7 days)",
+    )
+
+    # Who may publish what on the bus (shared/senders.py, README "Configuration"): a JSON
+    # object {"<broker user>": {"ks", "topics", "urgent", "city_wide", "services", "facts"}},
+    # "*" for everyone else. The file is read first, then the variable (an entry replaces
+    # the default or file entry of the same user).
+    senders: str | None = Field(
+        default=None,
+        description="JSON registry of bus senders and their rights, keyed by broker user (see shared/senders.py)",
+    )
+    senders_file: Path | None = Field(
+        default=None, description="A JSON file in the format of KRANJ_SENDERS, read before KRANJ_SENDERS"
+    )
+
     # Rate limits of the public forms and endpoints (shared/web/ratelimit.py), in the
     # notation of the `limits` library: "5/minute", "10 per 10 minutes", several joined
     # by ";". Counted per client address (X-Forwarded-For only from a trusted proxy,
@@ -115,6 +146,15 @@ class Settings(BaseSettings):
     @classmethod
     def _check_quiet_hours(cls, value: str) -> str:
         parse_quiet_hours(value)
+        return value
+
+    @field_validator("senders")
+    @classmethod
+    def _check_senders(cls, value: str | None) -> str | None:
+        if value:
+            from .senders import parse_senders
+
+            parse_senders(value)
         return value
 
     @field_validator(
@@ -161,21 +201,48 @@ class Settings(BaseSettings):
         return self.local_url(service)
 
     def signing_key(self) -> str:
-        """`KRANJ_SECRET_KEY`, or a key generated once into the data dir (local runs)."""
+        """`KRANJ_SECRET_KEY`, or a key generated once into the data dir (local runs).
+
+        Several processes may start together on a fresh data dir (`kranj up`): each writes
+        a whole candidate key to a temporary file of its own and hard-links it to
+        `secret.key`, which fails when the name exists. The link is atomic, so a reader sees
+        either no file or a complete key, and every process ends up with the first one."""
         if self.secret_key is not None:
             return self.secret_key.get_secret_value()
         path = self.data_dir / "secret.key"
-        if not path.exists():
-            self.data_dir.mkdir(parents=True, exist_ok=True)
-            key = secrets.token_urlsafe(48)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        key = _read_key(path)
+        if key:
+            return key
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".secret.key.", dir=self.data_dir)  # mode 0600
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_urlsafe(48))
+                f.flush()
+                os.fsync(f.fileno())
             try:
-                os.write(fd, key.encode())
-            except BaseException:
-                os.close(fd)
-                raise
-            os.close(fd)
-        return path.read_text().strip()
+                os.link(tmp, path)  # atomic, and never replaces: the first process wins
+            except FileExistsError:
+                stale = _read_key(path) == "" and _time.time() - path.stat().st_mtime > 10
+                if stale:  # an empty file an older, non-atomic version left behind
+                    os.replace(tmp, path)
+            except OSError:  # a file system without hard links: exclusive create, then write
+                with contextlib.suppress(FileExistsError):
+                    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                    with os.fdopen(out, "w") as f:
+                        f.write(Path(tmp).read_text())
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+        key = _read_key(path)
+        for _ in range(40):  # only on the fallback path can a reader catch the writer mid-write
+            if key:
+                break
+            _time.sleep(0.05)
+            key = _read_key(path)
+        if not key:
+            raise RuntimeError(f"{path} is empty; delete it (a new key is then generated) or set KRANJ_SECRET_KEY")
+        return key
 
     @property
     def quiet_window(self) -> tuple[time, time] | None:
@@ -196,6 +263,14 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+
+def _read_key(path: Path) -> str | None:
+    """The key in `path`; None when there is no such file."""
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
 
 
 def normalise_database_url(url: str) -> str:
