@@ -7,33 +7,88 @@ text and HTML, `Content-Language`, a stable `Message-ID`, RFC 8058 one-click uns
 written out directly: headers that are not ASCII are RFC 2047-encoded by the `email` package
 itself, the parts are UTF-8 in base64. Addresses that are not plain ASCII go the slow,
 general way (`build` returns None).
+
+Headers that are not ASCII are written as RFC 2047 encoded words of at most 75 characters
+each (RFC 2047 section 2), whole UTF-8 characters in each, folded one word per line (RFC 5322
+lines of at most 78 characters). Neither `email.header.Header` nor `email.policy` keeps that
+limit (both write 76- and 77-character words for Slovenian subjects), so `encoded_words` does
+the encoding with the `email` package's own quoted-printable header encoder, and `POLICY`
+(used by the slow path) folds with it. `Date:` is RFC 5322 (`+0000`, not the obsolete `GMT`).
 """
 
 from __future__ import annotations
 
 import base64
 import secrets
-from email.header import Header
-from email.utils import formataddr, formatdate, parseaddr
+from email import quoprimime
+from email.policy import SMTP, EmailPolicy
+from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 
+from shared import clock
+
 CRLF = "\r\n"
+MAX_WORD = 75  # RFC 2047 section 2: an encoded word is at most 75 characters
+MAX_LINE = 78  # RFC 5322 section 2.1.1
+
+
+def _word(text: str) -> str:
+    return quoprimime.header_encode(text.encode("utf-8"), "utf-8")  # "=?utf-8?q?...?="
+
+
+def encoded_words(value: str, first_line_used: int = 0) -> list[str]:
+    """`value` as RFC 2047 Q-encoded words of whole characters, each at most 75 characters
+    (the first also fitting a 78-character line after `first_line_used` characters); the
+    spaces are inside the words, so a reader joins them back exactly."""
+    words: list[str] = []
+    limit = max(20, min(MAX_WORD, MAX_LINE - first_line_used))
+    chunk = ""
+    for char in value:
+        if chunk and len(_word(chunk + char)) > limit:
+            words.append(_word(chunk))
+            chunk, limit = "", MAX_WORD  # later words each start a folded line: " " + word
+        chunk += char
+    if chunk:
+        words.append(_word(chunk))
+    return words
 
 
 @lru_cache(maxsize=64)
-def header_value(value: str) -> str:
-    """One header value on the wire: ASCII as it is, anything else RFC 2047-encoded (folded)."""
+def header_value(value: str, name: str = "Subject") -> str:
+    """One header value on the wire: ASCII as it is, anything else RFC 2047-encoded in
+    words of at most 75 characters, one per folded line."""
     value = " ".join(value.split())  # no CR/LF can reach the wire
     if value.isascii():
         return value
-    return Header(value, "utf-8", maxlinelen=76).encode(linesep=CRLF)
+    return (CRLF + " ").join(encoded_words(value, len(name) + 2))
+
+
+class _Policy(EmailPolicy):
+    """`email.policy.SMTP` whose unstructured non-ASCII headers (the subject) are folded into
+    RFC 2047 words of at most 75 characters (the library's own folder writes up to 77)."""
+
+    def _fold(self, name: str, value: object, refold_binary: bool = False) -> str:
+        text = str(value)
+        if name.lower() == "subject" and not text.isascii():
+            return f"{name}: {header_value(text, name)}{self.linesep}"
+        return super()._fold(name, value, refold_binary)  # type: ignore[misc, no-any-return]
+
+
+POLICY = _Policy().clone(**{k: getattr(SMTP, k) for k in ("linesep", "max_line_length")})
+
+
+def date_header() -> str:
+    """`Date:` in RFC 5322 form from the platform clock: `Thu, 03 Dec 2026 07:30:00 +0000`."""
+    return format_datetime(clock.now())
 
 
 @lru_cache(maxsize=8)
 def from_header(mail_from: str) -> tuple[str, str]:
     """(`From:` value, envelope sender) of `KRANJ_MAIL_FROM`."""
     name, address = parseaddr(mail_from)
-    return formataddr((name, address), charset="utf-8"), address
+    if name and not name.isascii():
+        return f"{header_value(name, 'From')} <{address}>", address
+    return formataddr((name, address)), address
 
 
 def _part(content_type: str, text: str) -> str:
@@ -67,7 +122,7 @@ def build(
         f"From: {from_value}",
         f"To: {to}",
         f"Subject: {header_value(subject)}",
-        f"Date: {formatdate(localtime=False, usegmt=True)}",
+        f"Date: {date_header()}",
         f"Message-ID: {message_id}",
     ]
     if unsubscribe_url:
