@@ -8,11 +8,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kranj-installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv run bench test test-unit test-component test-integration test-e2e test-faults lint migrate clean distclean
+.PHONY: help venv run bench test test-future test-unit test-component test-integration test-e2e test-faults lint migrate clean distclean
 
 help:
 	@echo "make run               create/refresh $(VENV), migrate, start all four services (Ctrl-C stops them)"
 	@echo "make test              the whole test suite (needs RabbitMQ and PostgreSQL)"
+	@echo "make test-future       unit, component and integration tests with the clock a year ahead (faketime '+1 year')"
 	@echo "make test-unit | test-component | test-integration | test-e2e"
 	@echo "make test-faults       crashes, restarts and outages (own RabbitMQ node and PostgreSQL; docs/reliability.md)"
 	@echo "make bench             the benchmark (README \"Benchmark\"; BENCH_ARGS=--quick for a short run), not part of make test"
@@ -35,6 +36,13 @@ run: venv
 
 test: venv
 	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# The same tests a year from now: no test may depend on today's date (Debian's faketime
+# moves the clock of pytest and of every process it starts; the broker and PostgreSQL keep
+# the real one, as they would for a service whose clock is a little off).
+test-future: venv
+	@command -v faketime >/dev/null 2>&1 || { echo "make test-future needs faketime (apt-get install faketime)"; exit 2; }
+	faketime '+1 year' $(BIN)/pytest -q tests/unit tests/component tests/integration $(PYTEST_ARGS)
 
 test-unit: venv
 	$(BIN)/pytest -q tests/unit $(PYTEST_ARGS)

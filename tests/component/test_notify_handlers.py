@@ -5,6 +5,7 @@ letters need the real broker: tests/integration.)"""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 
 import pytest
 from faststream.rabbit import TestRabbitBroker
@@ -13,11 +14,25 @@ from sqlmodel import func, select
 
 from services.notify import service
 from services.notify.app import build
+from shared import clock
 from services.notify.models import Delivery, Notice
 from shared.bus import DEAD_QUEUE, DLX, EXCHANGE, REJECTED_QUEUE
 from shared.contracts import EVENT_PUBLISHED, NOTICE_REQUESTED
 from shared.migrations import upgrade_async
 from shared.settings import Settings
+
+
+# These tests check wording that names days and dates ("četrtek, 3. decembra 2026"), so
+# they fix the platform clock at one moment before the dates they publish: Monday
+# 30 November 2026, 10.00 in Kranj. Nothing here reads the real date; `make test-future`
+# runs them a year ahead to prove it.
+FROZEN_AT = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture(autouse=True)
+def frozen_clock():
+    with clock.frozen(FROZEN_AT) as advance:
+        yield advance
 
 
 @pytest.fixture
@@ -134,12 +149,8 @@ async def test_unknown_ks_is_dead_lettered_with_a_reason_and_not_recorded(notify
     assert "atlantis" in event["data"]["reason"]
 
 
-async def test_quiet_hours_hold_normal_notices_but_not_urgent_ones(notify, monkeypatch):
-    from datetime import UTC, datetime
-
-    from services.notify import service as svc
-
-    monkeypatch.setattr(svc, "utcnow", lambda: datetime(2026, 12, 1, 22, 30, tzinfo=UTC))  # 23.30 in Kranj
+async def test_quiet_hours_hold_normal_notices_but_not_urgent_ones(notify, frozen_clock):
+    frozen_clock(FROZEN_AT.replace(day=1, month=12, hour=22, minute=30) - FROZEN_AT)  # 23.30 in Kranj
     notify.settings.quiet_hours = "21:00-07:00"
     await _subscribe(notify, email="ana@example.si")
     async with TestRabbitBroker(notify.bus.broker) as br:
