@@ -7,13 +7,17 @@ once, in every service), or the session cookie set by the `/login` page (staff a
 with Argon2-hashed passwords). `KRANJ_ADMIN_TOKEN`, when set, is a bootstrap bearer token
 with full rights. Roles: `admin` (everything), `ks-staff` (their KS), `organiser`.
 
-Routes keep using `StaffDep`, `current_staff(request)` and `require_ks(staff, ks)`.
+Routes keep using `StaffDep`, `current_staff(request)` and `require_ks(staff, ks)`; a write
+that changes an existing record uses `require_change(staff, current_ks, new_ks)` (or
+`change_refusal` to report one row of an import): the KS the record belongs to now counts
+as well as the one it is moved to.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -39,7 +43,9 @@ __all__ = [
     "Staff",
     "StaffDep",
     "auth_of",
+    "change_refusal",
     "current_staff",
+    "require_change",
     "require_ks",
 ]
 
@@ -52,6 +58,17 @@ class Staff:
 
     def may_act_for(self, ks: str) -> bool:
         return self.role == "admin" or ks in self.ks or "*" in self.ks
+
+    def may_change(self, current_ks: str | None, new_ks: str | None = None) -> bool:
+        """A write to a record: allowed only where the staff member acts for the KS the record
+        belongs to NOW (`current_ks`; None for a new record) and for the KS it will belong to
+        afterwards (`new_ks`; None when the KS does not change)."""
+        return next(self._refused(current_ks, new_ks), None) is None
+
+    def _refused(self, current_ks: str | None, new_ks: str | None) -> Iterator[str]:
+        for ks in dict.fromkeys(k for k in (current_ks, new_ks) if k is not None):
+            if not self.may_act_for(ks):
+                yield ks
 
 
 @dataclass(frozen=True)
@@ -183,3 +200,25 @@ def require_ks(staff: Staff, ks: str) -> None:
             status.HTTP_403_FORBIDDEN,
             f"Nimate pravic za KS {ks}. / You may not act for KS {ks}.",
         )
+
+
+def change_refusal(staff: Staff, current_ks: str | None, new_ks: str | None = None) -> str | None:
+    """Why `staff` may not write a record that belongs to `current_ks` now (None: a new
+    record) and to `new_ks` afterwards (None: unchanged) — or None when they may. The one
+    check for every write that changes an existing record (a room moved by an import, a
+    booking approved, an event edited): the record's current KS counts, not only the KS the
+    request names. Slovenian first, English second."""
+    refused = next(staff._refused(current_ks, new_ks), None)
+    if refused is None:
+        return None
+    if refused == current_ks and current_ks != new_ks and new_ks is not None:
+        return f"zapis pripada KS {refused}, za katero nimate pravic / the record belongs to KS {refused}"
+    return f"nimate pravic za KS {refused} / you may not act for KS {refused}"
+
+
+def require_change(staff: Staff, current_ks: str | None, new_ks: str | None = None) -> None:
+    """`change_refusal` as a 403 for routes and use cases."""
+    refusal = change_refusal(staff, current_ks, new_ks)
+    if refusal is not None:
+        sl, _, en = refusal.partition(" / ")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{sl[:1].upper()}{sl[1:]}. / {en[:1].upper()}{en[1:]}.")

@@ -11,10 +11,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from shared import clock
-from shared.auth import Staff, StaffDep, current_staff, page_staff, require_ks
+from shared.auth import Staff, StaffDep, current_staff, page_staff, require_change, require_ks
 from shared.contracts import KS_NAMES
 from shared.i18n import format_date
 from shared.web import ServiceApp
+from shared.web.csv_export import csv_response
 from shared.web.forms import form_errors
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
@@ -44,7 +45,7 @@ def _conflict(exc: service.RuleBroken) -> JSONResponse:
     body: dict[str, Any] = {"detail": exc.detail, "rules": [v.rule for v in exc.violations]}
     if exc.conflicts:
         body["conflicts"] = exc.conflicts
-    return JSONResponse(body, status_code=status.HTTP_409_CONFLICT)
+    return JSONResponse(body, status_code=exc.status)
 
 
 async def _room(ctx: ServiceApp, room_id: str) -> service.Room:
@@ -103,9 +104,9 @@ async def import_rooms(request: Request, staff: StaffDep) -> dict[str, Any]:
 )
 async def update_room(room_id: str, body: RoomRulesIn, request: Request, staff: StaffDep) -> RoomOut:
     ctx = _ctx(request)
-    require_ks(staff, (await _room(ctx, room_id)).ks)
+    require_change(staff, (await _room(ctx, room_id)).ks)
     try:
-        return service.to_out(await service.update_room(ctx.db, room_id, body))
+        return service.to_out(await service.update_room(ctx.db, room_id, body, staff))
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
@@ -129,10 +130,10 @@ class ClosureOut(ClosureIn):
 )
 async def add_closure(room_id: str, body: ClosureIn, request: Request, staff: StaffDep) -> ClosureOut:
     ctx = _ctx(request)
-    require_ks(staff, (await _room(ctx, room_id)).ks)
+    require_change(staff, (await _room(ctx, room_id)).ks)
     if body.ends_at <= body.starts_at:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "ends_at: must be after starts_at")
-    closure = await service.add_closure(ctx.db, room_id, body.starts_at, body.ends_at, body.reason)
+    closure = await service.add_closure(ctx.db, room_id, body.starts_at, body.ends_at, body.reason, staff)
     return ClosureOut.model_validate(closure, from_attributes=True)
 
 
@@ -222,9 +223,14 @@ def _created(made: service.Created, personal: bool) -> BookingCreated:
     dependencies=[rate_limit("booking")],
     responses={
         429: RATE_LIMITED,
+        403: {
+            "description": "A recurring request (`recurrence`) without a staff token of the room's KS: "
+            "residents ask their KS, whose staff book a series (`rules`: `series-needs-staff`)."
+        },
         409: {
             "description": "Taken, or outside what the room allows: `detail` says why (Slovenian / English), "
-            "`rules` names the broken rules, `conflicts` lists a series' unavailable dates."
+            "`rules` names the broken rules, `conflicts` lists a series' unavailable dates; `pending-limit`: "
+            "this email or phone already has `booking_pending_per_contact` (3) requests awaiting a decision."
         },
     },
 )
@@ -287,7 +293,7 @@ async def _decide(
 ) -> BookingOut:
     ctx = _ctx(request)
     _booking_row, room = await _booking(ctx, booking_id)
-    require_ks(staff, room.ks)
+    require_change(staff, room.ks)  # again inside the use case, on the locked row
     try:
         if action == "approve":
             booking = await service.approve(ctx.db, ctx.settings, booking_id, staff)
@@ -382,10 +388,8 @@ async def figures_csv(
     ks: str | None = None,
 ) -> Response:
     rows = await _figures(request, staff, period, frm, to, ks)
-    return Response(
-        service.figures_csv(rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="uporaba-prostorov-{period}.csv"'},
+    return csv_response(
+        service.figures_csv_rows(rows), header=service.FIGURES_CSV_HEADER, filename=f"uporaba-prostorov-{period}.csv"
     )
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.auth import Staff
+from shared.auth import Staff, change_refusal, require_change
 from shared.bus import add_to_outbox
 from shared.contact import ContactFields, normalise_phone
 from shared.contracts import KS_SLUGS
@@ -60,9 +60,12 @@ class Conflict(Exception):
 class RuleBroken(Exception):
     """The room does not allow this request (HTTP 409), with every reason."""
 
-    def __init__(self, violations: list[Violation], conflicts: list[dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, violations: list[Violation], conflicts: list[dict[str, Any]] | None = None, *, status: int = 409
+    ) -> None:
         self.violations = violations
         self.conflicts = conflicts or []
+        self.status = status  # 409; 403 where the request is not the requester's to make
         super().__init__(self.detail)
 
     @property
@@ -248,11 +251,13 @@ async def get_room(db: Database, room_id: str) -> Room:
     return room
 
 
-async def update_room(db: Database, room_id: str, changes: RoomRulesIn) -> Room:
+async def update_room(db: Database, room_id: str, changes: RoomRulesIn, staff: Staff | None = None) -> Room:
     async with db.session() as session:
         room = await session.get(Room, room_id)
         if room is None:
             raise NotFound(room_id)
+        if staff is not None:
+            require_change(staff, room.ks)
         for key, value in changes.model_dump(exclude_unset=True).items():
             if value is not None:
                 setattr(room, key, value)
@@ -263,10 +268,15 @@ async def update_room(db: Database, room_id: str, changes: RoomRulesIn) -> Room:
     return room
 
 
-async def add_closure(db: Database, room_id: str, starts_at: datetime, ends_at: datetime, reason: str) -> Closure:
+async def add_closure(
+    db: Database, room_id: str, starts_at: datetime, ends_at: datetime, reason: str, staff: Staff | None = None
+) -> Closure:
     async with db.session() as session:
-        if await session.get(Room, room_id) is None:
+        room = await session.get(Room, room_id)
+        if room is None:
             raise NotFound(room_id)
+        if staff is not None:
+            require_change(staff, room.ks)
         closure = Closure(room_id=room_id, starts_at=starts_at, ends_at=ends_at, reason=reason)
         session.add(closure)
         await session.commit()
@@ -414,6 +424,58 @@ def _is_exclusion_violation(exc: IntegrityError) -> bool:
 
 
 TAKEN = Violation("taken", "Termin je že zaseden.", "That time is already booked.")
+SERIES_NEEDS_STAFF = Violation(
+    "series-needs-staff",
+    "Ponavljajočih se terminov ni mogoče rezervirati prek spleta. Za redno uporabo prostora se obrnite na "
+    "svojo krajevno skupnost (uradne ure ali e-pošta): termine vpiše osebje KS. Posamezen termin lahko "
+    "zaprosite tukaj.",
+    "A recurring booking cannot be requested online. For regular use of a room, ask your KS: its staff "
+    "book a series. A single date can be requested here.",
+)
+
+
+def pending_limit(limit: int) -> Violation:
+    return Violation(
+        "pending-limit",
+        f"Na odločitev že čakajo {limit} vaše prošnje (ta e-poštni naslov ali telefon). Počakajte na odgovor "
+        "KS ali prekličite katero od prošenj s povezavo iz sporočila, nato zaprosite znova.",
+        f"{limit} of your requests (this email or phone) are already awaiting a decision. Wait for the KS's "
+        "answer or cancel one with the link in its message, then ask again.",
+    )
+
+
+async def _lock_contacts(session: AsyncSession, db: Database, keys: list[str]) -> None:
+    """PostgreSQL: serialise the requests of one contact across rooms for the rest of the
+    transaction (the room lock serialises only one room); SQLite's BEGIN IMMEDIATE already
+    serialises every writer. Sorted, so two requests never wait for each other in a circle."""
+    if db.is_sqlite:
+        return
+    import sqlalchemy as sa
+
+    for key in sorted(set(keys)):
+        await session.exec(sa.select(sa.func.pg_advisory_xact_lock(sa.func.hashtext(f"booking.contact:{key}"))))  # type: ignore[call-overload]
+
+
+async def pending_of_contact(session: AsyncSession, *, email: str | None, phone: str | None, now: datetime) -> int:
+    """A resident's requests that still hold a slot awaiting a decision, for this email or
+    phone (a series counts once). Expired holds (past `expires_at`) do not count."""
+    import sqlalchemy as sa
+    from sqlmodel import func
+
+    contact = []
+    if email:
+        contact.append(func.lower(Booking.email) == email.lower())
+    if phone:
+        contact.append(Booking.phone == phone)
+    if not contact:
+        return 0
+    query = select(func.count(sa.distinct(func.coalesce(Booking.series_id, Booking.id)))).where(
+        Booking.status == "requested",
+        col(Booking.created_by).is_(None),  # a resident's request (not staff, not the events service)
+        sa.or_(col(Booking.expires_at).is_(None), col(Booking.expires_at) > now),
+        sa.or_(*contact),
+    )
+    return int((await session.exec(query)).one())
 
 
 async def _lock_room(session: AsyncSession, db: Database, room_id: str) -> Room:
@@ -468,9 +530,17 @@ async def request_booking(
     """Check every date against the room's rules and its bookings, then write the bookings
     and their messages — check and insert in one transaction serialised per room."""
     now = now or utcnow()
+    if staff is None and data.recurrence is not None:
+        raise RuleBroken([SERIES_NEEDS_STAFF], status=403)
     slots = _slots(data)
+    email = str(data.email).lower() if data.email else None
     try:
         async with db.session() as session:
+            if staff is None:
+                await _lock_contacts(session, db, [k for k in (email, data.phone) if k])
+                limit = settings.booking_pending_per_contact
+                if await pending_of_contact(session, email=email, phone=data.phone, now=now) >= limit:
+                    raise RuleBroken([pending_limit(limit)])
             created = await book_in_session(
                 session,
                 db,
@@ -561,13 +631,20 @@ async def book_in_session(
             decided_by=created_by if confirmed else None,
             decided_at=now if confirmed else None,
             created_at=now,
-            expires_at=None if confirmed else min(now + timedelta(hours=room.request_ttl_hours), slot.start),
+            expires_at=None if confirmed else _hold_until(settings, room, slot, now),
             event_id=event_id,
         )
         session.add(booking)
         _announce(session, settings, room, booking)
         made.append(booking)
     return Created(made, skipped)
+
+
+def _hold_until(settings: Settings, room: Room, slot: Interval, now: datetime) -> datetime:
+    """When an unapproved request stops holding its slot: after the room's own time to
+    decide, at most `booking_pending_max_hours` (7 days), and never after its start."""
+    hours = min(room.request_ttl_hours, settings.booking_pending_max_hours)
+    return min(now + timedelta(hours=hours), slot.start)
 
 
 # --------------------------------------------------------------------------------------
@@ -583,7 +660,11 @@ async def get_booking(db: Database, booking_id: str) -> tuple[Booking, Room]:
     return booking, room
 
 
-async def _locked_booking(session: AsyncSession, db: Database, booking_id: str) -> tuple[Booking, Room]:
+async def _locked_booking(
+    session: AsyncSession, db: Database, booking_id: str, staff: Staff | None = None
+) -> tuple[Booking, Room]:
+    """The booking, locked for this transaction, and its room; with `staff`, a 403 unless
+    they act for the KS the room belongs to now (checked on the row being changed)."""
     query = select(Booking).where(Booking.id == booking_id)
     if not db.is_sqlite:
         query = query.with_for_update()
@@ -592,6 +673,8 @@ async def _locked_booking(session: AsyncSession, db: Database, booking_id: str) 
         raise NotFound(booking_id)
     room = await session.get(Room, booking.room_id)
     assert room is not None
+    if staff is not None:
+        require_change(staff, room.ks)
     return booking, room
 
 
@@ -616,7 +699,7 @@ async def approve(
 ) -> Booking:
     now = now or utcnow()
     async with db.session() as session:
-        booking, room = await _locked_booking(session, db, booking_id)
+        booking, room = await _locked_booking(session, db, booking_id, staff)
         if booking.status == "confirmed":
             return booking  # approving twice changes nothing
         if booking.status == "requested" and booking.expires_at is not None and booking.expires_at <= now:
@@ -637,7 +720,7 @@ async def approve(
 
 async def reject(db: Database, settings: Settings, booking_id: str, staff: Staff, reason: str) -> Booking:
     async with db.session() as session:
-        booking, room = await _locked_booking(session, db, booking_id)
+        booking, room = await _locked_booking(session, db, booking_id, staff)
         if booking.status == "rejected":
             return booking
         if booking.status != "requested":
@@ -662,7 +745,7 @@ async def cancel(
     staff: Staff | None = None,
 ) -> Booking:
     async with db.session() as session:
-        booking, room = await _locked_booking(session, db, booking_id)
+        booking, room = await _locked_booking(session, db, booking_id, staff)
         if booking.status == "cancelled":
             return booking
         if booking.status not in HOLDING:
@@ -832,40 +915,39 @@ def _num(value: float) -> str:
     return f"{value:.2f}".replace(".", ",")  # a Slovenian Excel reads a decimal comma
 
 
-def figures_csv(rows: list[dict[str, Any]]) -> bytes:
-    """UTF-8 with BOM, semicolons, decimal commas: opens as a table in a Slovenian Excel."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(
+FIGURES_CSV_HEADER = [
+    "KS",
+    "prostor",
+    "obdobje",
+    "začetek obdobja",
+    "število rezervacij",
+    "ur skupaj",
+    "ur izven uradnih ur",
+    "udeležencev",
+    *(f"namen: {CATEGORY_SL[c]}" for c in CATEGORY_SL),
+    *(f"skupina: {GROUP_SL[g]}" for g in GROUP_SL),
+]
+
+
+def figures_csv_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
+    """The rows of `figures.csv` (decimal commas: a Slovenian Excel reads them as numbers);
+    written by the platform's one CSV writer (shared.web.csv_export), which keeps a room
+    named like a formula as text."""
+    return [
         [
-            "KS",
-            "prostor",
-            "obdobje",
-            "začetek obdobja",
-            "število rezervacij",
-            "ur skupaj",
-            "ur izven uradnih ur",
-            "udeležencev",
+            row["ks"],
+            row["room_name"],
+            "teden" if row["period"] == "week" else "mesec",
+            row["period_start"],
+            row["bookings"],
+            _num(row["hours"]),
+            _num(row["hours_outside_office_hours"]),
+            row["attendees"],
+            *(row["by_category"].get(c, 0) for c in CATEGORY_SL),
+            *(row["by_group_kind"].get(g, 0) for g in GROUP_SL),
         ]
-        + [f"namen: {CATEGORY_SL[c]}" for c in CATEGORY_SL]
-        + [f"skupina: {GROUP_SL[g]}" for g in GROUP_SL]
-    )
-    for row in rows:
-        writer.writerow(
-            [
-                row["ks"],
-                row["room_name"],
-                "teden" if row["period"] == "week" else "mesec",
-                row["period_start"],
-                row["bookings"],
-                _num(row["hours"]),
-                _num(row["hours_outside_office_hours"]),
-                row["attendees"],
-            ]
-            + [row["by_category"].get(c, 0) for c in CATEGORY_SL]
-            + [row["by_group_kind"].get(g, 0) for g in GROUP_SL]
-        )
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+        for row in rows
+    ]
 
 
 async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
@@ -970,16 +1052,19 @@ def parse_rooms_csv(content: bytes) -> tuple[list[tuple[int, dict[str, Any]]], l
 
 
 async def import_rooms(db: Database, staff: Staff, content: bytes) -> RoomImport:
-    """Create or update rooms from a CSV; a bad row (or another KS's room for KS staff) is
-    reported by line number and the good rows still load. New rooms get the default rules."""
+    """Create or update rooms from a CSV; a bad row is reported by line number and the good
+    rows still load. New rooms get the default rules. A row may touch a room only where the
+    staff member acts for BOTH the KS the room belongs to now and the KS the row names: no
+    moving another KS's room into one's own (and so reading its bookings)."""
     rows, errors = parse_rooms_csv(content)
     result = RoomImport(errors=errors)
     async with db.session() as session:
         for line, values in rows:
-            if not staff.may_act_for(values["ks"]):
-                result.errors.append(f"vrstica {line}: nimate pravic za KS {values['ks']}")
-                continue
             room = await session.get(Room, values["id"])
+            refusal = change_refusal(staff, room.ks if room is not None else None, values["ks"])
+            if refusal is not None:
+                result.errors.append(f"vrstica {line}: {refusal}")
+                continue
             if room is None:
                 session.add(Room(**values, opening_hours=_DEFAULT_OPENING, office_hours={}, requires_approval=True))
                 result.created += 1
@@ -989,7 +1074,13 @@ async def import_rooms(db: Database, staff: Staff, content: bytes) -> RoomImport
                 session.add(room)
                 result.updated += 1
         await session.commit()
+    result.errors.sort(key=_line_number)
     return result
+
+
+def _line_number(error: str) -> int:
+    found = re.match(r"vrstica (\d+):", error)
+    return int(found.group(1)) if found else 0
 
 
 _DEFAULT_OPENING = {day: [["08:00", "22:00"]] for day in ("mon", "tue", "wed", "thu", "fri", "sat")} | {

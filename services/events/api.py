@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from shared.auth import Staff, StaffDep, current_staff, page_staff, require_ks
+from shared.auth import Staff, StaffDep, current_staff, page_staff, require_change, require_ks
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
 from shared.web.forms import form_errors
@@ -90,7 +90,7 @@ async def _staff_change(
     """A staff change of one event: the staff member must act for its KS; `change(ctx)` runs
     the use case; a state that does not allow it is 409; the answer carries personal data."""
     ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
+    require_change(staff, (await _load(ctx, event_id)).ks)
     try:
         event = await change(ctx)
     except service.Conflict as exc:
@@ -128,7 +128,9 @@ async def patch_event(event_id: str, body: EventPatch, request: Request, staff: 
 )
 async def put_event(event_id: str, body: EventIn, request: Request, staff: StaffDep) -> EventOut:
     ctx = _ctx(request)
-    if body.ks != (await _load(ctx, event_id)).ks:
+    current = (await _load(ctx, event_id)).ks
+    require_change(staff, current, body.ks)  # the event's KS now and the one the body names
+    if body.ks != current:
         raise HTTPException(status.HTTP_409_CONFLICT, "KS dogodka ni mogoče spremeniti. / The KS cannot change.")
     data = body.model_dump(exclude={"ks", "room_id"})
     data["rrule"] = data["rrule"] or ""

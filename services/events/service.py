@@ -10,8 +10,6 @@ until commit. A cancellation promotes the first on the waitlist in the same tran
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import logging
 import re
 from dataclasses import dataclass
@@ -44,6 +42,7 @@ from shared.i18n import format_datetime
 from shared.links import SignedIds
 from shared.models import utcnow
 from shared.settings import Settings
+from shared.web.csv_export import csv_text
 
 from . import domain
 from .models import Attendance, Event, Registration
@@ -999,14 +998,20 @@ async def list_registrations(db: Database, event_id: str) -> list[tuple[Registra
 
 
 def registrations_csv(event: Event, rows: list[tuple[Registration, int | None]]) -> bytes:
-    """Attendee list: UTF-8 with BOM, semicolons (a Slovenian Excel opens it as a table)."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, delimiter=";", lineterminator="\r\n")
-    writer.writerow(
-        ["zap. št.", "ime in priimek", "e-pošta", "telefon", "stanje", "čakalna lista", "prijava prek", "prijavljen"]
-    )
-    for reg, position in rows:
-        writer.writerow(
+    """Attendee list: UTF-8 with BOM, semicolons (a Slovenian Excel opens it as a table);
+    written by the platform's one CSV writer, so a name like `=HYPERLINK(…)` stays text."""
+    header = [
+        "zap. št.",
+        "ime in priimek",
+        "e-pošta",
+        "telefon",
+        "stanje",
+        "čakalna lista",
+        "prijava prek",
+        "prijavljen",
+    ]
+    return csv_text(
+        (
             [
                 reg.position,
                 reg.name,
@@ -1017,8 +1022,10 @@ def registrations_csv(event: Event, rows: list[tuple[Registration, int | None]])
                 domain.CHANNEL_SL.get(reg.channel, reg.channel),
                 reg.created_at.astimezone(domain.TZ).strftime("%d. %m. %Y %H:%M"),
             ]
-        )
-    return ("\ufeff" + buffer.getvalue()).encode("utf-8")
+            for reg, position in rows
+        ),
+        header=header,
+    ).encode("utf-8")
 
 
 # --------------------------------------------------------------------------------------

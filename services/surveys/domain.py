@@ -4,10 +4,8 @@ export. No I/O here."""
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import hmac
-import io
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -15,11 +13,12 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Literal
 
-from shared.contracts.age import AGE_BAND_LABELS_SL
-from shared.contracts.age import AGE_BANDS as SHARED_AGE_BANDS
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from shared.contracts.age import AGE_BAND_LABELS_SL
+from shared.contracts.age import AGE_BANDS as SHARED_AGE_BANDS
 from shared.contracts.ks import KS_NAMES, KsOrAll, ks_name
+from shared.web.csv_export import BOM, csv_text
 
 QuestionType = Literal["single", "multiple", "scale", "text"]
 QUESTION_TYPES: tuple[str, ...] = ("single", "multiple", "scale", "text")
@@ -538,26 +537,17 @@ def _chosen(answer: Answer, option_id: str) -> bool:
 # ======================================================================================
 # CSV for a Slovenian spreadsheet
 # ======================================================================================
-CSV_BOM = "\ufeff"
-
-
-def _cell(value: object) -> str:
-    """Text as a spreadsheet shows it; a leading = + - @ would run as a formula: quote it."""
-    text = "" if value is None else str(value)
-    if text[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + text
-    return text
+CSV_BOM = BOM  # the one CSV writer (shared.web.csv_export) neutralises formulas in every cell
 
 
 def results_csv(definition: SurveyDefinition, results: Results, *, include_texts: bool = True) -> str:
     """UTF-8 with BOM, `;`-separated, decimal comma, CRLF: what Excel in Slovenian expects.
     One row per answer option (scale: per value, and the mean), with counts per age band
     and per KS; free-text answers listed under their question."""
-    out = io.StringIO()
-    writer = csv.writer(out, delimiter=";", quoting=csv.QUOTE_MINIMAL, lineterminator="\r\n")
+    rows: list[list[object]] = []
     bands = [*AGE_BANDS, UNKNOWN]
     ks_keys = results.ks_keys()
-    writer.writerow(
+    rows.append(
         [
             "Vprašanje",
             "Besedilo vprašanja",
@@ -570,11 +560,11 @@ def results_csv(definition: SurveyDefinition, results: Results, *, include_texts
     )
     for q in results.questions:
         for option in q.options:
-            writer.writerow(
+            rows.append(
                 [
                     q.id,
-                    _cell(q.text),
-                    _cell(option.text),
+                    q.text,
+                    option.text,
                     option.count,
                     decimal_comma(option.percent),
                     *(option.by_age_band.get(b, 0) for b in bands),
@@ -582,21 +572,21 @@ def results_csv(definition: SurveyDefinition, results: Results, *, include_texts
                 ]
             )
         if q.type == "scale":
-            writer.writerow([q.id, _cell(q.text), "Povprečje", q.answered, decimal_comma(q.mean or 0.0, 2)])
+            rows.append([q.id, q.text, "Povprečje", q.answered, decimal_comma(q.mean or 0.0, 2)])
         if q.type == "text":
-            writer.writerow([q.id, _cell(q.text), "Odgovorov", q.answered, ""])
+            rows.append([q.id, q.text, "Odgovorov", q.answered, ""])
             if include_texts:
                 for text in q.texts:
-                    writer.writerow([q.id, _cell(q.text), _cell(text), "", ""])
-    writer.writerow([])
-    writer.writerow(["Skupaj odgovorov", "", "", results.response_count, "100,0" if results.response_count else "0,0"])
+                    rows.append([q.id, q.text, text, "", ""])
+    rows.append([])
+    rows.append(["Skupaj odgovorov", "", "", results.response_count, "100,0" if results.response_count else "0,0"])
     for b in bands:
-        writer.writerow(["Starost", "", AGE_BAND_LABELS[b], results.by_age_band.get(b, 0), decimal_comma(percent(results.by_age_band.get(b, 0), results.response_count))])
+        rows.append(["Starost", "", AGE_BAND_LABELS[b], results.by_age_band.get(b, 0), decimal_comma(percent(results.by_age_band.get(b, 0), results.response_count))])
     for k in ks_keys:
-        writer.writerow(["KS", "", ks_name(k) if k != UNKNOWN else "ni navedena", results.by_ks[k], decimal_comma(percent(results.by_ks[k], results.response_count))])
+        rows.append(["KS", "", ks_name(k) if k != UNKNOWN else "ni navedena", results.by_ks[k], decimal_comma(percent(results.by_ks[k], results.response_count))])
     for channel, label in (("web", "splet"), ("paper", "papir")):
-        writer.writerow(["Način", "", label, results.by_channel.get(channel, 0), decimal_comma(percent(results.by_channel.get(channel, 0), results.response_count))])
-    return CSV_BOM + out.getvalue()
+        rows.append(["Način", "", label, results.by_channel.get(channel, 0), decimal_comma(percent(results.by_channel.get(channel, 0), results.response_count))])
+    return csv_text(rows)
 
 
 # ======================================================================================

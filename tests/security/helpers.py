@@ -1,0 +1,44 @@
+"""Helpers of the security tests (not a test module): staff headers, times relative to the
+platform clock, CSV parsing as a spreadsheet would read it."""
+
+from __future__ import annotations
+
+import csv
+import io
+from datetime import UTC, date, datetime, timedelta
+
+from conftest import TEST_ADMIN_TOKEN
+
+from services.booking import domain as booking_domain
+from shared import clock
+
+ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
+
+
+def day_ahead(days: int, weekday: int | None = None) -> date:
+    """The first day at least `days` after today (Ljubljana) that is on `weekday` (0 =
+    Monday) when given, and no public holiday."""
+    day = clock.local_now().date() + timedelta(days=days)
+    while (weekday is not None and day.weekday() != weekday) or booking_domain.holiday_name(day):
+        day += timedelta(days=1)
+    return day
+
+
+def at(day: date, hhmm: str) -> datetime:
+    """`day` at `hhmm` Ljubljana time, as UTC."""
+    return booking_domain.local_instant(day, booking_domain.parse_hhmm(hhmm)).astimezone(UTC)
+
+
+def spreadsheet_rows(raw: bytes) -> list[list[str]]:
+    """A CSV export as a Slovenian spreadsheet reads it: UTF-8 with BOM, `;`."""
+    assert raw.startswith(b"\xef\xbb\xbf"), "no BOM: Excel would not read it as UTF-8"
+    return list(csv.reader(io.StringIO(raw.decode("utf-8-sig"), newline=""), delimiter=";"))
+
+
+def runs_as_formula(cell: str) -> bool:
+    """Would a spreadsheet evaluate this cell (a formula, not a plain number)?"""
+    text = cell.lstrip(" ")
+    if not text or text[0] not in FORMULA_START:
+        return False
+    return not text.lstrip("+-").replace(" ", "").replace(",", "").replace(".", "").isdigit()
