@@ -13,12 +13,14 @@ from pydantic import ValidationError
 from shared.auth import Staff, StaffDep, current_staff, page_staff, require_change, require_ks
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
+from shared.i18n import plural
 from shared.web.forms import form_errors
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
 from . import calendar, domain, service
 from .service import (
     AttendanceIn,
+    AttendanceOut,
     CancelIn,
     EventFilter,
     EventIn,
@@ -323,15 +325,34 @@ async def _csv(request: Request, staff: Staff, event_id: str) -> Response:
     )
 
 
-@api.put("/events/{event_id}/attendance", summary="Record how many came, by age group (staff)")
-async def put_attendance(event_id: str, body: AttendanceIn, request: Request, staff: StaffDep) -> dict[str, int]:
+@api.put(
+    "/events/{event_id}/attendance",
+    response_model=AttendanceOut,
+    summary="Record how many came to one date, by age band (staff)",
+    description="Age bands are the platform's one set, the same as the surveys' `age_band`: 0-14, 15-29, 30-49, "
+    "50-64, 65+. Recording a date again replaces its counts. Only once that date has started.",
+    responses={
+        409: {
+            "description": "The event (or that date of the series) has not started yet, has no such "
+            "date, or is cancelled."
+        }
+    },
+)
+async def put_attendance(event_id: str, body: AttendanceIn, request: Request, staff: StaffDep) -> AttendanceOut:
     ctx = _ctx(request)
     require_ks(staff, (await _load(ctx, event_id)).ks)
-    return await service.record_attendance(ctx.db, event_id, dict(body.counts), staff)
+    try:
+        return await service.record_attendance(ctx.db, event_id, dict(body.counts), staff, occurrence=body.occurrence)
+    except service.Conflict as exc:
+        raise _conflict(exc) from None
 
 
-@api.get("/events/{event_id}/attendance", summary="Recorded attendance by age group (staff)")
-async def get_attendance(event_id: str, request: Request, staff: StaffDep) -> dict[str, int]:
+@api.get(
+    "/events/{event_id}/attendance",
+    response_model=AttendanceOut,
+    summary="Recorded attendance by age band, per date and in total (staff)",
+)
+async def get_attendance(event_id: str, request: Request, staff: StaffDep) -> AttendanceOut:
     ctx = _ctx(request)
     require_ks(staff, (await _load(ctx, event_id)).ks)
     return await service.get_attendance(ctx.db, event_id)
@@ -439,6 +460,10 @@ async def events_page(
     )
 
 
+DATES_SHOWN = 12
+MORE_DATES = {"one": "termin", "two": "termina", "few": "termini", "other": "terminov"}
+
+
 async def _event_page(
     request: Request,
     event_id: str,
@@ -446,13 +471,15 @@ async def _event_page(
     form: dict[str, str] | None = None,
     errors: list[str] | None = None,
     status_code: int = 200,
+    every_date: bool = False,
 ) -> HTMLResponse:
     ctx = _ctx(request)
     event = await _load(ctx, event_id)
     if event.status not in ("published", "cancelled", "pending-room"):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Dogodek ni objavljen. / The event is not published.")
     taken = await service.seats_taken(ctx.db, event_id)
-    upcoming = service.dates_of(event, since=service.utcnow())[:12]
+    upcoming = service.dates_of(event, since=service.utcnow())
+    more = 0 if every_date else max(0, len(upcoming) - DATES_SHOWN)
     return ctx.templates.TemplateResponse(
         request,
         "event.html",
@@ -460,7 +487,9 @@ async def _event_page(
             "event": event,
             "taken": taken,
             "free": None if event.capacity is None else max(0, event.capacity - taken),
-            "upcoming": upcoming,
+            "upcoming": upcoming if every_date else upcoming[:DATES_SHOWN],
+            "more_dates": plural(more, MORE_DATES) if more else "",
+            "every_date": every_date,
             "exdates": service.exdates_of(event),
             "description": domain.render_description(event.description),
             "age_groups": domain.AGE_GROUP_SL,
@@ -478,8 +507,9 @@ async def staff_home() -> RedirectResponse:
 
 
 @pages.get("/events/{event_id}", response_class=HTMLResponse)
-async def event_page(event_id: str, request: Request) -> HTMLResponse:
-    return await _event_page(request, event_id)
+async def event_page(event_id: str, request: Request, vsi: str | None = None) -> HTMLResponse:
+    """`?vsi=1` lists every coming date of a series (else the first 12 and how many more)."""
+    return await _event_page(request, event_id, every_date=bool(vsi))
 
 
 _FIELD_SL = {
@@ -658,7 +688,7 @@ async def _editor(
     extra: dict[str, Any] = {}
     if event is not None:
         extra["registrations"] = await service.list_registrations(ctx.db, event.id)
-        extra["attendance"] = await service.get_attendance(ctx.db, event.id)
+        extra.update(await _attendance_form(ctx, event))
         if event.rrule:  # the series' own dates (not cancelled), each with where it is held now
             moved = service.moved_of(event)
             series = domain.occurrences(event.starts_at, event.ends_at, event.rrule, service.exdates_of(event))
@@ -681,6 +711,31 @@ async def _editor(
         },
         status_code=status_code,
     )
+
+
+async def _attendance_form(ctx: Any, event: service.Event) -> dict[str, Any]:
+    """The attendance part of the staff editor: what was recorded, the dates that have
+    started (newest first; the newest is preselected), or when it can be recorded."""
+    attendance = await service.get_attendance(ctx.db, event.id)
+    now = service.utcnow()
+    moved = service.moved_of(event)
+    dates = service.attendance_dates(event)
+    started = sorted(
+        ((o.starts_at, moved.get(o.starts_at, o)) for o in dates if moved.get(o.starts_at, o).starts_at <= now),
+        key=lambda pair: pair[1].starts_at,
+        reverse=True,
+    )
+    chosen = started[0][0] if started else None
+    recorded = next((d.counts for d in attendance.dates if d.occurrence == chosen), {})
+    first = min((moved.get(o.starts_at, o).starts_at for o in dates), default=event.starts_at)
+    return {
+        "attendance": attendance,
+        "attendance_dates": started[:100],
+        "attendance_values": recorded,
+        "attendance_from": first,
+        "attendance_labels": domain.ATTENDANCE_LABELS,
+        "attendance_bands": domain.ATTENDANCE_BANDS,
+    }
 
 
 @pages.get("/events/osebje/nov", response_class=HTMLResponse)
@@ -770,13 +825,22 @@ async def staff_action(event_id: str, action: str, request: Request) -> Response
         await service.cancel_event(ctx.db, ctx.settings, event_id, str(raw.get("reason") or "").strip())
     elif action == "prisotnost":
         counts: dict[str, int] = {}
-        for group in ("otroci", "mladi", "odrasli", "starejsi"):
-            value = str(raw.get(group) or "0").strip() or "0"
-            if not value.isdigit():
+        for band in domain.ATTENDANCE_BANDS:
+            value = str(raw.get(band) or "0").strip() or "0"
+            if not value.isdigit() or int(value) > 100000:
                 errors = ["Število udeležencev mora biti celo število (0 ali več)."]
                 return await _editor(request, staff, event, _event_form(event), errors, 422)
-            counts[group] = int(value)
-        await service.record_attendance(ctx.db, event_id, counts, staff)
+            counts[band] = int(value)
+        try:
+            occurrence = datetime.fromisoformat(str(raw.get("occurrence"))) if raw.get("occurrence") else None
+            if occurrence is not None and occurrence.tzinfo is None:
+                raise ValueError(occurrence)
+        except ValueError:
+            return await _editor(request, staff, event, _event_form(event), ["Izberite termin."], 422)
+        try:
+            await service.record_attendance(ctx.db, event_id, counts, staff, occurrence=occurrence)
+        except service.Conflict as exc:
+            return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], 409)
     elif action == "prijava":
         form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
         try:

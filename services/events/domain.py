@@ -9,7 +9,15 @@ from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
 
+from shared.contracts.age import AGE_BAND_LABELS_SL, AGE_BANDS
+
 TZ = ZoneInfo("Europe/Ljubljana")
+# Attendance is counted in the platform's one set of age bands (the surveys' too).
+# `30-64` is only on rows recorded before them ("odrasli", see migration events_0004).
+ATTENDANCE_BANDS: tuple[str, ...] = AGE_BANDS
+LEGACY_ADULTS = "30-64"
+ATTENDANCE_LABELS: dict[str, str] = {**AGE_BAND_LABELS_SL, LEGACY_ADULTS: "30–64 let (odrasli, pred delitvijo)"}
+# Who an event is for (its audience, a filter on the pages): words, not counted bands.
 AGE_GROUP_SL = {
     "otroci": "otroci",
     "mladi": "mladi",
@@ -128,6 +136,41 @@ def parse_exdates(values: list[str] | list[datetime]) -> list[datetime]:
             moment = moment.replace(tzinfo=UTC)
         out.append(moment.astimezone(UTC))
     return sorted(out)
+
+
+def control_characters(text: str) -> bool:
+    """Does a one-line text (a title, a venue) hold a line break or another control
+    character? Such text breaks one-line formats (iCalendar SUMMARY, email subjects)."""
+    return any(ord(ch) < 32 or 127 <= ord(ch) < 160 for ch in text)
+
+
+def one_line(text: str) -> str:
+    """A one-line text with every run of control characters (line breaks, tabs…) as one space."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]+", " ", text).strip()
+
+
+def attendance_occurrence(
+    dates: list[Occurrence], moved: dict[datetime, Occurrence], now: datetime, wanted: datetime | None
+) -> tuple[datetime, Occurrence]:
+    """Which date attendance is recorded for: (its name, where it was held). `dates` are the
+    series' own dates (or the one date of a single event), named by the start the series gives
+    them; `moved` where some of them went. `wanted` names one (by its series start or the
+    start it was moved to); None means the latest date that has started. ValueError when there
+    is no such date; LookupError when it (or any date, for None) has not started yet."""
+    held = [(o.starts_at, moved.get(o.starts_at, o)) for o in dates]
+    if wanted is not None:
+        wanted = wanted.astimezone(UTC)
+        found = [(name, o) for name, o in held if wanted in (name, o.starts_at)]
+        if not found:
+            raise ValueError(wanted)
+        name, occurrence = found[0]
+        if occurrence.starts_at > now:
+            raise LookupError(occurrence.starts_at)
+        return name, occurrence
+    started = [(name, o) for name, o in held if o.starts_at <= now]
+    if not started:
+        raise LookupError(min((o.starts_at for _, o in held), default=None))
+    return max(started, key=lambda pair: pair[1].starts_at)
 
 
 def seat_for_next(capacity: int | None, confirmed: int) -> bool:

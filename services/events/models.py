@@ -6,7 +6,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from shared.models import new_id, ts_column, utcnow
+from shared.models import UTCDateTime, new_id, ts_column, utcnow
 
 # draft -> (pending-room -> published | room-refused) | published -> cancelled
 EVENT_STATUSES = ("draft", "pending-room", "room-refused", "published", "cancelled")
@@ -45,6 +45,9 @@ class Event(SQLModel, table=True):
     cancel_reason: str | None = Field(default=None, max_length=1000)
     cancelled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     updated_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # iCalendar SEQUENCE (RFC 5545 3.8.7.4): +1 on every change of time, dates, place or title
+    # and on cancelling, so calendar apps that subscribed replace their copy
+    sequence: int = Field(default=0)
 
 
 class Registration(SQLModel, table=True):
@@ -67,10 +70,16 @@ class Registration(SQLModel, table=True):
 
 
 class Attendance(SQLModel, table=True):
+    """How many came, per date of the event and age band (shared.contracts.age: the same
+    bands as the surveys). `occurrence` names the date: the event's start, or for a series
+    the start the series gives that date (as RECURRENCE-ID does, also when it was moved).
+    Rows from before the one set of bands may carry `30-64` (see migration events_0004)."""
+
     __tablename__ = "attendance"
 
     event_id: str = Field(foreign_key="events.id", primary_key=True, max_length=64)
-    age_group: str = Field(primary_key=True, max_length=20)
+    occurrence: datetime = Field(sa_column=sa.Column(UTCDateTime(), primary_key=True))
+    age_band: str = Field(primary_key=True, max_length=10)
     count: int
     recorded_by: str = Field(max_length=200)
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())

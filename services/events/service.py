@@ -25,6 +25,7 @@ from shared.auth import Staff
 from shared.bus import add_to_outbox
 from shared.contact import ContactFields, normalise_phone
 from shared.contracts import EVENT_PUBLISHED, EventPublished
+from shared.contracts.age import AgeBand
 from shared.contracts.booking import ROOM_RELEASED, ROOM_REQUESTED, BookingChanged, RoomReleased, RoomRequested
 from shared.contracts.events import (
     EVENT_CANCELLED,
@@ -64,6 +65,11 @@ SERIES_IN_A_ROOM = (
 )
 
 
+CONTROL_CHARACTERS = (
+    "must be one line: no line breaks, tabs or other control characters (naslov, kraj in organizator so v eni vrstici)"
+)
+
+
 class Conflict(Exception):
     """The request is valid but the event's state does not allow it (HTTP 409)."""
 
@@ -86,6 +92,15 @@ class _EventFields(BaseModel):
     def _not_blank(cls, value: str | None) -> str | None:
         if value is not None and not value.strip():
             raise ValueError("must not be blank")
+        if value is not None and domain.control_characters(value):
+            raise ValueError(CONTROL_CHARACTERS)
+        return value
+
+    @field_validator("organiser", check_fields=False)
+    @classmethod
+    def _one_line(cls, value: str | None) -> str | None:
+        if value and domain.control_characters(value):
+            raise ValueError(CONTROL_CHARACTERS)
         return value
 
     @field_validator("organiser_phone", check_fields=False)
@@ -230,6 +245,11 @@ class EventOut(BaseModel):
         default_factory=list, description="Single occurrences of the series moved to another time."
     )
     cancel_reason: str | None = None
+    sequence: int = Field(
+        default=0,
+        description="iCalendar SEQUENCE: grows by one with every change of time, dates, place or title, "
+        "and on cancelling.",
+    )
     ics_url: str = ""
     seats_taken: int | None = Field(default=None, description="Confirmed registrations (when counted).")
 
@@ -273,8 +293,15 @@ class RegistrationOut(BaseModel):
 
 class AttendanceIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    counts: dict[Literal["otroci", "mladi", "odrasli", "starejsi"], int] = Field(
-        description="How many came, by age group.", examples=[{"otroci": 4, "odrasli": 10, "starejsi": 7}]
+    counts: dict[AgeBand, int] = Field(
+        description="How many came, by age band: the platform's one set of bands, the same as the surveys' "
+        "`age_band` (0-14, 15-29, 30-49, 50-64, 65+). Replaces what was recorded for that date.",
+        examples=[{"0-14": 4, "30-49": 6, "50-64": 4, "65+": 7}],
+    )
+    occurrence: AwareDatetime | None = Field(
+        default=None,
+        description="Which date of a recurring event (its start as the series gives it, or where it was moved); "
+        "default: the latest date that has started. Attendance is taken only once that date has started (409 before).",
     )
 
     @field_validator("counts")
@@ -283,6 +310,20 @@ class AttendanceIn(BaseModel):
         if any(v < 0 or v > 100000 for v in value.values()):
             raise ValueError("counts must be between 0 and 100000")
         return value
+
+
+class AttendanceDate(BaseModel):
+    occurrence: datetime = Field(description="The date, named by its start as the event or series gives it (UTC).")
+    starts_at: datetime = Field(description="When it was held (differs from `occurrence` for a moved date).")
+    counts: dict[str, int] = Field(description="By age band (rows from before the bands may carry `30-64`).")
+    total: int
+
+
+class AttendanceOut(BaseModel):
+    bands: list[str] = Field(description="The age bands, in order: 0-14, 15-29, 30-49, 50-64, 65+.")
+    counts: dict[str, int] = Field(description="All dates together, by age band (every band, 0 when none came).")
+    total: int
+    dates: list[AttendanceDate] = Field(default_factory=list, description="Per recorded date, in order.")
 
 
 # --------------------------------------------------------------------------------------
@@ -585,6 +626,8 @@ async def _active(session: AsyncSession, event_id: str) -> list[Registration]:
 
 
 NOTIFY_CHANGES = ("starts_at", "ends_at", "venue", "rrule", "exdates")
+# what makes calendar apps replace their copy of the event (iCalendar SEQUENCE + 1)
+SEQUENCE_CHANGES = {"title", "starts_at", "ends_at", "venue", "rrule", "exdates"}
 ROOM_WAITING_NOTE = "Prostor za novi termin čaka na potrditev KS. / The room for the new time awaits the KS."
 
 
@@ -621,6 +664,8 @@ async def update_event(db: Database, settings: Settings, event_id: str, patch: E
         if not changed:
             return event
         event.updated_at = utcnow()
+        if set(changed) & SEQUENCE_CHANGES:
+            event.sequence = (event.sequence or 0) + 1
         session.add(event)
         if event.room_id and event.status in ("pending-room", "published") and {"starts_at", "ends_at"} & set(changed):
             # the room is asked again for the new time; booking releases the old one by itself
@@ -685,6 +730,7 @@ async def cancel_event(db: Database, settings: Settings, event_id: str, reason: 
         event.status = "cancelled"
         event.cancel_reason = reason or None
         event.cancelled_at = utcnow()
+        event.sequence = (event.sequence or 0) + 1
         session.add(event)
         active = await _active(session, event.id)
         for reg in active:
@@ -757,6 +803,7 @@ async def change_occurrence(
             for k, v in sorted(moves.items())
         ]
         event.updated_at = utcnow()
+        event.sequence = (event.sequence or 0) + 1
         session.add(event)
         if event.status == "published":
             active = await _active(session, event.id)
@@ -1031,27 +1078,94 @@ def registrations_csv(event: Event, rows: list[tuple[Registration, int | None]])
 # --------------------------------------------------------------------------------------
 # Attendance
 # --------------------------------------------------------------------------------------
-async def record_attendance(db: Database, event_id: str, counts: dict[str, int], staff: Staff) -> dict[str, int]:
+def attendance_dates(event: Event) -> list[domain.Occurrence]:
+    """The dates attendance can be named by: a series' own dates (not cancelled), by their
+    series start; the one date of a single event."""
+    if not event.rrule:
+        return [domain.Occurrence(event.starts_at, event.ends_at)]
+    return domain.occurrences(event.starts_at, event.ends_at, event.rrule, exdates_of(event))
+
+
+def attendance_date(event: Event, wanted: datetime | None = None, now: datetime | None = None) -> datetime:
+    """The name (series start) of the date attendance is recorded for; Conflict when that date
+    (or, without `wanted`, the event) has not started yet or does not exist."""
+    now = now or utcnow()
+    try:
+        name, _held = domain.attendance_occurrence(attendance_dates(event), moved_of(event), now, wanted)
+    except ValueError:
+        raise Conflict(
+            f"Dogodek nima termina {format_datetime(wanted or now)}. / The event has no date starting {wanted}."
+        ) from None
+    except LookupError as exc:
+        starts = exc.args[0] if exc.args and exc.args[0] else event.starts_at
+        raise Conflict(
+            f"Udeležbo lahko vpišete, ko se dogodek začne ({format_datetime(starts)}). "
+            f"/ Attendance can be recorded once the event has started ({starts.isoformat()})."
+        ) from None
+    return name
+
+
+async def record_attendance(
+    db: Database,
+    event_id: str,
+    counts: dict[str, int],
+    staff: Staff,
+    *,
+    occurrence: datetime | None = None,
+    now: datetime | None = None,
+) -> AttendanceOut:
+    """How many came to one date, by age band; replaces what was recorded for that date.
+    Refused (Conflict) before that date has started."""
+    now = now or utcnow()
     async with db.session() as session:
-        event = await session.get(Event, event_id)
-        if event is None:
-            raise NotFound(event_id)
-        for group, count in counts.items():
-            row = await session.get(Attendance, (event_id, group))
-            if row is None:
-                row = Attendance(event_id=event_id, age_group=group, count=count, recorded_by=staff.subject)
-            row.count = count
-            row.recorded_by = staff.subject
-            row.recorded_at = utcnow()
-            session.add(row)
+        event = await _lock_event(session, db, event_id)
+        if event.status == "cancelled":
+            raise Conflict("Dogodek je odpovedan. / The event is cancelled.")
+        name = attendance_date(event, occurrence, now)
+        old = await session.exec(select(Attendance).where(Attendance.event_id == event_id))
+        for row in old.all():
+            if row.occurrence == name:
+                await session.delete(row)
+        await session.flush()
+        for band, count in counts.items():
+            session.add(
+                Attendance(
+                    event_id=event_id,
+                    occurrence=name,
+                    age_band=band,
+                    count=count,
+                    recorded_by=staff.subject,
+                    recorded_at=now,
+                )
+            )
         await session.commit()
     return await get_attendance(db, event_id)
 
 
-async def get_attendance(db: Database, event_id: str) -> dict[str, int]:
+async def get_attendance(db: Database, event_id: str) -> AttendanceOut:
     async with db.session() as session:
-        rows = (await session.exec(select(Attendance).where(Attendance.event_id == event_id))).all()
-    return {r.age_group: r.count for r in rows}
+        event = await session.get(Event, event_id)
+        rows = (
+            await session.exec(
+                select(Attendance).where(Attendance.event_id == event_id).order_by(col(Attendance.occurrence))
+            )
+        ).all()
+    moved = moved_of(event) if event is not None else {}
+    totals = dict.fromkeys(domain.ATTENDANCE_BANDS, 0)
+    by_date: dict[datetime, dict[str, int]] = {}
+    for row in rows:
+        totals[row.age_band] = totals.get(row.age_band, 0) + row.count
+        by_date.setdefault(row.occurrence, {})[row.age_band] = row.count
+    dates = [
+        AttendanceDate(
+            occurrence=name,
+            starts_at=moved[name].starts_at if name in moved else name,
+            counts=counts,
+            total=sum(counts.values()),
+        )
+        for name, counts in by_date.items()
+    ]
+    return AttendanceOut(bands=list(domain.ATTENDANCE_BANDS), counts=totals, total=sum(totals.values()), dates=dates)
 
 
 # --------------------------------------------------------------------------------------
