@@ -1,5 +1,12 @@
 """Published events as iCalendar (RFC 5545, VTIMEZONE Europe/Ljubljana, recurring events
-as RRULE + EXDATE) and as an Atom feed of new events. No personal data in either."""
+as RRULE + EXDATE) and as an Atom feed of new events. No personal data in either.
+
+Every calendar has at least one component: the VTIMEZONE of Europe/Ljubljana is always
+there, also for a KS without events (RFC 5545 3.6: a VCALENDAR holds one or more
+components). Each VEVENT (and each RECURRENCE-ID override) carries the event's SEQUENCE,
+which grows with every change of time, dates, place or title and on cancelling, so calendar
+apps replace their copy. Text goes in as `vText` (escaped), one-line values with any
+control characters as spaces: no title or venue can break the file."""
 
 from __future__ import annotations
 
@@ -7,14 +14,14 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from feedgen.feed import FeedGenerator
-from icalendar import Calendar, vDDDTypes, vRecur
+from icalendar import Calendar, Timezone, vDDDTypes, vRecur, vText
 from icalendar import Event as VEvent
 
 from shared.contracts import ks_name
 from shared.i18n import format_span
 from shared.models import utcnow
 
-from .domain import TZ, plain_description
+from .domain import TZ, one_line, plain_description
 from .models import Event
 from .service import exdates_of, moved_of
 
@@ -25,18 +32,22 @@ def _vevent(event: Event, base_url: str, stamp: datetime, *, recurrence: bool = 
     item.add("dtstamp", stamp)
     item.add("dtstart", event.starts_at.astimezone(TZ))
     item.add("dtend", event.ends_at.astimezone(TZ))
-    item.add("summary", event.title)
+    item.add("sequence", event.sequence or 0)
+    item.add("summary", vText(one_line(event.title)))
     text = "\n\n".join(
         p
         for p in (plain_description(event.description), f"Organizator: {event.organiser}" if event.organiser else "")
         if p
     )
     if text:
-        item.add("description", text)
-    item.add("location", event.venue)
+        item.add("description", vText(_text(text)))
+    item.add("location", vText(one_line(event.venue)))
     item.add("url", f"{base_url}/events/{event.id}")
     item.add("status", "CANCELLED" if event.status == "cancelled" else "CONFIRMED")
-    item.add("categories", [f"KS {ks_name(event.ks)}" if event.ks != "*" else "Mestna občina Kranj", *event.topics])
+    item.add(
+        "categories",
+        [f"KS {ks_name(event.ks)}" if event.ks != "*" else "Mestna občina Kranj", *(one_line(t) for t in event.topics)],
+    )
     if event.updated_at:
         item.add("last-modified", event.updated_at)
     if event.rrule and recurrence:
@@ -61,6 +72,12 @@ def _moved_vevents(event: Event, base_url: str, stamp: datetime) -> list[VEvent]
     return out
 
 
+def _text(text: str) -> str:
+    """Several lines of text: line breaks kept (vText escapes them), other controls dropped."""
+    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    return "\n".join(one_line(line) if line.strip() else "" for line in lines)
+
+
 def _ics_rrule(rule: str) -> str:
     """UNTIL in a feed must be UTC when DTSTART has a TZID (RFC 5545 3.3.10)."""
     parts = []
@@ -79,7 +96,7 @@ def events_ics(events: Iterable[Event], base_url: str, name: str) -> bytes:
     cal.add("version", "2.0")
     cal.add("calscale", "GREGORIAN")
     cal.add("method", "PUBLISH")
-    cal.add("x-wr-calname", name)
+    cal.add("x-wr-calname", vText(one_line(name)))
     cal.add("x-wr-timezone", "Europe/Ljubljana")
     stamp = utcnow()
     for event in events:
@@ -87,6 +104,8 @@ def events_ics(events: Iterable[Event], base_url: str, name: str) -> bytes:
         for component in _moved_vevents(event, base_url, stamp):
             cal.add_component(component)
     cal.add_missing_timezones()
+    if not cal.walk("VTIMEZONE"):  # no events: the calendar still has its time zone (RFC 5545 3.6)
+        cal.add_component(Timezone.from_tzid("Europe/Ljubljana"))
     return cal.to_ical()
 
 
