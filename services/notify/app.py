@@ -15,6 +15,7 @@ from .api import api, pages
 from .board import board
 from .delivery import DeliveryWorker, EmailSender, SmsSender
 from .digest import weekly_digest_job
+from .links import links
 from .manage import manage
 from .render import Renderer
 from .retention import contact_retention_job
@@ -47,7 +48,7 @@ def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = Tr
         build(settings),
         title="Kranj ZA vse — notify",
         description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
-        routers=[api, board, subscribe, manage, pages],  # board first: /noticeboard/feed.atom is not a KS
+        routers=[api, board, subscribe, manage, links, pages],  # board first: /noticeboard/feed.atom is not a KS
         migrate=migrate,
         start_bus=start_bus,
     )

@@ -93,6 +93,20 @@ async def _public_notice(request: Request, notice_id: str) -> Notice:
     return notice
 
 
+@board.get("/noticeboard/notices/{notice_id}", response_class=HTMLResponse)
+async def notice_page(notice_id: str, request: Request) -> HTMLResponse:
+    """One notice's own page: where a shortened SMS without a link of its own leads (the
+    rest of the text). Every notice sent to followers has one while it is valid, also one
+    that went out by SMS only; personal messages and digests never do."""
+    async with _ctx(request).db.session() as session:
+        notice = (await session.exec(select(Notice).where(Notice.id == notice_id))).first()
+    if notice is None or notice.kind not in ("notice", "event", "survey"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Tega obvestila ni. / No such notice.")
+    if notice.valid_until is not None and notice.valid_until <= utcnow():
+        raise HTTPException(status.HTTP_410_GONE, "Obvestilo ne velja več. / This notice has expired.")
+    return _ctx(request).templates.TemplateResponse(request, "notice.html", {"notice": notice})
+
+
 def _filename(title: str) -> str:
     ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
     slug = re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")[:50].strip("-")

@@ -38,7 +38,7 @@ from shared.contracts.surveys import (
 from shared.invitations import invitee_for
 from shared.settings import Settings
 
-from . import service
+from . import links, service
 from .models import KsContact, NoticeDraft
 from .render import Renderer, from_label
 
@@ -56,6 +56,8 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
 
     async def on_booking_changed(session: AsyncSession, envelope: CloudEvent, data: BookingChanged) -> None:
         language = data.requester.language
+        if data.cancel_url and data.status in ("requested", "confirmed"):  # the SMS keeps a short one
+            data = data.model_copy(update={"cancel_url": await links.shorten(session, settings, str(data.cancel_url))})
         title, body = renderer.personal("booking", language, b=data)
         notice = NoticeDraft(
             source=envelope.source,
@@ -97,6 +99,10 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
     def on_registration(kind: str):  # noqa: ANN202 - one handler per registration message type
         async def handle(session: AsyncSession, envelope: CloudEvent, data: RegistrationNotice) -> None:
             language = data.registrant.language
+            if data.cancel_url and kind != "cancelled" and data.change != "cancelled":
+                # The action link every personal SMS keeps (services.notify.links): short and signed.
+                short = await links.shorten(session, settings, str(data.cancel_url))
+                data = data.model_copy(update={"cancel_url": short})
             title, body = renderer.personal("registration", language, r=data, kind=kind)
             notice = NoticeDraft(
                 source=envelope.source,

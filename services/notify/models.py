@@ -172,3 +172,15 @@ class JobRun(SQLModel, table=True):
     run_key: str = Field(primary_key=True, max_length=60)
     claimed_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     result: str | None = Field(default=None, sa_type=sa.Text)
+
+
+class ShortLink(SQLModel, table=True):
+    """A short link in a personal SMS (`/k/{code}`, services.notify.links) to a long signed
+    link of another service (cancel a registration or a booking), migration notify_0006. The
+    code is random and signed; it holds no contact data."""
+
+    __tablename__ = "short_links"
+
+    code: str = Field(primary_key=True, max_length=32)
+    target: str = Field(sa_type=sa.Text)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -11,7 +13,7 @@ from itsdangerous.encoding import base64_encode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import escape
 
-from shared import i18n
+from shared import clock, i18n
 from shared.contracts import ALL_KS, ks_name
 from shared.settings import Settings
 
@@ -36,6 +38,28 @@ def from_label(ks: list[str]) -> str:
     if len(ks) == 1:
         return f"KS {ks_name(ks[0])}"
     return "KS " + ", ".join(ks_name(k) for k in ks)
+
+
+def relative_day(starts_at: datetime, lang: str = "sl") -> str:
+    """When an event starts, seen from now (the platform clock) in Europe/Ljubljana:
+    "danes" / "today", "jutri" / "tomorrow", or its date ("v soboto, 5. decembra 2026" /
+    "on Saturday, 5 December 2026")."""
+    days = (i18n.local(starts_at).date() - clock.local_now().date()).days
+    if days == 0:
+        return "danes" if lang == "sl" else "today"
+    if days == 1:
+        return "jutri" if lang == "sl" else "tomorrow"
+    date = i18n.format_date(starts_at, lang)
+    if lang != "sl":
+        return f"on {date}"
+    weekday, _, rest = date.partition(", ")
+    return f"{SL_ON_WEEKDAY.get(weekday, weekday)}, {rest}"
+
+
+SL_ON_WEEKDAY = {  # "v" with the accusative: "v ponedeljek", "v sredo", "v soboto"
+    "ponedeljek": "v ponedeljek", "torek": "v torek", "sreda": "v sredo", "četrtek": "v četrtek",
+    "petek": "v petek", "sobota": "v soboto", "nedelja": "v nedeljo",
+}  # fmt: skip
 
 
 def end_sentence(text: str) -> str:
@@ -90,6 +114,7 @@ class Renderer:
         self.env.filters["sentence"] = end_sentence
         self.env.filters["date"] = i18n.format_date
         self.env.globals["plural"] = i18n.plural
+        self.env.filters["relative_day"] = relative_day
         self._signer = _LinkSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
         # Not timed: a link in last year's email must still let the resident leave.
         self._manage_signer = _LinkSerializer(settings.signing_key(), salt=MANAGE_SALT)
@@ -226,12 +251,45 @@ class Renderer:
         it would need more than `sms_max_segments` segments (the link leads to the rest)."""
         lang = language if language in i18n.LANGUAGES else "sl"
         template = self.env.get_template(f"{lang}/sms.txt")
-        ctx = {"notice": notice, "from_label": from_label(notice.ks), "unsubscribe_url": unsubscribe_url}
+        body, action = self.sms_action(notice)
+        ctx = {
+            "notice": notice,
+            "from_label": from_label(notice.ks),
+            "unsubscribe_url": unsubscribe_url,
+            "action": action,
+            "more_url": None,
+        }
 
         def render(body: str) -> str:
             return " ".join(template.render({**ctx, "body": body}).split())
 
-        return sms.fit(render, notice.body, self.settings.sms_max_segments)
+        info = sms.fit(render, body, self.settings.sms_max_segments)
+        more_url = self.notice_page_url(notice)
+        if notice.url or more_url is None or info.text == sms.best_encoding(render(body)).text:
+            return info  # whole, or it carries its own link to the rest
+        # Shortened without a link of its own: it leads to the notice's own page.
+        ctx["more_url"] = more_url
+        return sms.fit(render, body, self.settings.sms_max_segments)
+
+    def notice_page_url(self, notice: Notice) -> str | None:
+        """The public page of a notice sent to followers (`/noticeboard/notices/{id}`,
+        services.notify.board); personal messages and digests have none."""
+        if notice.kind not in ("notice", "event", "survey"):
+            return None
+        return f"{self.settings.public_base('notify')}/noticeboard/notices/{notice.id}"
+
+    def sms_action(self, notice: Notice) -> tuple[str, str | None]:
+        """A personal message's body without its action paragraph (the one holding a short
+        link, services.notify.links), and that paragraph: the SMS cut never removes it."""
+        if notice.kind != "personal":
+            return notice.body, None
+        marker = self.settings.public_base("notify") + "/k/"
+        paragraphs = re.split(r"\n\s*\n", notice.body)
+        for i in range(len(paragraphs) - 1, -1, -1):
+            if marker in paragraphs[i]:
+                rest = "\n\n".join(p for j, p in enumerate(paragraphs) if j != i)
+                return rest, " ".join(paragraphs[i].split())
+        return notice.body, None
 
     def sms_renderer(self, notice: Notice, language: str) -> Callable[[str | None], str]:
         """`sms(notice, language, unsubscribe_url)` for many recipients of one notice: the
