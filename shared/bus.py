@@ -8,11 +8,14 @@ Reliability choices, on purpose (FastStream's defaults are not these):
 - every consumer has a prefetch limit and acks only after its database transaction
   committed (the broker-wide ack policy is NACK_ON_ERROR as a last resort);
 - a message that can never succeed (not JSON, broken envelope, schema failure, unknown
-  KS, a handler failing `HANDLER_ATTEMPTS` times) is copied to `kranj.dead` with the
+  KS, beyond its sender's rights, a handler failing `HANDLER_ATTEMPTS` times) is copied to `kranj.dead` with the
   reason in its headers and announced as `bus.message.rejected` *before* it is acked;
 - a process that dies inside a handler again and again is caught by the quorum queue's
   `x-delivery-limit`, which dead-letters at-least-once into `kranj.dead` too;
-- shutdown waits `graceful_timeout` seconds for running handlers.
+- shutdown waits `graceful_timeout` seconds for running handlers;
+- who sent a message decides what it may do: the AMQP `user_id` the broker validated,
+  matched against the registry of senders (shared/senders.py); every publish of ours
+  carries our own connection's user as `user_id`, so our facts are accepted.
 """
 
 from __future__ import annotations
@@ -57,8 +60,10 @@ from .metrics import (
     OUTBOX_OLDEST_SECONDS,
     OUTBOX_UNSENT,
     PUBLISH_FAILURES,
+    type_label,
 )
 from .models import OutboxMessage, ProcessedMessage, utcnow
+from .senders import SenderRegistry, amqp_user
 from .settings import Settings
 
 log = logging.getLogger("kranj.bus")
@@ -100,6 +105,7 @@ HEADER_REASON = "x-kranj-reason"
 HEADER_QUEUE = "x-kranj-queue"
 HEADER_ROUTING_KEY = "x-kranj-routing-key"
 HEADER_DEAD_AT = "x-kranj-dead-lettered-at"
+HEADER_SENDER = "x-kranj-sender"  # the AMQP user_id the broker validated; "" = anonymous
 
 
 def quorum_arguments() -> dict[str, Any]:
@@ -239,9 +245,12 @@ async def publish_envelope(
     message_type: str,
     exchange: RabbitExchange = EXCHANGE,
     headers: dict[str, Any] | None = None,
+    user_id: str | None = None,
 ) -> None:
     """Persistent, mandatory, confirmed; raises if the broker refuses or returns it, or
-    does not confirm within `PUBLISH_TIMEOUT` seconds (a silent broker or a resource alarm)."""
+    does not confirm within `PUBLISH_TIMEOUT` seconds (a silent broker or a resource alarm).
+    `user_id` must be the connection's own user (the broker closes the channel otherwise):
+    it is what makes consumers accept the platform's facts (shared/senders.py)."""
     async with asyncio.timeout(PUBLISH_TIMEOUT):
         await broker.publish(
             body.encode() if isinstance(body, str) else body,
@@ -254,6 +263,7 @@ async def publish_envelope(
             content_type=CONTENT_TYPE,
             headers=headers,
             timestamp=clock.now(),
+            user_id=user_id,
         )
 
 
@@ -312,10 +322,20 @@ def _retry_delay(attempts: int) -> timedelta:
 class OutboxRelay:
     """Publishes committed outbox rows with confirms and marks them sent; retries until it is."""
 
-    def __init__(self, db: Database, broker: RabbitBroker, service: str, *, batch: int = 200, poll: float = 1.0):
+    def __init__(
+        self,
+        db: Database,
+        broker: RabbitBroker,
+        service: str,
+        *,
+        batch: int = 200,
+        poll: float = 1.0,
+        user_id: str | None = None,
+    ):
         self.db = db
         self.broker = broker
         self.service = service
+        self.user_id = user_id  # the broker user of `broker`'s connection, set on every publish
         self.batch = batch
         self.poll = poll
         self._wake = asyncio.Event()
@@ -393,7 +413,14 @@ class OutboxRelay:
     async def _publish(self, rows: Sequence[sa.Row[Any]]) -> list[BaseException | None]:
         return await asyncio.gather(
             *(
-                publish_envelope(self.broker, row.body, routing_key=row.routing_key, message_id=row.id, message_type=row.type)
+                publish_envelope(
+                    self.broker,
+                    row.body,
+                    routing_key=row.routing_key,
+                    message_id=row.id,
+                    message_type=row.type,
+                    user_id=self.user_id,
+                )
                 for row in rows
             ),
             return_exceptions=True,
@@ -513,6 +540,8 @@ class Consumer:
                     await message.ack()
                     return
                 data = parse_data(envelope, handles.message_type)
+                # Who sent it decides what it may do: the user_id the broker vouches for.
+                self.bus.senders.check(raw.user_id, handles.message_type.routing_key, data)
                 outcome = await self._handle(envelope, handles, data)
             except Rejection as rejection:
                 outcome = "dead_lettered"
@@ -539,7 +568,7 @@ class Consumer:
                 return
             await message.ack()
         finally:
-            MESSAGES_CONSUMED.labels(self.bus.service, self.spec.name, ce_type, outcome).inc()
+            MESSAGES_CONSUMED.labels(self.bus.service, self.spec.name, type_label(ce_type), outcome).inc()
             HANDLER_SECONDS.labels(self.bus.service, self.spec.name).observe(time.perf_counter() - started)
 
     def _reject_other_major(self, envelope: CloudEvent) -> None:
@@ -697,7 +726,9 @@ class Bus:
         self.source = f"/kranj/{service}"
         self.db = db
         self.broker = make_broker(settings, service)
-        self.relay = OutboxRelay(db, self.broker, service)
+        self.user = amqp_user(settings.amqp_url)  # every publish of ours carries it as user_id
+        self.senders = SenderRegistry.from_settings(settings)
+        self.relay = OutboxRelay(db, self.broker, service, user_id=self.user)
         self.consumers: list[Consumer] = []
         self._relay_task: asyncio.Task[None] | None = None
         self.publisher(MESSAGE_REJECTED)
@@ -779,6 +810,7 @@ class Bus:
                 HEADER_QUEUE: queue,
                 HEADER_ROUTING_KEY: raw.routing_key or "",
                 HEADER_DEAD_AT: clock.now().isoformat(),
+                HEADER_SENDER: raw.user_id or "",  # never the sender's own header of that name
             }
         )
         async with asyncio.timeout(PUBLISH_TIMEOUT):
@@ -811,10 +843,17 @@ class Bus:
             routing_key=MESSAGE_REJECTED.routing_key,
             message_id=envelope["id"],
             message_type=envelope["type"],
+            user_id=self.user,
         )
         log.warning(
             "message dead-lettered",
-            extra={"ce_id": rejected.id, "ce_type": rejected.type, "queue": queue, "reason": reason[:500]},
+            extra={
+                "ce_id": rejected.id,
+                "ce_type": rejected.type,
+                "queue": queue,
+                "sender": raw.user_id or "",
+                "reason": reason[:500],
+            },
         )
 
 

@@ -927,6 +927,18 @@ def replay_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
     }
 
 
+def _original_sender(message: Any) -> str:
+    """Who published a dead letter: our x-kranj-sender header, or (dead-lettered by the
+    broker, properties kept) its user_id; "" when anonymous."""
+    from .bus import HEADER_SENDER
+
+    headers = message.headers or {}
+    if HEADER_SENDER in headers:
+        value = headers[HEADER_SENDER]
+        return value.decode() if isinstance(value, bytes) else str(value or "")
+    return message.user_id or ""
+
+
 async def dlq_replay(settings: Settings, *, limit: int | None = None, ids: Iterable[str] = ()) -> ReplayResult:
     """Republish dead letters to their original queue; each is acked only after a confirm.
 
@@ -939,9 +951,11 @@ async def dlq_replay(settings: Settings, *, limit: int | None = None, ids: Itera
     import aiormq
 
     from .bus import EXCHANGE_NAME
+    from .senders import amqp_user
 
     wanted = [i for i in ids if i]
     result = ReplayResult()
+    own_user = amqp_user(settings.amqp_url)
     connection = await _connect(settings)
     async with connection:
         channel = await connection.channel(publisher_confirms=False)
@@ -992,6 +1006,9 @@ async def dlq_replay(settings: Settings, *, limit: int | None = None, ids: Itera
                     timestamp=message.timestamp,
                     type=message.type,
                     app_id=message.app_id,
+                    # The original sender's rights come back only when it was us (the broker
+                    # refuses any other user_id); anyone else's message is replayed anonymous.
+                    user_id=own_user if _original_sender(message) == own_user else None,
                 )
                 try:
                     if publish_channel.is_closed:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, Gauge, Histogram, generate_latest
 
 MESSAGES_CONSUMED = Counter(
@@ -41,6 +43,31 @@ RATE_LIMITED = Counter(
     "(address, phone, email, token).",
     ["service", "endpoint", "by"],
 )
+
+
+OTHER_TYPE = "other"
+
+
+@functools.cache
+def known_types() -> frozenset[str]:
+    """Every CloudEvent type of the platform's contracts (each MessageType of shared.contracts)."""
+    import importlib
+    import pkgutil
+
+    from . import contracts
+    from .contracts.envelope import MessageType
+
+    found: set[str] = set()
+    for module in pkgutil.iter_modules(contracts.__path__):
+        namespace = vars(importlib.import_module(f"{contracts.__name__}.{module.name}"))
+        found.update(value.type for value in namespace.values() if isinstance(value, MessageType))
+    return frozenset(found)
+
+
+def type_label(ce_type: str) -> str:
+    """A CloudEvent type as a label value: outsiders choose the type of what they publish,
+    so any type the platform does not know becomes `other` (a bounded number of series)."""
+    return ce_type if ce_type in known_types() or ce_type == "unknown" else OTHER_TYPE
 
 
 def render() -> tuple[bytes, str]:
