@@ -38,7 +38,7 @@ from shared.models import OutboxMessage, utcnow
 from shared.settings import Settings
 
 from . import mail
-from .domain import retry_delay
+from .domain import quiet_until, retry_delay
 from .models import Delivery, Notice
 from .ratelimit import RateLimiter
 from .render import Renderer
@@ -303,6 +303,10 @@ class DeliveryWorker:
             event.set()
 
     async def run(self) -> None:
+        try:
+            await self.follow_quiet_hours()
+        except Exception:  # noqa: BLE001 - the claim follows the quiet hours in force anyway
+            log.exception("could not re-time held deliveries to the quiet hours in force")
         loops = asyncio.gather(*(self._run_channel(channel) for channel in CHANNELS))
         try:
             await asyncio.shield(loops)
@@ -417,13 +421,41 @@ class DeliveryWorker:
         )
         await self.db.run(lambda conn, _info: conn.execute(release))
 
+    async def follow_quiet_hours(self) -> int:
+        """At start: held deliveries wait for the end of the quiet hours in force NOW
+        (`KRANJ_QUIET_HOURS`), not for a time computed under the setting they were held by;
+        with no quiet hours now they are due at once. Returns how many were re-timed."""
+        now = utcnow()
+        until = quiet_until(now, self.settings.quiet_window) or now
+        table = Delivery.__table__  # type: ignore[attr-defined]
+        statement = (
+            sa.update(table)
+            .where(table.c.status == "held", table.c.next_attempt_at != until)
+            .values(next_attempt_at=until)
+        )
+
+        def work(conn: sa.Connection, _info: dict[str, object]) -> int:
+            return int(conn.execute(statement).rowcount or 0)
+
+        count = await self.db.run(work)
+        if count:
+            log.info("held deliveries follow the quiet hours in force", extra={"count": count, "until": until.isoformat()})
+        return count
+
     async def _claim(self, channel: str) -> list[Due]:
         now = utcnow()
         table = Delivery.__table__  # type: ignore[attr-defined]
         c = table.c
+        # Held deliveries follow the quiet hours in force now, whatever time they were held
+        # until: all due when it is not quiet now, none while it is.
+        quiet_now = quiet_until(now, self.settings.quiet_window) is not None
+        due = sa.or_(
+            sa.and_(c.status.in_([s for s in DUE_STATES if s != "held"]), c.next_attempt_at <= now),
+            sa.and_(c.status == "held", sa.false() if quiet_now else sa.true()),
+        )
         query = (
             sa.select(*(c[name] for name in Due.COLUMNS))
-            .where(c.channel == channel, c.status.in_(DUE_STATES), c.next_attempt_at <= now)
+            .where(c.channel == channel, due)
             .order_by(c.next_attempt_at)
             .limit(self.batch)
         )
