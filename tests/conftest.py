@@ -166,11 +166,29 @@ _broker_problem: str | None = None
 _broker_checked = False
 
 
+def real_clock_env() -> dict[str, str]:
+    """This process's environment without `faketime` (`make test-future` moves the clock of
+    the tests and of the services they start). Tools that talk to the real-clock broker's
+    Erlang node, such as `rabbitmqctl`, must keep the real clock or they cannot connect."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FAKETIME")}
+    preload = [p for p in env.get("LD_PRELOAD", "").split(":") if p and "faketime" not in p]
+    if preload:
+        env["LD_PRELOAD"] = ":".join(preload)
+    else:
+        env.pop("LD_PRELOAD", None)
+    return env
+
+
 def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
     """Run `rabbitmqctl -q <args>`; raises RuntimeError with its output on failure."""
     try:
         proc = subprocess.run(
-            [RABBITMQCTL, "-q", *args], capture_output=True, text=True, timeout=timeout, check=False
+            [RABBITMQCTL, "-q", *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=real_clock_env(),
         )
     except FileNotFoundError as exc:
         raise RuntimeError(f"{RABBITMQCTL} not found on PATH") from exc

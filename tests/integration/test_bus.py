@@ -24,6 +24,7 @@ from conftest import make_settings, publish_bare, wait_until
 from prometheus_client import REGISTRY
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from support.times import utc_iso
 
 import shared.bus
 from services.events import service as events_service
@@ -73,7 +74,7 @@ def notice(
         "id": id or str(uuid.uuid4()),
         "source": source,
         "type": NOTICE_REQUESTED.type,
-        "time": "2026-12-01T07:30:00Z",
+        "time": utc_iso(),
         "datacontenttype": "application/json",
         "data": {"title": "Izklop vode", "body": "Jutri med 8. in 12. uro ne bo vode.", "ks": ["primskovo"], **data},
     }

@@ -6,7 +6,6 @@ import asyncio
 import json
 import os
 import secrets
-import subprocess
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -15,6 +14,7 @@ from typing import Any
 
 import aio_pika
 import pytest
+from conftest import rabbitmqctl
 from typer.testing import CliRunner
 
 from shared.bus import (
@@ -36,7 +36,7 @@ EVENTS = "notify.on-event-published"
 
 
 def _rabbitmqctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+    rabbitmqctl(*args)
 
 
 @pytest.fixture

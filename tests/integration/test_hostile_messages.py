@@ -35,6 +35,7 @@ from conftest import make_settings, publish_bare, wait_until
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from support.times import utc_iso
 
 from services.booking.app import create_app as create_booking
 from services.events.app import create_app as create_events
@@ -141,7 +142,7 @@ def envelope(routing_key: str, data: Any, **extra: Any) -> dict[str, Any]:
         "id": f"valid-{routing_key}",
         "source": SOURCE,
         "type": f"si.kranj.{routing_key}.v1",
-        "time": "2026-12-01T07:30:00Z",
+        "time": utc_iso(),
         "datacontenttype": "application/json",
         "data": data,
     }

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from conftest import make_settings, wait_until
 from sqlmodel import select
+from support.times import iso, local_day, utc_iso
 
 from services.notify import service
 from services.notify.app import create_app
@@ -27,7 +28,7 @@ def outside_notice(**data) -> bytes:
         "id": str(uuid.uuid4()),
         "source": "/komunala-kranj/outages",
         "type": "si.kranj.notify.notice.requested.v1",
-        "time": "2026-12-01T07:30:00Z",
+        "time": utc_iso(),
         "data": {
             "title": "Izklop vode na Primskovem",
             "body": "V četrtek med 8. in 12. uro ne bo vode.",
@@ -270,8 +271,8 @@ async def test_cancelled_event_leaves_the_noticeboard(notify_app, amqp_url):
         "event_id": "ev-9",
         "ks": "primskovo",
         "title": "Pohod na Šmarjetno goro",
-        "starts_at": "2027-01-15T08:00:00Z",
-        "ends_at": "2027-01-15T12:00:00Z",
+        "starts_at": iso(local_day(40, 9)),
+        "ends_at": iso(local_day(40, 13)),
         "venue": "Pred domom KS",
         "url": "http://127.0.0.1:8001/events/ev-9",
     }

@@ -9,6 +9,7 @@ import re
 
 import pytest
 from conftest import make_settings
+from support.times import iso, local_day, utc_iso
 from test_notify_fanout import publish_plain
 
 from services.notify import service
@@ -42,8 +43,8 @@ async def test_invitations_are_personal_and_the_reminder_skips_who_answered(
             {
                 **SURVEY,
                 "print_url": "http://127.0.0.1:8003/surveys/s-42/print",
-                "opens_at": "2026-11-24T08:00:00Z",
-                "closes_at": "2027-12-31T20:00:00Z",
+                "opens_at": utc_iso(),
+                "closes_at": iso(local_day(21, 21)),
                 "question_count": 5,
             },
             source="/kranj/surveys",
@@ -66,7 +67,7 @@ async def test_invitations_are_personal_and_the_reminder_skips_who_answered(
         closing = SURVEY_CLOSING_SOON.envelope(
             {
                 **SURVEY,
-                "closes_at": "2027-12-31T20:00:00Z",
+                "closes_at": iso(local_day(21, 21)),
                 "response_count": 1,
                 "answered_invitees": [tokens["ana@example.si"]],
             },
