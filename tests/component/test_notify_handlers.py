@@ -35,9 +35,18 @@ def frozen_clock():
         yield advance
 
 
+# Who sent a message (its AMQP user_id) decides what it may do (shared/senders.py): the
+# platform's facts come from the broker user the services share locally (`guest`); urgent
+# and city-wide notices from a registered outside system. TestRabbitBroker passes user_id
+# through as given (the real broker's check of it: tests/security/test_bus_senders.py).
+PLATFORM_USER = "guest"
+UTILITY = "komunala-kranj"
+
+
 @pytest.fixture
 async def notify(tmp_path):
     settings = Settings(
+        senders=json.dumps({UTILITY: {"urgent": True, "city_wide": True}}),
         data_dir=tmp_path,
         quiet_hours="off",
         secret_key="component-test-key",
@@ -86,7 +95,10 @@ async def test_city_wide_notice_reaches_every_ks_and_shows_everywhere(notify):
     await _subscribe(notify, email="cilka@example.si", ks=["planina"])
     async with TestRabbitBroker(notify.bus.broker) as br:
         await br.publish(
-            json.dumps(_notice(ks=["*"])).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested"
+            json.dumps(_notice(ks=["*"])).encode(),
+            exchange=EXCHANGE,
+            routing_key="notify.notice.requested",
+            user_id=UTILITY,  # city-wide needs a registered sender with that right
         )
     assert await _count(notify, Delivery) == 2
     assert [n.title for n in await service.noticeboard(notify.db, "zabnica")] == ["Izklop vode"]
@@ -159,6 +171,7 @@ async def test_quiet_hours_hold_normal_notices_but_not_urgent_ones(notify, froze
             json.dumps(_notice(urgency="urgent", title="Nujno")).encode(),
             exchange=EXCHANGE,
             routing_key="notify.notice.requested",
+            user_id=UTILITY,  # urgent needs a registered sender with that right
         )
     async with notify.db.session() as s:
         rows = {st: at for st, at in (await s.exec(select(Delivery.status, Delivery.next_attempt_at))).all()}
@@ -182,7 +195,7 @@ async def test_event_published_is_announced_with_date_and_venue(notify):
         source="/kranj/events",
     )
     async with TestRabbitBroker(notify.bus.broker) as br:
-        await br.publish(json.dumps(event).encode(), exchange=EXCHANGE, routing_key="events.event.published")
+        await br.publish(json.dumps(event).encode(), exchange=EXCHANGE, routing_key="events.event.published", user_id=PLATFORM_USER)
     [notice] = await service.noticeboard(notify.db, "primskovo")
     assert notice.kind == "event" and notice.topic == "events"
     email = notify.extra["renderer"].email(notice, "sl", "http://x/unsubscribe/t")
@@ -219,7 +232,7 @@ async def test_booking_confirmation_is_a_personal_message_to_the_requester(notif
             await br.publish(
                 json.dumps(_booking(status, **extra)).encode(),
                 exchange=EXCHANGE,
-                routing_key=f"booking.booking.{status}",
+                routing_key=f"booking.booking.{status}", user_id=PLATFORM_USER,
             )
     async with notify.db.session() as s:
         rows = (await s.exec(select(Delivery.channel, Delivery.address, Delivery.subscriber_id))).all()
@@ -282,15 +295,15 @@ async def test_survey_invitation_volunteer_and_closing(notify):
         source="/kranj/surveys",
     )
     async with TestRabbitBroker(notify.bus.broker) as br:
-        await br.publish(json.dumps(opened).encode(), exchange=EXCHANGE, routing_key="surveys.survey.opened")
+        await br.publish(json.dumps(opened).encode(), exchange=EXCHANGE, routing_key="surveys.survey.opened", user_id=PLATFORM_USER)
         [notice] = await service.noticeboard(notify.db, "primskovo")
         assert notice.title == "Anketa: Potrebe po skupnostnem prostoru"
         assert "(5 vprašanj)" in notice.body
         assert await _count(notify, Delivery) == 1  # ana follows topic surveys
         await br.publish(
-            json.dumps(volunteer).encode(), exchange=EXCHANGE, routing_key="surveys.respondent.volunteered"
+            json.dumps(volunteer).encode(), exchange=EXCHANGE, routing_key="surveys.respondent.volunteered", user_id=PLATFORM_USER
         )
-        await br.publish(json.dumps(closed).encode(), exchange=EXCHANGE, routing_key="surveys.survey.closed")
+        await br.publish(json.dumps(closed).encode(), exchange=EXCHANGE, routing_key="surveys.survey.closed", user_id=PLATFORM_USER)
     assert await service.noticeboard(notify.db, "primskovo") == []  # closed: off the board
     exported = await service.export_subscriber(notify.db, email="mladi@example.si")
     [sub] = exported["subscriptions"]
@@ -335,22 +348,22 @@ async def test_registrants_are_told_one_by_one(notify):
         source="/kranj/events",
     )
     async with TestRabbitBroker(notify.bus.broker) as br:
-        await br.publish(json.dumps(published).encode(), exchange=EXCHANGE, routing_key="events.event.published")
+        await br.publish(json.dumps(published).encode(), exchange=EXCHANGE, routing_key="events.event.published", user_id=PLATFORM_USER)
         assert len(await service.noticeboard(notify.db, "huje")) == 1
         await br.publish(
             json.dumps(_registration("waitlisted", status="waitlisted", waitlist_position=3)).encode(),
             exchange=EXCHANGE,
-            routing_key="events.registration.waitlisted",
+            routing_key="events.registration.waitlisted", user_id=PLATFORM_USER,
         )
         await br.publish(
             json.dumps(_registration("promoted")).encode(),
             exchange=EXCHANGE,
-            routing_key="events.registration.promoted",
+            routing_key="events.registration.promoted", user_id=PLATFORM_USER,
         )
         await br.publish(
             json.dumps(_registration("event-changed", change="cancelled", reason="Bolezen voditeljice.")).encode(),
             exchange=EXCHANGE,
-            routing_key="events.registration.event-changed",
+            routing_key="events.registration.event-changed", user_id=PLATFORM_USER,
         )
 
     async with notify.db.session() as s:
