@@ -26,6 +26,7 @@ from services.notify.retention import JOB, apply_retention
 from shared.db import Database
 from shared.migrations import upgrade_async
 from shared.models import utcnow
+from shared.senders import amqp_user
 
 pytestmark = pytest.mark.integration
 UNUSED_BROKER = "amqp://guest:guest@127.0.0.1:5672/not-used-here"
@@ -286,8 +287,11 @@ async def test_no_contact_data_in_the_logs_of_a_fanout_a_subscription_and_dead_l
                             "type": f"si.kranj.{key}.v1",
                             "data": data,
                         }
+                        # Platform facts only from the platform's own broker user (shared/senders.py).
+                        user_id = None if key == "notify.notice.requested" else amqp_user(amqp_url)
                         await exchange.publish(
-                            aio_pika.Message(json.dumps(envelope).encode(), delivery_mode=2), routing_key=key
+                            aio_pika.Message(json.dumps(envelope).encode(), delivery_mode=2, user_id=user_id),
+                            routing_key=key,
                         )
 
                 async def two_dead() -> bool:

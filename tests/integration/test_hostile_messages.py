@@ -45,6 +45,7 @@ from shared.bus import DEAD_QUEUE_NAME, HEADER_QUEUE, HEADER_REASON, REJECTED_QU
 from shared.contracts import KS_SLUGS, Rejection, parse_data, parse_envelope
 from shared.contracts.envelope import MAX_BODY_BYTES
 from shared.models import ProcessedMessage, utcnow
+from shared.senders import amqp_user
 
 pytestmark = pytest.mark.integration
 
@@ -472,11 +473,14 @@ async def test_hostile_bodies_on_every_queue_end_in_kranj_dead_and_consumers_liv
         assert all(r["data"]["reason"] and r["data"]["queue"] in consumers for r in rejected)
 
         # Every consumer lives on: a valid message on each queue is still processed.
+        # Valid facts come from the platform's own broker user, as the outbox relays send them
+        # (shared/senders.py); the hostile ones above were refused for their shape first.
+        platform = amqp_user(amqp_url)
         exchange = await channel.get_exchange("kranj", ensure=False)
         for routing_key, data in dict(bases.values()).items():  # one per key (booking.booking.* feeds two queues)
             body = envelope(routing_key, data, id=f"after-{routing_key}")
             await exchange.publish(
-                aio_pika.Message(_dumps(body), delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                aio_pika.Message(_dumps(body), delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=platform),
                 routing_key=routing_key,
                 mandatory=True,
             )
@@ -495,7 +499,7 @@ async def test_hostile_bodies_on_every_queue_end_in_kranj_dead_and_consumers_liv
         for items in odd.values():
             for routing_key, body in items:
                 await exchange.publish(
-                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT),
+                    aio_pika.Message(body, delivery_mode=aio_pika.DeliveryMode.PERSISTENT, user_id=platform),
                     routing_key=routing_key,
                     mandatory=True,
                 )

@@ -18,6 +18,7 @@ from support.times import iso, local_day, utc_iso
 from services.notify import service
 from services.notify.app import create_app
 from services.notify.models import Delivery
+from shared.senders import amqp_user
 
 pytestmark = pytest.mark.integration
 
@@ -41,12 +42,15 @@ def outside_notice(**data) -> bytes:
 
 
 async def publish_plain(amqp_url: str, body: bytes, routing_key: str = "notify.notice.requested") -> None:
-    """Like a shell `amqp-publish`: no content type, no message id, no delivery mode."""
+    """Like a shell `amqp-publish`: no content type, no message id, no delivery mode. A
+    platform fact (any other routing key) carries the broker user as `user_id`, as the
+    services' outbox relays do: only they may publish facts (shared/senders.py)."""
+    user_id = None if routing_key == "notify.notice.requested" else amqp_user(amqp_url)
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
         exchange = await channel.get_exchange("kranj")
-        await exchange.publish(aio_pika.Message(body, delivery_mode=None), routing_key=routing_key)
+        await exchange.publish(aio_pika.Message(body, delivery_mode=None, user_id=user_id), routing_key=routing_key)
 
 
 @pytest.fixture
