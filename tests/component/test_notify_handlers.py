@@ -14,13 +14,12 @@ from sqlmodel import func, select
 
 from services.notify import service
 from services.notify.app import build
-from shared import clock
 from services.notify.models import Delivery, Notice
+from shared import clock
 from shared.bus import DEAD_QUEUE, DLX, EXCHANGE, REJECTED_QUEUE
 from shared.contracts import EVENT_PUBLISHED, NOTICE_REQUESTED
 from shared.migrations import upgrade_async
 from shared.settings import Settings
-
 
 # These tests check wording that names days and dates ("četrtek, 3. decembra 2026"), so
 # they fix the platform clock at one moment before the dates they publish: Monday
