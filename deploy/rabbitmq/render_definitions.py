@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fill in the broker users' passwords of deploy/rabbitmq/definitions.json.
 
-The checked-in definitions name the users (one per service, one for outside systems) but
+The checked-in definitions name the users (one per service, one per outside system) but
 hold no password: a password hash in the repository would be a shared secret. This script
 (Python 3 standard library only, so it runs in the rabbitmq management image as well)
 writes a copy in which each user has a `password_hash` made from an environment variable:
