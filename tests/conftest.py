@@ -180,25 +180,32 @@ def real_clock_env() -> dict[str, str]:
 
 
 def rabbitmqctl(*args: str, timeout: float = 60.0) -> str:
-    """Run `rabbitmqctl -q <args>`; raises RuntimeError with its output on failure."""
+    """Run `rabbitmqctl -q <args>`; raises RuntimeError with its output on failure.
+
+    It runs in a process group of its own that is killed whole on a timeout: killing only
+    the `rabbitmqctl` script would leave its Erlang VM behind, holding one of the CLI's
+    few distribution ports (35672-35682) until no rabbitmqctl on the machine can start."""
     try:
-        proc = subprocess.run(
+        proc = subprocess.Popen(
             [RABBITMQCTL, "-q", *args],
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=timeout,
-            check=False,
             env=real_clock_env(),
+            start_new_session=True,
         )
     except FileNotFoundError as exc:
         raise RuntimeError(f"{RABBITMQCTL} not found on PATH") from exc
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired as exc:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, 9)
+        proc.communicate()
         raise RuntimeError(f"`{RABBITMQCTL} {' '.join(args)}` did not answer within {timeout:.0f} s") from exc
     if proc.returncode != 0:
-        raise RuntimeError(
-            f"`{RABBITMQCTL} {' '.join(args)}` failed ({proc.returncode}): {(proc.stderr or proc.stdout).strip()}"
-        )
-    return proc.stdout
+        raise RuntimeError(f"`{RABBITMQCTL} {' '.join(args)}` failed ({proc.returncode}): {(stderr or stdout).strip()}")
+    return stdout
 
 
 def require_broker() -> None:

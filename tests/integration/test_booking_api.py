@@ -241,14 +241,16 @@ async def test_recurring_series_with_conflicts(booking_sqlite: BookingApp):
     blocker = await client.post("/api/v1/bookings", json=booking_body(first + timedelta(weeks=2), name="Prvi"))
     assert blocker.status_code == 201
     series = booking_body(first, recurrence={"weekly_until": until.isoformat()})
-    failed = await client.post("/api/v1/bookings", json=series)
+    resident = await client.post("/api/v1/bookings", json=series)  # a series is booked by KS staff
+    assert resident.status_code == 403 and resident.json()["rules"] == ["series-needs-staff"]
+    failed = await client.post("/api/v1/bookings", json=series, headers=ADMIN)
     assert failed.status_code == 409
     conflicts = failed.json()["conflicts"]
     assert [c["starts_at"][:10] for c in conflicts] == [local(first + timedelta(weeks=2), "18:00").isoformat()[:10]]
     assert "Termin je že zaseden" in conflicts[0]["reasons"][0]
     assert failed.json()["rules"][0] == "series-conflict"
 
-    skipped = await client.post("/api/v1/bookings", json=series | {"on_conflict": "skip"})
+    skipped = await client.post("/api/v1/bookings", json=series | {"on_conflict": "skip"}, headers=ADMIN)
     assert skipped.status_code == 201, skipped.text
     body = skipped.json()
     dates = [first + timedelta(weeks=w) for w in range(5) if w != 2]
@@ -257,7 +259,7 @@ async def test_recurring_series_with_conflicts(booking_sqlite: BookingApp):
     assert len(body["skipped"]) >= 1 and len(body["bookings"]) <= len(dates)
     assert len({b["series_id"] for b in body["bookings"]}) == 1
     rrule = booking_body(first, "10:00", "12:00", recurrence={"rrule": "FREQ=WEEKLY;COUNT=3"})
-    made = await client.post("/api/v1/bookings", json=rrule)
+    made = await client.post("/api/v1/bookings", json=rrule, headers=ADMIN)
     assert made.status_code == 201 and len(made.json()["bookings"]) == 3
 
 
