@@ -21,6 +21,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 SERVICES: tuple[str, ...] = ("events", "booking", "surveys", "notify")
 DEFAULT_PORTS: dict[str, int] = {"events": 8001, "booking": 8002, "surveys": 8003, "notify": 8004}
 
+ADMIN_TOKEN_MIN_LENGTH = 16  # KRANJ_ADMIN_TOKEN: full staff rights, so no short guessable value
+
 ServiceName = Literal["events", "booking", "surveys", "notify"]
 
 
@@ -134,13 +136,33 @@ class Settings(BaseSettings):
     rate_limit_subscribe: str = "5/minute"
     rate_limit_subscribe_contact: str = "3/hour"
     rate_limit_sms_code: str = "10/10 minutes"
-    rate_limit_registration: str = "10/minute"
-    rate_limit_registration_contact: str = "20/hour"
-    rate_limit_booking: str = "10/minute"
-    rate_limit_booking_contact: str = "20/hour"
-    rate_limit_survey_answer: str = "20/minute"
+    # Issue 15 (docs/security.md "Limits that stop abuse, not crowds"): registrations, room
+    # requests and survey answers are limited per contact / per browser first; per address
+    # only against floods (a class of 30 on one school address gets through).
+    rate_limit_registration: str = "120/minute; 600/hour"
+    rate_limit_registration_contact: str = "5/minute; 20/hour"
+    rate_limit_booking: str = "120/minute; 600/hour"
+    rate_limit_booking_contact: str = "5/minute; 20/hour"
+    rate_limit_survey_answer: str = "120/minute; 600/hour"
+    rate_limit_survey_answer_browser: str = "10/10 minutes; 30/day"
     rate_limit_link: str = "30/minute"
+    rate_limit_link_address: str = "120/minute; 600/hour"
+    # Staff login (shared/web/ratelimit.py LoginThrottle): failed attempts only; never a lockout.
+    rate_limit_login: str = "10/minute; 100/hour"
+    rate_limit_login_account: str = "5/15 minutes"
+    rate_limit_login_account_global: str = "20/15 minutes"
     rate_limit_sms_inbound: str = "20/minute"
+
+    @field_validator("admin_token")
+    @classmethod
+    def _check_admin_token(cls, value: SecretStr | None) -> SecretStr | None:
+        # Issue 15: a one-character bearer token with full rights was accepted.
+        if value is not None and len(value.get_secret_value().strip()) < ADMIN_TOKEN_MIN_LENGTH:
+            raise ValueError(
+                f"must be at least {ADMIN_TOKEN_MIN_LENGTH} characters "
+                "(e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`), or unset"
+            )
+        return value
 
     @field_validator("quiet_hours")
     @classmethod
@@ -166,8 +188,13 @@ class Settings(BaseSettings):
         "rate_limit_booking",
         "rate_limit_booking_contact",
         "rate_limit_survey_answer",
+        "rate_limit_survey_answer_browser",
         "rate_limit_link",
+        "rate_limit_link_address",
         "rate_limit_sms_inbound",
+        "rate_limit_login",
+        "rate_limit_login_account",
+        "rate_limit_login_account_global",
     )
     @classmethod
     def _check_rate_limit(cls, value: str) -> str:
@@ -296,3 +323,24 @@ def parse_quiet_hours(value: str) -> tuple[time, time] | None:
     except ValueError as exc:
         raise ValueError(f"KRANJ_QUIET_HOURS must look like 21:00-07:00, not {value!r}") from exc
     return start, end
+
+
+def settings_problem(exc: Exception) -> str:
+    """One line naming each bad `KRANJ_*` variable of a settings ValidationError."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return str(exc)
+    return "; ".join(
+        f"KRANJ_{'_'.join(str(p) for p in e['loc']).upper()}: {str(e['msg']).removeprefix('Value error, ')}"
+        for e in errors()
+    )
+
+
+def load_or_exit(who: str = "kranj") -> Settings:
+    """`Settings()` from the environment; a bad variable ends the process with one clear line."""
+    from pydantic import ValidationError
+
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SystemExit(f"{who}: invalid configuration: {settings_problem(exc)}") from None

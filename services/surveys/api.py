@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
@@ -12,7 +13,8 @@ from pydantic import BaseModel, Field, ValidationError
 from shared.auth import Staff, StaffDep, current_staff, require_ks
 from shared.models import utcnow
 from shared.web import ServiceApp
-from shared.web.ratelimit import RATE_LIMITED, rate_limit
+from shared.web.csrf import secure_cookies
+from shared.web.ratelimit import RATE_LIMITED, rate_limit, survey_browser_cookie
 
 from . import domain, service, texts
 from .config import SurveysConfig
@@ -50,16 +52,6 @@ async def _load(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefinition]
 
 def _unprocessable(errors: list[domain.AnswerError]) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(e.line() for e in errors))
-
-
-def _too_many(seconds: int) -> HTTPException:
-    return HTTPException(
-        status.HTTP_429_TOO_MANY_REQUESTS,
-        "Z tega naslova smo danes prejeli že toliko odgovorov na to anketo, kot jih sprejmemo. "
-        f"Poskusite znova čez {max(1, round(seconds / 3600))} h ali anketo izpolnite na papirju v prostorih KS. "
-        "/ Too many answers to this survey from this address today.",
-        headers={"Retry-After": str(seconds)},
-    )
 
 
 # ======================================================================================
@@ -162,9 +154,16 @@ async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> 
         400: {"description": "The `invitation` is forged, altered, or for another survey."},
         401: {"description": "`channel: paper` without a staff token."},
         403: {"description": "`channel: paper` with a staff token for another KS."},
-        409: {"description": "The survey is not open (yet, or any more), or this invitation has already answered."},
         422: {"description": "Says which question is wrong."},
-        429: {**RATE_LIMITED, "description": "Too many answers from one address (per minute, or today): wait `Retry-After` seconds."},
+        409: {
+            "description": "The survey is not open (yet, or any more), this invitation has already answered, "
+            "or this browser (its per-browser token, cookie `kzv_brskalnik_<survey>`) has already answered."
+        },
+        429: {
+            **RATE_LIMITED,
+            "description": "Too many answers from this browser, or a flood from one address (default 120 a minute, "
+            "600 an hour): wait `Retry-After` seconds.",
+        },
     },
     dependencies=[rate_limit("survey_answer")],
 )
@@ -192,7 +191,7 @@ async def _submit(
             survey_id,
             body,
             address=request.client.host if request.client else None,
-            per_address_per_day=_config(ctx).responses_per_address_per_day,
+            browser=request.cookies.get(survey_browser_cookie(survey_id)),
             staff=staff,
         )
     except service.NotFound:
@@ -201,7 +200,7 @@ async def _submit(
         if raw:
             raise
         raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    except service.InvitationUsedAlready as exc:
+    except (service.InvitationUsedAlready, service.BrowserAnsweredAlready) as exc:
         if raw:
             raise
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
@@ -211,8 +210,6 @@ async def _submit(
         if raw:
             raise
         raise _unprocessable(exc.errors) from None
-    except service.RateLimited as exc:
-        raise _too_many(exc.retry_after) from None
 
 
 class OptionResultOut(BaseModel):
@@ -235,6 +232,14 @@ class QuestionResultOut(BaseModel):
     texts: list[str] = Field(default_factory=list, description="Text questions: every answer given.")
 
 
+class ClusterOut(BaseModel):
+    address: str = Field(description="A keyed hash of the network address, shortened: never the address itself.")
+    window_start: datetime = Field(description="Start of the 10-minute window.")
+    count: int = Field(description="Web answers from this address in the window.")
+    without_browser: int = Field(description="Of them, answers that carried no per-browser token (no form cookie).")
+    flagged: bool = Field(description="More than KRANJ_SURVEYS_CLUSTER_THRESHOLD answers, or several without a browser token.")
+
+
 class ResultsOut(BaseModel):
     survey_id: str
     title: str
@@ -246,10 +251,16 @@ class ResultsOut(BaseModel):
     by_ks: dict[str, int]
     by_channel: dict[str, int]
     questions: list[QuestionResultOut]
+    suspicious_clusters: list[ClusterOut] = Field(
+        default_factory=list,
+        description="Web answers from one address within 10 minutes (more than one), busiest first; `flagged` where "
+        "they may be ballot stuffing. Nothing is refused for it: staff judge (a school class is a cluster too).",
+    )
 
 
-def _results_out(survey: Any, results: domain.Results) -> ResultsOut:
+def _results_out(survey: Any, results: domain.Results, clusters: list[domain.Cluster] = ()) -> ResultsOut:  # type: ignore[assignment]
     return ResultsOut(
+        suspicious_clusters=[ClusterOut(**vars(c)) for c in clusters],
         survey_id=survey.id,
         title=survey.title,
         ks=survey.ks,
@@ -287,7 +298,8 @@ async def get_results(survey_id: str, request: Request, staff: StaffDep) -> Resu
     ctx = _ctx(request)
     survey, _definition, results = await _results(ctx, survey_id)
     require_ks(staff, survey.ks)
-    return _results_out(survey, results)
+    clusters = await service.answer_clusters(ctx.db, survey_id, _config(ctx).cluster_threshold)
+    return _results_out(survey, results, clusters)
 
 
 @api.get(
@@ -375,10 +387,30 @@ async def survey_form(survey_id: str, request: Request, t: str | None = None) ->
     problem = domain.window_problem(survey.status, survey.opens_at, survey.closes_at, utcnow())
     answered = request.cookies.get(_cookie(survey_id)) is not None
     invitation = await _invitation_state(ctx, survey_id, t)
-    return ctx.templates.TemplateResponse(
+    page = ctx.templates.TemplateResponse(
         request,
         "survey_form.html",
         _form_context(survey, definition, lang=_language(request), problem=problem, answered=answered, **invitation),
+    )
+    _give_browser_token(ctx, request, page, survey_id)
+    return page
+
+
+def _give_browser_token(ctx: ServiceApp, request: Request, response: Response, survey_id: str) -> None:
+    """The survey's per-browser token (issue 15): a random, signed value in a cookie, set
+    when the form is served; answers are limited per token (one stored answer per browser,
+    `KRANJ_RATE_LIMIT_SURVEY_ANSWER_BROWSER` attempts). Path `/` so the API sees it too."""
+    name = survey_browser_cookie(survey_id)
+    if domain.browser_fingerprint(ctx.settings.signing_key(), survey_id, request.cookies.get(name)) is not None:
+        return
+    response.set_cookie(
+        name,
+        domain.new_browser_token(ctx.settings.signing_key(), survey_id),
+        max_age=180 * 86400,
+        httponly=True,
+        samesite="lax",
+        secure=secure_cookies(request, ctx.settings),
+        path="/",
     )
 
 
@@ -442,6 +474,13 @@ async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: 
             for e in exc.errors:
                 message = e.en if lang == "en" else e.sl
                 errors.setdefault(e.field, message[:1].upper() + message[1:] + ".")
+        except service.BrowserAnsweredAlready:
+            return ctx.templates.TemplateResponse(
+                request,
+                "survey_form.html",
+                _form_context(survey, definition, lang=lang, problem=None, answered=True),
+                status_code=status.HTTP_409_CONFLICT,
+            )
         except (service.InvitationInvalid, service.InvitationUsedAlready) as exc:
             invalid = isinstance(exc, service.InvitationInvalid)
             return ctx.templates.TemplateResponse(
@@ -609,6 +648,8 @@ async def staff_results(survey_id: str, request: Request, done: str = "") -> HTM
             "age_labels": domain.AGE_BAND_LABELS,
             "done": STAFF_DONE.get(done),
             "action_error": None,
+            "clusters": await service.answer_clusters(ctx.db, survey_id, _config(ctx).cluster_threshold),
+            "cluster_threshold": _config(ctx).cluster_threshold,
         },
     )
 

@@ -9,13 +9,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class SurveysConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="KRANJ_SURVEYS_", extra="ignore", env_ignore_empty=True)
 
-    responses_per_address_per_day: int = Field(
-        default=10,
-        ge=1,
+    cluster_threshold: int = Field(
+        default=20,
+        ge=2,
         le=100_000,
         description=(
-            "`KRANJ_SURVEYS_RESPONSES_PER_ADDRESS_PER_DAY`: web answers one network address may give to one "
-            "survey in 24 hours (a household, a library or the MCK may share one address: not 1)."
+            "`KRANJ_SURVEYS_CLUSTER_THRESHOLD`: more web answers than this from one network address within "
+            "10 minutes are flagged to staff as a suspicious cluster (results API `suspicious_clusters` and the "
+            "staff results page). Nothing is refused: a school class on one network is such a cluster too; "
+            "staff judge. (Replaces the old cap of 10 answers a day per address, issue 15.)"
         ),
     )
     close_check_seconds: float = Field(

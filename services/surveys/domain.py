@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
+import secrets
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -411,13 +412,64 @@ def address_fingerprint(secret: str, survey_id: str, address: str) -> str:
     return hmac.new(secret.encode(), f"surveys|{survey_id}|{address}".encode(), hashlib.sha256).hexdigest()[:40]
 
 
-def retry_after(recent: list[datetime], limit: int, now: datetime, window: timedelta = timedelta(days=1)) -> int | None:
-    """None when one more answer from this address is allowed; else seconds until it is."""
-    inside = sorted(t for t in recent if t > now - window)
-    if len(inside) < limit:
+def new_browser_token(secret: str, survey_id: str) -> str:
+    """A random per-browser token for `survey_id`, signed so a made-up one is not taken
+    for ours (`browser_fingerprint` of a forged token is None)."""
+    nonce = secrets.token_urlsafe(18)
+    return f"{nonce}.{_browser_mac(secret, survey_id, nonce)}"
+
+
+def _browser_mac(secret: str, survey_id: str, nonce: str) -> str:
+    return hmac.new(secret.encode(), f"surveys-browser|{survey_id}|{nonce}".encode(), hashlib.sha256).hexdigest()[:24]
+
+
+def browser_fingerprint(secret: str, survey_id: str, token: str | None) -> str | None:
+    """The stored form of a genuine per-browser token of `survey_id` (a keyed hash: the
+    cookie cannot be read back from the database); None for no token or a forged one."""
+    if not token or "." not in token or len(token) > 200:
         return None
-    frees_at = inside[len(inside) - limit] + window
-    return max(1, int((frees_at - now).total_seconds()) + 1)
+    nonce, mac = token.rsplit(".", 1)
+    if not hmac.compare_digest(mac, _browser_mac(secret, survey_id, nonce)):
+        return None
+    return hmac.new(secret.encode(), f"surveys-browser-id|{survey_id}|{nonce}".encode(), hashlib.sha256).hexdigest()[:40]
+
+
+CLUSTER_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """Web answers from one address (its keyed hash, shortened) in one 10-minute window."""
+
+    address: str
+    window_start: datetime
+    count: int
+    without_browser: int
+    flagged: bool
+
+
+def answer_clusters(
+    rows: list[tuple[str | None, datetime, bool]], threshold: int, window: timedelta = CLUSTER_WINDOW
+) -> list[Cluster]:
+    """(address fingerprint, created_at, had a browser token) of each web answer -> the
+    windows with more than one answer from one address, busiest first; `flagged` above
+    `threshold`, or when several came without a browser token (scripts send no cookie)."""
+    seconds = int(window.total_seconds())
+    counts: dict[tuple[str, datetime], list[int]] = {}
+    for fingerprint, created_at, had_browser in rows:
+        if not fingerprint:
+            continue
+        ts = int(created_at.timestamp())
+        start = datetime.fromtimestamp(ts - ts % seconds, tz=created_at.tzinfo)
+        entry = counts.setdefault((fingerprint, start), [0, 0])
+        entry[0] += 1
+        entry[1] += 0 if had_browser else 1
+    clusters = [
+        Cluster(fp[:12], start, n, without, n > threshold or without > max(3, threshold // 3))
+        for (fp, start), (n, without) in counts.items()
+        if n > 1
+    ]
+    return sorted(clusters, key=lambda c: (not c.flagged, -c.count, c.window_start))
 
 
 # ======================================================================================

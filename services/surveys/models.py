@@ -89,6 +89,9 @@ class Response(SQLModel, table=True):
     channel: str = Field(default="web", max_length=10)  # web | paper
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     fingerprint: str | None = Field(default=None, max_length=64, index=True)  # HMAC of the address, never the IP
+    # Keyed hash of the per-browser token (cookie set by the form page); one answer per
+    # browser and survey (unique index ux_survey_responses_browser, migration surveys_0004).
+    browser: str | None = Field(default=None, max_length=64)
     entered_by: str | None = Field(default=None, max_length=200)  # staff subject for paper answers
 
 

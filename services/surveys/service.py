@@ -56,10 +56,8 @@ class InvitationUsedAlready(Conflict):
     """This personal invitation has already answered the survey (HTTP 409)."""
 
 
-class RateLimited(Exception):
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(retry_after)
-        self.retry_after = retry_after
+class BrowserAnsweredAlready(Conflict):
+    """This browser (its per-browser token) has already answered the survey (HTTP 409)."""
 
 
 # ======================================================================================
@@ -493,17 +491,23 @@ async def submit_response(
     body: ResponseIn,
     *,
     address: str | None,
-    per_address_per_day: int,
+    browser: str | None = None,
     staff: Staff | None = None,
 ) -> Response:
     """Validate and store one anonymous response; a take-part consent becomes a
     `surveys.respondent.volunteered` message in the same transaction.
 
     With a personal `invitation`: the token must be genuine and for this survey
-    (InvitationInvalid, 400), and answers once (InvitationUsedAlready, 409); the address limit
-    does not apply to it. The used invitation is stored apart from the response.
+    (InvitationInvalid, 400), and answers once (InvitationUsedAlready, 409). The used
+    invitation is stored apart from the response.
 
-    Raises NotFound, Conflict (outside the window), AnswersInvalid (422), RateLimited (429)."""
+    Without one, a web answer is tied to its per-browser token (`browser`, the form's
+    cookie) when it carries a genuine one: one answer per browser (BrowserAnsweredAlready,
+    409). No number of answers per address is refused here (a school class shares one
+    address, issue 15): the address's keyed hash is kept so staff see clusters of answers
+    (`answer_clusters`); floods are stopped by the per-address rate limit.
+
+    Raises NotFound, Conflict (outside the window), AnswersInvalid (422)."""
     now = utcnow()
     paper = body.channel == "paper"
     invitee = None
@@ -523,22 +527,13 @@ async def submit_response(
             )
         if invitee is not None and await invitation_used(session, survey.id, invitee):
             raise InvitationUsedAlready(ALREADY_ANSWERED)
-        fingerprint = None
-        if not paper and address and invitee is None:
-            fingerprint = domain.address_fingerprint(settings.signing_key(), survey.id, address)
-            since = now - timedelta(days=1)
-            recent = (
-                await session.exec(
-                    select(Response.created_at).where(
-                        Response.survey_id == survey.id,
-                        Response.fingerprint == fingerprint,
-                        col(Response.created_at) > since,
-                    )
-                )
-            ).all()
-            wait = domain.retry_after(list(recent), per_address_per_day, now)
-            if wait is not None:
-                raise RateLimited(wait)
+        fingerprint = browser_print = None
+        if not paper and invitee is None:
+            if address:
+                fingerprint = domain.address_fingerprint(settings.signing_key(), survey.id, address)
+            browser_print = domain.browser_fingerprint(settings.signing_key(), survey.id, browser)
+            if browser_print is not None and await _browser_answered(session, survey.id, browser_print):
+                raise BrowserAnsweredAlready(BROWSER_ANSWERED)
         response = Response(
             survey_id=survey.id,
             age_band=body.age_band,
@@ -546,6 +541,7 @@ async def submit_response(
             channel=body.channel,
             created_at=now,
             fingerprint=fingerprint,
+            browser=browser_print,
             entered_by=staff.subject if (paper and staff) else None,
         )
         session.add(response)
@@ -591,10 +587,39 @@ async def submit_response(
             session.add(InvitationUsed(survey_id=survey.id, invitee=invitee, used_at=_day(now)))
         try:
             await session.commit()
-        except IntegrityError:  # the same invitation, answering twice at the same moment
+        except IntegrityError:  # the same invitation (or browser), answering twice at the same moment
             await session.rollback()
+            if invitee is None:
+                raise BrowserAnsweredAlready(BROWSER_ANSWERED) from None
             raise InvitationUsedAlready(ALREADY_ANSWERED) from None
     return response
+
+
+async def _browser_answered(session: AsyncSession, survey_id: str, browser_print: str) -> bool:
+    found = await session.exec(
+        select(Response.id).where(Response.survey_id == survey_id, Response.browser == browser_print).limit(1)
+    )
+    return found.first() is not None
+
+
+BROWSER_ANSWERED = (
+    "Iz tega brskalnika je bil na to anketo že oddan odgovor. Hvala! Če ste isti računalnik ali telefon uporabili "
+    "za več članov gospodinjstva, lahko drugi odgovorijo na svoji napravi ali na papirju v prostorih KS. "
+    "/ This browser has already answered this survey."
+)
+
+
+async def answer_clusters(db: Database, survey_id: str, threshold: int) -> list[domain.Cluster]:
+    """Suspicious clusters of web answers: many from one address in 10 minutes (domain.answer_clusters)."""
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(Response.fingerprint, Response.created_at, Response.browser).where(
+                    Response.survey_id == survey_id, Response.channel == "web"
+                )
+            )
+        ).all()
+    return domain.answer_clusters([(fp, at, browser is not None) for fp, at, browser in rows], threshold)
 
 
 ALREADY_ANSWERED = (

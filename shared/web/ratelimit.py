@@ -1,16 +1,26 @@
-"""Rate limits on the public forms and endpoints (issue #8), with the `limits` library.
+"""Rate limits on the public forms and endpoints (issues #8 and #15), with the `limits` library.
 
 One FastAPI dependency per kind of public write::
 
     @api.post("/events/{event_id}/registrations", dependencies=[rate_limit("registration")],
               responses={429: RATE_LIMITED})
 
-counts the request per client address and, where the request carries one, per phone
-number (E.164, `shared.contact.normalise_phone`) and per email address (lower-cased),
-so one number cannot be fed through many addresses and one address cannot try many
-numbers. Staff (a valid bearer token or staff cookie) are never limited. Over the limit
-the answer is 429 with `Retry-After` (seconds) and a Slovenian/English `detail`, through
-the shared error handler: JSON under `/api/`, the readable error page for HTML forms.
+Limits are keyed on WHO is acting first, and on the network address only to stop floods
+(issue 15, finding 7): a school class on one network, a retirement home's Wi-Fi and mobile
+carriers' shared addresses (CGNAT) all look like one address, so a per-address limit low
+enough to stop one abuser also stops a crowd. In the order they are checked:
+
+1. who: the phone number (E.164, `shared.contact.normalise_phone`) and the email address
+   (lower-cased) the request carries; the signed link it acts through (path or query
+   `token`); a survey's per-browser token (cookie `kzv_brskalnik_<survey>`, set when the
+   form is served); the sender number of an inbound SMS. So one number cannot be fed
+   through many addresses, and one browser cannot stuff a survey.
+2. the client address: a flood limit only (default 120/minute and 600/hour for
+   registrations, room requests and survey answers), far above what a class of 30 sends.
+
+Staff (a valid bearer token or staff cookie) are never limited. Over a limit the answer is
+429 with `Retry-After` (seconds) and a Slovenian/English `detail`, through the shared error
+handler: JSON under `/api/`, the readable error page for HTML forms.
 
 The client address is `request.client.host`: uvicorn (started with `proxy_headers=True`)
 takes it from `X-Forwarded-For` only when the direct peer is a trusted proxy
@@ -19,15 +29,19 @@ takes it from `X-Forwarded-For` only when the direct peer is a trusted proxy
 Counters live in `KRANJ_RATE_LIMIT_STORAGE`: `memory://` (per process; N replicas of a
 service allow N times the limit) or `redis://…` for replicas that share them (needs the
 `coredis` client: `pip install "limits[async-redis]"`). The limits themselves are settings
-(`KRANJ_RATE_LIMIT_<KIND>`, `KRANJ_RATE_LIMIT_<KIND>_CONTACT`) in the notation of `limits`.
+(`KRANJ_RATE_LIMIT_<KIND>` per address, `KRANJ_RATE_LIMIT_<KIND>_CONTACT`,
+`KRANJ_RATE_LIMIT_SURVEY_ANSWER_BROWSER`, `KRANJ_RATE_LIMIT_LINK` per link) in the notation
+of `limits`; docs/security.md gives the numbers and why.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,17 +59,41 @@ from ..settings import Settings
 log = logging.getLogger("kranj.ratelimit")
 
 
+def link_token(request: Request) -> str | None:
+    """The signed link a request acts through: path parameter or query `token`."""
+    value = request.path_params.get("token") or request.query_params.get("token")
+    return str(value)[:512] if value else None
+
+
+SURVEY_BROWSER_COOKIE = "kzv_brskalnik_"
+
+
+def survey_browser_cookie(survey_id: str) -> str:
+    """The name of a survey's per-browser token cookie (set by the surveys form page)."""
+    return SURVEY_BROWSER_COOKIE + survey_id.replace("-", "")[:32]
+
+
+def survey_browser_token(request: Request) -> str | None:
+    """The per-browser token of the survey in the path, when the browser sent one."""
+    survey_id = request.path_params.get("survey_id")
+    if not survey_id:
+        return None
+    value = request.cookies.get(survey_browser_cookie(str(survey_id)))
+    return value[:200] if value else None
+
+
 @dataclass(frozen=True)
 class Kind:
     """One kind of public write and the settings that limit it."""
 
     name: str
-    address: str | None  # Settings field: the limit per client address
+    address: str | None  # Settings field: the limit per client address (a flood limit)
     contact: str | None = None  # Settings field: the limit per phone number / email address
     phone_fields: tuple[str, ...] = ("phone",)
     email_fields: tuple[str, ...] = ("email",)
-    token: str | None = None  # Settings field: the limit per signed link (path parameter `token_param`)
-    token_param: str = "token"
+    token: str | None = None  # Settings field: the limit per token (`token_of`: a signed link, a browser)
+    token_of: Callable[[Request], str | None] = link_token
+    token_by: str = "token"  # what the 429 says was over its limit: "token" (link) or "browser"
 
 
 KINDS: dict[str, Kind] = {
@@ -65,9 +103,16 @@ KINDS: dict[str, Kind] = {
         Kind("sms_code", "rate_limit_sms_code"),
         Kind("registration", "rate_limit_registration", "rate_limit_registration_contact"),
         Kind("booking", "rate_limit_booking", "rate_limit_booking_contact"),
-        Kind("survey_answer", "rate_limit_survey_answer"),
-        # Actions behind a signed link (cancel, manage): a generous limit per address.
-        Kind("link", "rate_limit_link"),
+        # Survey answers: per browser (the form's cookie), then a flood limit per address.
+        Kind(
+            "survey_answer",
+            "rate_limit_survey_answer",
+            token="rate_limit_survey_answer_browser",
+            token_of=survey_browser_token,
+            token_by="browser",
+        ),
+        # Actions behind a signed link (cancel, manage): per link, then a flood limit per address.
+        Kind("link", "rate_limit_link_address", token="rate_limit_link"),
         # RFC 8058 one-click unsubscribe is posted by mail providers from a few shared
         # addresses for many residents: count per link, never per address.
         Kind("unsubscribe", None, token="rate_limit_link"),
@@ -77,7 +122,8 @@ KINDS: dict[str, Kind] = {
 }
 
 RATE_LIMITED: dict[str, Any] = {
-    "description": "Too many requests from this address, phone number or email address: wait `Retry-After` "
+    "description": "Too many requests from this phone number, email address, link, browser or (a flood) address: "
+    "wait `Retry-After` "
     "seconds. `detail` says so in Slovenian, then English.",
     "headers": {"Retry-After": {"description": "Seconds until a request is accepted again", "schema": {"type": "integer"}}},
     "content": {
@@ -97,6 +143,7 @@ _WHO = {
     "phone": ("za to telefonsko številko", "for this phone number"),
     "email": ("za ta e-poštni naslov", "for this email address"),
     "token": ("za to povezavo", "for this link"),
+    "browser": ("iz tega brskalnika", "from this browser"),
 }
 
 
@@ -145,11 +192,7 @@ class Limiter:
         """Count this request; 429 when one of its keys is over its limit."""
         if not self.enabled or _is_staff(request):
             return
-        keys: list[tuple[str, str, str]] = []  # (by, value, settings field)
-        if kind.token:
-            keys.append(("token", str(request.path_params.get(kind.token_param, "")), kind.token))
-        if kind.address:
-            keys.append(("address", client_address(request), kind.address))
+        keys: list[tuple[str, str, str]] = []  # (by, value, settings field): who first, the address last
         if kind.contact and (kind.phone_fields or kind.email_fields):
             fields = await _request_fields(request)
             for name in kind.phone_fields:
@@ -160,6 +203,12 @@ class Limiter:
                 email = _email(fields.get(name))
                 if email:
                     keys.append(("email", email, kind.contact))
+        if kind.token:
+            token = kind.token_of(request)
+            if token:
+                keys.append((kind.token_by, token, kind.token))
+        if kind.address:
+            keys.append(("address", client_address(request), kind.address))
         for by, value, field in keys:
             for item in self.limits[field]:
                 identifiers = (self.service, kind.name, by, value)
@@ -245,3 +294,95 @@ def _email(value: Any) -> str | None:
     if not isinstance(value, str) or "@" not in value:
         return None
     return value.strip().lower() or None
+
+
+# ======================================================================================
+# Staff login (issue 15): throttled by address and by (account, address), never locked
+# ======================================================================================
+LOGIN_SLOWDOWN_SECONDS = 1.0
+
+
+class LoginThrottle:
+    """Failed staff logins, counted so that a stranger cannot keep the owner out.
+
+    - per client address (`KRANJ_RATE_LIMIT_LOGIN`, default 10 failures a minute, 100 an
+      hour): one address cannot try many passwords, for any accounts;
+    - per (account, address) (`KRANJ_RATE_LIMIT_LOGIN_ACCOUNT`, default 5 failures in 15
+      minutes): guessing one account's password from one address stops, while its owner,
+      from an address that has not failed, logs in as always;
+    - per account across all addresses (`KRANJ_RATE_LIMIT_LOGIN_ACCOUNT_GLOBAL`, default 20
+      in 15 minutes): beyond it, attempts from addresses that have already failed for the
+      account wait `LOGIN_SLOWDOWN_SECONDS` before the answer. Never a refusal.
+
+    Only failures are counted, whether or not the account exists (the key is the email as
+    typed, normalised), so the answers do not tell which accounts exist."""
+
+    def __init__(self, limiter: Limiter, settings: Settings) -> None:
+        self.limiter = limiter
+        self.per_address = parse_many(settings.rate_limit_login)
+        self.per_pair = parse_many(settings.rate_limit_login_account)
+        self.per_account = parse_many(settings.rate_limit_login_account_global)
+
+    def _keys(self, request: Request, email: str) -> list[tuple[list[RateLimitItem], tuple[str, ...]]]:
+        account = _email(email) or email.strip().lower()[:320]
+        address = client_address(request)
+        return [
+            (self.per_address, ("login", "address", address)),
+            (self.per_pair, ("login", "pair", account, address)),
+        ]
+
+    async def refused_for(self, request: Request, email: str) -> int | None:
+        """Seconds to wait when this address (or this account from it) has failed too often."""
+        if not self.limiter.enabled:
+            return None
+        strategy = self.limiter.strategy
+        for items, key in self._keys(request, email):
+            for item in items:
+                if not await strategy.test(item, self.limiter.service, *key):
+                    stats = await strategy.get_window_stats(item, self.limiter.service, *key)
+                    RATE_LIMITED_TOTAL.labels(self.limiter.service, "/login", "address").inc()
+                    log.warning("login throttled", extra={"limit": str(item)})
+                    return max(1, math.ceil(stats.reset_time - time.time()))
+        return None
+
+    async def failed(self, request: Request, email: str) -> None:
+        """Count a failed attempt; slow the answer down when the account is under attack
+        and this address has failed for it before."""
+        if not self.limiter.enabled:
+            return
+        strategy = self.limiter.strategy
+        service = self.limiter.service
+        account = _email(email) or email.strip().lower()[:320]
+        pair_key = ("login", "pair", account, client_address(request))
+        failed_here_before = any(
+            (await strategy.get_window_stats(item, service, *pair_key)).remaining < item.amount for item in self.per_pair
+        )
+        for items, key in self._keys(request, email):
+            for item in items:
+                await strategy.hit(item, service, *key)
+        under_attack = False
+        for item in self.per_account:
+            if not await strategy.hit(item, service, "login", "account", account):
+                under_attack = True
+        if under_attack and failed_here_before:
+            await asyncio.sleep(LOGIN_SLOWDOWN_SECONDS)
+
+
+def login_throttle(request: Request) -> LoginThrottle:
+    """This app's LoginThrottle (sharing the Limiter's counters)."""
+    ctx = request.app.state.ctx
+    throttle = ctx.extra.get("login_throttle")
+    if throttle is None:
+        throttle = ctx.extra["login_throttle"] = LoginThrottle(limiter_for(request), ctx.settings)
+    return throttle  # type: ignore[no-any-return]
+
+
+LOGIN_THROTTLED = (
+    "Preveč neuspešnih prijav z vašega naslova. Prosimo, poskusite znova čez {sl}. "
+    "/ Too many failed logins from your address; please try again in {en}."
+)
+
+
+def login_throttled_detail(seconds: int) -> str:
+    sl, en = _wait_text(seconds)
+    return LOGIN_THROTTLED.format(sl=sl, en=en)

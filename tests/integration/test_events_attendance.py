@@ -161,7 +161,7 @@ async def test_surveys_take_the_same_bands(tmp_path, amqp_url):
     """The contract's four bands are still taken, 0-14 too (a compatible extension); results
     are counted in exactly the bands events attendance uses (plus `unknown`)."""
     settings = make_settings(tmp_path, amqp_url)
-    app = create_surveys_app(settings, config=SurveysConfig(responses_per_address_per_day=100))
+    app = create_surveys_app(settings, config=SurveysConfig())
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://surveys.test") as client:

@@ -1,5 +1,9 @@
 """Rate limits on every public form and endpoint (shared/web/ratelimit.py, issue #8).
 
+Limits are set tiny here to prove the mechanism (per address, per contact, per link); the
+shipped numbers, which key on who is acting and let a crowd on one address through, are
+proven in tests/security/test_limits_crowds.py (issue 15).
+
 Each service is served by uvicorn on a real port (as `kranj run` serves it, proxy headers
 on): the test client is 127.0.0.1, a trusted proxy, so `X-Forwarded-For` picks the
 resident's address, as behind the nginx gateway. Limits are set tiny through settings.
@@ -98,6 +102,25 @@ async def assert_limited(
     return other
 
 
+async def assert_link_limited(
+    client: httpx.AsyncClient, service: str, endpoint: str, url: str, *, ip: str, other_ip: str, html: bool = False
+) -> None:
+    """Actions behind a signed link are counted per link (issue 15), whatever the address:
+    `url` has `{link}`; two posts through link-a pass, the third (from another address) is
+    429 "za to povezavo"; link-b from that address is unaffected."""
+    headers = HTML if html else {}
+    for _ in range(2):
+        answer = await client.post(url.format(link="link-a"), headers={**headers, "X-Forwarded-For": ip})
+        assert answer.status_code != 429, (url, answer.text)
+    before = limited_count(service, endpoint, "token")
+    refused = await client.post(url.format(link="link-a"), headers={**headers, "X-Forwarded-For": other_ip})
+    assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60, refused.text
+    assert SLOVENIAN["token"] in refused.text
+    assert limited_count(service, endpoint, "token") == before + 1
+    other = await client.post(url.format(link="link-b"), headers={**headers, "X-Forwarded-For": other_ip})
+    assert other.status_code != 429, (url, other.text)
+
+
 async def _published_event(client: httpx.AsyncClient) -> str:
     starts = datetime.now(UTC).replace(microsecond=0) + timedelta(days=5)
     created = await client.post(
@@ -146,12 +169,12 @@ async def test_events_public_writes_are_limited_per_address(tmp_path, amqp_url):
             ip="203.0.113.3", other_ip="203.0.113.4", html=True, data=registration,
         )
         assert ok.status_code == 303
-        await assert_limited(
+        await assert_link_limited(
             client, "events", "/api/v1/registrations/{registration_id}/cancel",
-            "/api/v1/registrations/nope/cancel?token=forged", ip="203.0.113.5", other_ip="203.0.113.6",
+            "/api/v1/registrations/nope/cancel?token={link}", ip="203.0.113.5", other_ip="203.0.113.6",
         )
-        await assert_limited(
-            client, "events", "/events/prijava/{token}/preklic", "/events/prijava/forged/preklic",
+        await assert_link_limited(
+            client, "events", "/events/prijava/{token}/preklic", "/events/prijava/{link}/preklic",
             ip="203.0.113.7", other_ip="203.0.113.8", html=True,
         )
 
@@ -179,12 +202,12 @@ async def test_booking_public_writes_are_limited_per_address(tmp_path, amqp_url)
             client, "booking", "/rooms/{room_id}/rezervacija", "/rooms/ks-primskovo/rezervacija",
             ip="198.51.100.3", other_ip="198.51.100.4", html=True, data=form,
         )
-        await assert_limited(
-            client, "booking", "/api/v1/bookings/{booking_id}/cancel", "/api/v1/bookings/nope/cancel?token=forged",
+        await assert_link_limited(
+            client, "booking", "/api/v1/bookings/{booking_id}/cancel", "/api/v1/bookings/nope/cancel?token={link}",
             ip="198.51.100.5", other_ip="198.51.100.6",
         )
-        await assert_limited(
-            client, "booking", "/rooms/prosnja/{token}/preklic", "/rooms/prosnja/forged/preklic",
+        await assert_link_limited(
+            client, "booking", "/rooms/prosnja/{token}/preklic", "/rooms/prosnja/{link}/preklic",
             ip="198.51.100.7", other_ip="198.51.100.8", html=True,
         )
 
@@ -221,9 +244,8 @@ async def test_notify_public_writes_are_limited(tmp_path, amqp_url):
             client, "notify", "/subscribe/code/{token}", "/subscribe/code/forged",
             ip="203.0.113.23", other_ip="203.0.113.24", html=True, data={"code": "123456"},
         )
-        await assert_limited(
-            client, "notify", "/manage/{token}", "/manage/forged",
-            ip="203.0.113.25", other_ip="203.0.113.26", html=True, data={"action": "save"},
+        await assert_link_limited(
+            client, "notify", "/manage/{token}", "/manage/{link}", ip="203.0.113.25", other_ip="203.0.113.26", html=True,
         )
 
         # One-click unsubscribe comes from mail providers' shared addresses: counted per link.

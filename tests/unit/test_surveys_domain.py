@@ -122,12 +122,17 @@ def test_answering_window():
     assert domain.is_due_to_close("open", NOW, NOW) and not domain.is_due_to_close("open", None, NOW)
 
 
-def test_per_address_limit_and_fingerprint():
-    recent = [NOW - timedelta(hours=h) for h in (23, 5, 1)]
-    assert domain.retry_after(recent, 4, NOW) is None
-    wait = domain.retry_after(recent, 3, NOW)
-    assert wait is not None and 3590 <= wait <= 3602  # the oldest leaves the 24 h window in an hour
-    assert domain.retry_after([NOW - timedelta(days=2)] * 9, 1, NOW) is None
+def test_address_fingerprint_browser_token_and_clusters():
+    # No cap per address any more (issue 15): a browser token, and clusters shown to staff.
+    token = domain.new_browser_token("key", "s1")
+    assert domain.browser_fingerprint("key", "s1", token) is not None
+    assert domain.browser_fingerprint("key", "s2", token) is None  # another survey's token
+    assert domain.browser_fingerprint("key", "s1", token[:-2] + "xx") is None  # forged
+    assert domain.browser_fingerprint("key", "s1", None) is None
+    start = NOW.replace(minute=0, second=0, microsecond=0)
+    rows = [("a" * 40, start + timedelta(seconds=n), True) for n in range(25)] + [("b" * 40, start, True)] * 2
+    clusters = domain.answer_clusters(rows, threshold=20)
+    assert [(c.address, c.count, c.flagged) for c in clusters] == [("a" * 12, 25, True), ("b" * 12, 2, False)]
     fp = domain.address_fingerprint("key", "s1", "192.0.2.7")
     assert "192.0.2.7" not in fp and fp == domain.address_fingerprint("key", "s1", "192.0.2.7")
     assert fp != domain.address_fingerprint("key", "s2", "192.0.2.7") != domain.address_fingerprint("other", "s1", "192.0.2.7")
