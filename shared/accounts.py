@@ -7,7 +7,7 @@ lookup, so a revoked token or a closed session stops working at once, everywhere
 - Passwords are hashed with Argon2id (argon2-cffi's defaults, RFC 9106 low-memory profile).
 - API tokens and session cookies are 256-bit random strings; only their SHA-256 is stored
   (a slow hash adds nothing to a random secret of that size, and lookups stay cheap).
-- Five wrong passwords in a row lock an account for 15 minutes.
+- API tokens expire: 90 days by default (`kranj token create --days N`, at most 730).
 - A session ends after 12 hours without use, after 7 days in any case, at logout, and when
   its account is disabled or its password changed.
 
@@ -37,8 +37,8 @@ from .settings import Settings
 ROLES: tuple[str, ...] = ("admin", "ks-staff", "organiser")
 TOKEN_PREFIX = "kzv2."
 SESSION_PREFIX = "kzs."
-MAX_FAILED_LOGINS = 5
-LOCKOUT = timedelta(minutes=15)
+TOKEN_DAYS_DEFAULT = 90
+TOKEN_DAYS_MAX = 730
 SESSION_IDLE = timedelta(hours=12)
 SESSION_MAX = timedelta(days=7)
 TOUCH_EVERY = timedelta(minutes=1)  # last-seen/last-used writes at most this often
@@ -82,6 +82,7 @@ tokens_table = sa.Table(
     sa.Column("created_at", UTCDateTime(), nullable=False),
     sa.Column("last_used_at", UTCDateTime(), nullable=True),
     sa.Column("revoked_at", UTCDateTime(), nullable=True),
+    sa.Column("expires_at", UTCDateTime(), nullable=True),  # accounts_0002; NULL is never written
 )
 
 _hasher = PasswordHasher()
@@ -166,14 +167,14 @@ class TokenInfo:
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
 class LoginResult:
-    """`account` on success; otherwise `locked_for` (seconds) when the account is locked."""
+    """`account` on success, else None."""
 
     account: Account | None = None
-    locked_for: int | None = None
 
 
 def _account(row: sa.Row) -> Account:
@@ -329,8 +330,12 @@ class AccountStore:
     # login and sessions
     # ----------------------------------------------------------------------------------
     async def authenticate(self, email: str, password: str) -> LoginResult:
-        """Check a password. Wrong: `LoginResult()`. Locked: `locked_for` seconds. The
-        `MAX_FAILED_LOGINS`-th wrong password in a row locks the account for `LOCKOUT`."""
+        """Check a password: `LoginResult(account)` when right, else `LoginResult()`.
+
+        No account is ever locked by wrong passwords (issue 15: an outsider could keep staff
+        out, and the lockout told which accounts exist). Failed attempts are throttled per
+        address and per (account, address) by `shared.web.ratelimit.LoginThrottle`. An
+        unknown email costs the same Argon2 verification as a wrong password."""
         await self.ready()
         async with self.engine.connect() as conn:
             row = (
@@ -340,23 +345,7 @@ class AccountStore:
         if row is None or not row.active:
             await asyncio.to_thread(_verify, row.password_hash if row else _DUMMY_HASH, password)
             return LoginResult()
-        if row.locked_until is not None and row.locked_until > now:
-            return LoginResult(locked_for=_seconds(row.locked_until - now))
         if not await asyncio.to_thread(_verify, row.password_hash, password):
-            async with self.engine.begin() as conn:
-                failed = await conn.scalar(
-                    sa.update(accounts_table)
-                    .where(accounts_table.c.id == row.id)
-                    .values(failed_attempts=accounts_table.c.failed_attempts + 1)
-                    .returning(accounts_table.c.failed_attempts)
-                )
-                if failed is not None and failed >= MAX_FAILED_LOGINS:
-                    await conn.execute(
-                        sa.update(accounts_table)
-                        .where(accounts_table.c.id == row.id)
-                        .values(failed_attempts=0, locked_until=now + LOCKOUT)
-                    )
-                    return LoginResult(locked_for=_seconds(LOCKOUT))
             return LoginResult()
         values: dict = {"failed_attempts": 0, "locked_until": None, "last_login_at": now}
         if _hasher.check_needs_rehash(row.password_hash):
@@ -434,10 +423,16 @@ class AccountStore:
     # ----------------------------------------------------------------------------------
     # API tokens
     # ----------------------------------------------------------------------------------
-    async def create_token(self, *, role: str, ks: Iterable[str] = (), label: str = "") -> tuple[str, str]:
-        """A new API token: returns (id, token). The token is shown once; only its hash is kept."""
+    async def create_token(
+        self, *, role: str, ks: Iterable[str] = (), label: str = "", days: int = TOKEN_DAYS_DEFAULT
+    ) -> tuple[str, str]:
+        """A new API token valid for `days` (1–730): returns (id, token). The token is shown
+        once; only its hash is kept."""
+        if not 1 <= days <= TOKEN_DAYS_MAX:
+            raise AccountError(f"a token lives 1 to {TOKEN_DAYS_MAX} days, not {days}")
         await self.ready()
         scope = check_scope(role, ks)
+        now = utcnow()
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         token_id = secrets.token_hex(6)
         async with self.engine.begin() as conn:
@@ -448,29 +443,32 @@ class AccountStore:
                     role=role,
                     ks=_ks_text(scope),
                     label=label.strip()[:200],
-                    created_at=utcnow(),
+                    created_at=now,
                     last_used_at=None,
                     revoked_at=None,
+                    expires_at=now + timedelta(days=days),
                 )
             )
         return token_id, token
 
     async def token_identity(self, token: str) -> Identity | None:
-        """The scope of a live API token (one lookup by its SHA-256), else None."""
+        """The scope of a live API token (one lookup by its SHA-256; not revoked, not expired), else None."""
         if not token.startswith(TOKEN_PREFIX) or len(token) > 200:
             return None
         await self.ready()
+        now = utcnow()
         async with self.engine.connect() as conn:
             row = (
                 await conn.execute(
                     sa.select(tokens_table).where(
-                        tokens_table.c.token_hash == sha256(token), tokens_table.c.revoked_at.is_(None)
+                        tokens_table.c.token_hash == sha256(token),
+                        tokens_table.c.revoked_at.is_(None),
+                        tokens_table.c.expires_at > now,
                     )
                 )
             ).first()
         if row is None:
             return None
-        now = utcnow()
         if row.last_used_at is None or now - row.last_used_at >= TOUCH_EVERY:
             async with self.engine.begin() as conn:
                 await conn.execute(sa.update(tokens_table).where(tokens_table.c.id == row.id).values(last_used_at=now))
@@ -490,6 +488,7 @@ class AccountStore:
                 created_at=r.created_at,
                 last_used_at=r.last_used_at,
                 revoked_at=r.revoked_at,
+                expires_at=r.expires_at,
             )
             for r in rows
         ]
@@ -511,7 +510,3 @@ def _verify(hashed: str, password: str) -> bool:
         return _hasher.verify(hashed, password)
     except (VerifyMismatchError, VerificationError, InvalidHashError):
         return False
-
-
-def _seconds(delta: timedelta) -> int:
-    return max(1, int(delta.total_seconds() + 0.999))

@@ -78,7 +78,15 @@ class ChannelName(str, Enum):
 
 
 def main() -> None:
-    app()
+    from pydantic import ValidationError
+
+    try:
+        app()
+    except ValidationError as exc:  # a bad KRANJ_* setting: one clear line, not a traceback
+        from .settings import settings_problem
+
+        err(f"kranj: invalid configuration: {settings_problem(exc)}")
+        raise SystemExit(2) from None
 
 
 # --------------------------------------------------------------------------------------
@@ -1245,15 +1253,19 @@ def token_create(
     label: Annotated[
         str | None, typer.Option("--label", "--subject", help="Who or what the token is for (shown in lists and logs).")
     ] = None,
+    days: Annotated[int, typer.Option("--days", min=1, max=730, help="Days until the token expires (1–730).")] = 90,
 ) -> None:
-    """Print a new staff API token to stdout, once. Only its SHA-256 is stored; `kranj token
-    revoke ID` ends it at once in every service."""
+    """Print a new staff API token to stdout, once. Only its SHA-256 is stored; it expires
+    after --days (default 90); `kranj token revoke ID` ends it at once in every service."""
     ks = _checked_ks(role, ks)
     settings = Settings()
-    token_id, token = _accounts_run(settings, lambda store: store.create_token(role=role.value, ks=ks, label=label or ""))
+    token_id, token = _accounts_run(
+        settings, lambda store: store.create_token(role=role.value, ks=ks, label=label or "", days=days)
+    )
     out(token)
     err(
-        f"kranj: {role.value} token {token_id} for {_scope(role.value, ks)}. Shown only now: keep it secret. "
+        f"kranj: {role.value} token {token_id} for {_scope(role.value, ks)}, valid {days} days. "
+        f"Shown only now: keep it secret. "
         f"/ Žeton {token_id} je prikazan samo zdaj: hranite ga na varnem. Preklic: kranj token revoke {token_id}"
     )
 
@@ -1262,7 +1274,7 @@ def token_create(
 def token_list(
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """The API tokens (never the tokens themselves): id, role, KS, label, created, last used, revoked."""
+    """The API tokens (never the tokens themselves): id, role, KS, label, created, expires, last used, revoked."""
     tokens = _accounts_run(Settings(), lambda store: store.list_tokens())
     if as_json:
         out(json.dumps([asdict(t) for t in tokens], ensure_ascii=False, indent=2, default=_json_value))
@@ -1270,11 +1282,11 @@ def token_list(
     if not tokens:
         out("Ni žetonov. / No tokens.")
         return
-    out(f"{'id':<13} {'role':<10} {'ks':<20} {'created':<17} {'last used':<17} {'revoked':<17} label")
+    out(f"{'id':<13} {'role':<10} {'ks':<20} {'created':<17} {'expires':<17} {'last used':<17} {'revoked':<17} label")
     for t in tokens:
         out(
             f"{t.id:<13} {t.role:<10} {_scope(t.role, t.ks)[:20]:<20} {_short(t.created_at):<17} "
-            f"{_short(t.last_used_at):<17} {_short(t.revoked_at):<17} {t.label}"
+            f"{_short(t.expires_at):<17} {_short(t.last_used_at):<17} {_short(t.revoked_at):<17} {t.label}"
         )
 
 

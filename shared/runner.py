@@ -10,7 +10,7 @@ import aiormq
 import uvicorn
 
 from . import logs
-from .settings import SERVICES, Settings
+from .settings import SERVICES, Settings, load_or_exit
 
 
 async def broker_problem(url: str, timeout: float = 5.0) -> str | None:
@@ -38,7 +38,7 @@ def redact_url(url: str) -> str:
 def run_service(name: str, settings: Settings | None = None) -> None:
     if name not in SERVICES:
         sys.exit(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
-    settings = settings or Settings()
+    settings = settings or load_or_exit(f"kranj {name}")
     logs.configure(name, fmt=settings.log_format, level=settings.log_level)
     problem = asyncio.run(broker_problem(settings.amqp_url))
     if problem:

@@ -32,7 +32,9 @@ from ..migrations import upgrade_async
 from ..settings import Settings
 from . import unavailable
 from .csrf import Csrf, CsrfCookieMiddleware, csrf_field, csrf_protect, csrf_token, secure_cookies
+from .headers import SecurityHeadersMiddleware
 from .openapi import document_errors
+from .ratelimit import login_throttle, login_throttled_detail
 
 log = logging.getLogger("kranj.web")
 SHARED_TEMPLATES = Path(__file__).parent / "templates"
@@ -153,6 +155,7 @@ def create_service_app(
     app.state.csrf = csrf = Csrf(ctx.settings)
     app.add_middleware(CsrfCookieMiddleware, csrf=csrf)
     app.add_middleware(IdentityMiddleware, accounts=ctx.accounts, settings=ctx.settings)
+    app.add_middleware(SecurityHeadersMiddleware)  # outermost: every answer, errors included
     app.mount("/static/shared", StaticFiles(directory=SHARED_STATIC), name="shared-static")
     if static_dir is not None and static_dir.exists():
         app.mount(f"/static/{ctx.service}", StaticFiles(directory=static_dir), name="static")
@@ -257,24 +260,23 @@ def _add_login_routes(app: FastAPI, ctx: ServiceApp) -> None:
         email = email.strip()
         if not email or not password:
             return page(request, status_code=401, error=LOGIN_WRONG, email=email, next=_safe_next(next))
-        result = await ctx.accounts.authenticate(email, password)
-        if result.locked_for is not None:
-            minutes = max(1, (result.locked_for + 59) // 60)
-            message = (
-                f"Preveč neuspešnih poskusov: račun je zaklenjen še {minutes} min. Poskusite pozneje. "
-                f"/ Too many failed attempts: the account is locked for {minutes} more minutes."
-            )
-            log.warning("login refused: account locked", extra={"service_name": ctx.service})
+        throttle = login_throttle(request)
+        wait = await throttle.refused_for(request, email)
+        if wait is not None:
+            # The same answer whether or not the account exists, and never a lockout of the
+            # account itself: only this address (or this account from this address) waits.
             return page(
                 request,
                 status_code=429,
-                headers={"Retry-After": str(result.locked_for)},
-                error=message,
+                headers={"Retry-After": str(wait)},
+                error=login_throttled_detail(wait),
                 email=email,
                 next=_safe_next(next),
             )
+        result = await ctx.accounts.authenticate(email, password)
         if result.account is None:
             log.info("login failed", extra={"service_name": ctx.service})
+            await throttle.failed(request, email)
             return page(request, status_code=401, error=LOGIN_WRONG, email=email, next=_safe_next(next))
         old = request.cookies.get(COOKIE_NAME)
         if old:

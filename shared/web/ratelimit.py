@@ -354,9 +354,10 @@ class LoginThrottle:
         service = self.limiter.service
         account = _email(email) or email.strip().lower()[:320]
         pair_key = ("login", "pair", account, client_address(request))
-        failed_here_before = any(
-            (await strategy.get_window_stats(item, service, *pair_key)).remaining < item.amount for item in self.per_pair
-        )
+        failed_here_before = False
+        for item in self.per_pair:
+            stats = await strategy.get_window_stats(item, service, *pair_key)
+            failed_here_before = failed_here_before or stats.remaining < item.amount
         for items, key in self._keys(request, email):
             for item in items:
                 await strategy.hit(item, service, *key)
