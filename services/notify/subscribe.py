@@ -7,12 +7,13 @@ import hashlib
 import hmac
 import secrets
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from pydantic import ValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from shared.contracts.notify import TOPICS
@@ -197,22 +198,26 @@ async def subscribe_submit(
         return _form(request, values, errors, code=422, lang=page_lang)
 
     renderer: Renderer = ctx.extra["renderer"]
+    # The answer never tells whether a contact is subscribed (issue 15): an email sign-up
+    # always gets the same "check your inbox" page; a phone sign-up always goes on to the
+    # code page, and the number always gets a code (for an active subscriber, entering it
+    # changes nothing). An email or a phone that belongs to an active subscriber is never
+    # taken over by a new sign-up, and a clash of the two is no longer a 500.
     async with ctx.db.session() as session:
-        existing = (
-            await session.exec(
-                select(Subscriber).where(
-                    (col(Subscriber.email) == data.email) if data.email else (col(Subscriber.phone) == data.phone)
-                )
-            )
-        ).first()
-        if existing is not None and existing.status == "active":
-            # Do not reveal who is subscribed; nothing to confirm, nothing sent.
-            return ctx.templates.TemplateResponse(
-                request, "subscribe_sent.html", {"by": "email" if data.email else "sms"}
-            )
-        if existing is not None:  # pending or unsubscribed before: start again
-            await session.delete(existing)
-            await session.flush()
+        found = []
+        if data.email:
+            found += (await session.exec(select(Subscriber).where(col(Subscriber.email) == data.email))).all()
+        if data.phone:
+            found += (await session.exec(select(Subscriber).where(col(Subscriber.phone) == data.phone))).all()
+        active = [s for s in found if s.status == "active"]
+        if active and data.email:
+            # Nothing to confirm, nothing sent; the same page as a new sign-up.
+            return ctx.templates.TemplateResponse(request, "subscribe_sent.html", {"by": "email"})
+        if active:  # a phone-only sign-up of an active number: a code, as for a new one
+            return await _code_for_active(ctx, session, renderer, active[0], data)
+        for stale in {s.id: s for s in found}.values():  # pending or unsubscribed before: start again
+            await session.delete(stale)
+        await session.flush()
         subscriber = Subscriber(
             email=data.email,
             phone=data.phone,
@@ -255,10 +260,47 @@ async def subscribe_submit(
             language=data.language,
         )
         await service.record_personal(session, notice, email=email_to, phone=phone_to, language=data.language)
-        await session.commit()
+        try:
+            await session.commit()
+        except IntegrityError:  # the same contact signing up twice at the same moment
+            await session.rollback()
+            return ctx.templates.TemplateResponse(request, "subscribe_sent.html", {"by": "email" if data.email else "sms"})
     ctx.extra["worker"].wake()
     if data.email:
         return ctx.templates.TemplateResponse(request, "subscribe_sent.html", {"by": "email"})
+    return RedirectResponse(f"/subscribe/code/{token}", status_code=status.HTTP_303_SEE_OTHER)
+
+
+async def _code_for_active(
+    ctx: ServiceApp, session: Any, renderer: Renderer, subscriber: Subscriber, data: service.SubscriberIn
+) -> Response:
+    """A phone sign-up of a number already subscribed: the same SMS code and code page as a
+    new sign-up (so the answer does not tell), and the subscription stays as it was."""
+    code = f"{secrets.randbelow(1_000_000):06d}"
+    title, body = renderer.personal("subscribe_code", data.language, code=code)
+    old = await session.get(Confirmation, subscriber.id)
+    if old is not None:
+        await session.delete(old)
+        await session.flush()
+    session.add(
+        Confirmation(
+            subscriber_id=subscriber.id, code_hash=_code_hash(ctx, subscriber.id, code), expires_at=utcnow() + VALID_FOR
+        )
+    )
+    notice = NoticeDraft(
+        source="/kranj/notify/subscribe",
+        source_id=f"{subscriber.id}:{secrets.token_hex(4)}",
+        title=title,
+        body=body,
+        ks=list(data.ks),
+        topic="general",
+        channels=["sms"],
+        language=data.language,
+    )
+    await service.record_personal(session, notice, email=None, phone=data.phone, language=data.language)
+    await session.commit()
+    ctx.extra["worker"].wake()
+    token = _signer(ctx).dumps(subscriber.id)
     return RedirectResponse(f"/subscribe/code/{token}", status_code=status.HTTP_303_SEE_OTHER)
 
 

@@ -1,0 +1,97 @@
+"""Issue 15, minor: sign-up answered differently for a subscribed phone (200) and a new one
+(303), and a new email with an already subscribed phone gave 500. Now the answer is the
+same whether or not the contact is known, and never 500; a subscribed contact is never
+taken over by a new sign-up.
+
+The real notify app (its delivery worker sends to the test SMTP sink and SMS gateway) on
+the real databases.
+"""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from conftest import make_settings
+from sqlmodel import select
+from staff_login import form_token
+
+from security.helpers import ADMIN
+from services.notify.app import create_app
+from services.notify.models import Subscriber
+
+pytestmark = pytest.mark.integration
+
+FORM = {"ks": ["planina"], "topics": ["general"], "consent": "yes"}
+
+
+@pytest.fixture
+async def notify(tmp_path, amqp_url, database_url, smtp_server, sms_gateway):
+    settings = make_settings(
+        tmp_path, amqp_url, notify_database_url=database_url, **smtp_server.settings(), **sms_gateway.settings()
+    )
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+            added = await client.post(
+                "/api/v1/subscribers",
+                headers=ADMIN,
+                json={"email": "znana@example.si", "phone": "+38641999888", "ks": ["planina"],
+                      "topics": ["general"], "channels": ["email", "sms"], "language": "sl"},
+            )  # fmt: skip
+            assert added.status_code == 201, added.text
+            client.headers["X-CSRF-Token"] = await form_token(client, "/subscribe")
+            yield app, client
+
+
+def page_text(answer: httpx.Response) -> str:
+    """What the resident reads: the page without the per-request CSRF token and signed link."""
+    return re.sub(r'value="[^"]{20,}"|/subscribe/code/[^"]+', "", answer.text)
+
+
+async def subscribers(app) -> list[tuple[str | None, str | None, str]]:
+    async with app.state.ctx.db.session() as session:
+        rows = (await session.exec(select(Subscriber))).all()
+    return sorted(((r.email, r.phone, r.status) for r in rows), key=str)
+
+
+async def test_an_email_sign_up_answers_the_same_for_a_known_and_a_new_address(notify):
+    app, client = notify
+    known = await client.post("/subscribe", data={**FORM, "email": "ZNANA@example.si", "channels": ["email"]})
+    new = await client.post("/subscribe", data={**FORM, "email": "nova@example.si", "channels": ["email"]})
+    assert known.status_code == new.status_code == 200
+    assert page_text(known) == page_text(new)
+
+
+async def test_a_phone_sign_up_answers_the_same_for_a_known_and_a_new_number(notify, sms_gateway):
+    app, client = notify
+    known = await client.post("/subscribe", data={**FORM, "phone": "041 999 888", "channels": ["sms"]})
+    new = await client.post("/subscribe", data={**FORM, "phone": "041 777 666", "channels": ["sms"]})
+    assert known.status_code == new.status_code == 303
+    assert known.headers["location"].startswith("/subscribe/code/") and new.headers["location"].startswith("/subscribe/code/")
+    sent = await sms_gateway.wait_for(2)
+    assert sorted(s.json["to"] for s in sent) == ["+38641777666", "+38641999888"]  # a code to each, the same words
+    pages = [await client.get(a.headers["location"]) for a in (known, new)]
+    assert [p.status_code for p in pages] == [200, 200] and page_text(pages[0]) == page_text(pages[1])
+    wrong = [await client.post(a.headers["location"], data={"code": "000000x"}) for a in (known, new)]
+    assert [w.status_code for w in wrong] == [422, 422] and page_text(wrong[0]) == page_text(wrong[1])
+    # The known number's code confirms nothing new: the subscription is as it was.
+    code = re.search(r"\b(\d{6})\b", next(s for s in sent if s.json["to"] == "+38641999888").json["text"])[1]
+    done = await client.post(known.headers["location"], data={"code": code})
+    assert done.status_code == 200 and "Prijava je potrjena" in done.text
+    assert ("znana@example.si", "+38641999888", "active") in await subscribers(app)
+
+
+async def test_a_new_email_with_a_subscribed_phone_is_no_500_and_takes_nothing_over(notify):
+    app, client = notify
+    before = await subscribers(app)
+    clash = await client.post(
+        "/subscribe", data={**FORM, "email": "druga@example.si", "phone": "+386 41 999 888", "channels": ["email", "sms"]}
+    )
+    plain = await client.post("/subscribe", data={**FORM, "email": "tretja@example.si", "channels": ["email"]})
+    assert clash.status_code == plain.status_code == 200
+    assert page_text(clash) == page_text(plain)
+    after = await subscribers(app)
+    assert ("znana@example.si", "+38641999888", "active") in after
+    assert [r for r in after if r not in before] == [("tretja@example.si", None, "pending")]
