@@ -11,13 +11,21 @@ Routes keep using `StaffDep`, `current_staff(request)` and `require_ks(staff, ks
 that changes an existing record uses `require_change(staff, current_ks, new_ks)` (or
 `change_refusal` to report one row of an import): the KS the record belongs to now counts
 as well as the one it is moved to.
+
+What each role may do is the one table in `shared.permissions` (role × action × scope).
+Every staff route declares its action with `Permit("events.publish", record=loader)`: one
+dependency checks the credentials (401), the role's right to the action (403) and, with a
+record loader, the record's KS and owner (403; 404 from the loader) — before the body is even
+validated. Routes that residents use too (a staff token only adds powers) declare
+`MaybeStaff("action")` and call `authorize(...)`, the same check. Both publish the action as
+`x-permission` in the OpenAPI document.
 """
 
 from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
@@ -26,6 +34,7 @@ from fastapi import Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from . import permissions
 from .accounts import ROLES, AccountStore, Identity, sha256
 from .settings import Settings
 
@@ -39,12 +48,19 @@ __all__ = [
     "COOKIE_NAME",
     "ROLES",
     "Auth",
+    "Grant",
     "IdentityMiddleware",
+    "MaybeStaff",
+    "Permit",
+    "Record",
     "Staff",
     "StaffDep",
     "auth_of",
+    "authorize",
     "change_refusal",
     "current_staff",
+    "may",
+    "optional_staff",
     "require_change",
     "require_ks",
 ]
@@ -222,3 +238,125 @@ def require_change(staff: Staff, current_ks: str | None, new_ks: str | None = No
     if refusal is not None:
         sl, _, en = refusal.partition(" / ")
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"{sl[:1].upper()}{sl[1:]}. / {en[:1].upper()}{en[1:]}.")
+
+
+# ======================================================================================
+# The permission table, enforced (shared.permissions holds the table itself)
+# ======================================================================================
+@dataclass(frozen=True)
+class Record:
+    """What a permission check needs to know of one record: its KS now and who created it."""
+
+    ks: str
+    owner: str | None = None
+
+
+RecordLoader = Callable[[Request], Awaitable[Record]]
+
+
+@dataclass(frozen=True)
+class Grant(Staff):
+    """A staff member allowed `action` in `scope` (from the permission table): usable wherever
+    a `Staff` is; `require(...)` checks one more record or KS against the same scope."""
+
+    action: str = ""
+    scope: str = ""
+
+    def refusal(self, current_ks: str | None, new_ks: str | None = None, owner: str | None = None) -> str | None:
+        refused = change_refusal(self, current_ks, new_ks)
+        if refused is not None:
+            return refused
+        if self.scope == "own-record" and current_ks is not None and owner != self.subject:
+            return (
+                "to ni vaš zapis: organizator ureja le dogodke, ki jih je ustvaril sam "
+                "/ not your record: organisers act only on what they created"
+            )
+        return None
+
+    def require(self, current_ks: str | None, new_ks: str | None = None, owner: str | None = None) -> None:
+        _raise(self.refusal(current_ks, new_ks, owner))
+
+    def require_record(self, record: Record, new_ks: str | None = None) -> None:
+        self.require(record.ks, new_ks, record.owner)
+
+
+def _raise(refusal: str | None) -> None:
+    if refusal is not None:
+        sl, _, en = refusal.partition(" / ")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{sl[:1].upper()}{sl[1:]}. / {en[:1].upper()}{en[1:]}.")
+
+
+def grant_refusal(staff: Staff, action: str) -> Grant | str:
+    scope = permissions.scope_of(staff.role, action)
+    if scope is None:
+        return f"vloga {staff.role} tega ne sme ({action}) / the role {staff.role} may not do this ({action})"
+    return Grant(subject=staff.subject, role=staff.role, ks=staff.ks, action=action, scope=scope)
+
+
+def authorize(staff: Staff, action: str, record: Record | None = None, *, new_ks: str | None = None) -> Grant:
+    """The one check of the permission table: `staff` may perform `action` (else 403) on
+    `record` (its KS now, and its owner where the scope is own records) and, for a write that
+    names a KS (a new record, a move), `new_ks`."""
+    found = grant_refusal(staff, action)
+    if isinstance(found, str):
+        _raise(found)
+        raise AssertionError  # unreachable
+    if record is not None or new_ks is not None:
+        found.require(record.ks if record else None, new_ks, record.owner if record else None)
+    return found
+
+
+def may(staff: Staff | None, action: str, record: Record | None = None) -> bool:
+    """`authorize` as a yes/no (for what a page shows, or a reduced public view)."""
+    if staff is None:
+        return False
+    try:
+        authorize(staff, action, record)
+    except HTTPException:
+        return False
+    return True
+
+
+def Permit(action: str, record: RecordLoader | None = None) -> Any:  # noqa: N802 - reads as a declaration
+    """`staff: Annotated[Grant, Permit("events.publish", record=event_record)]`: the route's
+    declared action, checked before the handler (and before the body is validated)."""
+    permissions.scope_of("admin", action)  # an action the table does not know fails at import
+
+    async def permit(request: Request, staff: Annotated[Staff, Depends(current_staff)]) -> Grant:
+        return authorize(staff, action, await record(request) if record is not None else None)
+
+    permit.permission = action  # type: ignore[attr-defined]
+    return Depends(permit)
+
+
+def optional_staff(request: Request) -> Staff | None:
+    """The staff member behind the request; None when it carries no credentials; 401 when it
+    carries credentials that are not valid."""
+    if auth_of(request).via is None:
+        return None
+    return current_staff(request)
+
+
+def MaybeStaff(action: str) -> Any:  # noqa: N802 - reads as a declaration
+    """A route residents use too, where a staff token adds powers (`action`): the staff member
+    or None. The handler calls `authorize(staff, action, record)` where the power is used."""
+    permissions.scope_of("admin", action)
+
+    def maybe(request: Request) -> Staff | None:
+        return optional_staff(request)
+
+    maybe.permission = action  # type: ignore[attr-defined]
+    maybe.optional = True  # type: ignore[attr-defined]
+    return Depends(maybe)
+
+
+def permission_of(dependant: Any) -> tuple[str, bool] | None:
+    """The action a route declares (and whether staff is optional there), from its dependencies."""
+    for sub in dependant.dependencies:
+        action = getattr(sub.call, "permission", None)
+        if action is not None:
+            return action, bool(getattr(sub.call, "optional", False))
+        found = permission_of(sub)
+        if found is not None:
+            return found
+    return None

@@ -5,7 +5,9 @@ with the list beside it in `errors`. And a staff route answers 401 and 403, a ro
 an id in its path 404, a rate-limited route 429 with `Retry-After` — all as JSON with a
 `detail`. `document_errors(app)` adds these to the generated document, once, from what
 each route depends on, so no route has to repeat them (schemathesis checks that every
-status code and body matches the document: tests/integration/test_schemathesis.py).
+status code and body matches the document: tests/integration/test_schemathesis.py). It also publishes each staff
+route's action in the permission table as `x-permission` (`x-permission-optional` where
+residents use the route too): tests/security/test_permission_matrix.py reads them.
 """
 
 from __future__ import annotations
@@ -76,6 +78,12 @@ def _api_routes(app: FastAPI) -> Iterator[Any]:
             yield context
 
 
+def permission_of(dependant: Dependant) -> tuple[str, bool] | None:
+    from ..auth import permission_of as declared
+
+    return declared(dependant)
+
+
 def _needs_staff(route: Any) -> bool:
     from ..auth import current_staff
 
@@ -115,10 +123,17 @@ def _patch(app: FastAPI, document: dict[str, Any]) -> None:
             statuses.add(429)
         if route.body_field is not None:
             statuses.add(400)  # a body that is not JSON at all (or not UTF-8)
+        permission = permission_of(route.dependant)
+        if permission is not None:
+            statuses |= {401, 403}  # also where a staff token is optional: one that is not valid, or not allowed
         for method in route.methods or ():
             operation = paths.get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue
+            if permission is not None:  # the route's action in the permission table (shared/permissions.py)
+                operation["x-permission"] = permission[0]
+                if permission[1]:
+                    operation["x-permission-optional"] = True
             responses = operation.setdefault("responses", {})
             for status in statuses:
                 responses.setdefault(str(status), _error_response(status))
