@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from shared import clock
-from shared.auth import Staff, StaffDep, current_staff, page_staff, require_change, require_ks
+from shared.auth import Grant, MaybeStaff, Permit, Record, Staff, authorize, current_staff, may, page_staff, require_ks
 from shared.contracts import KS_NAMES
 from shared.i18n import format_date
 from shared.web import ServiceApp
@@ -35,12 +35,6 @@ def _ctx(request: Request) -> ServiceApp:
     return request.app.state.ctx  # type: ignore[no-any-return]
 
 
-def _optional_staff(request: Request) -> Staff | None:
-    if not request.headers.get("authorization") and not request.cookies.get("kranj_staff"):
-        return None
-    return current_staff(request)
-
-
 def _conflict(exc: service.RuleBroken) -> JSONResponse:
     body: dict[str, Any] = {"detail": exc.detail, "rules": [v.rule for v in exc.violations]}
     if exc.conflicts:
@@ -60,6 +54,24 @@ async def _booking(ctx: ServiceApp, booking_id: str) -> tuple[service.Booking, s
         return await service.get_booking(ctx.db, booking_id)
     except service.NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_BOOKING) from None
+
+
+# The records of the permission table (shared/permissions.py): a room and a booking belong
+# to the room's KS; organisers have no booking rights, so no owner is needed.
+async def room_record(request: Request) -> Record:
+    return Record(ks=(await _room(_ctx(request), request.path_params["room_id"])).ks)
+
+
+async def booking_record(request: Request) -> Record:
+    _booking_row, room = await _booking(_ctx(request), request.path_params["booking_id"])
+    return Record(ks=room.ks)
+
+
+RoomsEdit = Annotated[Grant, Permit("rooms.edit", record=room_record)]
+RoomsImport = Annotated[Grant, Permit("rooms.edit")]
+BookingsRead = Annotated[Grant, Permit("booking.read")]
+Approve = Annotated[Grant, Permit("booking.approve", record=booking_record)]
+Figures = Annotated[Grant, Permit("booking.figures.read")]
 
 
 # ======================================================================================
@@ -88,7 +100,7 @@ async def get_room(room_id: str, request: Request) -> RoomOut:
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
     responses={422: {"description": "An empty file."}},
 )
-async def import_rooms(request: Request, staff: StaffDep) -> dict[str, Any]:
+async def import_rooms(request: Request, staff: RoomsImport) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "Prazna datoteka. / Empty file.")
@@ -102,9 +114,8 @@ async def import_rooms(request: Request, staff: StaffDep) -> dict[str, Any]:
     summary="Change a room's details and rules (staff)",
     responses={409: {"description": "The new rules contradict each other (e.g. a minimum longer than the maximum)."}},
 )
-async def update_room(room_id: str, body: RoomRulesIn, request: Request, staff: StaffDep) -> RoomOut:
+async def update_room(room_id: str, body: RoomRulesIn, request: Request, staff: RoomsEdit) -> RoomOut:
     ctx = _ctx(request)
-    require_change(staff, (await _room(ctx, room_id)).ks)
     try:
         return service.to_out(await service.update_room(ctx.db, room_id, body, staff))
     except service.Conflict as exc:
@@ -128,9 +139,8 @@ class ClosureOut(ClosureIn):
     response_model=ClosureOut,
     summary="Close a room for a while (staff)",
 )
-async def add_closure(room_id: str, body: ClosureIn, request: Request, staff: StaffDep) -> ClosureOut:
+async def add_closure(room_id: str, body: ClosureIn, request: Request, staff: RoomsEdit) -> ClosureOut:
     ctx = _ctx(request)
-    require_change(staff, (await _room(ctx, room_id)).ks)
     if body.ends_at <= body.starts_at:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "ends_at: must be after starts_at")
     closure = await service.add_closure(ctx.db, room_id, body.starts_at, body.ends_at, body.reason, staff)
@@ -234,12 +244,13 @@ def _created(made: service.Created, personal: bool) -> BookingCreated:
         },
     },
 )
-async def create_booking(body: BookingIn, request: Request) -> Any:
+async def create_booking(
+    body: BookingIn, request: Request, staff: Annotated[Staff | None, MaybeStaff("booking.create")]
+) -> Any:
     ctx = _ctx(request)
-    staff = _optional_staff(request)
     room = await _room(ctx, body.room_id)
-    if staff is not None and not staff.may_act_for(room.ks):
-        staff = None  # staff of another KS ask like any resident
+    if staff is not None and not may(staff, "booking.create", Record(ks=room.ks)):
+        staff = None  # staff of another KS (and organisers) ask like any resident
     try:
         made = await service.request_booking(ctx.db, ctx.settings, body, staff=staff)
     except service.RuleBroken as exc:
@@ -250,7 +261,7 @@ async def create_booking(body: BookingIn, request: Request) -> Any:
 @api.get("/bookings", response_model=list[BookingOut], summary="Bookings of the KS you act for (staff)")
 async def list_bookings(
     request: Request,
-    staff: StaffDep,
+    staff: BookingsRead,
     status_: Annotated[str | None, Query(alias="status")] = None,
     room_id: str | None = None,
     ks: str | None = None,
@@ -272,12 +283,26 @@ def _ks_scope(staff: Staff, ks: str | None) -> list[str] | None:
     return list(staff.ks)
 
 
-@api.get("/bookings/{booking_id}", response_model=BookingOut, summary="One booking (contact details for staff only)")
-async def get_booking(booking_id: str, request: Request) -> BookingOut:
+@api.get(
+    "/bookings/{booking_id}",
+    response_model=BookingOut,
+    summary="One booking: in full for staff of the room's KS or with the requester's signed `token`",
+    description="Anyone else sees only when the room is held and in which state: no name, contact, purpose "
+    "or reason (the taken times are public in the room's availability anyway).",
+)
+async def get_booking(
+    booking_id: str,
+    request: Request,
+    staff: Annotated[Staff | None, MaybeStaff("booking.read")],
+    token: Annotated[str | None, Query(description="The requester's signed token (from their link).")] = None,
+) -> BookingOut:
     ctx = _ctx(request)
     booking, room = await _booking(ctx, booking_id)
-    staff = _optional_staff(request)
-    return service.booking_out(booking, personal=staff is not None and staff.may_act_for(room.ks))
+    if may(staff, "booking.read", Record(ks=room.ks)):
+        return service.booking_out(booking, personal=True)
+    if token is not None and service.booking_id_from_token(ctx.settings, token) == booking_id:
+        return service.booking_out(booking, personal=True)  # the requester's own link
+    return service.booking_out(booking).model_copy(update={"purpose": "", "reason": None})
 
 
 class RejectIn(BaseModel):
@@ -293,7 +318,8 @@ async def _decide(
 ) -> BookingOut:
     ctx = _ctx(request)
     _booking_row, room = await _booking(ctx, booking_id)
-    require_change(staff, room.ks)  # again inside the use case, on the locked row
+    staff = authorize(staff, "booking.cancel" if action == "cancel" else "booking.approve", Record(ks=room.ks))
+    # (the use case checks the KS again, on the locked row)
     try:
         if action == "approve":
             booking = await service.approve(ctx.db, ctx.settings, booking_id, staff)
@@ -307,12 +333,12 @@ async def _decide(
 
 
 @api.post("/bookings/{booking_id}/approve", response_model=BookingOut, summary="Approve a request (staff)")
-async def approve(booking_id: str, request: Request, staff: StaffDep) -> BookingOut:
+async def approve(booking_id: str, request: Request, staff: Approve) -> BookingOut:
     return await _decide(request, booking_id, staff, "approve")
 
 
 @api.post("/bookings/{booking_id}/reject", response_model=BookingOut, summary="Reject a request, with a reason (staff)")
-async def reject(booking_id: str, body: RejectIn, request: Request, staff: StaffDep) -> BookingOut:
+async def reject(booking_id: str, body: RejectIn, request: Request, staff: Approve) -> BookingOut:
     return await _decide(request, booking_id, staff, "reject", body.reason.strip())
 
 
@@ -323,7 +349,9 @@ async def reject(booking_id: str, body: RejectIn, request: Request, staff: Staff
     dependencies=[rate_limit("link")],
     responses={
         401: {"description": "Neither a `token` nor a staff token."},
-        403: {"description": "The `token` is not this booking's, or the staff token is for another KS."},
+        403: {
+            "description": "The `token` is not this booking's, or the staff token may not cancel it (`booking.cancel`)."
+        },
         409: {"description": "The booking cannot be cancelled any more."},
         429: RATE_LIMITED,
     },
@@ -331,6 +359,7 @@ async def reject(booking_id: str, body: RejectIn, request: Request, staff: Staff
 async def cancel(
     booking_id: str,
     request: Request,
+    staff: Annotated[Staff | None, MaybeStaff("booking.cancel")],
     body: Annotated[CancelIn | None, Body()] = None,
     token: Annotated[str | None, Query(description="The requester's signed token (from cancel_url).")] = None,
 ) -> BookingOut:
@@ -345,7 +374,7 @@ async def cancel(
         except service.Conflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         return service.booking_out(booking)
-    return await _decide(request, booking_id, current_staff(request), "cancel", reason)
+    return await _decide(request, booking_id, staff or current_staff(request), "cancel", reason)
 
 
 # ======================================================================================
@@ -367,7 +396,7 @@ async def _figures(
 @api.get("/figures", summary="Room use per room and week or month (staff)")
 async def figures(
     request: Request,
-    staff: StaffDep,
+    staff: Figures,
     period: Literal["week", "month"] = "month",
     frm: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
@@ -381,7 +410,7 @@ async def figures(
 @api.get("/figures.csv", summary="Room use as CSV for a Slovenian Excel (staff)", response_class=Response)
 async def figures_csv(
     request: Request,
-    staff: StaffDep,
+    staff: Figures,
     period: Literal["week", "month"] = "month",
     frm: Annotated[date | None, Query(alias="from")] = None,
     to: date | None = None,
@@ -416,6 +445,7 @@ async def staff_requests_page(request: Request, done: str | None = None) -> Resp
     staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
+    authorize(staff, "booking.read")
     ctx = _ctx(request)
     rows = await service.list_bookings(ctx.db, status="requested", ks=_ks_scope(staff, None))
     return ctx.templates.TemplateResponse(
@@ -447,6 +477,7 @@ async def staff_figures_page(
     staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
+    authorize(staff, "booking.figures.read")
     ctx = _ctx(request)
     ks = ks if ks in KS_NAMES else None
     rows = await _figures(request, staff, obdobje, None, None, ks)

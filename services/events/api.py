@@ -10,7 +10,17 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from shared.auth import Staff, StaffDep, current_staff, page_staff, require_change, require_ks
+from shared.auth import (
+    Grant,
+    MaybeStaff,
+    Permit,
+    Record,
+    Staff,
+    authorize,
+    current_staff,
+    may,
+    page_staff,
+)
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
 from shared.i18n import plural
@@ -44,17 +54,34 @@ def _ctx(request: Request) -> Any:
     return request.app.state.ctx
 
 
-def _optional_staff(request: Request) -> Staff | None:
-    if not request.headers.get("authorization") and not request.cookies.get("kranj_staff"):
-        return None
-    return current_staff(request)
-
-
 async def _load(ctx: Any, event_id: str) -> service.Event:
     try:
         return await service.get_event(ctx.db, event_id)
     except service.NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_EVENT) from None
+
+
+def record_of(event: service.Event) -> Record:
+    """An event for the permission table: its KS, and who created it (organisers: own records)."""
+    return Record(ks=event.ks, owner=event.created_by)
+
+
+async def event_record(request: Request) -> Record:
+    return record_of(await _load(_ctx(request), request.path_params["event_id"]))
+
+
+def _on_event(action: str) -> Any:
+    """The staff member allowed `action` on the event of the path (shared/permissions.py)."""
+    return Annotated[Grant, Permit(action, record=event_record)]
+
+
+Create = Annotated[Grant, Permit("events.create")]
+Publish = _on_event("events.publish")
+Edit = _on_event("events.edit")
+CancelEvent = _on_event("events.cancel")
+Registrants = _on_event("events.registrants.read")
+AttendanceWrite = _on_event("events.attendance.write")
+AttendanceRead = _on_event("events.attendance.read")
 
 
 def _conflict(exc: Exception) -> HTTPException:
@@ -67,8 +94,8 @@ def _conflict(exc: Exception) -> HTTPException:
 @api.post(
     "/events", status_code=status.HTTP_201_CREATED, response_model=EventOut, summary="Create a draft event (staff)"
 )
-async def create_event(body: EventIn, request: Request, staff: StaffDep) -> EventOut:
-    require_ks(staff, body.ks)
+async def create_event(body: EventIn, request: Request, staff: Create) -> EventOut:
+    staff.require(None, body.ks)
     ctx = _ctx(request)
     event = await service.create_event(ctx.db, staff, body)
     return service.to_out(ctx.settings, event, personal=True)
@@ -80,7 +107,7 @@ async def create_event(body: EventIn, request: Request, staff: StaffDep) -> Even
     summary="Publish an event (staff)",
     responses={409: {"description": "Cancelled, or it waits for its room (booking has not confirmed it)."}},
 )
-async def publish_event(event_id: str, request: Request, staff: StaffDep) -> EventOut:
+async def publish_event(event_id: str, request: Request, staff: Publish) -> EventOut:
     return await _staff_change(
         request, staff, event_id, lambda ctx: service.publish_event(ctx.db, ctx.settings, event_id)
     )
@@ -89,10 +116,10 @@ async def publish_event(event_id: str, request: Request, staff: StaffDep) -> Eve
 async def _staff_change(
     request: Request, staff: Staff, event_id: str, change: Callable[[Any], Awaitable[service.Event]]
 ) -> EventOut:
-    """A staff change of one event: the staff member must act for its KS; `change(ctx)` runs
-    the use case; a state that does not allow it is 409; the answer carries personal data."""
+    """A staff change of one event (the route's `Permit` has checked the staff member against
+    the event's KS and owner); `change(ctx)` runs the use case; a state that does not allow it
+    is 409; the answer carries personal data."""
     ctx = _ctx(request)
-    require_change(staff, (await _load(ctx, event_id)).ks)
     try:
         event = await change(ctx)
     except service.Conflict as exc:
@@ -114,7 +141,7 @@ async def _update(event_id: str, patch: EventPatch, request: Request, staff: Sta
     "registrant is told (`events.registration.event-changed`). More seats promote the waitlist.",
     responses={409: {"description": "The change is not possible (a cancelled event, or fewer seats than registered)."}},
 )
-async def patch_event(event_id: str, body: EventPatch, request: Request, staff: StaffDep) -> EventOut:
+async def patch_event(event_id: str, body: EventPatch, request: Request, staff: Edit) -> EventOut:
     return await _update(event_id, body, request, staff)
 
 
@@ -128,10 +155,11 @@ async def patch_event(event_id: str, body: EventPatch, request: Request, staff: 
         }
     },
 )
-async def put_event(event_id: str, body: EventIn, request: Request, staff: StaffDep) -> EventOut:
+async def put_event(event_id: str, body: EventIn, request: Request, staff: Edit) -> EventOut:
     ctx = _ctx(request)
-    current = (await _load(ctx, event_id)).ks
-    require_change(staff, current, body.ks)  # the event's KS now and the one the body names
+    event = await _load(ctx, event_id)
+    current = event.ks
+    staff.require_record(record_of(event), body.ks)  # the event's KS now and the one the body names
     if body.ks != current:
         raise HTTPException(status.HTTP_409_CONFLICT, "KS dogodka ni mogoče spremeniti. / The KS cannot change.")
     data = body.model_dump(exclude={"ks", "room_id"})
@@ -141,7 +169,7 @@ async def put_event(event_id: str, body: EventIn, request: Request, staff: Staff
 
 @api.post("/events/{event_id}/cancel", response_model=EventOut, summary="Cancel an event (staff)")
 async def cancel_event(
-    event_id: str, request: Request, staff: StaffDep, body: Annotated[CancelIn | None, Body()] = None
+    event_id: str, request: Request, staff: CancelEvent, body: Annotated[CancelIn | None, Body()] = None
 ) -> EventOut:
     reason = body.reason if body else ""
     return await _staff_change(
@@ -158,7 +186,7 @@ async def cancel_event(
     "Calendars carry it as a RECURRENCE-ID override.",
     responses={409: {"description": "Not a recurring event, no such occurrence, or the event is cancelled."}},
 )
-async def move_occurrence(event_id: str, body: OccurrenceMove, request: Request, staff: StaffDep) -> EventOut:
+async def move_occurrence(event_id: str, body: OccurrenceMove, request: Request, staff: Edit) -> EventOut:
     return await _staff_change(
         request,
         staff,
@@ -177,7 +205,7 @@ async def move_occurrence(event_id: str, body: OccurrenceMove, request: Request,
     "announces `events.event.updated` (changes: `exdates`) and every registrant is told, with the reason.",
     responses={409: {"description": "Not a recurring event, no such occurrence, or the event is cancelled."}},
 )
-async def cancel_occurrence(event_id: str, body: OccurrenceCancel, request: Request, staff: StaffDep) -> EventOut:
+async def cancel_occurrence(event_id: str, body: OccurrenceCancel, request: Request, staff: Edit) -> EventOut:
     return await _staff_change(
         request,
         staff,
@@ -217,12 +245,22 @@ async def list_events(
     return [service.to_out(ctx.settings, e) for e in events]
 
 
-@api.get("/events/{event_id}", response_model=EventOut, summary="One event (drafts need a staff token)")
-async def get_event(event_id: str, request: Request) -> EventOut:
+@api.get(
+    "/events/{event_id}",
+    response_model=EventOut,
+    summary="One event (drafts need a staff token allowed `events.drafts.read` on it)",
+    responses={
+        401: {"description": "A draft, and no staff token."},
+        403: {"description": "A draft, and the staff token may not read it (another KS, or another organiser's)."},
+    },
+)
+async def get_event(
+    event_id: str, request: Request, staff: Annotated[Staff | None, MaybeStaff("events.drafts.read")]
+) -> EventOut:
     ctx = _ctx(request)
     event = await _load(ctx, event_id)
     if event.status not in ("published", "cancelled"):
-        current_staff(request)
+        authorize(staff or current_staff(request), "events.drafts.read", record_of(event))
     return service.to_out(ctx.settings, event, await service.seats_taken(ctx.db, event_id))
 
 
@@ -237,17 +275,23 @@ async def get_event(event_id: str, request: Request) -> EventOut:
     description="`confirmed` while seats are free, else `waitlisted`. The answer carries the signed `cancel_url`.",
     dependencies=[rate_limit("registration")],
     responses={
-        403: {"description": "A staff token for another KS."},
+        403: {
+            "description": "A staff token that may not register people for this event (`events.registrations.write`)."
+        },
         409: {"description": "The event takes no registrations (a draft, cancelled, over, or without registration)."},
         429: RATE_LIMITED,
     },
 )
-async def register(event_id: str, body: RegistrationIn, request: Request) -> RegistrationOut:
+async def register(
+    event_id: str,
+    body: RegistrationIn,
+    request: Request,
+    staff: Annotated[Staff | None, MaybeStaff("events.registrations.write")],
+) -> RegistrationOut:
     ctx = _ctx(request)
-    staff = _optional_staff(request)
     event = await _load(ctx, event_id)
     if staff is not None:
-        require_ks(staff, event.ks)
+        staff = authorize(staff, "events.registrations.write", record_of(event))
     try:
         reg, position = await service.register(ctx.db, ctx.settings, event_id, body, staff=staff)
     except service.Conflict as exc:
@@ -270,6 +314,7 @@ async def register(event_id: str, body: RegistrationIn, request: Request) -> Reg
 async def cancel_registration(
     registration_id: str,
     request: Request,
+    staff: Annotated[Staff | None, MaybeStaff("events.registrations.write")],
     token: Annotated[str | None, Query(description="The token of the registrant's signed cancel link.")] = None,
 ) -> RegistrationOut:
     ctx = _ctx(request)
@@ -278,12 +323,12 @@ async def cancel_registration(
         if service.registration_id_from_token(ctx.settings, token) != registration_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Povezava ni veljavna. / The token is not valid.")
     else:
-        staff = current_staff(request)
+        staff = staff or current_staff(request)
         try:
             _, event, _ = await service.get_registration(ctx.db, registration_id)
         except service.NotFound:
             raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
-        require_ks(staff, event.ks)
+        authorize(staff, "events.registrations.write", record_of(event))
         by = "staff"
     try:
         reg, _promoted = await service.cancel_registration(ctx.db, ctx.settings, registration_id, by=by)  # type: ignore[arg-type]
@@ -297,9 +342,8 @@ async def cancel_registration(
     response_model=list[RegistrationOut],
     summary="Registrations of an event, in order of arrival (staff; personal data)",
 )
-async def list_registrations(event_id: str, request: Request, staff: StaffDep) -> list[RegistrationOut]:
+async def list_registrations(event_id: str, request: Request, staff: Registrants) -> list[RegistrationOut]:
     ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
     rows = await service.list_registrations(ctx.db, event_id)
     return [service.registration_out(ctx.settings, r, position=p, personal=True) for r, p in rows]
 
@@ -309,14 +353,14 @@ async def list_registrations(event_id: str, request: Request, staff: StaffDep) -
     summary="Attendee list as CSV for a Slovenian Excel (staff; UTF-8 with BOM, semicolons)",
     response_class=Response,
 )
-async def registrations_csv(event_id: str, request: Request, staff: StaffDep) -> Response:
+async def registrations_csv(event_id: str, request: Request, staff: Registrants) -> Response:
     return await _csv(request, staff, event_id)
 
 
 async def _csv(request: Request, staff: Staff, event_id: str) -> Response:
     ctx = _ctx(request)
     event = await _load(ctx, event_id)
-    require_ks(staff, event.ks)
+    authorize(staff, "events.registrants.read", record_of(event))
     rows = await service.list_registrations(ctx.db, event_id)
     return Response(
         service.registrations_csv(event, rows),
@@ -338,9 +382,8 @@ async def _csv(request: Request, staff: Staff, event_id: str) -> Response:
         }
     },
 )
-async def put_attendance(event_id: str, body: AttendanceIn, request: Request, staff: StaffDep) -> AttendanceOut:
+async def put_attendance(event_id: str, body: AttendanceIn, request: Request, staff: AttendanceWrite) -> AttendanceOut:
     ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
     try:
         return await service.record_attendance(ctx.db, event_id, dict(body.counts), staff, occurrence=body.occurrence)
     except service.Conflict as exc:
@@ -352,9 +395,8 @@ async def put_attendance(event_id: str, body: AttendanceIn, request: Request, st
     response_model=AttendanceOut,
     summary="Recorded attendance by age band, per date and in total (staff)",
 )
-async def get_attendance(event_id: str, request: Request, staff: StaffDep) -> AttendanceOut:
+async def get_attendance(event_id: str, request: Request, staff: AttendanceRead) -> AttendanceOut:
     ctx = _ctx(request)
-    require_ks(staff, (await _load(ctx, event_id)).ks)
     return await service.get_attendance(ctx.db, event_id)
 
 
@@ -670,7 +712,7 @@ async def staff_list(request: Request) -> Response:
     if isinstance(staff, RedirectResponse):
         return staff
     ctx = _ctx(request)
-    events = await service.list_for_staff(ctx.db, staff)
+    events = [e for e in await service.list_for_staff(ctx.db, staff) if may(staff, "events.list", record_of(e))]
     return ctx.templates.TemplateResponse(
         request, "staff_events.html", {"events": events, "status_sl": domain.STATUS_SL}
     )
@@ -743,6 +785,7 @@ async def staff_new(request: Request) -> Response:
     staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
+    authorize(staff, "events.create")
     return await _editor(request, staff, None, _event_form(None), [])
 
 
@@ -751,6 +794,7 @@ async def staff_create(request: Request) -> Response:
     staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
+    authorize(staff, "events.create")
     ctx = _ctx(request)
     raw = await request.form()
     form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
@@ -760,23 +804,32 @@ async def staff_create(request: Request) -> Response:
     except ValidationError as exc:
         form["audience"] = " ".join(audience)
         return await _editor(request, staff, None, form, _event_errors(exc), 422)
-    require_ks(staff, body.ks)
+    authorize(staff, "events.create", new_ks=body.ks)
     event = await service.create_event(ctx.db, staff, body)
     return RedirectResponse(f"/events/osebje/{event.id}", status_code=303)
 
 
-async def _staff_event(request: Request, event_id: str) -> tuple[Staff, service.Event] | RedirectResponse:
+# What each button of the staff editor does, as an action of the permission table.
+PAGE_ACTIONS = {
+    "objavi": "events.publish",
+    "odpovej": "events.cancel",
+    "prisotnost": "events.attendance.write",
+    "prijava": "events.registrations.write",
+    "termin": "events.edit",
+}
+
+
+async def _staff_event(request: Request, event_id: str, action: str) -> tuple[Staff, service.Event] | RedirectResponse:
     staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
     event = await _load(_ctx(request), event_id)
-    require_ks(staff, event.ks)
-    return staff, event
+    return authorize(staff, action, record_of(event)), event
 
 
 @pages.get("/events/osebje/{event_id}", response_class=HTMLResponse)
 async def staff_event(event_id: str, request: Request) -> Response:
-    found = await _staff_event(request, event_id)
+    found = await _staff_event(request, event_id, "events.edit")
     if isinstance(found, RedirectResponse):
         return found
     staff, event = found
@@ -785,7 +838,7 @@ async def staff_event(event_id: str, request: Request) -> Response:
 
 @pages.post("/events/osebje/{event_id}", response_class=HTMLResponse)
 async def staff_edit(event_id: str, request: Request) -> Response:
-    found = await _staff_event(request, event_id)
+    found = await _staff_event(request, event_id, "events.edit")
     if isinstance(found, RedirectResponse):
         return found
     staff, event = found
@@ -810,7 +863,10 @@ async def staff_edit(event_id: str, request: Request) -> Response:
 
 @pages.post("/events/osebje/{event_id}/{action}", response_class=HTMLResponse)
 async def staff_action(event_id: str, action: str, request: Request) -> Response:
-    found = await _staff_event(request, event_id)
+    permission = "events.registrations.write" if action.startswith("preklici-") else PAGE_ACTIONS.get(action)
+    if permission is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Ni take strani.")
+    found = await _staff_event(request, event_id, permission)
     if isinstance(found, RedirectResponse):
         return found
     staff, event = found
@@ -882,8 +938,11 @@ async def staff_action(event_id: str, action: str, request: Request) -> Response
         except service.Conflict as exc:
             return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], 409)
     elif action.startswith("preklici-"):
+        registration_id = action.removeprefix("preklici-")
         try:
-            await service.cancel_registration(ctx.db, ctx.settings, action.removeprefix("preklici-"), by="staff")
+            if (await service.get_registration(ctx.db, registration_id))[1].id != event_id:
+                raise service.NotFound(registration_id)  # only a registration of this event
+            await service.cancel_registration(ctx.db, ctx.settings, registration_id, by="staff")
         except service.NotFound:
             raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
     else:

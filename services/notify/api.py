@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import hmac
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse, RedirectResponse
 from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, EmailStr, Field
 
-from shared.auth import Staff, StaffDep
+from shared.auth import Grant, Permit, Record
 from shared.contact import ContactFields
 from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
-from shared.logs import mask_email, mask_phone
+from shared.logs import mask_email, mask_phone, scrub
 from shared.web import ServiceApp
 from shared.web.csrf import csrf_exempt
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
@@ -41,6 +41,31 @@ def _known_ks(ks: str) -> str:
     return ks
 
 
+# The records of the permission table (shared/permissions.py).
+async def notice_record(request: Request) -> Record:
+    """A notice belongs to the KS it was sent to; one for several KS (or the whole city) to the
+    city ("*"): only an administrator (or staff of every KS) sees its deliveries."""
+    async with _ctx(request).db.session() as session:
+        notice = await session.get(Notice, request.path_params["notice_id"])
+    if notice is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Obvestila ni. / No such notice.")
+    kss = set(notice.ks)
+    return Record(ks=kss.pop() if len(kss) == 1 else "*")
+
+
+async def ks_record(request: Request) -> Record:
+    return Record(ks=_known_ks(request.path_params["ks"]))
+
+
+Subscribers = Annotated[Grant, Permit("notify.subscribers.write")]
+Privacy = Annotated[Grant, Permit("notify.subscribers.privacy")]
+DeliveriesRead = Annotated[Grant, Permit("notify.deliveries.read", record=notice_record)]
+Resend = Annotated[Grant, Permit("notify.deliveries.resend", record=notice_record)]
+PreviewDep = Annotated[Grant, Permit("notify.preview")]
+KsContactsRead = Annotated[Grant, Permit("notify.ks-contacts.read", record=ks_record)]
+KsContactsWrite = Annotated[Grant, Permit("notify.ks-contacts.write", record=ks_record)]
+
+
 @api.post(
     "/subscribers",
     status_code=status.HTTP_201_CREATED,
@@ -48,10 +73,9 @@ def _known_ks(ks: str) -> str:
     summary="Subscribe a resident on their behalf (staff); consent recorded as staff-entered",
     responses={409: {"description": "That email address or phone number is subscribed already."}},
 )
-async def add_subscriber(body: SubscriberIn, request: Request, staff: StaffDep) -> SubscriberOut:
+async def add_subscriber(body: SubscriberIn, request: Request, staff: Subscribers) -> SubscriberOut:
     for ks in body.ks:
-        if not staff.may_act_for(ks):
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"Nimate pravic za KS {ks}. / Not your KS.")
+        staff.require(None, ks)
     try:
         return await service.add_subscriber(_ctx(request).db, body, consent_source="staff")
     except service.Conflict as exc:
@@ -65,14 +89,8 @@ class ContactIn(BaseModel):
     phone: str | None = None
 
 
-def _admin(staff: Staff) -> None:
-    if staff.role != "admin":
-        raise HTTPException(status.HTTP_403_FORBIDDEN, "Samo skrbnik. / Only a city administrator may do this.")
-
-
 @api.post("/subscribers/export", summary="Everything notify holds about one resident, as JSON (GDPR access; admin)")
-async def export_subscriber(body: ContactIn, request: Request, staff: StaffDep) -> dict[str, Any]:
-    _admin(staff)
+async def export_subscriber(body: ContactIn, request: Request, staff: Privacy) -> dict[str, Any]:
     try:
         return await service.export_subscriber(_ctx(request).db, email=body.email, phone=body.phone)
     except ValueError as exc:
@@ -80,8 +98,7 @@ async def export_subscriber(body: ContactIn, request: Request, staff: StaffDep) 
 
 
 @api.post("/subscribers/erase", summary="Erase one resident's contact data from notify (GDPR erasure; admin)")
-async def erase_subscriber(body: ContactIn, request: Request, staff: StaffDep) -> dict[str, int]:
-    _admin(staff)
+async def erase_subscriber(body: ContactIn, request: Request, staff: Privacy) -> dict[str, int]:
     ctx = _ctx(request)
     try:
         return await service.erase_subscriber(
@@ -97,7 +114,7 @@ class DeliveryRow(BaseModel):
     to: str = Field(description="Masked contact: never the full address in the log")
     status: str
     attempts: int
-    last_error: str | None
+    last_error: str | None = Field(description="Why it failed; contact data in it masked")
     reference: str | None
     created_at: datetime
     sent_at: datetime | None
@@ -112,9 +129,9 @@ class DeliveryLog(BaseModel):
 @api.get(
     "/notices/{notice_id}/deliveries",
     response_model=DeliveryLog,
-    summary="What was sent to whom, on which channel, with what result (staff; contacts masked)",
+    summary="What was sent to whom, on which channel, with what result (staff of the notice's KS; contacts masked)",
 )
-async def deliveries(notice_id: str, request: Request, staff: StaffDep) -> DeliveryLog:
+async def deliveries(notice_id: str, request: Request, staff: DeliveriesRead) -> DeliveryLog:
     db = _ctx(request).db
     rows = await service.delivery_log(db, notice_id)
     return DeliveryLog(
@@ -122,7 +139,8 @@ async def deliveries(notice_id: str, request: Request, staff: StaffDep) -> Deliv
         counts=await service.delivery_summary(db, notice_id),
         deliveries=[
             DeliveryRow(
-                **row.model_dump(include={"id", "channel", "status", "attempts", "last_error", "reference"}),
+                **row.model_dump(include={"id", "channel", "status", "attempts", "reference"}),
+                last_error=scrub(row.last_error) if row.last_error else None,
                 to=mask_email(row.address) if row.channel == "email" else mask_phone(row.address),
                 created_at=row.created_at,
                 sent_at=row.sent_at,
@@ -132,8 +150,11 @@ async def deliveries(notice_id: str, request: Request, staff: StaffDep) -> Deliv
     )
 
 
-@api.post("/notices/{notice_id}/deliveries/resend", summary="Queue the failed deliveries of a notice again (staff)")
-async def resend(notice_id: str, request: Request, staff: StaffDep) -> dict[str, int]:
+@api.post(
+    "/notices/{notice_id}/deliveries/resend",
+    summary="Queue the failed deliveries of a notice again (staff of the notice's KS)",
+)
+async def resend(notice_id: str, request: Request, staff: Resend) -> dict[str, int]:
     ctx = _ctx(request)
     count = await service.resend_failed(ctx.db, notice_id)
     ctx.extra["worker"].wake()
@@ -163,7 +184,9 @@ class Preview(BaseModel):
 
 
 @api.post("/preview", response_model=Preview, summary="How a notice will read on every channel (staff)")
-async def preview(body: PreviewIn, request: Request, staff: StaffDep) -> Preview:
+async def preview(body: PreviewIn, request: Request, staff: PreviewDep) -> Preview:
+    for ks in body.ks:
+        staff.require(None, ks)
     ctx = _ctx(request)
     renderer = _renderer(request)
     notice = Notice(
@@ -360,25 +383,18 @@ class KsContactsOut(BaseModel):
     contacts: list[KsContactIn]
 
 
-def _ks_staff(staff: Staff, ks: str) -> None:
-    if not (staff.role == "admin" or (staff.role == "ks-staff" and staff.may_act_for(ks))):
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"Nimate pravic za KS {ks}. / Only admin or staff of KS {ks}.")
-
-
 @api.put(
     "/ks/{ks}/contacts",
     response_model=KsContactsOut,
     summary="Who at a KS is told of new booking requests (admin or that KS's staff); replaces the list",
 )
-async def put_ks_contacts(ks: str, body: KsContactsIn, request: Request, staff: StaffDep) -> KsContactsOut:
-    _ks_staff(staff, _known_ks(ks))
+async def put_ks_contacts(ks: str, body: KsContactsIn, request: Request, staff: KsContactsWrite) -> KsContactsOut:
     contacts = [c.model_dump() for c in body.contacts]
     await service.set_ks_contacts(_ctx(request).db, ks, contacts)
     return KsContactsOut(ks=ks, contacts=body.contacts)
 
 
 @api.get("/ks/{ks}/contacts", response_model=KsContactsOut, summary="A KS's contacts for booking requests (staff)")
-async def get_ks_contacts(ks: str, request: Request, staff: StaffDep) -> KsContactsOut:
-    _ks_staff(staff, _known_ks(ks))
+async def get_ks_contacts(ks: str, request: Request, staff: KsContactsRead) -> KsContactsOut:
     rows = await service.ks_contacts(_ctx(request).db, ks)
     return KsContactsOut(ks=ks, contacts=[KsContactIn.model_construct(**r) for r in rows])

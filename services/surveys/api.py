@@ -10,7 +10,7 @@ from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
-from shared.auth import Staff, StaffDep, current_staff, require_ks
+from shared.auth import Grant, MaybeStaff, Permit, Record, Staff, authorize, current_staff
 from shared.models import utcnow
 from shared.web import ServiceApp
 from shared.web.csrf import secure_cookies
@@ -50,6 +50,17 @@ async def _load(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefinition]
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
 
 
+async def survey_record(request: Request) -> Record:
+    """A survey for the permission table (shared/permissions.py): its KS."""
+    survey, _definition = await _load(_ctx(request), request.path_params["survey_id"])
+    return Record(ks=survey.ks, owner=survey.created_by)
+
+
+Create = Annotated[Grant, Permit("surveys.create")]
+Manage = Annotated[Grant, Permit("surveys.manage", record=survey_record)]
+ResultsRead = Annotated[Grant, Permit("surveys.results.read", record=survey_record)]
+
+
 def _unprocessable(errors: list[domain.AnswerError]) -> HTTPException:
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(e.line() for e in errors))
 
@@ -65,7 +76,7 @@ def _unprocessable(errors: list[domain.AnswerError]) -> HTTPException:
 )
 async def create_survey(
     request: Request,
-    staff: StaffDep,
+    staff: Create,
     body: Annotated[
         TemplateRequest | SurveyDefinition,
         Body(
@@ -79,7 +90,7 @@ async def create_survey(
     ],
 ) -> Created:
     ctx = _ctx(request)
-    require_ks(staff, body.ks)
+    staff.require(None, body.ks)
     if isinstance(body, TemplateRequest):
         definition = domain.needs_assessment(body.ks, title=body.title, opens_at=body.opens_at, closes_at=body.closes_at)
         survey = await service.create_survey(ctx.db, staff, definition, template=body.template)
@@ -94,19 +105,27 @@ async def list_surveys(request: Request) -> list[SurveyOut]:
     return [service.to_out(ctx.settings, s) for s in await service.list_open(ctx.db)]
 
 
-@api.get("/surveys/{survey_id}", response_model=SurveyOut, summary="One survey with its questions")
-async def get_survey(survey_id: str, request: Request) -> SurveyOut:
+@api.get(
+    "/surveys/{survey_id}",
+    response_model=SurveyOut,
+    summary="One survey with its questions (a draft needs a staff token allowed `surveys.drafts.read` on it)",
+    responses={
+        401: {"description": "A draft, and no staff token."},
+        403: {"description": "A draft, and the staff token may not read it (another KS)."},
+    },
+)
+async def get_survey(
+    survey_id: str, request: Request, staff: Annotated[Staff | None, MaybeStaff("surveys.drafts.read")]
+) -> SurveyOut:
     ctx = _ctx(request)
     survey, definition = await _load(ctx, survey_id)
     if survey.status == "draft":
-        current_staff(request)
+        authorize(staff or current_staff(request), "surveys.drafts.read", Record(ks=survey.ks, owner=survey.created_by))
     return service.to_out(ctx.settings, survey, definition)
 
 
 async def _staff_action(request: Request, staff: Staff, survey_id: str, action: Any) -> SurveyOut:
     ctx = _ctx(request)
-    survey, _ = await _load(ctx, survey_id)
-    require_ks(staff, survey.ks)
     try:
         await action(ctx.db, ctx.settings, survey_id)
     except service.Conflict as exc:
@@ -121,7 +140,7 @@ async def _staff_action(request: Request, staff: Staff, survey_id: str, action: 
     summary="Open for answers; announces surveys.survey.opened (staff)",
     responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
 )
-async def open_survey(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
+async def open_survey(survey_id: str, request: Request, staff: Manage) -> SurveyOut:
     return await _staff_action(request, staff, survey_id, service.open_survey)
 
 
@@ -131,7 +150,7 @@ async def open_survey(survey_id: str, request: Request, staff: StaffDep) -> Surv
     summary="Stop taking answers; announces surveys.survey.closed (staff)",
     responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
 )
-async def close_survey(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
+async def close_survey(survey_id: str, request: Request, staff: Manage) -> SurveyOut:
     return await _staff_action(request, staff, survey_id, service.close_survey)
 
 
@@ -141,7 +160,7 @@ async def close_survey(survey_id: str, request: Request, staff: StaffDep) -> Sur
     summary="Show the results (no free text) on the public page; announces surveys.results.published (staff)",
     responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
 )
-async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> SurveyOut:
+async def publish_results(survey_id: str, request: Request, staff: Manage) -> SurveyOut:
     return await _staff_action(request, staff, survey_id, service.publish_results)
 
 
@@ -153,7 +172,7 @@ async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> 
     responses={
         400: {"description": "The `invitation` is forged, altered, or for another survey."},
         401: {"description": "`channel: paper` without a staff token."},
-        403: {"description": "`channel: paper` with a staff token for another KS."},
+        403: {"description": "`channel: paper` with a staff token that may not enter paper answers here."},
         422: {"description": "Says which question is wrong."},
         409: {
             "description": "The survey is not open (yet, or any more), this invitation has already answered, "
@@ -167,13 +186,17 @@ async def publish_results(survey_id: str, request: Request, staff: StaffDep) -> 
     },
     dependencies=[rate_limit("survey_answer")],
 )
-async def answer(survey_id: str, body: ResponseIn, request: Request) -> ResponseCreated:
+async def answer(
+    survey_id: str,
+    body: ResponseIn,
+    request: Request,
+    paper_staff: Annotated[Staff | None, MaybeStaff("surveys.responses.paper")],
+) -> ResponseCreated:
     ctx = _ctx(request)
     staff = None
     if body.channel == "paper":
-        staff = current_staff(request)
         survey, _ = await _load(ctx, survey_id)
-        require_ks(staff, survey.ks)
+        staff = authorize(paper_staff or current_staff(request), "surveys.responses.paper", Record(ks=survey.ks))
     response = await _submit(ctx, request, survey_id, body, staff)
     return ResponseCreated(
         id=response.id, survey_id=survey_id, channel=response.channel, volunteered=body.contact is not None
@@ -294,10 +317,9 @@ async def _results(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefiniti
 
 
 @api.get("/surveys/{survey_id}/results", response_model=ResultsOut, summary="Counts, percentages, splits, free text (staff)")
-async def get_results(survey_id: str, request: Request, staff: StaffDep) -> ResultsOut:
+async def get_results(survey_id: str, request: Request, staff: ResultsRead) -> ResultsOut:
     ctx = _ctx(request)
     survey, _definition, results = await _results(ctx, survey_id)
-    require_ks(staff, survey.ks)
     clusters = await service.answer_clusters(ctx.db, survey_id, _config(ctx).cluster_threshold)
     return _results_out(survey, results, clusters)
 
@@ -308,10 +330,9 @@ async def get_results(survey_id: str, request: Request, staff: StaffDep) -> Resu
     response_class=Response,
     responses={200: {"content": {"text/csv": {}}}},
 )
-async def get_results_csv(survey_id: str, request: Request, staff: StaffDep) -> Response:
+async def get_results_csv(survey_id: str, request: Request, staff: ResultsRead) -> Response:
     ctx = _ctx(request)
     survey, definition, results = await _results(ctx, survey_id)
-    require_ks(staff, survey.ks)
     body = domain.results_csv(definition, results)
     return Response(
         body.encode("utf-8"),
@@ -573,17 +594,15 @@ async def print_version(survey_id: str, request: Request) -> HTMLResponse:
     )
 
 
-def _page_staff(request: Request, ks: str) -> Staff:
-    staff = current_staff(request)
-    require_ks(staff, ks)
-    return staff
+def _page_staff(request: Request, survey: Any, action: str) -> Staff:
+    return authorize(current_staff(request), action, Record(ks=survey.ks, owner=survey.created_by))
 
 
 @pages.get("/surveys/{survey_id}/paper", response_class=HTMLResponse)
 async def paper_form(survey_id: str, request: Request, saved: int = 0) -> HTMLResponse:
     ctx = _ctx(request)
     survey, definition = await _load(ctx, survey_id)
-    _page_staff(request, survey.ks)
+    _page_staff(request, survey, "surveys.responses.paper")
     return ctx.templates.TemplateResponse(
         request, "survey_form.html", _form_context(survey, definition, paper=True, saved=bool(saved), problem=None, answered=False)
     )
@@ -593,7 +612,7 @@ async def paper_form(survey_id: str, request: Request, saved: int = 0) -> HTMLRe
 async def paper_submit(survey_id: str, request: Request) -> Response:
     ctx = _ctx(request)
     survey, _ = await _load(ctx, survey_id)
-    staff = _page_staff(request, survey.ks)
+    staff = _page_staff(request, survey, "surveys.responses.paper")
     return await _handle_form(request, survey_id, paper=True, staff=staff)
 
 
@@ -636,7 +655,7 @@ STAFF_DONE = {
 async def staff_results(survey_id: str, request: Request, done: str = "") -> HTMLResponse:
     ctx = _ctx(request)
     survey, definition, results = await _results(ctx, survey_id)
-    _page_staff(request, survey.ks)
+    _page_staff(request, survey, "surveys.results.read")
     return ctx.templates.TemplateResponse(
         request,
         "results.html",
@@ -659,7 +678,7 @@ async def _staff_page_action(request: Request, survey_id: str, action: Any, done
     as the API, then back to the staff page with a Slovenian confirmation (or the reason)."""
     ctx = _ctx(request)
     survey, _ = await _load(ctx, survey_id)
-    _page_staff(request, survey.ks)
+    _page_staff(request, survey, "surveys.manage")
     try:
         await action(ctx.db, ctx.settings, survey_id)
     except service.Conflict as exc:
