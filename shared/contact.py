@@ -17,9 +17,37 @@ def normalise_phone(raw: str, region: str = "SI") -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# What a resident reads when the number they gave cannot receive the platform's SMS
+# (a landline, a premium-rate 090/089 or toll-free 080 number, a pager, …): HTTP 422.
+NOT_MOBILE = (
+    "Na to številko ne moremo pošiljati SMS: vpišite številko mobilnega telefona. / "
+    "We cannot send SMS to this number: give a mobile phone number."
+)
+_MOBILE_TYPES = frozenset({phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE_OR_MOBILE})
+
+
+def is_mobile(e164: str) -> bool:
+    """Can this number receive an SMS from us? Only a mobile number (`phonenumbers` type
+    MOBILE, or FIXED_LINE_OR_MOBILE where a country's plan does not tell them apart): never
+    a landline, premium-rate (+386 90, 89), toll-free (+386 80), shared-cost or VoIP number."""
+    try:
+        number = phonenumbers.parse(e164, None if e164.startswith("+") else "SI")
+    except phonenumbers.NumberParseException:
+        return False
+    return phonenumbers.is_valid_number(number) and phonenumbers.number_type(number) in _MOBILE_TYPES
+
+
+def mobile_phone(raw: str, region: str = "SI") -> str:
+    """A number the platform may text, in E.164; ValueError (`NOT_MOBILE`) for any other."""
+    e164 = normalise_phone(raw, region)
+    if not is_mobile(e164):
+        raise ValueError(NOT_MOBILE)
+    return e164
+
+
 class ContactFields(BaseModel):
-    """Mixin for models with `email` and/or `phone`: email lower-cased, phone in E.164,
-    and at least one of the two given."""
+    """Mixin for models with `email` and/or `phone`: email lower-cased, phone in E.164 and
+    a mobile number (the phone is only ever used for SMS), and at least one of the two given."""
 
     @field_validator("email", check_fields=False)
     @classmethod
@@ -29,7 +57,7 @@ class ContactFields(BaseModel):
     @field_validator("phone", check_fields=False)
     @classmethod
     def _e164_phone(cls, value: str | None) -> str | None:
-        return normalise_phone(value) if value else None
+        return mobile_phone(value) if value else None
 
     @model_validator(mode="after")
     def _reachable(self) -> ContactFields:

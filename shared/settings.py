@@ -110,6 +110,20 @@ class Settings(BaseSettings):
         description="Hours an unapproved room request holds its slot at most before it expires (default 7 days)",
     )
 
+    # Personal messages (a booking's or a registration's) to a contact nobody confirmed
+    # (notify, services/notify/relay.py; docs/security.md): at most this many a day across
+    # the platform, and per email address or phone number; the rest are not sent (counted).
+    unconfirmed_daily_cap: int = Field(
+        default=500,
+        ge=0,
+        description="Personal messages a day (Europe/Ljubljana) to contacts nobody confirmed, across the platform",
+    )
+    unconfirmed_per_contact_daily: int = Field(
+        default=3,
+        ge=0,
+        description="Personal messages a day to one email address or phone number nobody confirmed",
+    )
+
     # Who may publish what on the bus (shared/senders.py, README "Configuration"): a JSON
     # object {"<broker user>": {"ks", "topics", "urgent", "city_wide", "services", "facts"}},
     # "*" for everyone else. The file is read first, then the variable (an entry replaces

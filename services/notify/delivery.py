@@ -29,6 +29,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select, update
 
 from shared import clock
+from shared.contact import is_mobile
 from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, DeliveryOutcome
 from shared.db import Database
 from shared.invitations import invitee_for, make_invitation
@@ -484,6 +485,8 @@ class DeliveryWorker:
             return Outcome("skipped", error="expired before it could be sent")
         if delivery.channel == "sms" and not self.settings.sms_allowed(delivery.address):
             return Outcome("skipped", error="SMS only to numbers of KRANJ_SMS_COUNTRY_CODES (stops SMS pumping)")
+        if delivery.channel == "sms" and not is_mobile(delivery.address):  # the APIs refuse them too (422)
+            return Outcome("skipped", error="SMS only to mobile numbers (not landline, premium-rate or toll-free)")
         # Personal (transactional) messages go to one person, not to followers: nothing to leave.
         unsubscribe = (
             self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel) if delivery.subscriber_id else None

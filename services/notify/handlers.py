@@ -38,11 +38,27 @@ from shared.contracts.surveys import (
 from shared.invitations import invitee_for
 from shared.settings import Settings
 
-from . import links, service
+from . import links, relay, service
 from .models import KsContact, NoticeDraft
 from .render import Renderer, from_label
 
 log = logging.getLogger("kranj.notify")
+
+
+def _booking_notice(
+    envelope: CloudEvent, data: BookingChanged, source_id: str, title: str, body: str, channels: list[str]
+) -> NoticeDraft:
+    return NoticeDraft(
+        source=envelope.source,
+        source_id=source_id,
+        title=title,
+        body=body,
+        ks=[data.ks],
+        topic="rooms",
+        channels=channels,
+        url=str(data.status_url) if data.status_url else None,
+        language=data.requester.language,
+    )
 
 
 def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries: Callable[[], None]) -> None:
@@ -55,25 +71,47 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
         log.info("event announced", extra={"ce_id": envelope.id, "event_id": data.event_id, "deliveries": count})
 
     async def on_booking_changed(session: AsyncSession, envelope: CloudEvent, data: BookingChanged) -> None:
+        # A series (one request, many dates) is told once per status and day, not once per date.
+        if data.series_id and not await relay.first_of_series(
+            session, settings, envelope.source, data.series_id, data.status
+        ):
+            log.info("series already told", extra={"ce_id": envelope.id, "status": data.status})
+            return
         language = data.requester.language
         if data.cancel_url and data.status in ("requested", "confirmed"):  # the SMS keeps a short one
             data = data.model_copy(update={"cancel_url": await links.shorten(session, settings, str(data.cancel_url))})
-        title, body = renderer.personal("booking", language, b=data)
-        notice = NoticeDraft(
-            source=envelope.source,
-            source_id=f"{data.booking_id}:{data.status}",
-            title=title,
-            body=body,
-            ks=[data.ks],
-            topic="rooms",
-            channels=["email", "sms"],
-            url=str(data.status_url) if data.status_url else None,
-            language=language,
+        plan = await relay.plan(
+            session, settings, email=data.requester.email, phone=data.requester.phone, vouched=data.staff_vouched
         )
-        count = await service.record_personal(
-            session, notice, email=data.requester.email, phone=data.requester.phone, language=language
+        told = f"series:{data.series_id}" if data.series_id else data.booking_id
+        count = 0
+        if plan.full:  # a confirmed contact, or staff's own booking: in full
+            title, body = renderer.personal("booking", language, b=data)
+            count += await service.record_personal(
+                session,
+                _booking_notice(envelope, data, f"{told}:{data.status}", title, body, plan.full),
+                email=data.requester.email,
+                phone=data.requester.phone,
+                language=language,
+            )
+        if plan.fixed or plan.withheld:  # nobody confirmed the contact: fixed wording, capped
+            title, body = renderer.personal(
+                "booking_fixed", language, b=relay.booking_facts(data), from_label=from_label([data.ks])
+            )
+            count += await service.record_personal(
+                session,
+                _booking_notice(
+                    envelope, data, f"{told}:{data.status}:fixed", title, body, [*plan.fixed, *plan.withheld]
+                ),
+                email=data.requester.email,
+                phone=data.requester.phone,
+                language=language,
+                withheld=plan.withheld,
+            )
+        log.info(
+            "booking requester told",
+            extra={"ce_id": envelope.id, "status": data.status, "deliveries": count, "fixed": len(plan.fixed)},
         )
-        log.info("booking requester told", extra={"ce_id": envelope.id, "status": data.status, "deliveries": count})
         if data.status == "requested":
             await tell_ks_staff(session, envelope, data)
 
@@ -103,21 +141,34 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
                 # The action link every personal SMS keeps (services.notify.links): short and signed.
                 short = await links.shorten(session, settings, str(data.cancel_url))
                 data = data.model_copy(update={"cancel_url": short})
-            title, body = renderer.personal("registration", language, r=data, kind=kind)
-            notice = NoticeDraft(
-                source=envelope.source,
-                source_id=f"{data.registration_id}:{kind}:{envelope.id}",
-                title=title,
-                body=body,
-                ks=[data.ks],
-                topic="events",
-                channels=["email", "sms"],
-                url=str(data.url),
-                language=language,
-            )
-            count = await service.record_personal(
-                session, notice, email=data.registrant.email, phone=data.registrant.phone, language=language
-            )
+            email, phone = data.registrant.email, data.registrant.phone
+            # Staff took the registration (a phone call to the KS office, or in person): their word.
+            plan = await relay.plan(session, settings, email=email, phone=phone, vouched=data.channel != "web")
+            count = 0
+            for template, channels, context in (
+                ("registration", plan.full, {"r": data}),
+                ("registration_fixed", [*plan.fixed, *plan.withheld], {"r": relay.registration_facts(data)}),
+            ):
+                if not channels:
+                    continue
+                title, body = renderer.personal(
+                    template, language, kind=kind, from_label=from_label([data.ks]), **context
+                )
+                notice = NoticeDraft(
+                    source=envelope.source,
+                    source_id=f"{data.registration_id}:{kind}:{envelope.id}"
+                    + ("" if template == "registration" else ":fixed"),
+                    title=title,
+                    body=body,
+                    ks=[data.ks],
+                    topic="events",
+                    channels=channels,
+                    url=str(data.url),
+                    language=language,
+                )
+                count += await service.record_personal(
+                    session, notice, email=email, phone=phone, language=language, withheld=plan.withheld
+                )
             log.info("registrant told", extra={"ce_id": envelope.id, "kind": kind, "deliveries": count})
 
         return handle

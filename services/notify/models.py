@@ -184,3 +184,16 @@ class ShortLink(SQLModel, table=True):
     code: str = Field(primary_key=True, max_length=32)
     target: str = Field(sa_type=sa.Text)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class RelayCount(SQLModel, table=True):
+    """How many personal messages went to contacts nobody confirmed, per day (Europe/Ljubljana)
+    and key: `platform`, one contact (`c:` + an HMAC of channel and address: no contact data
+    here), or one series and status (`s:` + HMAC: the first of a series' messages is told,
+    the rest of the day's are not). Migration notify_0007; services.notify.relay."""
+
+    __tablename__ = "relay_counts"
+
+    day: str = Field(primary_key=True, max_length=10)
+    key: str = Field(primary_key=True, max_length=80)
+    count: int = 0

@@ -38,6 +38,7 @@ from shared.logs import mask_email, mask_phone, scrub
 from shared.models import utcnow
 from shared.settings import Settings
 
+from . import relay
 from .models import Delivery, JobRun
 
 log = logging.getLogger("kranj.notify.retention")
@@ -88,6 +89,7 @@ async def apply_retention(db: Database, settings: Settings, now: datetime | None
                         update(Delivery).where(Delivery.id == delivery_id).values(last_error=scrub(error))
                     )
                 run.deliveries += len(rows)
+            await relay.forget_old_counts(session)  # the caps' counts of past days
             await session.commit()
     except IntegrityError:
         log.info("contact retention already done today by another replica")

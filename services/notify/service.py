@@ -429,10 +429,13 @@ async def record_personal(
     email: str | None,
     phone: str | None,
     language: str = "sl",
+    withheld: dict[str, str] | None = None,
 ) -> int:
     """A message to one person (their booking, their registration): one delivery per
     channel they gave a contact for. Sent at once, quiet hours or not: they asked for it.
-    Idempotent with the message that caused it (the consumer's inbox row)."""
+    Idempotent with the message that caused it (the consumer's inbox row). A channel in
+    `withheld` is recorded as skipped with that reason, never sent (services.notify.relay)."""
+    withheld = withheld or {}
     notice.kind = "personal"
     notice.on_noticeboard = False
     _defer_notice(session, notice)  # written before the deliveries below are flushed
@@ -444,14 +447,15 @@ async def record_personal(
             channel=channel,
             address=address,
             language=language if language in ("sl", "en") else "sl",
-            status="queued",
-            next_attempt_at=now,
+            status="skipped" if channel in withheld else "queued",
+            next_attempt_at=None if channel in withheld else now,
+            last_error=withheld.get(channel),
         )
         for channel, address in (("email", email), ("sms", phone))
         if address and channel in notice.channels
     ]
     session.add_all(rows)
-    if rows:
+    if any(row.status == "queued" for row in rows):
         session.info["deliveries_written"] = True  # wakes the senders after commit (app.py)
     return len(rows)
 

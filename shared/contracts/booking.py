@@ -83,6 +83,12 @@ class BookingChanged(BaseModel):
         max_length=64,
         description="Set when the booking answers an events service's `booking.room.requested` (its `request_id`).",
     )
+    staff_vouched: bool = Field(
+        default=False,
+        description="True when KS staff (or the events service, for an event's room) made the booking, or staff "
+        "approved it: staff have seen its words. Otherwise notify repeats none of the requester's own words (name, "
+        "purpose) to a contact nobody confirmed, and tells a series once (docs/security.md).",
+    )
 
 
 BOOKING_REQUESTED = MessageType(
