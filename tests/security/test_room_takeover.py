@@ -57,6 +57,14 @@ async def test_primskovo_token_cannot_take_over_huje_room_by_import(services, ro
             content=TAKEOVER_CSV.encode("utf-8"),
             headers={**attacker, "Content-Type": "text/csv"},
         )
+        if role == "organiser":
+            # finding 5: organisers have no room rights at all (shared/permissions.py `rooms.edit`)
+            assert response.status_code == 403, response.text
+            assert "rooms.edit" in response.json()["detail"]
+            assert (await client.get(f"/api/v1/rooms/{HUJE_ROOM}")).json()["ks"] == "huje"
+            assert (await client.get("/api/v1/rooms/ks-primskovo")).json()["name"] != "Dom KS Primskovo (prenovljen)"
+            assert (await client.get("/api/v1/rooms/primskovo-mala")).status_code == 404
+            return
         assert response.status_code == 200, response.text
         result = response.json()
         # the foreign room's row is refused, with its line number and a Slovenian reason

@@ -92,7 +92,7 @@ async def test_organiser_acts_only_on_the_events_they_created(services):
         assert (await client.get(f"/events/osebje/{other_id}", headers=mine)).status_code == 403
 
 
-async def test_organiser_has_no_booking_room_or_paper_answer_rights(services):
+async def test_organiser_has_no_booking_or_room_rights(services):
     async with services("booking") as booking:
         client = booking.client
         organiser = await booking.staff("organiser", ["primskovo"], label="Društvo")
@@ -120,6 +120,8 @@ async def test_organiser_has_no_booking_room_or_paper_answer_rights(services):
         details = (await client.get(f"/api/v1/bookings/{booking_id}", headers=organiser)).json()
         assert details["email"] is None and details["name"] is None and details["purpose"] == ""
 
+
+async def test_organiser_enters_no_paper_survey_answers(services):
     async with services("surveys") as surveys:
         organiser = await surveys.staff("organiser", ["primskovo"], label="Društvo")
         made = await surveys.client.post(
@@ -133,7 +135,7 @@ async def test_organiser_has_no_booking_room_or_paper_answer_rights(services):
         assert paper.status_code == 403, paper.text
 
 
-async def test_drafts_are_readable_only_by_staff_allowed_to(services):
+async def test_draft_events_are_readable_only_by_staff_allowed_to(services):
     async with services("events") as events:
         huje = await events.staff("ks-staff", ["huje"], label="tajnik KS Huje")
         primskovo = await events.staff("ks-staff", ["primskovo"], label="tajnica KS Primskovo")
@@ -142,6 +144,8 @@ async def test_drafts_are_readable_only_by_staff_allowed_to(services):
         assert (await events.client.get(f"/api/v1/events/{draft}", headers=huje)).status_code == 403
         assert (await events.client.get(f"/api/v1/events/{draft}", headers=primskovo)).status_code == 200
 
+
+async def test_draft_surveys_are_readable_only_by_staff_allowed_to(services):
     async with services("surveys") as surveys:
         huje = await surveys.staff("ks-staff", ["huje"], label="tajnik KS Huje")
         primskovo = await surveys.staff("ks-staff", ["primskovo"], label="tajnica KS Primskovo")
