@@ -359,8 +359,10 @@ def message_data(settings: Settings, room: Room, booking: Booking, cancelled_by:
             f"{settings.public_base('booking')}/rooms/osebje/prosnje" if booking.status == "requested" else None
         ),
         event_id=booking.event_id,
-        # Staff (or the events service) made it, or staff approved it: its words were seen by staff.
+        # Staff or the events service (for its staff's event) made or asked for it, or staff
+        # approved it: its words were seen by staff (notify, services/notify/relay.py).
         staff_vouched=booking.created_by is not None
+        or booking.event_id is not None
         or (booking.status == "confirmed" and booking.decided_by is not None),
     )
 
