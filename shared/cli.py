@@ -1153,20 +1153,53 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
     health, (broker, depths), *outbox = await asyncio.gather(
         _health(settings), _queue_depths(settings), *(_unsent_outbox(settings, s) for s in SERVICES)
     )
-    return {"services": health, "broker": broker, "queues": depths, "outbox": dict(zip(SERVICES, outbox, strict=True))}
+    return {
+        "services": health,
+        "broker": broker,
+        "queues": depths,
+        "outbox": dict(zip(SERVICES, outbox, strict=True)),
+        "warnings": dead_letter_warnings(depths) if broker is None else [],
+    }
+
+
+def dead_letter_warnings(depths: dict[str, tuple[int, int] | None]) -> list[str]:
+    """What ops must know about the bound of kranj.dead (docs/operations.md, "Dead letters"):
+    it is nearly full (from DEAD_WARN_RATIO of its bound, the oldest are dropped at the
+    bound), or it has dropped dead letters (they are in kranj.dead.overflow)."""
+    from .bus import DEAD_OVERFLOW_NAME, DEAD_QUEUE_NAME, DEAD_WARN_RATIO, dead_bound
+
+    warnings = []
+    bound = dead_bound()
+    dead = (depths.get(DEAD_QUEUE_NAME) or (0, 0))[0]
+    if dead >= DEAD_WARN_RATIO * bound:
+        warnings.append(
+            f"kranj.dead holds {dead} of at most {bound} dead letters ({100 * dead // bound} %): at the bound "
+            "the oldest are dropped. Read them (`kranj dlq list`), fix the cause, then replay or drop them."
+        )
+    dropped = (depths.get(DEAD_OVERFLOW_NAME) or (0, 0))[0]
+    if dropped:
+        warnings.append(
+            f"{dropped} dead letters were dropped from kranj.dead (full); the latest are kept in "
+            f"{DEAD_OVERFLOW_NAME}. Read them in the management UI, then purge {DEAD_OVERFLOW_NAME}."
+        )
+    return warnings
 
 
 @app.command()
 def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False) -> None:
     """Services, queue depths, dead letters and unsent outbox rows on one screen.
 
-    Exit code 0 when every service is ready and the broker is reachable, 1 otherwise.
+    Exit code 0 when every service is ready, the broker is reachable and kranj.dead is below
+    80 % of its bound with nothing dropped; 1 otherwise (each dead-letter problem is a
+    WARNING line).
     """
-    from .bus import DEAD_QUEUE_NAME
+    from .bus import DEAD_QUEUE_NAME, dead_bound
 
     settings = Settings()
     report = asyncio.run(gather_status(settings))
-    healthy = report["broker"] is None and all(v == "ok" for v in report["services"].values())
+    healthy = (
+        report["broker"] is None and all(v == "ok" for v in report["services"].values()) and not report["warnings"]
+    )
     if as_json:
         out(json.dumps({**report, "healthy": healthy}, ensure_ascii=False, indent=2))
         raise typer.Exit(0 if healthy else 1)
@@ -1195,7 +1228,9 @@ def status(as_json: Annotated[bool, typer.Option("--json", help="Machine-readabl
         out("Dead letters: 0 (kranj.dead not declared yet)")
     else:
         hint = " — see `kranj dlq list`" if dead[0] else ""
-        out(f"Dead letters: {dead[0]}{hint}")
+        out(f"Dead letters: {dead[0]} of at most {dead_bound()}{hint}")
+    for warning in report["warnings"]:
+        out(f"WARNING: {warning}")
     out()
     out("Outbox")
     for name in SERVICES:
