@@ -105,19 +105,22 @@ async def assert_limited(
 async def assert_link_limited(
     client: httpx.AsyncClient, service: str, endpoint: str, url: str, *, ip: str, other_ip: str, html: bool = False
 ) -> None:
-    """Actions behind a signed link are counted per link (issue 15), whatever the address:
-    `url` has `{link}`; two posts through link-a pass, the third (from another address) is
-    429 "za to povezavo"; link-b from that address is unaffected."""
+    """Actions behind a signed link are counted per link (issue 15), whatever the address
+    and whichever route it is used on: `url` has `{link}`; two posts through one link pass,
+    the third (from another address) is 429 "za to povezavo"; another link from that
+    address is unaffected. Each call uses links of its own."""
     headers = HTML if html else {}
+    n = next(_numbers)
+    link_a, link_b = f"link-{n}-a", f"link-{n}-b"
     for _ in range(2):
-        answer = await client.post(url.format(link="link-a"), headers={**headers, "X-Forwarded-For": ip})
+        answer = await client.post(url.format(link=link_a), headers={**headers, "X-Forwarded-For": ip})
         assert answer.status_code != 429, (url, answer.text)
     before = limited_count(service, endpoint, "token")
-    refused = await client.post(url.format(link="link-a"), headers={**headers, "X-Forwarded-For": other_ip})
+    refused = await client.post(url.format(link=link_a), headers={**headers, "X-Forwarded-For": other_ip})
     assert refused.status_code == 429 and 1 <= int(refused.headers["Retry-After"]) <= 60, refused.text
     assert SLOVENIAN["token"] in refused.text
     assert limited_count(service, endpoint, "token") == before + 1
-    other = await client.post(url.format(link="link-b"), headers={**headers, "X-Forwarded-For": other_ip})
+    other = await client.post(url.format(link=link_b), headers={**headers, "X-Forwarded-For": other_ip})
     assert other.status_code != 429, (url, other.text)
 
 

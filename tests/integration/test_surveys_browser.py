@@ -65,9 +65,10 @@ async def test_resident_answers_in_chromium_and_staff_read_the_charts(tmp_path, 
         assert (await page.locator("h1").inner_text()).startswith("Rezultati")
         assert await page.locator("#chart-need rect.bar").count() == 4
         assert await page.locator("#chart-what rect.bar").count() == 10
-        assert await page.locator("#chart-reach rect.bar").count() == 5  # four age bands and "not given"
+        assert await page.locator("#chart-reach rect.bar").count() == 6  # five age bands and "not given"
         widths = [float(await bar.get_attribute("width")) for bar in await page.locator("#chart-reach rect.bar").all()]
-        assert widths[0] == widths[3] > 0 and widths[1] == widths[2] == widths[4] == 0
+        # bars: 0-14, 15-29, 30-49, 50-64, 65+, not given; one answer each in 15-29 and 65+
+        assert widths[1] == widths[4] > 0 and widths[0] == widths[2] == widths[3] == widths[5] == 0
         box = await page.locator("#chart-need").bounding_box()
         assert box and box["width"] > 100 and box["height"] > 100  # it really renders
         assert "Pevski zbor išče prostor za vaje." in await page.content()
