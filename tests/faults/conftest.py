@@ -393,6 +393,8 @@ async def kranj_up(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 # Helpers: residents, notices, counting what residents received
 # ======================================================================================
 KS_SAMPLE = ("primskovo", "center", "zlato-polje", "struzevo", "bitnje", "golnik")
+# Slovenian mobile prefixes, one per `series`: SMS go only to mobile numbers (issue 15).
+MOBILE_PREFIXES = ("40", "41", "51", "30", "31", "64", "65", "68", "69", "70")
 
 
 def write_residents_csv(
@@ -406,7 +408,7 @@ def write_residents_csv(
         writer.writerow(["email", "phone", "ks", "topics", "channels", "language"])
         for i in range(count):
             email = f"{prefix}{i:04d}@example.si"
-            phone = f"+3864{series}{i:06d}"
+            phone = f"+386{MOBILE_PREFIXES[series]}{i:06d}"
             writer.writerow([email, phone, ks[i % len(ks)], "general", "email|sms", "sl"])
             people.append((email, phone))
     return people
