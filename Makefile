@@ -64,7 +64,7 @@ bench: venv
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
 lint: venv
-	$(BIN)/ruff check shared services tests bench
+	$(BIN)/ruff check kranj shared services tests bench
 
 migrate: venv
 	$(BIN)/kranj db upgrade

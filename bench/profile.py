@@ -23,7 +23,7 @@ def short(frame: str) -> str:
     for marker in ("site-packages/", "/work/", "lib/python3.11/"):
         if marker in path:
             path = path.split(marker, 1)[1]
-    path = re.sub(r"^[^/]+/(?=(services|shared|bench)/)", "", path)
+    path = re.sub(r"^[^/]+/(?=(kranj|services|shared|bench)/)", "", path)
     return f"{path}:{m.group('func')}"
 
 

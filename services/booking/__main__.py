@@ -1,3 +1,7 @@
-from shared.runner import run_service
+"""`python -m services.booking`: the same as `kranj run booking`."""
 
-run_service("booking")
+from shared.serve import serve
+
+from .app import create_app
+
+serve("booking", create_app)

@@ -1,3 +1,7 @@
-from shared.runner import run_service
+"""`python -m services.events`: the same as `kranj run events`."""
 
-run_service("events")
+from shared.serve import serve
+
+from .app import create_app
+
+serve("events", create_app)

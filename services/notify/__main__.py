@@ -1,3 +1,7 @@
-from shared.runner import run_service
+"""`python -m services.notify`: the same as `kranj run notify`."""
 
-run_service("notify")
+from shared.serve import serve
+
+from .app import create_app
+
+serve("notify", create_app)

@@ -1,3 +1,7 @@
-from shared.runner import run_service
+"""`python -m services.surveys`: the same as `kranj run surveys`."""
 
-run_service("surveys")
+from shared.serve import serve
+
+from .app import create_app
+
+serve("surveys", create_app)

@@ -16,8 +16,8 @@ from pathlib import Path
 import aio_pika
 from conftest import publish_bare, wait_until
 
+from kranj.supervisor import ChildSpec, Supervisor
 from shared.bus import DEAD_QUEUE_NAME, DELIVERY_LIMIT
-from shared.supervisor import ChildSpec, Supervisor
 
 from .conftest import notice_envelope
 

@@ -28,8 +28,8 @@ from conftest import axe_serious_violations, make_settings, serve_app
 from staff_login import PASSWORD, add_staff, browser_login, csrf_of, form_token, login, post_form
 from typer.testing import CliRunner
 
+from kranj.cli import app as cli
 from shared.accounts import AccountStore
-from shared.cli import app as cli
 from shared.migrations import upgrade_async
 from shared.settings import Settings
 

@@ -17,6 +17,8 @@ import pytest
 from conftest import rabbitmqctl
 from typer.testing import CliRunner
 
+from kranj.cli import app
+from kranj.cli.dlq import dlq_peek
 from shared.bus import (
     DEAD_QUEUE_NAME,
     HEADER_DEAD_AT,
@@ -26,7 +28,6 @@ from shared.bus import (
     declare_topology,
     make_broker,
 )
-from shared.cli import app, dlq_peek
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from shared.cli import app
+from kranj.cli import app
 
 pytestmark = pytest.mark.integration
 SERVICES = ("events", "booking", "surveys", "notify")

@@ -11,8 +11,8 @@ import pytest
 from sqlmodel import select
 from typer.testing import CliRunner
 
+from kranj.cli import app
 from services.notify.models import Subscriber, SubscriberKs
-from shared.cli import app
 from shared.db import Database
 
 pytestmark = pytest.mark.integration

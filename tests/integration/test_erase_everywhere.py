@@ -14,6 +14,7 @@ from conftest import TEST_SECRET_KEY, make_settings
 from sqlmodel import select
 from typer.testing import CliRunner
 
+from kranj.cli import app as cli
 from services.booking import service as booking
 from shared.bus import (
     DEAD_QUEUE_NAME,
@@ -25,7 +26,6 @@ from shared.bus import (
     declare_topology,
     make_broker,
 )
-from shared.cli import app as cli
 from shared.contracts.surveys import RESPONDENT_VOLUNTEERED
 from shared.db import Database
 from shared.migrations import upgrade_async

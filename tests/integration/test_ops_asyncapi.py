@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import docs
+from kranj import docs
 
 pytestmark = pytest.mark.integration
 

@@ -14,6 +14,7 @@ import aio_pika
 import pytest
 from typer.testing import CliRunner
 
+from kranj.cli import app
 from shared.bus import (
     DEAD_QUEUE_NAME,
     HEADER_DEAD_AT,
@@ -23,7 +24,6 @@ from shared.bus import (
     declare_topology,
     make_broker,
 )
-from shared.cli import app
 from shared.settings import Settings
 
 pytestmark = pytest.mark.integration

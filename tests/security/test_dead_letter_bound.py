@@ -23,6 +23,7 @@ import yaml
 from conftest import make_settings, rabbitmqctl, vhost_of, wait_until
 from typer.testing import CliRunner
 
+from kranj.cli import app
 from shared.bus import (
     DEAD_MAX_BYTES,
     DEAD_MAX_LENGTH,
@@ -32,7 +33,6 @@ from shared.bus import (
     declare_topology,
     make_broker,
 )
-from shared.cli import app
 from shared.contracts.envelope import MAX_BODY_BYTES
 
 pytestmark = pytest.mark.integration

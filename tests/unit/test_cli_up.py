@@ -16,8 +16,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from kranj.cli import app
 from shared.accounts import AccountStore
-from shared.cli import app
 from shared.settings import Settings
 
 KRANJ = Path(sys.executable).parent / "kranj"

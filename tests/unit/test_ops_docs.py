@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from shared import docs
+from kranj import docs
 
 
 def test_checked_in_documents_are_current() -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.supervisor import ChildSpec, Supervisor, describe_exit
+from kranj.supervisor import ChildSpec, Supervisor, describe_exit
 
 PY = sys.executable
 
@@ -97,7 +97,7 @@ def test_describe_exit() -> None:
 SUPERVISOR_SCRIPT = textwrap.dedent(
     """
     import sys
-    from shared.supervisor import ChildSpec, Supervisor
+    from kranj.supervisor import ChildSpec, Supervisor
 
     pids, py = sys.argv[1], sys.executable
     child = (

@@ -1,16 +1,21 @@
-"""Run one service in the foreground: what `kranj run <service>` and each container do."""
+"""Serve one service's app in the foreground: the broker check, the logs, uvicorn.
+
+`python -m services.<name>` calls `serve` with its own `create_app`; `kranj run <name>`
+(kranj/runner.py) finds the service by name and calls it too.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import aiormq
 import uvicorn
 
 from . import logs
-from .settings import SERVICES, Settings, load_or_exit
+from .settings import Settings, load_or_exit
 
 
 async def broker_problem(url: str, timeout: float = 5.0) -> str | None:
@@ -35,17 +40,15 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{user}:***@{host}"
 
 
-def run_service(name: str, settings: Settings | None = None) -> None:
-    if name not in SERVICES:
-        sys.exit(f"unknown service {name!r}; choose one of {', '.join(SERVICES)}")
+def serve(name: str, create_app: Callable[[Settings], Any], settings: Settings | None = None) -> None:
+    """Check the broker, then run `create_app(settings)` with uvicorn until it is stopped."""
     settings = settings or load_or_exit(f"kranj {name}")
     logs.configure(name, fmt=settings.log_format, level=settings.log_level)
     problem = asyncio.run(broker_problem(settings.amqp_url))
     if problem:
         print(f"kranj {name}: RabbitMQ is not reachable at {redact_url(settings.amqp_url)} ({problem})", file=sys.stderr)
         sys.exit(2)
-    module = importlib.import_module(f"services.{name}.app")
-    app = module.create_app(settings)
+    app = create_app(settings)
     uvicorn.run(
         app,
         host=settings.http_host,

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .settings import Settings
+from shared.settings import Settings
 
 SERVICES = ("events", "booking", "surveys", "notify")
 DOCS_DIR = Path(__file__).resolve().parents[1] / "docs"
@@ -42,7 +42,7 @@ def _settings(data_dir: str) -> Settings:
 
 def service_documents(service: str, settings: Settings) -> tuple[dict[str, Any], dict[str, Any]]:
     """(AsyncAPI, OpenAPI) of one service, as its running app serves them."""
-    from .web import asyncapi_document
+    from shared.web import asyncapi_document
 
     module = importlib.import_module(f"services.{service}.app")
     asyncapi = asyncapi_document(module.build(settings))
