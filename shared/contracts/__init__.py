@@ -14,11 +14,8 @@ from .events import EVENT_PUBLISHED, EventPublished
 from .ks import ALL_KS, KS_NAMES, KS_SLUGS, ks_name
 from .notify import CHANNELS, LANGUAGES, NOTICE_REQUESTED, TOPICS, NoticeRequested
 
-ALL_MESSAGE_TYPES: tuple[MessageType, ...] = (NOTICE_REQUESTED, EVENT_PUBLISHED, MESSAGE_REJECTED)
-
 __all__ = [
     "ALL_KS",
-    "ALL_MESSAGE_TYPES",
     "CHANNELS",
     "CONTENT_TYPE",
     "EVENT_PUBLISHED",
