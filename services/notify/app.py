@@ -35,7 +35,7 @@ def build(settings: Settings) -> ServiceApp:
     # mark the session), not after every message consumed: a noticeboard-only notice costs no
     # claim (make bench, ingest).
     ctx.db.on_commit(lambda info: worker.wake() if info.pop("deliveries_written", False) else None)
-    handlers.register(ctx.bus, settings, renderer, on_new_deliveries=lambda: None)
+    handlers.register(ctx.bus, settings, renderer)
     ctx.extra.update(renderer=renderer, worker=worker)
     ctx.background.append(worker.run)
     ctx.background.append(weekly_digest_job(ctx.db, settings, on_new_deliveries=worker.wake))

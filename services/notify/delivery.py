@@ -36,6 +36,7 @@ from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
 from shared.models import OutboxMessage, utcnow
+from shared.outbox import OUTBOX_WRITTEN, outbox_row
 from shared.settings import Settings
 
 from . import mail
@@ -636,19 +637,7 @@ class DeliveryWorker:
                     source=SOURCE,
                     subject=delivery.id,
                 )
-                outbox.append(
-                    {
-                        "id": envelope["id"],
-                        "routing_key": message_type.routing_key,
-                        "type": message_type.type,
-                        "body": json.dumps(envelope, ensure_ascii=False),
-                        "created_at": now,
-                        "sent_at": None,
-                        "attempts": 0,
-                        "next_attempt_at": now,
-                        "last_error": None,
-                    }
-                )
+                outbox.append(outbox_row(message_type, envelope, at=now))
             DELIVERIES.labels(delivery.channel, outcome.status).inc()
             level = logging.INFO if outcome.status in ("sent", "skipped") else logging.WARNING
             if not log.isEnabledFor(level):
@@ -683,7 +672,7 @@ class DeliveryWorker:
                 conn.execute(statement, rows)
             if outbox:  # notify.delivery.*, published by the outbox relay after commit
                 conn.execute(sa.insert(OutboxMessage.__table__), outbox)  # type: ignore[attr-defined]
-                info["outbox_written"] = True
+                info[OUTBOX_WRITTEN] = True
 
         await self.db.run(work)
 

@@ -1,6 +1,6 @@
 """FastStream subscribers of notify: decode -> service -> done (thin).
 
-The shared Consumer (shared.bus) parses the envelope, validates `data`, deduplicates on
+The shared Consumer (shared/inbox.py) parses the envelope, validates `data`, deduplicates on
 (source, id) and commits; these functions only add the business rows to its session.
 Producers never say how to tell residents: every word is notify's (templates/messages).
 """
@@ -8,7 +8,6 @@ Producers never say how to tell residents: every word is notify's (templates/mes
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -61,7 +60,7 @@ def _booking_notice(
     )
 
 
-def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries: Callable[[], None]) -> None:
+def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
     async def on_notice_requested(session: AsyncSession, envelope: CloudEvent, data: NoticeRequested) -> None:
         count = await service.record_notice(session, settings, service.notice_from_request(envelope, data))
         log.info("notice recorded", extra={"ce_id": envelope.id, "deliveries": count})
@@ -256,28 +255,23 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
     bus.consume(
         QUEUES["notify.on-notice-requested"],
         Handles(NOTICE_REQUESTED, on_notice_requested),
-        after_commit=on_new_deliveries,
     )
     bus.consume(
         QUEUES["notify.on-event-published"],
         Handles(EVENT_PUBLISHED, on_event_published),
-        after_commit=on_new_deliveries,
     )
     bus.consume(
         QUEUES["notify.on-booking-changed"],
         *(Handles(message_type, on_booking_changed) for message_type in BOOKING_MESSAGE_TYPES.values()),
-        after_commit=on_new_deliveries,
     )
     bus.consume(
         QUEUES["notify.on-registrations"],
         *(Handles(mt, on_registration(kind)) for kind, mt in REGISTRATION_MESSAGE_TYPES.items()),
-        after_commit=on_new_deliveries,
     )
     bus.consume(
         QUEUES["notify.on-event-changed"],
         Handles(EVENT_UPDATED, on_event_changed),
         Handles(EVENT_CANCELLED, on_event_changed),
-        after_commit=on_new_deliveries,
     )
     bus.consume(
         QUEUES["notify.on-surveys"],
@@ -286,5 +280,4 @@ def register(bus: Bus, settings: Settings, renderer: Renderer, on_new_deliveries
         Handles(SURVEY_CLOSING_SOON, on_survey_closing_soon),
         Handles(RESULTS_PUBLISHED, on_results_published),
         Handles(RESPONDENT_VOLUNTEERED, on_volunteered),
-        after_commit=on_new_deliveries,
     )

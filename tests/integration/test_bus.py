@@ -26,7 +26,8 @@ from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from support.times import utc_iso
 
-import shared.bus
+import shared.broker
+import shared.inbox
 from services.events import service as events_service
 from services.events.models import Event
 from shared.auth import Staff
@@ -336,7 +337,7 @@ async def test_other_major_version_of_a_handled_type_is_dead_lettered(harness: H
 # (d) a handler that keeps failing
 # --------------------------------------------------------------------------------------
 class FastSleep:
-    """Stands in for the `asyncio` module inside shared.bus: records the backoff delays and
+    """Stands in for the `asyncio` module inside shared.inbox (the Consumer): records the backoff delays and
     sleeps only briefly, so the retry test takes well under a second per attempt."""
 
     def __init__(self) -> None:
@@ -353,7 +354,7 @@ class FastSleep:
 @pytest.fixture
 def fast_sleep(monkeypatch: pytest.MonkeyPatch) -> FastSleep:
     fake = FastSleep()
-    monkeypatch.setattr(shared.bus, "asyncio", fake)
+    monkeypatch.setattr(shared.inbox, "asyncio", fake)
     return fake
 
 
@@ -546,7 +547,7 @@ async def test_publish_gives_up_when_the_broker_stops_answering(
     db = Database(settings.database_url("events"))
     bus = Bus(settings, "events", db)
     await bus.start(relay=False)
-    monkeypatch.setattr(shared.bus, "PUBLISH_TIMEOUT", 1.0, raising=False)  # the fix's knob
+    monkeypatch.setattr(shared.broker, "PUBLISH_TIMEOUT", 1.0)  # the fix's knob
     try:
         broker_proxy.stall()
         started = asyncio.get_running_loop().time()

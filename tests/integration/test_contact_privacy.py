@@ -210,13 +210,13 @@ async def test_no_contact_data_in_the_logs_of_a_fanout_a_subscription_and_dead_l
     import io
 
     from services.notify.app import create_app
-    from shared import bus, logs
+    from shared import inbox, logs
 
     stream = io.StringIO()
     saved = logging.getLogger().handlers[:], logging.getLogger().level
     logs.configure("notify", fmt="json", level="DEBUG")
     logging.getLogger().handlers[0].setStream(stream)
-    monkeypatch.setattr(bus, "HANDLER_ATTEMPTS", 2)  # the failing handler gives up after one retry
+    monkeypatch.setattr(inbox, "HANDLER_ATTEMPTS", 2)  # the failing handler gives up after one retry
 
     async def crash(*_: object, email: str | None = None, phone: str | None = None, **__: object) -> None:
         raise RuntimeError(f"could not add the volunteer {email} / {phone}")
