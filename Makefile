@@ -17,7 +17,7 @@ help:
 	@echo "make test-unit | test-component | test-integration | test-e2e"
 	@echo "make test-faults       crashes, restarts and outages (own RabbitMQ node and PostgreSQL; docs/reliability.md)"
 	@echo "make bench             the benchmark (README \"Benchmark\"; BENCH_ARGS=--quick for a short run), not part of make test"
-	@echo "make lint              ruff check"
+	@echo "make lint              ruff check, then the import layers (lint-imports, pyproject.toml)"
 	@echo "make migrate           kranj db upgrade"
 	@echo "make clean             caches and build leftovers (keeps $(VENV) and ./var)"
 	@echo "make distclean         clean, and remove $(VENV) too"
@@ -65,6 +65,7 @@ bench: venv
 
 lint: venv
 	$(BIN)/ruff check kranj shared services tests bench
+	$(BIN)/lint-imports
 
 migrate: venv
 	$(BIN)/kranj db upgrade
