@@ -165,7 +165,7 @@ sa.event.listen(DeferringSession, "after_soft_rollback", lambda session, _tx: se
 
 def defer_insert(session: AsyncSession | Session, table: sa.Table, row: dict[str, Any]) -> None:
     """Insert `row` into `table` later in this transaction, with the other deferred rows of
-    that table in one statement: for handlers of a group commit (shared.bus.Consumer) that
+    that table in one statement: for handlers of a group commit (shared.inbox.Consumer) that
     each write a small row, where building and flushing an ORM object per row costs more
     than the rest of the message (make bench, ingest). Like the ORM's pending objects, the
     rows are written before the session's next statement, flush or commit; a rollback drops

@@ -24,7 +24,6 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff, change_refusal, require_change
-from shared.bus import add_to_outbox
 from shared.contact import ContactFields, normalise_phone
 from shared.contracts import KS_SLUGS
 from shared.contracts.booking import (
@@ -38,6 +37,7 @@ from shared.contracts.booking import (
 from shared.db import Database
 from shared.links import SignedIds
 from shared.models import new_id, utcnow
+from shared.outbox import add_to_outbox
 from shared.settings import Settings
 
 from . import domain
@@ -963,7 +963,7 @@ async def erase_contact(db: Database, *, email: str | None = None, phone: str | 
     from sqlmodel import func
     from sqlmodel import update as sql_update
 
-    from shared.bus import ERASED, erase_from_outbox
+    from shared.outbox import ERASED, erase_from_outbox
 
     email = email.strip().lower() if email else None
     phone = _phone_or_raw(phone) if phone else None

@@ -22,7 +22,6 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
-from shared.bus import add_to_outbox
 from shared.contact import ContactFields, normalise_phone
 from shared.contracts import EVENT_PUBLISHED, EventPublished
 from shared.contracts.age import AgeBand
@@ -42,6 +41,7 @@ from shared.db import Database
 from shared.i18n import format_datetime
 from shared.links import SignedIds
 from shared.models import utcnow
+from shared.outbox import add_to_outbox
 from shared.settings import Settings
 from shared.web.csv_export import csv_text
 
@@ -1236,7 +1236,7 @@ async def erase_contact(db: Database, *, email: str | None = None, phone: str | 
     reach the person; the outbox's copies of the messages about them lose it too."""
     from sqlmodel import update as sql_update
 
-    from shared.bus import ERASED, erase_from_outbox
+    from shared.outbox import ERASED, erase_from_outbox
 
     email = email.strip().lower() if email else None
     if phone:

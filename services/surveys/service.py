@@ -12,7 +12,6 @@ from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
-from shared.bus import add_to_outbox
 from shared.contracts.age import AgeBand
 from shared.contracts.ks import KsSlug
 from shared.contracts.surveys import (
@@ -30,6 +29,7 @@ from shared.contracts.surveys import (
 from shared.db import Database
 from shared.invitations import read_invitation
 from shared.models import utcnow
+from shared.outbox import add_to_outbox
 from shared.settings import Settings
 
 from . import domain
@@ -758,8 +758,8 @@ async def results(db: Database, survey_id: str) -> tuple[Survey, SurveyDefinitio
 async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
     """GDPR erasure in surveys (called by `kranj subscriber erase`): answers are anonymous and
     hold no contact data; only the outbox's copies of `surveys.respondent.volunteered` do."""
-    from shared.bus import erase_from_outbox
     from shared.contact import normalise_phone
+    from shared.outbox import erase_from_outbox
 
     if phone:
         try:

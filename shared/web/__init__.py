@@ -327,7 +327,7 @@ def _document_consumed_payloads(bus: Bus, doc: dict[str, Any]) -> None:
     """Our subscribers take raw bytes (the Consumer validates them itself, so bad input is
     dead-lettered with a reason instead of failing inside FastStream); FastStream therefore
     sees no payload type. Put the CloudEvent schemas of the accepted types in its place."""
-    from ..bus import envelope_schema
+    from ..broker import envelope_schema
 
     components = doc.setdefault("components", {})
     schemas = components.setdefault("schemas", {})

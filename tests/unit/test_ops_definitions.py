@@ -1,4 +1,4 @@
-"""deploy/rabbitmq/definitions.json says exactly what shared/bus.py declares (RabbitMQ
+"""deploy/rabbitmq/definitions.json says exactly what shared/topology.py declares (RabbitMQ
 refuses a redeclaration with other arguments), and its users and policies stay sane."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text())
 RENDER = runpy.run_path(str(ROOT / "deploy" / "rabbitmq" / "render_definitions.py"))
 SERVICES = ("events", "booking", "surveys", "notify")
-HINT = "deploy/rabbitmq/definitions.json must list every queue of shared/bus.py with the same arguments"
+HINT = "deploy/rabbitmq/definitions.json must list every queue of shared/topology.py with the same arguments"
 
 
 def queues() -> dict[str, dict]:
@@ -91,7 +91,7 @@ def test_service_users_have_least_privilege() -> None:
         expected = bus.service_permissions(service)
         assert {k: permissions[user][k] for k in ("configure", "write", "read")} == {
             k: expected[k] for k in ("configure", "write", "read")
-        }, f"{user}: regenerate from shared.bus.service_permissions"
+        }, f"{user}: regenerate from shared.topology.service_permissions"
         assert topics[user]["exchange"] == bus.EXCHANGE_NAME
         assert (topics[user]["write"], topics[user]["read"]) == (expected["topic_write"], expected["topic_read"])
         own = [q for q in bus.iter_topology_queue_names() if bus.owned_by(service, q)]
