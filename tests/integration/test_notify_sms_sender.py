@@ -31,8 +31,8 @@ async def gateway():
     app.router.add_post("/sms", receive)
     runner = web.AppRunner(app)
     await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()  # the kernel picks the port: no race with others
+    port = runner.addresses[0][1]
     yield f"http://127.0.0.1:{port}/sms", answers, seen
     await runner.cleanup()
 
