@@ -394,7 +394,7 @@ async def kranj_up(tmp_path: Path) -> AsyncIterator[Callable[..., Any]]:
 # ======================================================================================
 KS_SAMPLE = ("primskovo", "center", "zlato-polje", "struzevo", "bitnje", "golnik")
 # Slovenian mobile prefixes, one per `series`: SMS go only to mobile numbers (issue 15).
-MOBILE_PREFIXES = ("40", "41", "51", "30", "31", "64", "65", "68", "69", "70")
+MOBILE_PREFIXES = ("40", "41", "51", "30", "31", "64", "71", "68", "69", "70")
 
 
 def write_residents_csv(
