@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from conftest import TEST_ADMIN_TOKEN, make_settings
 from sqlalchemy.ext.asyncio import create_async_engine
+from support.times import local_day
 
 from services.events import domain
 from services.events.app import create_app
@@ -36,11 +37,6 @@ ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 TZ = domain.TZ
 NOWHERE = "amqp://guest:guest@127.0.0.1:9/"  # the relay never connects; nothing here needs the bus
 
-
-def _in_days(days: int, hour: int = 18) -> datetime:
-    """`days` from now at `hour`:00 Europe/Ljubljana."""
-    day = clock.local_now().date() + timedelta(days=days)
-    return datetime(day.year, day.month, day.day, hour, 0, tzinfo=TZ)
 
 
 async def _event(client: httpx.AsyncClient, starts: datetime, **extra) -> str:
@@ -65,7 +61,7 @@ async def _event(client: httpx.AsyncClient, starts: datetime, **extra) -> str:
 
 async def test_attendance_only_once_started_in_the_shared_age_bands(tmp_path, database_url):
     app = create_app(make_settings(tmp_path, NOWHERE, events_database_url=database_url), start_bus=False)
-    starts = _in_days(3)
+    starts = local_day(3)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://events.test") as client:
@@ -128,7 +124,7 @@ async def test_attendance_only_once_started_in_the_shared_age_bands(tmp_path, da
 
 async def test_attendance_of_a_series_per_date(tmp_path, database_url):
     app = create_app(make_settings(tmp_path, NOWHERE, events_database_url=database_url), start_bus=False)
-    first = _in_days(2)
+    first = local_day(2)
     second, third = first + timedelta(weeks=1), first + timedelta(weeks=2)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

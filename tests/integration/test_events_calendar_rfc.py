@@ -21,11 +21,11 @@ import httpx
 import pytest
 from conftest import TEST_ADMIN_TOKEN, make_settings
 from icalendar import Calendar
+from support.times import local_day
 
 from services.events import domain
 from services.events.app import create_app
 from services.events.models import Event
-from shared import clock
 from shared.i18n import format_span
 
 pytestmark = pytest.mark.integration
@@ -33,10 +33,6 @@ ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 TZ = domain.TZ
 NOWHERE = "amqp://guest:guest@127.0.0.1:9/"  # the relay never connects; nothing here needs the bus
 
-
-def _in_days(days: int, hour: int = 18) -> datetime:
-    day = clock.local_now().date() + timedelta(days=days)
-    return datetime(day.year, day.month, day.day, hour, 0, tzinfo=TZ)
 
 
 @pytest.fixture
@@ -92,14 +88,14 @@ async def test_a_ks_without_events_gets_a_calendar_with_its_time_zone(events):
     assert cal.walk("VEVENT") == []
     # the city-wide one too, and with an event the VTIMEZONE is still there exactly once
     assert (await _calendar(client, "/events/calendar.ics")).walk("VTIMEZONE")
-    await _publish(client, _in_days(3))
+    await _publish(client, local_day(3))
     cal = await _calendar(client, "/events/ks/kokrica/calendar.ics")
     assert [c.name for c in cal.subcomponents] == ["VTIMEZONE", "VEVENT"]
 
 
 async def test_sequence_grows_with_every_change_calendar_apps_must_see(events):
     client, _ = events
-    starts = _in_days(3)
+    starts = local_day(3)
     event_id = await _publish(client, starts)
     own = f"/events/{event_id}/event.ics"
     ks = "/events/ks/kokrica/calendar.ics"
@@ -141,7 +137,7 @@ async def test_sequence_grows_with_every_change_calendar_apps_must_see(events):
 
 async def test_a_moved_date_of_a_series_carries_the_sequence_on_its_override(events):
     client, _ = events
-    first = _in_days(2)
+    first = local_day(2)
     event_id = await _publish(client, first, rrule="FREQ=WEEKLY;COUNT=4")
     second = first + timedelta(weeks=1)
     to = second + timedelta(days=2)
@@ -174,7 +170,7 @@ async def test_a_moved_date_of_a_series_carries_the_sequence_on_its_override(eve
 
 async def test_a_title_with_a_line_break_never_breaks_the_calendar(events):
     client, app = events
-    starts = _in_days(4)
+    starts = local_day(4)
     body = {
         "ks": "kokrica",
         "title": "Pevske vaje\nin druženje",
@@ -216,7 +212,7 @@ async def test_the_page_says_how_many_more_dates_and_lists_them_all(tmp_path, da
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://events.test") as client:
-            first = _in_days(1)
+            first = local_day(1)
             event_id = await _publish(client, first, rrule=f"FREQ=WEEKLY;COUNT={dates}")
             spans = [format_span(first + timedelta(weeks=i), first + timedelta(weeks=i, hours=2)) for i in range(dates)]
             page = (await client.get(f"/events/{event_id}")).text
