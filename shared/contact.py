@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import phonenumbers
 from pydantic import BaseModel, field_validator, model_validator
 
@@ -43,6 +45,29 @@ def mobile_phone(raw: str, region: str = "SI") -> str:
     if not is_mobile(e164):
         raise ValueError(NOT_MOBILE)
     return e164
+
+
+class SmsCountries(Protocol):
+    """What `sms_refusal` needs of the settings (shared.settings.Settings)."""
+
+    @property
+    def sms_countries(self) -> list[str]: ...
+
+    def sms_allowed(self, e164: str) -> bool: ...
+
+
+def sms_refusal(phone: str | None, settings: SmsCountries) -> str | None:
+    """Why the platform will not take `phone` (E.164, already a mobile number) for SMS, in
+    Slovenian then English, or None when it may: SMS go only to the countries of
+    `KRANJ_SMS_COUNTRY_CODES` (default +386; stops SMS pumping). The one check every API that
+    takes a phone makes where its settings are (a use case or route): 422 with this text."""
+    if not phone or settings.sms_allowed(phone):
+        return None
+    codes = ", ".join(f"+{code}" for code in settings.sms_countries) or "—"
+    return (
+        f"Na to številko ne moremo pošiljati SMS: pošiljamo le na mobilne številke s kodo države {codes}. / "
+        f"We cannot send SMS to this number: we only text mobile numbers with the country code {codes}."
+    )
 
 
 class ContactFields(BaseModel):

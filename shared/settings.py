@@ -82,7 +82,8 @@ class Settings(BaseSettings):
     )
     sms_country_codes: str = Field(
         default="386",
-        description="Comma-separated country calling codes that may receive SMS ('*' = any): stops SMS pumping",
+        description="Comma-separated country calling codes that may receive SMS ('*' = any): stops SMS pumping; "
+        "the APIs refuse (422) a phone of any other country",
     )
     sms_max_segments: int = Field(default=3, ge=1, le=10)
     sms_per_second: float = Field(default=10, ge=1, description="SMS handed to the gateway per second, per process")
@@ -289,9 +290,14 @@ class Settings(BaseSettings):
     def quiet_window(self) -> tuple[time, time] | None:
         return parse_quiet_hours(self.quiet_hours)
 
+    @property
+    def sms_countries(self) -> list[str]:
+        """`KRANJ_SMS_COUNTRY_CODES` as a list of calling codes without `+` (`["386"]`; `["*"]` = any)."""
+        return [c.strip().lstrip("+") for c in self.sms_country_codes.split(",") if c.strip()]
+
     def sms_allowed(self, e164: str) -> bool:
         """May this E.164 number receive SMS? Only the configured countries (default +386)."""
-        codes = [c.strip().lstrip("+") for c in self.sms_country_codes.split(",") if c.strip()]
+        codes = self.sms_countries
         if "*" in codes:
             return True
         try:

@@ -63,6 +63,7 @@ def subscriber_add(
 
     from services.notify.csv_import import describe_errors
     from services.notify.service import Conflict, SubscriberIn, add_subscriber
+    from shared.contact import sms_refusal
 
     values: dict[str, Any] = {"ks": ks, "email": email, "phone": phone, "language": language}
     if topic:
@@ -75,6 +76,8 @@ def subscriber_add(
         raise fail(f"kranj: cannot subscribe: {describe_errors(exc)}", 2) from None
 
     settings = Settings()
+    if refusal := sms_refusal(data.phone, settings):
+        raise fail(f"kranj: cannot subscribe: phone: {refusal}", 2)
     database = _notify_database(settings)
 
     async def go():
@@ -111,7 +114,7 @@ def subscriber_import(
     except OSError as exc:
         raise fail(f"kranj: cannot read {file}: {exc.strerror or exc}", 2) from None
     try:
-        parsed = parse_subscribers_csv(raw)
+        parsed = parse_subscribers_csv(raw, settings=Settings())
     except CsvFormatError as exc:
         raise fail(f"kranj: {file}: {exc}", 2) from None
     for warning in parsed.warnings:

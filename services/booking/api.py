@@ -705,6 +705,6 @@ async def room_request(room_id: str, request: Request) -> Response:
         made = await service.request_booking(ctx.db, ctx.settings, body)
     except service.RuleBroken as exc:
         errors = [v.sl for v in exc.violations]
-        return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=409)
+        return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=exc.status)
     token = service.requester_token(ctx.settings, made.bookings[0].id)
     return RedirectResponse(f"/rooms/prosnja/{token}", status_code=303)

@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff, change_refusal, require_change
-from shared.contact import ContactFields, normalise_phone
+from shared.contact import ContactFields, normalise_phone, sms_refusal
 from shared.contracts import KS_SLUGS
 from shared.contracts.booking import (
     BOOKING_MESSAGE_TYPES,
@@ -65,7 +65,7 @@ class RuleBroken(Exception):
     ) -> None:
         self.violations = violations
         self.conflicts = conflicts or []
-        self.status = status  # 409; 403 where the request is not the requester's to make
+        self.status = status  # 409; 403 where the request is not the requester's to make; 422 a phone we cannot text
         super().__init__(self.detail)
 
     @property
@@ -537,6 +537,8 @@ async def request_booking(
     now = now or utcnow()
     if staff is None and data.recurrence is not None:
         raise RuleBroken([SERIES_NEEDS_STAFF], status=403)
+    if refusal := sms_refusal(data.phone, settings):  # a country KRANJ_SMS_COUNTRY_CODES leaves out
+        raise RuleBroken([Violation("sms-country", *refusal.split(" / ", 1))], status=422)
     slots = _slots(data)
     email = str(data.email).lower() if data.email else None
     try:

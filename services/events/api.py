@@ -85,7 +85,8 @@ AttendanceRead = _on_event("events.attendance.read")
 
 
 def _conflict(exc: Exception) -> HTTPException:
-    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+    """409, or 422 for a phone the platform will not text (`service.PhoneRefused`)."""
+    return HTTPException(getattr(exc, "status", status.HTTP_409_CONFLICT), str(exc))
 
 
 # ======================================================================================
@@ -586,7 +587,9 @@ async def register_form(event_id: str, request: Request) -> Response:
     try:
         reg, _ = await service.register(ctx.db, ctx.settings, event_id, body)
     except service.Conflict as exc:
-        return await _event_page(request, event_id, form=form, errors=[str(exc).split(" / ")[0]], status_code=409)
+        return await _event_page(
+            request, event_id, form=form, errors=[str(exc).split(" / ")[0]], status_code=exc.status
+        )
     token = service.registration_token(ctx.settings, reg.id)
     return RedirectResponse(f"/events/prijava/{token}?nova=1", status_code=303)
 
@@ -910,7 +913,7 @@ async def staff_action(event_id: str, action: str, request: Request) -> Response
         except ValidationError as exc:
             return await _editor(request, staff, event, _event_form(event), _form_errors(exc), 422)
         except service.Conflict as exc:
-            return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], 409)
+            return await _editor(request, staff, event, _event_form(event), [str(exc).split(" / ")[0]], exc.status)
     elif action == "termin":
         form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
         errors = []

@@ -22,7 +22,7 @@ from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff
-from shared.contact import ContactFields, normalise_phone
+from shared.contact import ContactFields, normalise_phone, sms_refusal
 from shared.contracts import EVENT_PUBLISHED, EventPublished
 from shared.contracts.age import AgeBand
 from shared.contracts.booking import ROOM_RELEASED, ROOM_REQUESTED, BookingChanged, RoomReleased, RoomRequested
@@ -72,6 +72,14 @@ CONTROL_CHARACTERS = (
 
 class Conflict(Exception):
     """The request is valid but the event's state does not allow it (HTTP 409)."""
+
+    status = 409
+
+
+class PhoneRefused(Conflict):
+    """A phone the platform will not text (a country `KRANJ_SMS_COUNTRY_CODES` leaves out): HTTP 422."""
+
+    status = 422
 
 
 class NotFound(Exception):
@@ -938,6 +946,8 @@ async def register(
     """A seat if one is free, else the waitlist; with its message, in one transaction
     serialised per event. Returns the registration and its waitlist position."""
     now = now or utcnow()
+    if refusal := sms_refusal(data.phone, settings):
+        raise PhoneRefused(refusal)
     email = str(data.email).lower() if data.email else None
     async with db.session() as session:
         event = await _lock_event(session, db, event_id)

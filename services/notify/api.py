@@ -12,7 +12,7 @@ from feedgen.feed import FeedGenerator
 from pydantic import BaseModel, EmailStr, Field
 
 from shared.auth import Grant, Permit, Record
-from shared.contact import ContactFields
+from shared.contact import ContactFields, sms_refusal
 from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
 from shared.logs import mask_email, mask_phone, scrub
@@ -76,6 +76,8 @@ KsContactsWrite = Annotated[Grant, Permit("notify.ks-contacts.write", record=ks_
 async def add_subscriber(body: SubscriberIn, request: Request, staff: Subscribers) -> SubscriberOut:
     for ks in body.ks:
         staff.require(None, ks)
+    if refusal := sms_refusal(body.phone, _ctx(request).settings):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusal)
     try:
         return await service.add_subscriber(_ctx(request).db, body, consent_source="staff")
     except service.Conflict as exc:

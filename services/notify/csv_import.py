@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from pydantic import ValidationError
 
+from shared.contact import SmsCountries, sms_refusal
 from shared.contracts.ks import ALL_KS, KS_NAMES
 from shared.db import Database
 
@@ -134,8 +135,9 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
-def parse_subscribers_csv(data: bytes | str) -> ParsedCsv:
+def parse_subscribers_csv(data: bytes | str, *, settings: SmsCountries | None = None) -> ParsedCsv:
     """Rows that make valid subscriptions (with their line numbers) and readable row errors.
+    With `settings`, a phone of a country `KRANJ_SMS_COUNTRY_CODES` leaves out is a row error.
 
     Raises CsvFormatError when the file cannot be used at all (empty, no `ks` column, no
     contact column). A contact that appears twice in the file is an error on the second row.
@@ -165,7 +167,7 @@ def parse_subscribers_csv(data: bytes | str) -> ParsedCsv:
                 header = _header(cells)
                 _check_header(header, result)
                 continue
-            _parse_row(line, cells, header, seen, result)
+            _parse_row(line, cells, header, seen, result, settings)
     except csv.Error as exc:
         result.errors.append(RowError(previous_end + 1, f"the file cannot be read from here on: {exc}"))
     if header is None:
@@ -190,7 +192,14 @@ def _check_header(header: list[str | None], result: ParsedCsv) -> None:
         result.warnings.append(f"ignored column(s) not in the format: {', '.join(unknown)}")
 
 
-def _parse_row(line: int, cells: list[str], header: list[str | None], seen: dict[str, int], result: ParsedCsv) -> None:
+def _parse_row(
+    line: int,
+    cells: list[str],
+    header: list[str | None],
+    seen: dict[str, int],
+    result: ParsedCsv,
+    settings: SmsCountries | None = None,
+) -> None:
     extra = [c for c in cells[len(header) :] if c.strip()]
     if extra:
         result.errors.append(
@@ -223,6 +232,9 @@ def _parse_row(line: int, cells: list[str], header: list[str | None], seen: dict
         subscriber = SubscriberIn.model_validate(values)
     except ValidationError as exc:
         result.errors.append(RowError(line, describe_errors(exc)))
+        return
+    if settings is not None and (refusal := sms_refusal(subscriber.phone, settings)):
+        result.errors.append(RowError(line, f"phone: {refusal}"))
         return
     for key in (subscriber.email, subscriber.phone):
         if key and key in seen:

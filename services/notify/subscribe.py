@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from shared.contact import sms_refusal
 from shared.contracts.notify import TOPICS
 from shared.i18n import plural
 from shared.models import utcnow
@@ -194,6 +195,8 @@ async def subscribe_submit(
             name, _, message = part.partition(": ")
             errors.append(f"{FIELD_LABELS.get(name.split('.')[0], 'Obrazec')}: {message}")
         data = None
+    if data is not None and (refusal := sms_refusal(data.phone, ctx.settings)):
+        errors.append(f"{FIELD_LABELS['phone']}: {refusal}")
     if errors or data is None:
         return _form(request, values, errors, code=422, lang=page_lang)
 

@@ -155,3 +155,15 @@ def test_rows_and_errors_unpack_like_a_pair() -> None:
 )
 def test_sniff_delimiter(header: str, expected: str) -> None:
     assert sniff_delimiter(header) == expected
+
+
+def test_a_phone_of_a_country_the_settings_leave_out_is_a_row_error() -> None:
+    from shared.settings import Settings
+
+    text = "phone;ks\n+436641234567;primskovo\n040 123 456;primskovo\n"
+    parsed = parse_subscribers_csv(text, settings=Settings(sms_country_codes="386"))
+    assert [r.line for r in parsed.rows] == [3]
+    [error] = parsed.errors
+    assert error.line == 2 and "kodo države +386" in error.reason
+    widened = parse_subscribers_csv(text, settings=Settings(sms_country_codes="386,43"))
+    assert [r.line for r in widened.rows] == [2, 3] and widened.errors == []
