@@ -197,13 +197,13 @@ class Bench:
     async def seed(self, db_url: str, ks: str, n: int, prefix: str, digit: int) -> None:
         """`n` active residents of `ks` with email and SMS, written straight into notify's
         database in batches (as `kranj subscriber import` would leave them)."""
-        from services.notify.models import Subscriber, SubscriberKs, SubscriberTopic
+        from services.notify.models import ChannelConsent, Subscriber, SubscriberKs, SubscriberTopic
 
         engine = create_async_engine(db_url)
         now = datetime.now(UTC)
         try:
             for first in range(0, n, 2000):
-                subs, kss, topics = [], [], []
+                subs, kss, topics, consents = [], [], [], []
                 for i in range(first, min(n, first + 2000)):
                     sid = f"{prefix}-{i:06d}"
                     subs.append(
@@ -223,11 +223,20 @@ class Bench:
                         }
                     )
                     kss.append({"subscriber_id": sid, "ks": ks})
+                    consents.extend(  # each channel's consent, active as an import leaves it
+                        {
+                            "subscriber_id": sid, "channel": c, "status": "active", "how": "import",
+                            "proof": "import by bench", "wording_version": "bench", "wording": "bench",
+                            "requested_at": now, "at": now,
+                        }  # fmt: skip
+                        for c in ("email", "sms")
+                    )
                     topics.extend({"subscriber_id": sid, "topic": t} for t in ("general", "utilities", "safety"))
                 async with engine.begin() as conn:
                     await conn.execute(sa.insert(Subscriber.__table__), subs)  # type: ignore[attr-defined]
                     await conn.execute(sa.insert(SubscriberKs.__table__), kss)  # type: ignore[attr-defined]
                     await conn.execute(sa.insert(SubscriberTopic.__table__), topics)  # type: ignore[attr-defined]
+                    await conn.execute(sa.insert(ChannelConsent.__table__), consents)  # type: ignore[attr-defined]
         finally:
             await engine.dispose()
 

@@ -39,6 +39,15 @@ def _notify_database(settings: Settings):
     return Database(settings.database_url("notify"))
 
 
+def who_enters() -> str:
+    """The staff member who runs the command, named in each consent record it writes:
+    `KRANJ_STAFF` when set (a shared ops account), else the operating-system user."""
+    import getpass
+    import os
+
+    return os.environ.get("KRANJ_STAFF") or getpass.getuser()
+
+
 def masked_contact(email: str | None, phone: str | None) -> str:
     from shared.logs import mask_email, mask_phone
 
@@ -82,7 +91,7 @@ def subscriber_add(
 
     async def go():
         try:
-            return await add_subscriber(database, data, consent_source="staff")
+            return await add_subscriber(database, data, consent_source="staff", entered_by=f"staff:{who_enters()}")
         finally:
             await database.dispose()
 
@@ -146,7 +155,7 @@ def subscriber_import(
 
         async def go():
             try:
-                return await load_rows(database, parsed.rows, consent_source="import")
+                return await load_rows(database, parsed.rows, consent_source="import", entered_by=f"import by {who_enters()}")
             finally:
                 await database.dispose()
 

@@ -79,7 +79,9 @@ async def add_subscriber(body: SubscriberIn, request: Request, staff: Subscriber
     if refusal := sms_refusal(body.phone, _ctx(request).settings):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusal)
     try:
-        return await service.add_subscriber(_ctx(request).db, body, consent_source="staff")
+        return await service.add_subscriber(
+            _ctx(request).db, body, consent_source="staff", entered_by=f"staff:{staff.subject}"
+        )
     except service.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 

@@ -252,12 +252,14 @@ class LoadResult:
     errors: list[RowError] = field(default_factory=list)
 
 
-async def load_rows(db: Database, rows: list[GoodRow], *, consent_source: str = "import") -> LoadResult:
+async def load_rows(
+    db: Database, rows: list[GoodRow], *, consent_source: str = "import", entered_by: str | None = None
+) -> LoadResult:
     """Add each good row; one already subscribed (or failing) becomes a row error, the rest load."""
     result = LoadResult()
     for row in rows:
         try:
-            out = await add_subscriber(db, row.subscriber, consent_source=consent_source)
+            out = await add_subscriber(db, row.subscriber, consent_source=consent_source, entered_by=entered_by)
         except Conflict:
             result.errors.append(RowError(row.line, "already subscribed (this email or phone is already on the list)"))
             continue

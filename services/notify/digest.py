@@ -42,7 +42,7 @@ from shared.models import utcnow
 from shared.settings import Settings
 
 from .domain import quiet_until
-from .models import Delivery, Notice, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
+from .models import ChannelConsent, Delivery, Notice, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 from .posters import notice_link, shorten
 
 log = logging.getLogger("kranj.notify.digest")
@@ -84,9 +84,7 @@ async def _items(session: Any, scope: str, slot: datetime, now: datetime) -> tup
         sa.or_(col(Notice.valid_until).is_(None), col(Notice.valid_until) > now),
     )
     if scope != ALL_KS:
-        query = query.where(
-            col(Notice.id).in_(select(NoticeKs.notice_id).where(col(NoticeKs.ks).in_([scope, ALL_KS])))
-        )
+        query = query.where(col(Notice.id).in_(select(NoticeKs.notice_id).where(col(NoticeKs.ks).in_([scope, ALL_KS]))))
     since = slot - WEEK
     events = (
         await session.exec(
@@ -120,6 +118,11 @@ async def _recipients(session: Any, scope: str, topics: set[str]) -> list[tuple[
                 Subscriber.status == "active",
                 col(Subscriber.digest).is_(True),
                 col(Subscriber.email).is_not(None),
+                col(Subscriber.id).in_(  # the email's own consent is active (services.notify.consent)
+                    select(ChannelConsent.subscriber_id).where(
+                        ChannelConsent.channel == "email", ChannelConsent.status == "active"
+                    )
+                ),
                 col(Subscriber.id).in_(select(SubscriberKs.subscriber_id).where(SubscriberKs.ks == scope)),
                 col(Subscriber.id).in_(
                     select(SubscriberTopic.subscriber_id).where(col(SubscriberTopic.topic).in_(sorted(topics)))

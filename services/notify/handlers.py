@@ -8,6 +8,7 @@ Producers never say how to tell residents: every word is notify's (templates/mes
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -40,6 +41,7 @@ from shared.settings import Settings
 from . import links, relay, service
 from .models import KsContact, NoticeDraft
 from .render import Renderer, from_label
+from .subscribe import start_confirmation
 
 log = logging.getLogger("kranj.notify")
 
@@ -238,7 +240,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
         await service.record_notice(session, settings, notice)
 
     async def on_volunteered(session: AsyncSession, envelope: CloudEvent, data: RespondentVolunteered) -> None:
-        await service.add_volunteer(
+        subscriber, to_confirm = await service.add_volunteer(
             session,
             email=data.email,
             phone=data.phone,
@@ -250,7 +252,16 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
             consent_text=data.consent_text,
             consent_at=data.consent_at,
         )
-        log.info("volunteer subscribed", extra={"ce_id": envelope.id, "survey_id": data.survey_id})
+        # Nothing is switched on by a form anyone may fill in: the person confirms each channel
+        # (an opt-out stands until they do; services.notify.consent).
+        if to_confirm:
+            await start_confirmation(
+                SimpleNamespace(settings=settings), session, renderer, subscriber, to_confirm, [data.ks]
+            )
+        log.info(
+            "volunteer asked to confirm" if to_confirm else "volunteer subscribed",
+            extra={"ce_id": envelope.id, "survey_id": data.survey_id},
+        )
 
     bus.consume(
         QUEUES["notify.on-notice-requested"],

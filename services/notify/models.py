@@ -197,3 +197,26 @@ class RelayCount(SQLModel, table=True):
     day: str = Field(primary_key=True, max_length=10)
     key: str = Field(primary_key=True, max_length=80)
     count: int = 0
+
+
+class ChannelConsent(SQLModel, table=True):
+    """One channel's consent of one subscriber (migration notify_0008; services.notify.consent).
+    A notice goes to a channel only while its consent is `active`: a web sign-up confirms
+    each channel on its own (email by its link, phone by its SMS code), staff-entered and
+    imported ones are active at once and name who entered them, an opt-out is `withdrawn`
+    and stands until the person confirms again."""
+
+    __tablename__ = "channel_consents"
+
+    subscriber_id: str = Field(foreign_key="subscribers.id", primary_key=True, ondelete="CASCADE")
+    channel: str = Field(primary_key=True, max_length=10)  # email | sms
+    status: str = Field(default="pending", max_length=20, index=True)  # pending | active | withdrawn
+    # web | staff | paper | import | survey-web | survey-paper | manage-link | sms-reply
+    how: str = Field(max_length=40)
+    # web: "ip:" + HMAC-SHA256 of the confirming request's IP address (docs/privacy.md);
+    # staff: "staff:<token subject>"; CLI: "staff:<user>" / "import by <user>"
+    proof: str | None = Field(default=None, max_length=200)
+    wording_version: str = Field(max_length=40)  # services.notify.consent.wording_version(wording)
+    wording: str = Field(sa_type=sa.Text)
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))  # when it became active / withdrawn

@@ -3,9 +3,9 @@
 Anyone may ask for a room or register for an event, and give any email address or phone
 number; notify then writes to that contact in the KS's name. So (docs/security.md, finding 2):
 
-- A contact is *confirmed* when it belongs to an active subscriber whose consent proves it
-  (double opt-in on the sign-up page confirms the email, or the phone by its SMS code when
-  no email was given; staff, paper lists and imports are staff's word), or when the
+- A contact is *confirmed* when it belongs to an active subscriber whose consent for that
+  very channel is active (services.notify.consent: the email by its link, the phone by its
+  SMS code; staff, paper lists and imports are staff's word), or when the
   message comes from a staff action (`staff_vouched` on a booking: staff or the events
   service made it, or staff approved it; a registration staff took by phone). Such a
   contact is told in full.
@@ -39,7 +39,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared import clock
 from shared.settings import Settings
 
-from .models import RelayCount, Subscriber
+from .models import ChannelConsent, RelayCount, Subscriber
 
 log = logging.getLogger("kranj.notify.relay")
 
@@ -54,10 +54,6 @@ SERIES_MERGED = Counter(
     "Booking messages of a series not told again (its first message of the status and day was).",
 )
 
-# The consent sources whose contact data staff vouch for (services.notify.api, kranj subscriber
-# add/import); "web" is the double opt-in sign-up. A survey volunteer ("survey-…") typed
-# their contact into an anonymous form: not confirmed.
-STAFF_SOURCES = frozenset({"staff", "paper", "import"})
 CAP_REASON = {
     "contact-cap": "not sent: daily cap of messages to this unconfirmed contact (KRANJ_UNCONFIRMED_PER_CONTACT_DAILY)",
     "platform-cap": "not sent: daily cap of messages to unconfirmed contacts (KRANJ_UNCONFIRMED_DAILY_CAP)",
@@ -93,31 +89,30 @@ async def _bump(session: AsyncSession, key: str) -> int:
 
 
 async def confirmed_channels(session: AsyncSession, *, email: str | None, phone: str | None) -> set[str]:
-    """The channels (`email`, `sms`) whose contact belongs to a subscriber who proved it."""
+    """The channels (`email`, `sms`) whose contact belongs to an active subscriber whose own
+    consent for that channel is active (services.notify.consent): the email confirmed by its
+    link, the phone by its SMS code, or staff's word for either."""
     found: set[str] = set()
-    if email:
+    for channel, column, address in (
+        ("email", sa.func.lower(Subscriber.email), email),
+        ("sms", Subscriber.phone, phone),
+    ):
+        if not address:
+            continue
         row = (
             await session.exec(
-                select(Subscriber.consent_source).where(
-                    sa.func.lower(Subscriber.email) == email.lower(), Subscriber.status == "active"
-                )
-            )
-        ).first()
-        if row is not None and (row in STAFF_SOURCES or row == "web"):
-            found.add("email")
-    if phone:
-        row = (
-            await session.exec(
-                select(Subscriber.consent_source, Subscriber.email).where(
-                    Subscriber.phone == phone, Subscriber.status == "active"
+                select(ChannelConsent.channel)
+                .join(Subscriber, col(Subscriber.id) == col(ChannelConsent.subscriber_id))
+                .where(
+                    column == (address.lower() if channel == "email" else address),
+                    Subscriber.status == "active",
+                    ChannelConsent.channel == channel,
+                    ChannelConsent.status == "active",
                 )
             )
         ).first()
         if row is not None:
-            source, subscriber_email = row
-            # A web sign-up with an email is confirmed by the emailed link: its phone is not proven.
-            if source in STAFF_SOURCES or (source == "web" and not subscriber_email):
-                found.add("sms")
+            found.add(channel)
     return found
 
 

@@ -27,6 +27,7 @@ from shared.db import Database, defer_insert
 from shared.models import new_id, utcnow
 from shared.settings import Settings
 
+from . import consent
 from .domain import normalise_phone, quiet_until
 from .models import Delivery, KsContact, Notice, NoticeDraft, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 
@@ -91,9 +92,16 @@ class SubscriberOut(BaseModel):
 
 
 async def add_subscriber(
-    db: Database, data: SubscriberIn, *, consent_source: str = "staff", consent_text: str | None = None
+    db: Database,
+    data: SubscriberIn,
+    *,
+    consent_source: str = "staff",
+    consent_text: str | None = None,
+    entered_by: str | None = None,
 ) -> SubscriberOut:
-    """Staff-entered and imported residents are active at once; their consent is recorded."""
+    """Staff-entered and imported residents are active at once; their consent is recorded per
+    channel as staff-entered, naming who entered it (`entered_by`: the staff member's token
+    subject, "import by <who>")."""
     subscriber = Subscriber(
         email=data.email,
         phone=data.phone,
@@ -119,6 +127,17 @@ async def add_subscriber(
         await session.flush()
         session.add_all(SubscriberKs(subscriber_id=subscriber.id, ks=ks) for ks in data.ks)
         session.add_all(SubscriberTopic(subscriber_id=subscriber.id, topic=t) for t in data.topics)
+        for channel in subscriber.channels:
+            await consent.set_state(
+                session,
+                subscriber.id,
+                channel,
+                status="active",
+                how=consent_source,
+                wording=subscriber.consent_text,
+                proof=entered_by or "staff: not named",
+                at=subscriber.consent_at,
+            )
         try:
             await session.commit()
         except IntegrityError:
@@ -204,7 +223,9 @@ async def export_subscriber(db: Database, *, email: str | None = None, phone: st
         raise ValueError("give an email address or a phone number")
     email = email.strip().lower() if email else None
     phone = normalise_phone(phone) if phone else None
-    conditions = [c for c in (email and Subscriber.email == email, phone and Subscriber.phone == phone) if c is not None]
+    conditions = [
+        c for c in (email and Subscriber.email == email, phone and Subscriber.phone == phone) if c is not None
+    ]
     addresses = [a for a in (email, phone) if a]
     async with db.session() as session:
         subscribers = (await session.exec(select(Subscriber).where(sa.or_(*conditions)))).all()
@@ -213,6 +234,7 @@ async def export_subscriber(db: Database, *, email: str | None = None, phone: st
         topic_rows = (
             await session.exec(select(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))
         ).all()
+        consents = await consent.records(session, ids)
         deliveries = (
             await session.exec(
                 select(Delivery, Notice.title)
@@ -227,6 +249,7 @@ async def export_subscriber(db: Database, *, email: str | None = None, phone: st
                 **s.model_dump(mode="json"),
                 "ks": sorted(r.ks for r in ks_rows if r.subscriber_id == s.id),
                 "topics": sorted(r.topic for r in topic_rows if r.subscriber_id == s.id),
+                "consents": [consent.as_json(c) for c in consents if c.subscriber_id == s.id],
             }
             for s in subscribers
         ],
@@ -252,6 +275,7 @@ async def unsubscribe_channel(db: Database, subscriber_id: str, channel: str) ->
             subscriber.status = "unsubscribed"
         subscriber.updated_at = utcnow()
         session.add(subscriber)
+        await consent.withdraw(session, subscriber_id, [channel])
         await session.exec(  # type: ignore[call-overload]
             update(Delivery)
             .where(
@@ -301,7 +325,7 @@ async def record_notice(
             continue
         for channel in personal:
             if channel not in channels:
-                continue
+                continue  # not chosen, or its consent is not active (services.notify.consent)
             if digest and channel == "email" and notice.urgency != "urgent":
                 continue  # they chose the weekly digest (services.notify.digest) over single emails
             address = email if channel == "email" else phone
@@ -345,9 +369,12 @@ async def add_volunteer(
     consent_source: str,
     consent_text: str,
     consent_at: datetime,
-) -> str:
-    """A resident who consented elsewhere (e.g. on a survey form) to hear about `topic` in
-    `ks`: a new active subscriber, or that KS and topic added to their subscription."""
+) -> tuple[Subscriber, list[str]]:
+    """A resident who ticked "keep me informed" elsewhere (a survey form) to hear about `topic`
+    in `ks`. Their contact came from a form anyone may fill in, so nothing is switched on: a new
+    subscriber is `pending`, and every channel whose consent is not active yet waits for the
+    person's confirmation (the caller sends it); an opt-out stands until they confirm.
+    Returns the subscriber and the channels to confirm."""
     email = email.lower() if email else None
     clash = (
         await session.exec(
@@ -359,13 +386,14 @@ async def add_volunteer(
             )
         )
     ).first()
+    wanted = [c for c in dict.fromkeys(channels) if (c == "email" and email) or (c == "sms" and phone)]
     if clash is None:
         subscriber = Subscriber(
             email=email,
             phone=phone,
             language=language,
-            channels=list(dict.fromkeys(channels)),
-            status="active",
+            channels=wanted,
+            status="pending",
             consent_source=consent_source,
             consent_text=consent_text,
             consent_at=consent_at,
@@ -374,18 +402,21 @@ async def add_volunteer(
         await session.flush()
     else:
         subscriber = clash
-        subscriber.channels = list(dict.fromkeys([*subscriber.channels, *channels]))
-        if subscriber.status != "active":
-            subscriber.status = "active"
-            subscriber.consent_source, subscriber.consent_text = consent_source, consent_text
-            subscriber.consent_at = consent_at
+        # Only the contact the record already holds can be confirmed on it.
+        wanted = [c for c in wanted if (subscriber.email if c == "email" else subscriber.phone)]
+        subscriber.channels = list(dict.fromkeys([*subscriber.channels, *wanted]))
         subscriber.updated_at = utcnow()
         session.add(subscriber)
+    to_confirm = []
+    for channel in wanted:
+        row = await consent.request(session, subscriber.id, channel, how=consent_source, wording=consent_text)
+        if row.status != "active":
+            to_confirm.append(channel)
     if await session.get(SubscriberKs, (subscriber.id, ks)) is None:
         session.add(SubscriberKs(subscriber_id=subscriber.id, ks=ks))
     if await session.get(SubscriberTopic, (subscriber.id, topic)) is None:
         session.add(SubscriberTopic(subscriber_id=subscriber.id, topic=topic))
-    return subscriber.id
+    return subscriber, to_confirm
 
 
 async def update_event_notice(session: AsyncSession, source: str, data: EventChanged) -> int:
@@ -500,8 +531,12 @@ async def _followers(
                 .order_by(col(Subscriber.id))
             )
         ).all()
+        # Only the channels whose own consent is active (a channel nobody confirmed gets nothing).
+        consented = await consent.active_channels(session, [row[0] for row in page])
         for row in page:
-            yield row[0], row[1], row[2], row[3], list(row[4] or []), bool(row[5])
+            allowed = consented.get(row[0], set())
+            channels = [c for c in (row[4] or []) if c in allowed]
+            yield row[0], row[1], row[2], row[3], channels, bool(row[5])
         if len(ids) < page_size:
             return
         last_id = ids[-1]
@@ -606,7 +641,6 @@ async def delivery_summary(db: Database, notice_id: str) -> dict[str, dict[str, 
     return summary
 
 
-
 # --------------------------------------------------------------------------------------
 # "Manage my notices" (signed link in every message) and inbound SMS STOP
 # --------------------------------------------------------------------------------------
@@ -692,6 +726,18 @@ async def change_subscription(
                 .where(Delivery.subscriber_id == subscriber_id, col(Delivery.status).in_(OPEN_STATES))
                 .values(language=language)
             )
+        if dropped:
+            await consent.withdraw(session, subscriber_id, dropped)
+        # Taken up again through the signed link of a message that reached this resident: a
+        # channel they had confirmed before (withdrawn) is theirs again; one nobody confirmed
+        # (pending) stays so until its own link or code.
+        for channel in chosen:
+            row = await consent.get(session, subscriber_id, channel)
+            if row is not None and row.status == "withdrawn":
+                await consent.set_state(
+                    session, subscriber_id, channel, status="active", how="manage-link", wording=REJOIN_TEXT,
+                    proof=row.proof,
+                )  # fmt: skip
         subscriber.channels, subscriber.language = chosen, language
         if digest is not None:  # the weekly digest instead of one email per notice (services.notify.digest)
             subscriber.digest = digest
@@ -719,6 +765,7 @@ async def leave(db: Database, subscriber_id: str) -> bool:
         subscriber.status = "unsubscribed"
         subscriber.updated_at = utcnow()
         session.add(subscriber)
+        await consent.withdraw(session, subscriber_id, consent.CHANNELS)
         await _skip_open(session, "unsubscribed", Delivery.subscriber_id == subscriber_id)
         await session.commit()
     return True
@@ -745,6 +792,7 @@ async def stop_sms(db: Database, phone: str) -> dict[str, Any]:
                 subscriber.status = "unsubscribed"
             subscriber.updated_at = utcnow()
             session.add(subscriber)
+            await consent.withdraw(session, subscriber.id, ["sms"])
             status = subscriber.status
         skipped = await _skip_open(
             session, "the resident answered STOP", Delivery.channel == "sms", Delivery.address == phone

@@ -309,8 +309,14 @@ async def test_survey_invitation_volunteer_and_closing(notify):
     exported = await service.export_subscriber(notify.db, email="mladi@example.si")
     [sub] = exported["subscriptions"]
     assert sub["ks"] == ["primskovo"] and sub["topics"] == ["surveys"]
-    assert sub["consent_source"] == "survey-web" and sub["status"] == "active"
+    # A survey answer starts a confirmation (issue 17): pending until the link is followed.
+    assert sub["consent_source"] == "survey-web" and sub["status"] == "pending"
     assert sub["consent_text"] == "Želim sodelovati in soglašam, da me KS obvešča."
+    [email_consent] = sub["consents"]
+    assert email_consent["channel"] == "email" and email_consent["status"] == "pending"
+    assert email_consent["how"] == "survey-web"
+    [confirm] = [d for d in exported["deliveries"] if d["channel"] == "email"]
+    assert confirm["notice_title"] == "Potrdite prijavo na obvestila KS"
 
 
 def _registration(kind: str, **extra) -> dict:
