@@ -292,28 +292,7 @@ async def _code_for_active(
 ) -> Response:
     """A phone sign-up of a number already subscribed: the same SMS code and code page as a
     new sign-up (so the answer does not tell), and the subscription stays as it was."""
-    code = f"{secrets.randbelow(1_000_000):06d}"
-    title, body = renderer.personal("subscribe_code", data.language, code=code)
-    old = await session.get(Confirmation, subscriber.id)
-    if old is not None:
-        await session.delete(old)
-        await session.flush()
-    session.add(
-        Confirmation(
-            subscriber_id=subscriber.id, code_hash=_code_hash(ctx, subscriber.id, code), expires_at=utcnow() + VALID_FOR
-        )
-    )
-    notice = NoticeDraft(
-        source="/kranj/notify/subscribe",
-        source_id=f"{subscriber.id}:{secrets.token_hex(4)}",
-        title=title,
-        body=body,
-        ks=list(data.ks),
-        topic="general",
-        channels=["sms"],
-        language=data.language,
-    )
-    await service.record_personal(session, notice, email=None, phone=data.phone, language=data.language)
+    await _send_code(ctx, session, renderer, subscriber, link=False, language=data.language)
     await session.commit()
     ctx.extra["worker"].wake()
     token = _token(ctx, subscriber.id)
@@ -327,13 +306,21 @@ def _token(ctx: ServiceApp, subscriber_id: str) -> str:
 
 
 async def _send_code(
-    ctx: ServiceApp | Any, session: Any, renderer: Renderer, subscriber: Subscriber, *, link: bool
+    ctx: ServiceApp | Any,
+    session: Any,
+    renderer: Renderer,
+    subscriber: Subscriber,
+    *,
+    link: bool,
+    language: str | None = None,
 ) -> None:
     """A fresh 6-digit code to the subscriber's phone (hashed in `confirmations`); `link`
-    adds the page to enter it (when the person is not on that page already)."""
+    adds the page to enter it (when the person is not on that page already); `language`
+    is the form's when the person is on it (default: the subscriber's)."""
+    language = language or subscriber.language
     code = f"{secrets.randbelow(1_000_000):06d}"
     url = f"{ctx.settings.public_base('notify')}/subscribe/code/{_token(ctx, subscriber.id)}" if link else None
-    title, body = renderer.personal("subscribe_code", subscriber.language, code=code, link=url)
+    title, body = renderer.personal("subscribe_code", language, code=code, link=url)
     old = await session.get(Confirmation, subscriber.id)
     if old is not None:
         await session.delete(old)
@@ -350,9 +337,9 @@ async def _send_code(
         body=body,
         topic="general",
         channels=["sms"],
-        language=subscriber.language,
+        language=language,
     )
-    await service.record_personal(session, notice, email=None, phone=subscriber.phone, language=subscriber.language)
+    await service.record_personal(session, notice, email=None, phone=subscriber.phone, language=language)
 
 
 async def start_confirmation(
