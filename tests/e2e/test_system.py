@@ -206,6 +206,7 @@ async def test_services_talk_only_through_the_bus(system, smtp_server):
 
         [volunteer] = await wait_until(volunteer_subscribed, timeout=20, message="the volunteer in notify")
         assert volunteer["topics"] == ["surveys"] and volunteer["consent_source"] == "survey-web"
+        assert volunteer["status"] == "pending"  # until she follows the emailed link
 
         day = datetime.now(UTC).date() + timedelta(days=10)
         start = datetime(day.year, day.month, day.day, 16, 0, tzinfo=UTC)
@@ -222,7 +223,11 @@ async def test_services_talk_only_through_the_bus(system, smtp_server):
             },
         )
         assert booking.status_code == 201, booking.text
-        mails = await smtp_server.wait_for(2, timeout=20)
+        # the invitation, the volunteer's confirmation request (a survey answer starts a
+        # confirmation, never an active subscription: issue 17) and the requester's receipt
+        mails = await smtp_server.wait_for(3, timeout=20)
+        [confirm] = [m for m in mails if m.rcpt_tos == ["prostovoljka@example.si"]]
+        assert confirm.subject.startswith("Potrdite prijavo na obvestila KS")
         receipt = next(m for m in mails if m.rcpt_tos == ["vesna@example.si"])
         # Fixed wording: nobody confirmed the requester's address (services/notify/relay.py).
         assert receipt.subject.startswith("Prošnja za prostor")
