@@ -44,20 +44,57 @@ def room_booking_in(data: RoomRequested) -> service.BookingIn:
     )
 
 
+def refuse(
+    session: AsyncSession, settings: Settings, envelope: CloudEvent, data: RoomRequested, room: Room, reason: str
+) -> None:
+    """Answer an event's room request with `booking.booking.rejected` and the reason (nothing stored)."""
+    now = utcnow()
+    refusal = Booking(
+        id=new_id(),
+        room_id=room.id,
+        starts_at=data.starts_at,
+        ends_at=data.ends_at,
+        purpose=data.purpose,
+        category="other",
+        group_kind="ks",
+        name=data.organiser,
+        email=data.email,
+        phone=data.phone,
+        language=data.language,
+        attendees=data.attendees,
+        status="rejected",
+        reason=reason[:1000],
+        created_at=now,
+        decided_at=now,
+        event_id=data.request_id,
+    )  # not stored: the answer only
+    answer = service.message_data(settings, room, refusal).model_copy(update={"status_url": None, "cancel_url": None})
+    add_to_outbox(session, BOOKING_REJECTED, answer, source=service.SOURCE, subject=data.request_id)
+    log.info("room request refused", extra={"ce_id": envelope.id, "event_id": data.request_id, "reason": reason[:300]})
+
+
 def register(bus: Bus, settings: Settings) -> None:
     db = bus.db
 
     async def on_room_requested(session: AsyncSession, envelope: CloudEvent, data: RoomRequested) -> None:
         room = await session.get(Room, data.room_id)
-        if room is None:
+        if room is None and data.ks is None:
             raise Rejection(f"unknown room {data.room_id!r}")
+        # Answered, not dead-lettered: the event's staff see why it has no room. An event asks
+        # only for a room of its own KS: another KS's room is theirs to give.
+        wrong = None
+        if room is None:
+            wrong = f"Prostor z oznako »{data.room_id}« ne obstaja. / No such room."
+            room = Room(id=data.room_id, ks=data.ks, name=data.room_id, address="")  # for the answer only
+        elif data.ks is not None and room.ks != data.ks:
+            wrong = f"Prostor {room.name} ni prostor KS dogodka. / The room belongs to another KS."
         existing = await service.bookings_of_event(session, data.request_id)
         holding = [b for b in existing if b.status in service.HOLDING]
         same = next(
             (b for b in holding if (b.room_id, b.starts_at, b.ends_at) == (data.room_id, data.starts_at, data.ends_at)),
             None,
         )
-        if same is not None:  # asked again for the same room and time (e.g. a redelivery): answer once more
+        if same is not None and wrong is None:  # asked again for the same room and time (a redelivery): answer again
             service.announce(session, settings, room, same)
             return
         if holding:  # the event moved: the new request supersedes what was held for the old time
@@ -65,8 +102,12 @@ def register(bus: Bus, settings: Settings) -> None:
                 session, settings, data.request_id, "Dogodek je prestavljen na drug termin. / The event was moved."
             )
             await session.flush()
+        if wrong is not None:
+            refuse(session, settings, envelope, data, room, wrong)
+            return
         now = utcnow()
         booking_in = room_booking_in(data)
+        own_ks = data.ks is not None  # checked above: the room is the event's KS's own
         try:
             created = await service.book_in_session(
                 session,
@@ -75,39 +116,13 @@ def register(bus: Bus, settings: Settings) -> None:
                 booking_in,
                 [Interval(data.starts_at, data.ends_at)],
                 now=now,
-                staff_rules=True,
-                confirm=None,
+                staff_rules=own_ks,
+                confirm=None if own_ks else False,
                 created_by=f"events:{data.request_id}",
                 event_id=data.request_id,
             )
         except service.RuleBroken as refused:
-            refusal = Booking(
-                id=new_id(),
-                room_id=room.id,
-                starts_at=data.starts_at,
-                ends_at=data.ends_at,
-                purpose=data.purpose,
-                category="other",
-                group_kind="ks",
-                name=data.organiser,
-                email=data.email,
-                phone=data.phone,
-                language=data.language,
-                attendees=data.attendees,
-                status="rejected",
-                reason=refused.detail[:1000],
-                created_at=now,
-                decided_at=now,
-                event_id=data.request_id,
-            )  # not stored: the answer only
-            answer = service.message_data(settings, room, refusal).model_copy(
-                update={"status_url": None, "cancel_url": None}
-            )
-            add_to_outbox(session, BOOKING_REJECTED, answer, source=service.SOURCE, subject=data.request_id)
-            log.info(
-                "room request refused",
-                extra={"ce_id": envelope.id, "event_id": data.request_id, "reason": refused.detail[:300]},
-            )
+            refuse(session, settings, envelope, data, room, refused.detail)
             return
         log.info(
             "room request booked",

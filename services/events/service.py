@@ -559,6 +559,7 @@ def _ask_for_room(session: AsyncSession, settings: Settings, event: Event) -> No
         RoomRequested(
             request_id=event.id,
             room_id=event.room_id or "",
+            ks=event.ks,
             starts_at=event.starts_at,
             ends_at=event.ends_at,
             purpose=event.title,

@@ -146,6 +146,13 @@ class RoomRequested(BaseModel):
 
     request_id: str = Field(min_length=1, max_length=64, description="The event's id; answers carry it as `event_id`.")
     room_id: str = Field(min_length=1, max_length=64, description="Stable room id, e.g. `ks-primskovo`.")
+    ks: KsSlug | None = Field(
+        default=None,
+        description="The KS of the event (added compatibly in v1; the events service always sends it). Booking "
+        "books only a room of this KS as the KS's own request; a room of another KS or an unknown room is answered "
+        "`booking.booking.rejected` with the reason. A request without `ks` (an older sender) is never booked as a "
+        "KS's own: it waits for the room's KS staff like a resident's request.",
+    )
     starts_at: datetime = Field(description="UTC (RFC 3339).")
     ends_at: datetime = Field(description="UTC (RFC 3339).")
     purpose: str = Field(min_length=1, max_length=300, description="The event's title.")

@@ -121,3 +121,38 @@ async def _booking_of(event, event_id: str) -> str | None:
 
 async def _status_is(event, event_id: str, status: str) -> bool:
     return (await event(event_id))["status"] == status
+
+
+async def test_an_event_gets_no_room_of_another_ks_and_a_mistyped_room_is_answered(tmp_path, amqp_url):
+    """Security (issue 15): a primskovo event asking for Huje's room is refused by booking, by
+    message, with the reason — never booked as primskovo's own request. A room code that does
+    not exist is refused the same way (not dead-lettered, leaving the event pending for ever)."""
+    settings = make_settings(tmp_path, amqp_url)
+    events, booking = create_events(settings), create_booking(settings)
+    async with events.router.lifespan_context(events), booking.router.lifespan_context(booking):
+        ev = httpx.AsyncClient(transport=httpx.ASGITransport(app=events), base_url="http://events.test")
+        bk = httpx.AsyncClient(transport=httpx.ASGITransport(app=booking), base_url="http://booking.test")
+        async with ev, bk:
+
+            async def event(event_id: str) -> dict:
+                response = await ev.get(f"/api/v1/events/{event_id}", headers=ADMIN)
+                assert response.status_code == 200, response.text
+                return response.json()
+
+            day = future_day(4)
+            notes = {}
+            for room_id in ("ks-huje", "ks-primskovoo"):
+                body = event_body("Delavnica", day) | {"room_id": room_id}
+                created = await ev.post("/api/v1/events", json=body, headers=ADMIN)
+                assert created.status_code == 201, created.text
+                event_id = created.json()["id"]
+                published = await ev.post(f"/api/v1/events/{event_id}/publish", headers=ADMIN)
+                assert published.json()["status"] == "pending-room"
+                await wait_until(lambda: _status_is(event, event_id, "room-refused"), timeout=30,
+                                 message=f"booking refused {room_id}")  # fmt: skip
+                notes[room_id] = (await event(event_id))["room_note"]
+            assert "ni prostor KS dogodka" in notes["ks-huje"]
+            assert "»ks-primskovoo« ne obstaja" in notes["ks-primskovoo"]
+            held = await bk.get("/api/v1/bookings", params={"room_id": "ks-huje"}, headers=ADMIN)
+            assert held.status_code == 200, held.text
+            assert held.json() == []
