@@ -360,7 +360,9 @@ async def sms_inbound(
     expected = secret.get_secret_value()
     if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), expected.encode()):
         raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED, "Napačen žeton prehoda SMS. / Bad gateway token.", {"WWW-Authenticate": "Bearer"}
+            status.HTTP_401_UNAUTHORIZED,
+            "Napačen žeton prehoda SMS. / Bad gateway token.",
+            {"WWW-Authenticate": "Bearer"},
         )
     try:
         phone = normalise_phone(body.from_)
@@ -375,7 +377,6 @@ class KsContactIn(ContactFields):
     name: str = Field(min_length=1, max_length=200)
     email: EmailStr | None = None
     phone: str | None = Field(default=None, description="E.164 (Slovenian formats accepted)")
-
 
 
 class KsContactsIn(BaseModel):
@@ -393,8 +394,14 @@ class KsContactsOut(BaseModel):
     summary="Who at a KS is told of new booking requests (admin or that KS's staff); replaces the list",
 )
 async def put_ks_contacts(ks: str, body: KsContactsIn, request: Request, staff: KsContactsWrite) -> KsContactsOut:
+    ctx = _ctx(request)
+    for number, contact in enumerate(body.contacts, start=1):
+        if refusal := sms_refusal(contact.phone, ctx.settings):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, f"{number}. kontakt / contact {number}: {refusal}"
+            )
     contacts = [c.model_dump() for c in body.contacts]
-    await service.set_ks_contacts(_ctx(request).db, ks, contacts)
+    await service.set_ks_contacts(ctx.db, ks, contacts)
     return KsContactsOut(ks=ks, contacts=body.contacts)
 
 

@@ -42,7 +42,8 @@ async def _published_event(p) -> str:
 
 
 async def _four_ways(p, phone: str):
-    """The room request, the event registration, staff's subscriber add and the sign-up form."""
+    """The room request, the event registration, staff's subscriber add and the sign-up form
+    (and a KS's contacts for booking requests, answered by `_ks_contacts`)."""
     event_id = await _published_event(p)
     thursday = day_ahead(15, weekday=3)  # a Thursday evening: no KS office hours in the room
     request = room_request(
@@ -70,6 +71,19 @@ async def test_a_foreign_mobile_is_refused_by_every_api_with_the_default_countri
         assert booked.json()["rules"] == ["sms-country"]
         assert signup.status_code == 422, signup.text
         assert "kodo države +386" in signup.text
+        contacts = await _ks_contacts(p, AUSTRIAN_MOBILE)
+        assert contacts.status_code == 422, contacts.text
+        assert contacts.json()["detail"].startswith("2. kontakt / contact 2: " + REFUSED_SL)
+        kept = await p.notify.get("/api/v1/ks/primskovo/contacts", headers=ADMIN)
+        assert kept.json()["contacts"] == []  # nothing of the refused list was stored
+
+
+async def _ks_contacts(p, phone: str):
+    return await p.notify.put(
+        "/api/v1/ks/primskovo/contacts",
+        headers=ADMIN,
+        json={"contacts": [{"name": "Tajnica", "email": "tajnica@example.si"}, {"name": "Predsednik", "phone": phone}]},
+    )
 
 
 async def test_a_foreign_mobile_is_accepted_where_its_country_is_allowed(platform):  # noqa: F811
@@ -81,3 +95,6 @@ async def test_a_foreign_mobile_is_accepted_where_its_country_is_allowed(platfor
         assert added.json()["phone"] == AUSTRIAN_MOBILE
         assert signup.status_code in (200, 303), signup.text
         assert "kodo države" not in signup.text
+        contacts = await _ks_contacts(p, AUSTRIAN_MOBILE)
+        assert contacts.status_code == 200, contacts.text
+        assert contacts.json()["contacts"][1]["phone"] == AUSTRIAN_MOBILE
