@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         description="How long a claimed delivery belongs to the worker that claimed it; a worker that died "
         "mid-send leaves it to be claimed again after this",
     )
+    delivery_stale_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A notify process whose delivery worker has not heartbeat for this long is taken as gone: "
+        "what it had claimed is claimed again at once, not after the lease. It heartbeats every sixth of this "
+        "(5 s by default), and a living one keeps its claims however long its sending takes",
+    )
     smtp_connections: int = Field(
         default=1,
         ge=1,

@@ -1,10 +1,17 @@
 """Sending: a worker claims due deliveries, renders them, hands them to SMTP or the SMS
 gateway (or to file outboxes when those are not configured) and records the outcome.
 
-A delivery is claimed with a lease (status `sending`, `next_attempt_at` = lease end): a
-worker that dies mid-send leaves it to be claimed again after the lease. That may repeat
-one email; for SMS the gateway receives the same `Idempotency-Key` (the delivery id), so
-it cannot become a second text message.
+A delivery is claimed by one live worker: status `sending`, `claimed_by` = the worker's id
+in `delivery_workers`, `next_attempt_at` = lease end. Each process's worker heartbeats in a
+task of its own (every sixth of KRANJ_DELIVERY_STALE_SECONDS): a slow but living sender
+keeps its claims however long it takes. The claims of a worker whose heartbeat is older
+than KRANJ_DELIVERY_STALE_SECONDS (killed, frozen, its host gone) are claimed again at once,
+before anything else; the lease (KRANJ_DELIVERY_LEASE_SECONDS) is the last resort, for
+claims that name no worker. A worker that has not managed to heartbeat for
+most of that time sends nothing more until it has. Taking a claim over may repeat the email
+that was in flight at the dead worker (at most one per SMTP connection); for SMS the gateway
+receives the same `Idempotency-Key` (the delivery id), so it cannot become a second text
+message. A graceful stop hands its claims back and deletes its worker row.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,13 +43,13 @@ from shared.db import Database
 from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
-from shared.models import OutboxMessage, utcnow
+from shared.models import OutboxMessage, new_id, utcnow
 from shared.outbox import OUTBOX_WRITTEN, outbox_row
 from shared.settings import Settings
 
 from . import mail
 from .domain import quiet_until, retry_delay
-from .models import Delivery, Notice
+from .models import Delivery, DeliveryWorkerRow, Notice
 from .ratelimit import RateLimiter
 from .render import Renderer
 
@@ -297,6 +305,13 @@ class DeliveryWorker:
         self._sms_slots = asyncio.Semaphore(sms_concurrency)
         self.lease = timedelta(seconds=settings.delivery_lease_seconds) if settings.delivery_lease_seconds else LEASE
         self._stopping = False  # shutdown: send nothing new, finish and record what is in flight
+        # Claims belong to a live worker (delivery_workers): registered by the first heartbeat
+        # of run(); a worker used without run() (tests) claims under the lease alone.
+        self.id = new_id()
+        self.stale = timedelta(seconds=settings.delivery_stale_seconds)
+        self.heartbeat_seconds = settings.delivery_stale_seconds / 6
+        self._registered = False
+        self._beat_ok: float | None = None  # time.monotonic() of the last heartbeat that was committed
         # Per-channel rate limits (KRANJ_SMS_PER_SECOND, KRANJ_EMAIL_PER_SECOND), per process.
         self._limits = {"email": RateLimiter(settings.email_per_second), "sms": RateLimiter(settings.sms_per_second)}
 
@@ -305,34 +320,117 @@ class DeliveryWorker:
             event.set()
 
     async def run(self) -> None:
+        heart: asyncio.Task[None] | None = None
         try:
-            await self.follow_quiet_hours()
-        except Exception:  # noqa: BLE001 - the claim follows the quiet hours in force anyway
-            log.exception("could not re-time held deliveries to the quiet hours in force")
-        loops = asyncio.gather(*(self._run_channel(channel) for channel in CHANNELS))
-        try:
-            await asyncio.shield(loops)
-        except asyncio.CancelledError:
-            # Shutdown (SIGTERM): never cut between a hand-over and its record (that would send
-            # it again after the lease). Nothing new is sent; what is in flight finishes and is
-            # recorded; the rest of the claimed batch is released to the next worker at once.
-            self._stopping = True
-            self.wake()
+            while True:  # registered before the first claim (a database that is down: again shortly)
+                try:
+                    await self.heartbeat()
+                    break
+                except Exception:  # noqa: BLE001
+                    log.exception("delivery worker could not register; trying again")
+                    await asyncio.sleep(self.heartbeat_seconds)
+            heart = asyncio.create_task(self._heartbeats(), name="notify-delivery-heartbeat")
             try:
-                await asyncio.wait_for(loops, timeout=self.settings.graceful_timeout)
-            except Exception:  # noqa: BLE001 - out of time or failed: the lease covers the rest
-                log.warning("delivery worker did not finish its batch in time; the lease covers the rest")
-            raise
+                await self.follow_quiet_hours()
+            except Exception:  # noqa: BLE001 - the claim follows the quiet hours in force anyway
+                log.exception("could not re-time held deliveries to the quiet hours in force")
+            loops = asyncio.gather(*(self._run_channel(channel) for channel in CHANNELS))
+            try:
+                await asyncio.shield(loops)
+            except asyncio.CancelledError:
+                # Shutdown (SIGTERM): never cut between a hand-over and its record (that would send
+                # it again). Nothing new is sent; what is in flight finishes and is recorded (the
+                # heartbeat goes on meanwhile); the rest of the claimed batch is released to the
+                # next worker at once.
+                self._stopping = True
+                self.wake()
+                try:
+                    await asyncio.wait_for(loops, timeout=self.settings.graceful_timeout)
+                except Exception:  # noqa: BLE001 - out of time or failed: released below all the same
+                    log.warning("delivery worker did not finish its batch in time; its claims are released")
+                raise
         finally:
+            if heart is not None:
+                heart.cancel()
+                await asyncio.gather(heart, return_exceptions=True)
+            if self._registered:
+                try:
+                    await self.retire()
+                except Exception:  # noqa: BLE001 - its heartbeat stops: the others take over when it is stale
+                    log.exception("delivery worker could not hand its claims back")
             await self.email.close()
             await self.sms.close()
+
+    def _alive(self) -> bool:
+        """May this worker claim and send? Not once its last committed heartbeat is so old that
+        the others may take it as gone (a process frozen, the database out of reach): it would
+        send what they are taking over. A worker that never registered (run_once in tests) may."""
+        if not self._registered:
+            return True
+        assert self._beat_ok is not None
+        margin = self.stale.total_seconds() - self.heartbeat_seconds
+        return time.monotonic() - self._beat_ok < margin
+
+    async def _heartbeats(self) -> None:
+        """Its own task: sending, however slow, never holds the heartbeat up."""
+        while True:
+            await asyncio.sleep(self.heartbeat_seconds)
+            try:
+                await self.heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - tried again at the next beat; the claims go stale meanwhile
+                log.warning("delivery worker heartbeat failed", exc_info=True)
+
+    async def heartbeat(self) -> None:
+        """Register (the first time, or again after its row was purged) or heartbeat: one row,
+        whatever this worker holds. Rows of workers gone longer than the lease are purged at
+        registration."""
+        now = utcnow()
+        workers = DeliveryWorkerRow.__table__  # type: ignore[attr-defined]
+        beat = sa.update(workers).where(workers.c.id == self.id).values(heartbeat_at=now)
+        register = sa.insert(workers).values(
+            id=self.id, host=socket.gethostname()[:255], pid=os.getpid(), started_at=now, heartbeat_at=now
+        )
+        purge = sa.delete(workers).where(workers.c.heartbeat_at < now - max(self.lease, self.stale))
+        first = not self._registered
+
+        def work(conn: sa.Connection, _info: dict[str, object]) -> None:
+            if not conn.execute(beat).rowcount:
+                if first:
+                    conn.execute(purge)
+                conn.execute(register)
+
+        await self.db.run(work)
+        self._beat_ok = time.monotonic()
+        if first:
+            self._registered = True
+            log.info("delivery worker registered", extra={"worker_id": self.id})
+
+    async def retire(self) -> None:
+        """Graceful stop: hand back what this worker still holds (due at once) and leave."""
+        workers = DeliveryWorkerRow.__table__  # type: ignore[attr-defined]
+        deliveries = Delivery.__table__  # type: ignore[attr-defined]
+        release = (
+            sa.update(deliveries)
+            .where(deliveries.c.claimed_by == self.id, deliveries.c.status == "sending")
+            .values(next_attempt_at=utcnow(), claimed_by=None)
+        )
+        leave = sa.delete(workers).where(workers.c.id == self.id)
+
+        def work(conn: sa.Connection, _info: dict[str, object]) -> None:
+            conn.execute(release)
+            conn.execute(leave)
+
+        await self.db.run(work)
+        self._registered = False
 
     async def _run_channel(self, channel: str) -> None:
         wake = self._wakes[channel]
         while not self._stopping:
             wake.clear()
             try:
-                done = await self.run_once(channel)
+                done = await self.run_once(channel) if self._alive() else 0
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -372,7 +470,7 @@ class DeliveryWorker:
 
             async def send_emails() -> None:  # one per SMTP connection: send, record, next
                 for d in queue:
-                    if self._stopping:
+                    if self._stopping or not self._alive():
                         break
                     await self._limits["email"].acquire()
                     outcome = await self._send_one(d, notices.get(d.notice_id), renderers)
@@ -386,7 +484,7 @@ class DeliveryWorker:
             ]
             if failures:  # every connection has stopped first: nothing is left sending behind the next claim
                 raise failures[0]
-            await self._release_if_stopping(claimed)
+            await self._release_unsent(claimed)
             return len(claimed)
 
         # SMS go out `sms_concurrency` at a time; their outcomes are recorded in group commits
@@ -396,7 +494,7 @@ class DeliveryWorker:
 
         async def send_sms_one(d: Due) -> None:
             async with self._sms_slots:
-                if self._stopping:
+                if self._stopping or not self._alive():
                     return
                 await self._limits["sms"].acquire()
                 outcome = await self._send_one(d, notices.get(d.notice_id), texts)
@@ -409,17 +507,20 @@ class DeliveryWorker:
         ]
         if failures:
             raise failures[0]
-        await self._release_if_stopping(claimed)
+        await self._release_unsent(claimed)
         return len(claimed)
 
-    async def _release_if_stopping(self, claimed: list[Due]) -> None:
-        """On shutdown, hand the claimed deliveries that were not sent back at once (not after the lease)."""
-        if not self._stopping:
+    async def _release_unsent(self, claimed: list[Due]) -> None:
+        """On shutdown, or when this worker may be taken as gone (`_alive`), hand the claimed
+        deliveries it did not send back at once (not after the lease); those another worker
+        has taken over meanwhile stay theirs."""
+        if not self._stopping and self._alive():
             return
+        mine = Delivery.claimed_by == self.id if self._registered else col(Delivery.claimed_by).is_(None)
         release = (
             update(Delivery)
-            .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending")
-            .values(next_attempt_at=utcnow())
+            .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending", mine)
+            .values(next_attempt_at=utcnow(), claimed_by=None)
         )
         await self.db.run(lambda conn, _info: conn.execute(release))
 
@@ -452,22 +553,43 @@ class DeliveryWorker:
         # until: all due when it is not quiet now, none while it is.
         quiet_now = quiet_until(now, self.settings.quiet_window) is not None
         due = sa.or_(
-            sa.and_(c.status.in_([s for s in DUE_STATES if s != "held"]), c.next_attempt_at <= now),
+            sa.and_(c.status.in_(["queued", "failed-temporary"]), c.next_attempt_at <= now),
+            # The lease, last resort: claims that name no worker (made before notify_0009, or by
+            # a worker used without run()). A worker's claims are free once it is stale (below).
+            sa.and_(c.status == "sending", c.next_attempt_at <= now, c.claimed_by.is_(None)),
             sa.and_(c.status == "held", sa.false() if quiet_now else sa.true()),
         )
-        query = (
-            sa.select(*(c[name] for name in Due.COLUMNS))
-            .where(c.channel == channel, due)
+        columns = [c[name] for name in Due.COLUMNS]
+        query = sa.select(*columns).where(c.channel == channel, due).order_by(c.next_attempt_at).limit(self.batch)
+        # First what workers that stopped heartbeating had claimed (killed, frozen, their host
+        # gone): they were first in line, and their lease may be minutes away.
+        workers = DeliveryWorkerRow.__table__  # type: ignore[attr-defined]
+        live = sa.select(workers.c.id).where(workers.c.heartbeat_at >= now - self.stale)
+        orphaned = (
+            sa.select(*columns)
+            .where(c.channel == channel, c.status == "sending", c.claimed_by.is_not(None), c.claimed_by.not_in(live))
             .order_by(c.next_attempt_at)
             .limit(self.batch)
         )
         if not self.db.is_sqlite:
             query = query.with_for_update(skip_locked=True)
+            orphaned = orphaned.with_for_update(skip_locked=True)
         claim = sa.update(table).where(c.id.in_(sa.bindparam("ids", expanding=True)))
-        claim = claim.values(status="sending", next_attempt_at=now + self.lease)
+        claim = claim.values(
+            status="sending", next_attempt_at=now + self.lease, claimed_by=self.id if self._registered else None
+        )
 
         def work(conn: sa.Connection, _info: dict[str, object]) -> list[Due]:
-            rows = [Due(*row) for row in conn.execute(query).all()]
+            rows = [Due(*row) for row in conn.execute(orphaned).all()]
+            if rows:
+                log.warning(
+                    "claimed again from a delivery worker that stopped heartbeating",
+                    extra={"channel": channel, "count": len(rows)},
+                )
+                rest = query.where(c.id.not_in([r.id for r in rows])).limit(self.batch - len(rows))
+                rows += [Due(*row) for row in conn.execute(rest).all()] if len(rows) < self.batch else []
+            else:
+                rows = [Due(*row) for row in conn.execute(query).all()]
             if rows:
                 conn.execute(claim, {"ids": [r.id for r in rows]})
             return rows
@@ -604,7 +726,7 @@ class DeliveryWorker:
         updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
         outbox: list[dict[str, object]] = []
         for delivery, outcome in results:
-            values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error}
+            values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error, "claimed_by": None}
             attempts = delivery.attempts + (1 if outcome.status != "skipped" else 0)
             values["attempts"] = attempts
             if outcome.status == "sent":

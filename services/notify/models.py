@@ -137,6 +137,22 @@ class Delivery(SQLModel, table=True):
     reference: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(index=True))
     sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    # The delivery worker (delivery_workers.id) whose claim it is while `sending` (migration notify_0009)
+    claimed_by: str | None = Field(default=None, max_length=64, index=True)
+
+
+class DeliveryWorkerRow(SQLModel, table=True):
+    """A notify process's delivery worker, alive while it heartbeats (migration notify_0009;
+    services.notify.delivery): the deliveries it claimed are claimed again by others once its
+    heartbeat is older than KRANJ_DELIVERY_STALE_SECONDS; a graceful stop deletes the row."""
+
+    __tablename__ = "delivery_workers"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    host: str = Field(max_length=255)
+    pid: int
+    started_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    heartbeat_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
 
 
 class Confirmation(SQLModel, table=True):
