@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.kranj-installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv run bench test test-future test-unit test-component test-integration test-e2e test-faults lint migrate clean distclean
+.PHONY: help venv run gateway-conf bench test test-future test-unit test-component test-integration test-e2e test-faults lint migrate clean distclean
 
 help:
 	@echo "make run               create/refresh $(VENV), migrate, start all four services (Ctrl-C stops them)"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench             the benchmark (README \"Benchmark\"; BENCH_ARGS=--quick for a short run), not part of make test"
 	@echo "make lint              ruff check, then the import layers (lint-imports, pyproject.toml)"
 	@echo "make migrate           kranj db upgrade"
+	@echo "make gateway-conf      regenerate deploy/nginx/gateway.conf from the services' routes"
 	@echo "make clean             caches and build leftovers (keeps $(VENV) and ./var)"
 	@echo "make distclean         clean, and remove $(VENV) too"
 
@@ -69,6 +70,11 @@ lint: venv
 
 migrate: venv
 	$(BIN)/kranj db upgrade
+
+# The compose gateway's nginx config, generated from the services' own routes (kranj/routes.py).
+gateway-conf: venv
+	$(BIN)/kranj gateway --nginx > deploy/nginx/gateway.conf.new
+	mv deploy/nginx/gateway.conf.new deploy/nginx/gateway.conf
 
 clean:
 	rm -rf .pytest_cache .ruff_cache build dist *.egg-info

@@ -5,6 +5,7 @@ same broker and databases as the services started with that environment.
 
     kranj up                      all four services, supervised (what `make run` starts)
     kranj run <service>           one service in the foreground (what a container runs)
+    kranj gateway [--nginx|--check]  the front door's route table; the compose nginx config
     kranj db upgrade              migrations of every service
     kranj subscriber add|import|erase
     kranj dlq list|replay         the dead letters in `kranj.dead`
@@ -36,6 +37,7 @@ app.add_typer(accounts.token_app, name="token")
 app.add_typer(accounts.staff_app, name="staff")
 app.command()(up.up)
 app.command()(up.run)
+app.command()(up.gateway)
 app.command()(status.status)
 
 __all__ = ["app", "main", "erase"]

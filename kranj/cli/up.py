@@ -84,3 +84,35 @@ def run(
     _log_format(log_format)
     run_service(service.value)
 
+
+
+# --------------------------------------------------------------------------------------
+# kranj gateway
+# --------------------------------------------------------------------------------------
+def gateway(
+    nginx: Annotated[
+        bool, typer.Option("--nginx", help="Print the compose nginx config (deploy/nginx/gateway.conf).")
+    ] = False,
+    check: Annotated[
+        bool, typer.Option("--check", help="Only check that deploy/nginx/gateway.conf is current; exit 1 if not.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the table as JSON.")] = False,
+) -> None:
+    """The front door's route table, derived from the services' own routes (kranj/routes.py).
+    Regenerate the compose gateway with `kranj gateway --nginx > deploy/nginx/gateway.conf`."""
+    from kranj import routes
+
+    try:
+        table = routes.route_table()
+    except routes.RouteConflict as exc:
+        raise fail(f"kranj: {exc}") from None
+    if check:
+        if routes.nginx_stale(table):
+            raise fail(f"kranj: deploy/nginx/gateway.conf is not current; regenerate it:\n    {routes.REGENERATE}")
+        out("kranj: deploy/nginx/gateway.conf is current.")
+    elif nginx:
+        sys.stdout.write(routes.nginx_config(table))
+    elif as_json:
+        out(table.to_json())
+    else:
+        out(routes.describe(table))
