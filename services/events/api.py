@@ -279,7 +279,11 @@ async def get_event(
         403: {
             "description": "A staff token that may not register people for this event (`events.registrations.write`)."
         },
-        409: {"description": "The event takes no registrations (a draft, cancelled, over, or without registration)."},
+        409: {
+            "description": "The event takes no registrations (a draft, cancelled, over, or without registration), "
+            "or the email or phone already has a registration for it: its link is sent again to the contacts given "
+            "then, and the answer carries nothing of it."
+        },
         429: RATE_LIMITED,
     },
 )

@@ -82,6 +82,18 @@ class PhoneRefused(Conflict):
     status = 422
 
 
+class AlreadyRegistered(Conflict):
+    """The contact has an active registration for the event: its link went to that
+    registration's own contacts again; the answer tells the requester nothing more (HTTP 409)."""
+
+
+ALREADY_REGISTERED = (
+    "Prijava s tem e-naslovom ali telefonom že obstaja. Povezavo do nje smo znova poslali na e-naslov oziroma "
+    "telefon, vpisan ob prijavi. / A registration with this email or phone exists; we have sent its link again "
+    "to the contact given then."
+)
+
+
 class NotFound(Exception):
     pass
 
@@ -959,7 +971,13 @@ async def register(
         active = await _active(session, event.id)
         for other in active:
             if (email and other.email == email) or (data.phone and other.phone == data.phone):
-                raise Conflict("S tem naslovom ali telefonom ste že prijavljeni. / You are already registered.")
+                # Its link goes again to the contacts given then (never to those typed now), and
+                # the answer carries neither its link nor its data: whoever knows someone's
+                # address learns no more than the seat count shows (docs/security.md).
+                notice = _notice(settings, event, other, position=await _waitlist_position(session, other))
+                _tell(session, other.status, notice)
+                await session.commit()
+                raise AlreadyRegistered(ALREADY_REGISTERED)
         confirmed = sum(1 for r in active if r.status == "confirmed")
         last = (
             await session.exec(select(func.max(Registration.position)).where(Registration.event_id == event.id))

@@ -10,14 +10,18 @@ the real databases.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import httpx
 import pytest
 from conftest import make_settings
 from sqlmodel import select
 from staff_login import form_token
+from support.times import iso, weekday_ahead
 
 from security.helpers import ADMIN
+from security.test_relay import platform, texts_to  # noqa: F401 - `platform` is a fixture
+from services.events import service
 from services.notify.app import create_app
 from services.notify.models import Subscriber
 
@@ -69,7 +73,9 @@ async def test_a_phone_sign_up_answers_the_same_for_a_known_and_a_new_number(not
     known = await client.post("/subscribe", data={**FORM, "phone": "041 999 888", "channels": ["sms"]})
     new = await client.post("/subscribe", data={**FORM, "phone": "041 777 666", "channels": ["sms"]})
     assert known.status_code == new.status_code == 303
-    assert known.headers["location"].startswith("/subscribe/code/") and new.headers["location"].startswith("/subscribe/code/")
+    assert known.headers["location"].startswith("/subscribe/code/") and new.headers["location"].startswith(
+        "/subscribe/code/"
+    )
     sent = await sms_gateway.wait_for(2)
     assert sorted(s.json["to"] for s in sent) == ["+38641777666", "+38641999888"]  # a code to each, the same words
     pages = [await client.get(a.headers["location"]) for a in (known, new)]
@@ -87,7 +93,8 @@ async def test_a_new_email_with_a_subscribed_phone_is_no_500_and_takes_nothing_o
     app, client = notify
     before = await subscribers(app)
     clash = await client.post(
-        "/subscribe", data={**FORM, "email": "druga@example.si", "phone": "+386 41 999 888", "channels": ["email", "sms"]}
+        "/subscribe",
+        data={**FORM, "email": "druga@example.si", "phone": "+386 41 999 888", "channels": ["email", "sms"]},
     )
     plain = await client.post("/subscribe", data={**FORM, "email": "tretja@example.si", "channels": ["email"]})
     assert clash.status_code == plain.status_code == 200
@@ -95,3 +102,45 @@ async def test_a_new_email_with_a_subscribed_phone_is_no_500_and_takes_nothing_o
     after = await subscribers(app)
     assert ("znana@example.si", "+38641999888", "active") in after
     assert [r for r in after if r not in before] == [("tretja@example.si", None, "pending")]
+
+
+async def test_registering_a_known_contact_again_sends_its_link_to_its_owner_only(platform, smtp_server, sms_gateway):  # noqa: F811
+    """Event registration: a second registration with a contact that already has one answers
+    409 with a neutral text and nothing of the registration (no id, link or name); the link
+    goes again to the contacts given at the first registration, never to those typed now."""
+    async with platform() as p:
+        thursday = weekday_ahead(3, weeks=2)
+        event = await p.events.post(
+            "/api/v1/events",
+            headers=ADMIN,
+            json={"ks": "primskovo", "title": "Pohod na Šmarjetno goro", "starts_at": iso(thursday),
+                  "ends_at": iso(thursday + timedelta(hours=2)), "venue": "Dom KS Primskovo", "capacity": 20},
+        )  # fmt: skip
+        event_id = event.json()["id"]
+        assert (await p.events.post(f"/api/v1/events/{event_id}/publish", headers=ADMIN)).status_code == 200
+        owner = {"name": "Ana Kos", "email": "ana.kos@example.si"}
+        first = await p.events.post(f"/api/v1/events/{event_id}/registrations", json=owner)
+        assert first.status_code == 201, first.text
+        await p.settled(owner["email"], 1)
+
+        prober = {"name": "Nekdo", "email": "ANA.KOS@example.si", "phone": "+38640555999"}
+        again = await p.events.post(f"/api/v1/events/{event_id}/registrations", json=prober)
+        assert again.status_code == 409, again.text
+        assert again.json() == {"detail": service.ALREADY_REGISTERED}
+        token = await form_token(p.events, f"/events/{event_id}")
+        page = await p.events.post(f"/events/{event_id}/prijava", data={**prober, "csrf_token": token})
+        assert page.status_code == 409
+        assert "Prijava s tem e-naslovom ali telefonom že obstaja" in page.text
+        for answer in (again, page):
+            assert first.json()["id"] not in answer.text and "Ana Kos" not in answer.text
+            assert "/events/prijava/" not in answer.text
+
+        await p.settled(owner["email"], 3)  # the first confirmation, and the link again for each try
+        mails, sms = texts_to(smtp_server, sms_gateway, owner["email"], prober["phone"])
+        assert len(mails) == 3 and sms == []
+        # Each carries the registration's (short, signed) link, which leads to its own page.
+        codes = [re.search(r"/k/([A-Za-z0-9_-]+)", mail) for mail in mails]
+        assert all(codes), mails
+        opened = await p.notify.get(f"/k/{codes[-1].group(1)}")
+        assert opened.status_code in (302, 303, 307) and opened.headers["location"] == first.json()["cancel_url"]
+        assert await p.deliveries(prober["phone"]) == []
