@@ -30,6 +30,7 @@ class ChildSpec:
     argv: Sequence[str]
     env: Mapping[str, str] | None = None  # None: inherit the supervisor's environment
     cwd: str | None = None
+    pass_fds: Sequence[int] = ()  # file descriptors the child inherits (e.g. a listening socket)
 
 
 @dataclass
@@ -204,6 +205,7 @@ class Supervisor:
                 env=env,
                 cwd=child.spec.cwd,
                 stdin=subprocess.DEVNULL,
+                pass_fds=tuple(child.spec.pass_fds),
                 process_group=0,  # own group: the terminal's Ctrl-C is for the supervisor only
                 preexec_fn=_child_setup,  # noqa: PLW1509 - the supervisor is single-threaded
             )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import sys
 from enum import Enum
 from typing import Annotated
@@ -17,6 +18,7 @@ from .common import (
     DATABASES,
     Service,
     broker_unreachable_line,
+    err,
     fail,
     out,
     quiet_broker_logs,
@@ -49,29 +51,74 @@ def _log_format(value: LogFormatChoice | None) -> None:
         os.environ["KRANJ_LOG_FORMAT"] = value.value
 
 
+def _front_door(settings: Settings) -> tuple[object | None, str | None, subprocess.Popen[str] | None]:
+    """Bind the front door's port (KRANJ_GATEWAY_PORT; 0: none) and start building the route
+    table in a short-lived process (it imports every service). A busy port is one warning
+    line: the services still start, each on its own port."""
+    from kranj.gateway import GatewaySettings, bind, front_door_url
+
+    port = GatewaySettings().gateway_port
+    if not port:
+        return None, None, None
+    try:
+        sock = bind(settings.http_host, port)
+    except OSError as exc:
+        err(
+            f"kranj: the front door is not started: {settings.http_host}:{port} is not free ({exc.strerror or exc}) — "
+            "set KRANJ_GATEWAY_PORT to a free port, or 0 to run without it"
+        )
+        return None, None, None
+    table = subprocess.Popen(
+        [sys.executable, "-m", "kranj.routes", "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    return sock, front_door_url(settings, port), table
+
+
 def up(log_format: LogFormat = None) -> None:
-    """Migrate, then run all four services as supervised processes. Ctrl-C stops everything."""
+    """Migrate, then run all four services as supervised processes, and the front door that
+    serves them all under one address (KRANJ_GATEWAY_PORT, default 8080). Ctrl-C stops everything."""
+    from kranj.gateway import FD_ENV, ROUTES_ENV, GatewaySettings
     from kranj.supervisor import ChildSpec, Supervisor
 
     _log_format(log_format)
     settings = Settings()
+    GatewaySettings()  # a bad KRANJ_GATEWAY_PORT: one clear line (kranj.cli.main) before anything starts
     with quiet_broker_logs():
         problem = asyncio.run(broker_problem(settings.amqp_url))
     if problem:
         raise fail(broker_unreachable_line(settings, problem))
-    if not migrate(settings, DATABASES):
-        raise fail("kranj: not starting: the migrations above failed")
-    settings.signing_key()  # create the local key once, before four processes race for it
-    supervisor = Supervisor(
-        [ChildSpec(name, [sys.executable, "-m", f"services.{name}"]) for name in SERVICES],
-        stop_timeout=settings.graceful_timeout + 5,
-    )
-    out("Starting Kranj ZA vse:")
-    for name in SERVICES:
-        out(f"  {name:<8} {settings.local_url(name)}")
-    out("Ctrl-C stops everything.")
-    sys.stdout.flush()
-    raise typer.Exit(supervisor.run())
+    sock, door, table = _front_door(settings)
+    try:
+        if not migrate(settings, DATABASES):
+            raise fail("kranj: not starting: the migrations above failed")
+        settings.signing_key()  # create the local key once, before four processes race for it
+        children = [ChildSpec(name, [sys.executable, "-m", f"services.{name}"]) for name in SERVICES]
+        if table is not None and sock is not None:
+            routes, problem_text = table.communicate(timeout=120)
+            if table.returncode != 0:
+                raise fail(f"kranj: not starting: the front door's route table: {problem_text.strip()}")
+            os.environ[ROUTES_ENV] = routes.strip()
+            os.environ[FD_ENV] = str(sock.fileno())
+            if not settings.public_url:
+                # every link in an email, SMS, poster or feed leads through the front door
+                os.environ["KRANJ_PUBLIC_URL"] = door or ""
+            children.append(ChildSpec("gateway", [sys.executable, "-m", "kranj.gateway"], pass_fds=(sock.fileno(),)))
+        supervisor = Supervisor(children, stop_timeout=settings.graceful_timeout + 5)
+        out("Starting Kranj ZA vse:")
+        if door:
+            out(f"  {'all':<8} {door}   (the front door: every page and API under one address)")
+        for name in SERVICES:
+            out(f"  {name:<8} {settings.local_url(name)}")
+        out("Ctrl-C stops everything.")
+        sys.stdout.flush()
+        code = supervisor.run()
+    finally:
+        if table is not None and table.poll() is None:
+            table.kill()
+            table.wait()
+        if sock is not None:
+            sock.close()
+    raise typer.Exit(code)
 
 
 def run(
@@ -83,7 +130,6 @@ def run(
 
     _log_format(log_format)
     run_service(service.value)
-
 
 
 # --------------------------------------------------------------------------------------
