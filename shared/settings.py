@@ -76,8 +76,9 @@ class Settings(BaseSettings):
         default=30.0,
         gt=0,
         description="A notify process whose delivery worker has not heartbeat for this long is taken as gone: "
-        "what it had claimed is claimed again at once, not after the lease. It heartbeats every sixth of this "
-        "(5 s by default), and a living one keeps its claims however long its sending takes",
+        "what it had claimed is claimed again at once, not after the lease (never longer than the lease). It "
+        "heartbeats every sixth of this (5 s by default), and a living one keeps its claims however long its "
+        "sending takes",
     )
     smtp_connections: int = Field(
         default=1,

@@ -308,8 +308,9 @@ class DeliveryWorker:
         # Claims belong to a live worker (delivery_workers): registered by the first heartbeat
         # of run(); a worker used without run() (tests) claims under the lease alone.
         self.id = new_id()
-        self.stale = timedelta(seconds=settings.delivery_stale_seconds)
-        self.heartbeat_seconds = settings.delivery_stale_seconds / 6
+        # Never longer than the lease: what a dead worker held is free after the lease at the latest.
+        self.stale = min(timedelta(seconds=settings.delivery_stale_seconds), self.lease)
+        self.heartbeat_seconds = self.stale.total_seconds() / 6
         self._registered = False
         self._beat_ok: float | None = None  # time.monotonic() of the last heartbeat that was committed
         # Per-channel rate limits (KRANJ_SMS_PER_SECOND, KRANJ_EMAIL_PER_SECOND), per process.
@@ -542,7 +543,9 @@ class DeliveryWorker:
 
         count = await self.db.run(work)
         if count:
-            log.info("held deliveries follow the quiet hours in force", extra={"count": count, "until": until.isoformat()})
+            log.info(
+                "held deliveries follow the quiet hours in force", extra={"count": count, "until": until.isoformat()}
+            )
         return count
 
     async def _claim(self, channel: str) -> list[Due]:
@@ -678,7 +681,9 @@ class DeliveryWorker:
             key = (notice.id, delivery.language)
             if key not in renderers:
                 renderers[key] = self.renderer.email_renderer(notice, delivery.language)
-            manage_url = self.renderer.manage_url(delivery.subscriber_id) if unsubscribe_url and delivery.subscriber_id else None
+            manage_url = (
+                self.renderer.manage_url(delivery.subscriber_id) if unsubscribe_url and delivery.subscriber_id else None
+            )
             rendered = renderers[key](unsubscribe_url, manage_url)
         return mail.build(
             mail_from=self.settings.mail_from,
@@ -717,9 +722,7 @@ class DeliveryWorker:
         msg["Content-Language"] = rendered.language  # after set_content, which drops Content-* headers
         return msg
 
-    async def _record(
-        self, results: list[tuple[Due, Outcome]], origins: dict[str, tuple[str, str]]
-    ) -> None:
+    async def _record(self, results: list[tuple[Due, Outcome]], origins: dict[str, tuple[str, str]]) -> None:
         now = utcnow()
         # One executemany per shape of change and one for the outbox rows: a batch of
         # outcomes costs a few statements, not a few per delivery.
@@ -738,7 +741,9 @@ class DeliveryWorker:
                 values["next_attempt_at"] = now + delay
             else:  # sent elsewhere, permanent, skipped, or out of attempts: final
                 values["next_attempt_at"] = None
-            updates.setdefault(tuple(values), []).append({"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}})
+            updates.setdefault(tuple(values), []).append(
+                {"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}}
+            )
             final_failure = outcome.status.startswith("failed") and values["next_attempt_at"] is None
             if (outcome.status == "sent" or final_failure) and delivery.channel in ("email", "sms"):
                 # notify.delivery.* in the same transaction as the status: no contact data in it.
