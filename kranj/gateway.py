@@ -367,6 +367,22 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app: FrontDoor, *, graceful_timeout: float = 20.0) -> Any:
+    """How the door is served (uvicorn; `kranj up` and the tests alike)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        log_config=None,
+        lifespan="on",
+        access_log=False,
+        proxy_headers=False,  # the door is the edge: the peer is the resident
+        server_header=False,  # the services' own Server and Date headers pass through
+        date_header=False,
+        timeout_graceful_shutdown=int(graceful_timeout),
+    )
+
+
 def serve(settings: Settings | None = None, table: RouteTable | None = None, sock: socket.socket | None = None) -> None:
     import uvicorn
 
@@ -384,16 +400,7 @@ def serve(settings: Settings | None = None, table: RouteTable | None = None, soc
             port = GatewaySettings().gateway_port or DEFAULT_PORT
             sock = bind(settings.http_host, port)
     app = FrontDoor(table, {name: settings.local_url(name) for name in SERVICES})
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        lifespan="on",
-        access_log=False,
-        proxy_headers=False,  # the door is the edge: the peer is the resident
-        server_header=False,  # the services' own Server and Date headers pass through
-        date_header=False,
-        timeout_graceful_shutdown=int(settings.graceful_timeout),
-    )
+    config = uvicorn_config(app, graceful_timeout=settings.graceful_timeout)
     server = uvicorn.Server(config)
     host, port = sock.getsockname()[:2]
     log.info("front door on http://%s:%s", host, port)
