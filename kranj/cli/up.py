@@ -106,9 +106,9 @@ def up(log_format: LogFormat = None) -> None:
         supervisor = Supervisor(children, stop_timeout=settings.graceful_timeout + 5)
         out("Starting Kranj ZA vse:")
         if door:
-            out(f"  {'all':<8} {door}   (the front door: every page and API under one address)")
+            out(f"  {'front door':<10} {door}   every page and API under one address")
         for name in SERVICES:
-            out(f"  {name:<8} {settings.local_url(name)}")
+            out(f"  {name:<10} {settings.local_url(name)}")
         out("Ctrl-C stops everything.")
         sys.stdout.flush()
         code = supervisor.run()
