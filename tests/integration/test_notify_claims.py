@@ -10,6 +10,8 @@ living worker look dead."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 from datetime import timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -35,6 +37,7 @@ class RecordingEmail(EmailSender):
     def __init__(self, settings: Settings, sent: list[str], gate: asyncio.Event | None = None) -> None:
         super().__init__(settings)
         self.sent, self.gate, self.waiting = sent, gate, 0
+        self.after: Callable[[], None] | None = None  # called after each hand-over
 
     async def send_raw(self, raw: bytes, sender: str, to: str, delivery_id: str) -> str:
         return await self._take(delivery_id)
@@ -47,6 +50,8 @@ class RecordingEmail(EmailSender):
             self.waiting += 1
             await self.gate.wait()
         self.sent.append(delivery_id)
+        if self.after is not None:
+            self.after()
         return "250 ok"
 
 
@@ -171,3 +176,32 @@ async def test_a_slow_living_worker_keeps_its_claims_however_long_it_takes(tmp_p
         # A graceful stop deletes its worker row.
         assert await rows(db, sa.select(WORKERS.c.id)) == [(b.id,)]
         assert set(await rows(db, claims)) == {(None, "sent")}
+
+
+async def test_a_worker_that_could_not_heartbeat_stops_sending_and_hands_its_batch_back(tmp_path, database_url, db):
+    """Frozen (or cut off from its database) for longer than the others wait, a worker may
+    have lost its claims to them: it sends nothing more from its batch and hands the rest
+    back, so it repeats at most the email that was in flight."""
+    settings = settings_for(tmp_path, database_url, delivery_stale_seconds=30, delivery_lease_seconds=300)
+    with clock.frozen(clock.now()):
+        ids = await notice_with_deliveries(db, 3)
+        sent_a: list[str] = []
+        a = worker(settings, db, sent_a)
+        await a.heartbeat()
+        email_a = a.email
+        assert isinstance(email_a, RecordingEmail)
+
+        def frozen_during_the_first_email() -> None:
+            a._beat_ok = time.monotonic() - 30  # no heartbeat for the whole stale time
+
+        email_a.after = frozen_during_the_first_email
+        assert await a.run_once("email") == 3  # claimed 3; sent and recorded 1
+        assert len(sent_a) == 1
+        states = sorted(await rows(db, sa.select(DELIVERIES.c.status, DELIVERIES.c.claimed_by)))
+        assert states == [("sending", None), ("sending", None), ("sent", None)]  # two handed back, due now
+
+        sent_b: list[str] = []
+        b = worker(settings, db, sent_b)
+        await b.heartbeat()
+        assert await b.run_once("email") == 2
+        assert sorted(sent_a + sent_b) == sorted(ids)
