@@ -1,94 +1,105 @@
-"""`kranj subscriber erase`: GDPR erasure in every service's database and in the dead letters the broker holds."""
+"""`kranj subscriber erase|export`: GDPR erasure and access across every service
+(shared/privacy.py), the file outboxes and the dead letters the broker holds."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import re
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
 
+from shared.contact import normalise_phone
+from shared.db import Database
+from shared.models import utcnow
+from shared.privacy import ERASED, Person
 from shared.settings import SERVICES, Settings
 
-from .common import (
-    connect,
-    database_missing,
-    err,
-    fail,
-    out,
-)
+from .common import connect, database_missing, err, fail, out
 from .db import migrate
 from .subscribers import masked_contact, subscriber_app
 
 
 # --------------------------------------------------------------------------------------
-# kranj subscriber erase
+# kranj subscriber erase | export
 # --------------------------------------------------------------------------------------
+def _person_asked(email: str | None, phone: str | None) -> Person:
+    if not email and not phone:
+        raise fail("kranj: give --email or --phone (or both)", 2)
+    if phone:
+        try:
+            normalise_phone(phone)
+        except ValueError as exc:
+            raise fail(f"kranj: {exc}", 2) from None
+    return Person.of(email=email, phone=phone)
+
+
+def _privacy_modules() -> list[tuple[str, ModuleType]]:
+    """Every service's privacy.py (the one frame of shared/privacy.py), in SERVICES order."""
+    found = []
+    for name in SERVICES:
+        try:
+            found.append((name, importlib.import_module(f"services.{name}.privacy")))
+        except ModuleNotFoundError:
+            out(f"{name}: not installed here; nothing of it to search")
+    return found
+
+
+async def find_everywhere(settings: Settings, person: Person) -> Person:
+    """Widen the person through every service until nothing new is found: an email finds a
+    registration, which gives the phone and name, which find a booking, and so on."""
+    modules = _privacy_modules()
+    for _ in range(5):  # each round can only add identifiers; a handful of rounds settle it
+        before = person
+        for name, module in modules:
+            url = settings.database_url(name)
+            if database_missing(url):
+                continue
+            database = Database(url)
+            try:
+                person = await module.find(database, person)
+            finally:
+                await database.dispose()
+        if person == before:
+            break
+    return person
+
+
 @subscriber_app.command("erase")
 def subscriber_erase(
     email: Annotated[str | None, typer.Option(help="The resident's email address.")] = None,
     phone: Annotated[str | None, typer.Option(help="The resident's phone number.")] = None,
 ) -> None:
-    """GDPR erasure: remove a resident's contact data from every service that holds any."""
-    if not email and not phone:
-        raise fail("kranj: give --email or --phone (or both)", 2)
-    from services.notify.domain import normalise_phone
-
-    if phone:
-        try:
-            phone = normalise_phone(phone)
-        except ValueError as exc:
-            raise fail(f"kranj: {exc}", 2) from None
+    """GDPR erasure: find the person by everything they gave, and remove or mask every copy
+    of their data in every service, the file outboxes and the dead letters."""
+    asked = _person_asked(email, phone)
     settings = Settings()
-    if not database_missing(settings.database_url("notify")) and not migrate(settings, ["notify"], quiet=True):
+    if not migrate(settings, [n for n in SERVICES if not database_missing(settings.database_url(n))], quiet=True):
         raise typer.Exit(1)
     who = masked_contact(email.strip().lower() if email else None, phone)
-    asyncio.run(_erase_everywhere(settings, email, phone, who))
+    asyncio.run(_erase_everywhere(settings, asked, who))
 
 
-async def _erase_everywhere(settings: Settings, email: str | None, phone: str | None, who: str) -> None:
-    from services.notify.service import erase_subscriber
-    from shared.db import Database
-
-    others_with_data = False
-    for name in SERVICES:
+async def _erase_everywhere(settings: Settings, asked: Person, who: str) -> None:
+    person = await find_everywhere(settings, asked)
+    out(f"{who}: found by {person} in the services' records")
+    for name, module in _privacy_modules():
         url = settings.database_url(name)
-        if name == "notify":
-            hook = erase_subscriber
-        else:
-            try:
-                module = importlib.import_module(f"services.{name}.service")
-            except ModuleNotFoundError:
-                out(f"{name}: not installed here; it keeps no contact data")
-                continue
-            hook = getattr(module, "erase_contact", None)
-            if hook is None:
-                out(f"{name}: keeps no residents' contact data; nothing to erase")
-                continue
-            others_with_data = True
         if database_missing(url):
             out(f"{name}: no database yet; nothing stored for {who}")
             continue
         database = Database(url)
         try:
-            if name == "notify":
-                counts = await hook(database, email=email, phone=phone, outbox_dir=settings.outbox_dir)
-            else:
-                counts = await hook(database, email=email, phone=phone)
+            counts = await module.erase(database, person, settings)
         finally:
             await database.dispose()
-        if name == "notify":
-            out(
-                f"notify: removed {counts.get('subscribers', 0)} subscription(s) of {who}; "
-                f"cleared the address on {counts.get('deliveries', 0)} delivery record(s); "
-                f"removed {counts.get('outbox_files', 0)} message(s) from the file outboxes"
-            )
-        else:
-            details = ", ".join(f"{v} {k}" for k, v in counts.items()) or "nothing found"
-            out(f"{name}: {details}")
+        details = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in counts.items()) or "nothing found"
+        out(f"{name}: {details}")
     try:
-        held = await erase_from_dead_letters(settings, email, phone)
+        held = await erase_from_dead_letters(settings, person)
     except typer.Exit:
         err(
             "kranj: the databases are done, but the dead letters in kranj.dead and kranj.rejected were not "
@@ -97,42 +108,45 @@ async def _erase_everywhere(settings: Settings, email: str | None, phone: str | 
         raise
     out(
         f"broker: rewrote {held.get(DEAD, 0)} dead letter(s) in {DEAD} and {held.get(REJECTED, 0)} "
-        f"rejection(s) in {REJECTED} without the contact data of {who}; every other message kept"
+        f"rejection(s) in {REJECTED} without the data of {who}; every other message kept"
     )
-    if others_with_data:
-        out("Done in every service that holds residents' contact data.")
-    else:
-        out("Today only notify holds residents' contact data, so this erasure is complete (every service checked).")
+    out("Done in every service, the file outboxes and the dead letters. Logs never hold contact data.")
+
+
+@subscriber_app.command("export")
+def subscriber_export(
+    email: Annotated[str | None, typer.Option(help="The resident's email address.")] = None,
+    phone: Annotated[str | None, typer.Option(help="The resident's phone number.")] = None,
+) -> None:
+    """GDPR access: everything every service holds about the person, as one JSON document
+    on standard output (found by everything they gave, as erasure finds them)."""
+    asked = _person_asked(email, phone)
+    settings = Settings()
+    document = asyncio.run(export_everywhere(settings, asked))
+    out(json.dumps(document, ensure_ascii=False, indent=2))
+
+
+async def export_everywhere(settings: Settings, asked: Person) -> dict[str, Any]:
+    person = await find_everywhere(settings, asked)
+    document: dict[str, Any] = {
+        "exported_at": utcnow().isoformat(),
+        "identifiers": {k: sorted(getattr(person, k)) for k in ("emails", "phones", "names")},
+    }
+    for name, module in _privacy_modules():
+        url = settings.database_url(name)
+        if database_missing(url):
+            document[name] = {}
+            continue
+        database = Database(url)
+        try:
+            document[name] = await module.export(database, person)
+        finally:
+            await database.dispose()
+    return document
 
 
 DEAD, REJECTED = "kranj.dead", "kranj.rejected"
-ERASED_BYTES = b"[izbrisano]"
-
-
-def contact_pattern(email: str | None, phone: str | None) -> re.Pattern[bytes] | None:
-    """Every way a message may spell the resident's address: the email in any case, the
-    phone in E.164 and as people write it (`041 777 888`, `+386 41 777 888`). Contact data
-    is ASCII, so JSON bodies carry it as it is."""
-    spellings: set[str] = set()
-    if email:
-        spellings.add(email.strip())
-    if phone:
-        import phonenumbers
-
-        spellings.add(phone)
-        try:
-            number = phonenumbers.parse(phone, "SI")
-        except phonenumbers.NumberParseException:
-            number = None
-        if number is not None:
-            for fmt in (phonenumbers.PhoneNumberFormat.NATIONAL, phonenumbers.PhoneNumberFormat.INTERNATIONAL):
-                written = phonenumbers.format_number(number, fmt)
-                spellings.update({written, written.replace(" ", ""), written.replace(" ", "-")})
-    spellings = {s for s in spellings if len(s) >= 5}
-    if not spellings:
-        return None
-    alternatives = sorted((re.escape(s.encode()) for s in spellings), key=len, reverse=True)
-    return re.compile(b"|".join(alternatives), re.IGNORECASE)
+ERASED_BYTES = ERASED.encode()
 
 
 def _scrub_header(value: Any, pattern: re.Pattern[bytes]) -> Any:
@@ -147,7 +161,7 @@ def _scrub_header(value: Any, pattern: re.Pattern[bytes]) -> Any:
     return value
 
 
-async def erase_from_dead_letters(settings: Settings, email: str | None, phone: str | None) -> dict[str, int]:
+async def erase_from_dead_letters(settings: Settings, person: Person) -> dict[str, int]:
     """GDPR erasure in the messages the platform holds: `kranj.dead` and `kranj.rejected`.
 
     Every message is taken (unacknowledged). One that names the resident (body or headers)
@@ -158,7 +172,7 @@ async def erase_from_dead_letters(settings: Settings, email: str | None, phone: 
     import aio_pika
     import aiormq
 
-    pattern = contact_pattern(email, phone)
+    pattern = person.bytes_pattern()
     counts = {DEAD: 0, REJECTED: 0}
     if pattern is None:
         return counts
@@ -207,4 +221,3 @@ async def erase_from_dead_letters(settings: Settings, email: str | None, phone: 
                 if not channel.is_closed:
                     await channel.close()  # anything still unacknowledged goes back too
     return counts
-

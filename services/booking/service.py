@@ -24,7 +24,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff, change_refusal, require_change
-from shared.contact import ContactFields, normalise_phone, sms_refusal
+from shared.contact import ContactFields, sms_refusal
 from shared.contracts import KS_SLUGS
 from shared.contracts.booking import (
     BOOKING_MESSAGE_TYPES,
@@ -955,42 +955,6 @@ def figures_csv_rows(rows: list[dict[str, Any]]) -> list[list[object]]:
         ]
         for row in rows
     ]
-
-
-async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
-    """GDPR erasure in booking (called by `kranj subscriber erase`): the bookings keep their
-    times and purpose for the room-use figures, but no longer name or reach the person;
-    the outbox's copies of the messages about them lose the contact data too."""
-    import sqlalchemy as sa
-    from sqlmodel import func
-    from sqlmodel import update as sql_update
-
-    from shared.outbox import ERASED, erase_from_outbox
-
-    email = email.strip().lower() if email else None
-    phone = _phone_or_raw(phone) if phone else None
-    conditions = []
-    if email:
-        conditions.append(func.lower(Booking.email) == email)
-    if phone:
-        conditions.append(Booking.phone == phone)
-    if not conditions:
-        return {"bookings": 0, "outbox_messages": 0}
-    async with db.session() as session:
-        result = await session.exec(  # type: ignore[call-overload]
-            sql_update(Booking).where(sa.or_(*conditions)).values(name=ERASED, email=None, phone=None)
-        )
-        outbox = await erase_from_outbox(session, email, phone)
-        await session.commit()
-    await db.flush_deleted_data()
-    return {"bookings": int(result.rowcount or 0), "outbox_messages": outbox}
-
-
-def _phone_or_raw(raw: str) -> str:
-    try:
-        return normalise_phone(raw)
-    except ValueError:
-        return raw.strip()
 
 
 # --------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-import sqlalchemy as sa
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -1255,48 +1254,3 @@ async def reminder_loop(db: Database, settings: Settings, interval: float = 60.0
         except Exception:
             log.exception("sending event reminders failed; will try again")
         await asyncio.sleep(interval)
-
-
-# --------------------------------------------------------------------------------------
-# GDPR erasure (called by `kranj subscriber erase`)
-# --------------------------------------------------------------------------------------
-async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
-    """Registrations keep their place and status (the seat counts), but no longer name or
-    reach the person; the outbox's copies of the messages about them lose it too."""
-    from sqlmodel import update as sql_update
-
-    from shared.outbox import ERASED, erase_from_outbox
-
-    email = email.strip().lower() if email else None
-    if phone:
-        try:
-            phone = normalise_phone(phone)
-        except ValueError:
-            phone = phone.strip()
-    conditions = []
-    if email:
-        conditions.append(func.lower(Registration.email) == email)
-    if phone:
-        conditions.append(Registration.phone == phone)
-    if not conditions:
-        return {"registrations": 0, "organisers": 0, "outbox_messages": 0}
-    async with db.session() as session:
-        result = await session.exec(  # type: ignore[call-overload]
-            sql_update(Registration).where(sa.or_(*conditions)).values(name=ERASED, email=None, phone=None)
-        )
-        organisers = 0
-        # an organiser's contact: the event stays (it is public), only the way to reach them goes
-        if email:
-            done = await session.exec(  # type: ignore[call-overload]
-                sql_update(Event).where(func.lower(Event.organiser_email) == email).values(organiser_email=None)
-            )
-            organisers += int(done.rowcount or 0)
-        if phone:
-            done = await session.exec(  # type: ignore[call-overload]
-                sql_update(Event).where(Event.organiser_phone == phone).values(organiser_phone=None)
-            )
-            organisers += int(done.rowcount or 0)
-        outbox = await erase_from_outbox(session, email, phone)
-        await session.commit()
-    await db.flush_deleted_data()
-    return {"registrations": int(result.rowcount or 0), "organisers": organisers, "outbox_messages": outbox}

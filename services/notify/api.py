@@ -16,11 +16,12 @@ from shared.contact import ContactFields, sms_refusal
 from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
 from shared.logs import mask_email, mask_phone, scrub
+from shared.privacy import Person
 from shared.web import ServiceApp
 from shared.web.csrf import csrf_exempt
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
-from . import service
+from . import privacy, service
 from .domain import normalise_phone
 from .models import Notice
 from .render import Renderer
@@ -95,21 +96,26 @@ class ContactIn(BaseModel):
 
 @api.post("/subscribers/export", summary="Everything notify holds about one resident, as JSON (GDPR access; admin)")
 async def export_subscriber(body: ContactIn, request: Request, staff: Privacy) -> dict[str, Any]:
-    try:
-        return await service.export_subscriber(_ctx(request).db, email=body.email, phone=body.phone)
-    except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+    db = _ctx(request).db
+    return await privacy.export(db, await privacy.find(db, _person(body)))
 
 
 @api.post("/subscribers/erase", summary="Erase one resident's contact data from notify (GDPR erasure; admin)")
 async def erase_subscriber(body: ContactIn, request: Request, staff: Privacy) -> dict[str, int]:
     ctx = _ctx(request)
-    try:
-        return await service.erase_subscriber(
-            ctx.db, email=body.email, phone=body.phone, outbox_dir=ctx.settings.outbox_dir
+    return await privacy.erase(ctx.db, await privacy.find(ctx.db, _person(body)), ctx.settings)
+
+
+def _person(body: ContactIn) -> Person:
+    if not body.email and not body.phone:
+        raise HTTPException(
+            status.HTTP_422_UNPROCESSABLE_CONTENT,
+            "Vpišite e-poštni naslov ali telefonsko številko. / Give an email address or a phone number.",
         )
+    try:
+        return Person.of(email=body.email, phone=normalise_phone(body.phone) if body.phone else None)
     except ValueError as exc:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"phone: {exc}") from None
 
 
 class DeliveryRow(BaseModel):

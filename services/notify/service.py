@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-import os
 from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import datetime
-from email import policy
-from email.parser import BytesParser
-from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -28,7 +22,7 @@ from shared.models import new_id, utcnow
 from shared.settings import Settings
 
 from . import consent
-from .domain import normalise_phone, quiet_until
+from .domain import quiet_until
 from .models import Delivery, KsContact, Notice, NoticeDraft, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 
 PERSONAL_CHANNELS = ("email", "sms")
@@ -148,119 +142,6 @@ async def add_subscriber(
         ks=data.ks,
         topics=data.topics,
     )
-
-
-async def erase_subscriber(
-    db: Database, *, email: str | None = None, phone: str | None = None, outbox_dir: Path | None = None
-) -> dict[str, int]:
-    """GDPR erasure within notify: the subscription goes, deliveries keep no contact data,
-    the file outboxes (`outbox_dir`) lose the resident's messages, and SQLite keeps no
-    deleted bytes. What stays for the record (that a notice went out) names no one."""
-    if not email and not phone:
-        raise ValueError("give --email or --phone")
-    email = email.strip().lower() if email else None
-    phone = normalise_phone(phone) if phone else None
-    conditions = []
-    if email:
-        conditions.append(Subscriber.email == email)
-    if phone:
-        conditions.append(Subscriber.phone == phone)
-    async with db.session() as session:
-        ids = list((await session.exec(select(Subscriber.id).where(sa.or_(*conditions)))).all())
-        addresses = [a for a in (email, phone) if a]
-        scrubbed = await session.exec(  # type: ignore[call-overload]
-            update(Delivery)
-            .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(addresses)))
-            .values(address=None, subscriber_id=None)
-        )
-        staff_contact = [KsContact.email == email] if email else []  # staff's own data, if that is who asked
-        staff_contact += [KsContact.phone == phone] if phone else []
-        await session.exec(delete(KsContact).where(sa.or_(*staff_contact)))  # type: ignore[call-overload]
-        if ids:
-            await session.exec(delete(SubscriberKs).where(col(SubscriberKs.subscriber_id).in_(ids)))  # type: ignore[call-overload]
-            await session.exec(delete(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))  # type: ignore[call-overload]
-            await session.exec(delete(Subscriber).where(col(Subscriber.id).in_(ids)))  # type: ignore[call-overload]
-        await session.commit()
-    files = 0
-    if outbox_dir is not None:
-        files = await asyncio.to_thread(_erase_from_file_outboxes, outbox_dir, email, phone)
-    await db.flush_deleted_data()
-    return {"subscribers": len(ids), "deliveries": scrubbed.rowcount or 0, "outbox_files": files}
-
-
-def _erase_from_file_outboxes(outbox_dir: Path, email: str | None, phone: str | None) -> int:
-    """Drop the resident's messages from `<outbox>/email/*.eml` and `<outbox>/sms.jsonl`."""
-    removed = 0
-    if email:
-        for path in (outbox_dir / "email").glob("*.eml"):
-            message = BytesParser(policy=policy.default).parsebytes(path.read_bytes(), headersonly=True)
-            if str(message.get("To", "")).strip().lower() == email:
-                path.unlink()
-                removed += 1
-    sms_file = outbox_dir / "sms.jsonl"
-    if phone and sms_file.exists():
-        kept, dropped = [], 0
-        for line in sms_file.read_text(encoding="utf-8").splitlines(keepends=True):
-            try:
-                to = json.loads(line).get("to")
-            except ValueError:
-                to = None
-            if to == phone:
-                dropped += 1
-            else:
-                kept.append(line)
-        if dropped:
-            tmp = sms_file.with_suffix(".jsonl.tmp")
-            tmp.write_text("".join(kept), encoding="utf-8")
-            os.replace(tmp, sms_file)
-            removed += dropped
-    return removed
-
-
-async def export_subscriber(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, Any]:
-    """Everything notify holds about one resident (GDPR access), as JSON-able data."""
-    if not email and not phone:
-        raise ValueError("give an email address or a phone number")
-    email = email.strip().lower() if email else None
-    phone = normalise_phone(phone) if phone else None
-    conditions = [
-        c for c in (email and Subscriber.email == email, phone and Subscriber.phone == phone) if c is not None
-    ]
-    addresses = [a for a in (email, phone) if a]
-    async with db.session() as session:
-        subscribers = (await session.exec(select(Subscriber).where(sa.or_(*conditions)))).all()
-        ids = [s.id for s in subscribers]
-        ks_rows = (await session.exec(select(SubscriberKs).where(col(SubscriberKs.subscriber_id).in_(ids)))).all()
-        topic_rows = (
-            await session.exec(select(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))
-        ).all()
-        consents = await consent.records(session, ids)
-        deliveries = (
-            await session.exec(
-                select(Delivery, Notice.title)
-                .join(Notice, col(Notice.id) == col(Delivery.notice_id))
-                .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(addresses)))
-                .order_by(col(Delivery.created_at))
-            )
-        ).all()
-    return {
-        "subscriptions": [
-            {
-                **s.model_dump(mode="json"),
-                "ks": sorted(r.ks for r in ks_rows if r.subscriber_id == s.id),
-                "topics": sorted(r.topic for r in topic_rows if r.subscriber_id == s.id),
-                "consents": [consent.as_json(c) for c in consents if c.subscriber_id == s.id],
-            }
-            for s in subscribers
-        ],
-        "deliveries": [
-            {
-                "notice_title": title,
-                **d.model_dump(mode="json", include={"channel", "address", "status", "created_at", "sent_at"}),
-            }
-            for d, title in deliveries
-        ],
-    }
 
 
 async def unsubscribe_channel(db: Database, subscriber_id: str, channel: str) -> bool:

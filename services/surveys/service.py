@@ -80,7 +80,9 @@ class QuestionOut(BaseModel):
     options: list[OptionOut] = Field(default_factory=list, description="For single and multiple questions.")
     min: int | None = Field(default=None, description="Scale questions: 1.")
     max: int | None = Field(default=None, description="Scale questions: 5.")
-    show_if: domain.ShowIf | None = Field(default=None, description="Shown only when `question` was answered with `option`.")
+    show_if: domain.ShowIf | None = Field(
+        default=None, description="Shown only when `question` was answered with `option`."
+    )
 
 
 class SurveyOut(BaseModel):
@@ -166,9 +168,12 @@ class ResponseIn(BaseModel):
     )
     ks: KsSlug | None = Field(default=None, description="Optional: the respondent's KS (default: the survey's KS).")
     contact: ContactIn | None = Field(
-        default=None, description="Optional: to take part / be contacted; needs `consent: true` (surveys with `contact`)."
+        default=None,
+        description="Optional: to take part / be contacted; needs `consent: true` (surveys with `contact`).",
     )
-    channel: Literal["web", "paper"] = Field(default="web", description="`paper` (staff only): a paper answer entered on behalf.")
+    channel: Literal["web", "paper"] = Field(
+        default="web", description="`paper` (staff only): a paper answer entered on behalf."
+    )
     invitation: str | None = Field(
         default=None,
         max_length=1000,
@@ -346,7 +351,12 @@ async def create_survey(
             for position, o in enumerate(q.options):
                 session.add(
                     Option(
-                        survey_id=survey.id, question_id=q.id, id=o.id, position=position, text=o.text, text_en=o.text_en
+                        survey_id=survey.id,
+                        question_id=q.id,
+                        id=o.id,
+                        position=position,
+                        text=o.text,
+                        text_en=o.text_en,
                     )
                 )
         await session.commit()
@@ -376,7 +386,9 @@ async def open_survey(db: Database, settings: Settings, survey_id: str) -> Surve
         if survey.status == "open":
             return survey
         if survey.status == "closed":
-            raise Conflict("Anketa je že zaprta in je ni mogoče znova odpreti. / The survey is closed; it cannot be reopened.")
+            raise Conflict(
+                "Anketa je že zaprta in je ni mogoče znova odpreti. / The survey is closed; it cannot be reopened."
+            )
         if survey.closes_at is not None and survey.closes_at <= now:
             raise Conflict("Čas za odgovore je že potekel (closes_at). / The closing time has already passed.")
         definition = await _definition(session, survey)
@@ -688,7 +700,9 @@ async def remind_closing_soon(
         async with db.session() as session:
             claim = await session.exec(
                 update(Survey)
-                .where(col(Survey.id) == survey_id, col(Survey.reminder_sent_at).is_(None), col(Survey.status) == "open")
+                .where(
+                    col(Survey.id) == survey_id, col(Survey.reminder_sent_at).is_(None), col(Survey.status) == "open"
+                )
                 .values(reminder_sent_at=now)
             )
             if claim.rowcount != 1:  # another replica (or an earlier run) has it
@@ -753,21 +767,3 @@ async def results(db: Database, survey_id: str) -> tuple[Survey, SurveyDefinitio
         for r in sorted(responses, key=lambda r: r.created_at)
     ]
     return survey, definition, domain.compute_results(definition, data)
-
-
-async def erase_contact(db: Database, *, email: str | None = None, phone: str | None = None) -> dict[str, int]:
-    """GDPR erasure in surveys (called by `kranj subscriber erase`): answers are anonymous and
-    hold no contact data; only the outbox's copies of `surveys.respondent.volunteered` do."""
-    from shared.contact import normalise_phone
-    from shared.outbox import erase_from_outbox
-
-    if phone:
-        try:
-            phone = normalise_phone(phone)
-        except ValueError:
-            phone = phone.strip()
-    async with db.session() as session:
-        outbox = await erase_from_outbox(session, email.strip().lower() if email else None, email, phone)
-        await session.commit()
-    await db.flush_deleted_data()
-    return {"outbox_messages": outbox}

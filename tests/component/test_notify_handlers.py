@@ -12,13 +12,14 @@ from faststream.rabbit import TestRabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from sqlmodel import func, select
 
-from services.notify import service
+from services.notify import privacy, service
 from services.notify.app import build
 from services.notify.models import Delivery, Notice
 from shared import clock
 from shared.bus import DEAD_QUEUE, DLX, EXCHANGE, REJECTED_QUEUE
 from shared.contracts import EVENT_PUBLISHED, NOTICE_REQUESTED
 from shared.migrations import upgrade_async
+from shared.privacy import Person
 from shared.settings import Settings
 
 # These tests check wording that names days and dates ("četrtek, 3. decembra 2026"), so
@@ -306,7 +307,7 @@ async def test_survey_invitation_volunteer_and_closing(notify):
         )
         await br.publish(json.dumps(closed).encode(), exchange=EXCHANGE, routing_key="surveys.survey.closed", user_id=PLATFORM_USER)
     assert await service.noticeboard(notify.db, "primskovo") == []  # closed: off the board
-    exported = await service.export_subscriber(notify.db, email="mladi@example.si")
+    exported = await privacy.export(notify.db, Person.of(email="mladi@example.si"))
     [sub] = exported["subscriptions"]
     assert sub["ks"] == ["primskovo"] and sub["topics"] == ["surveys"]
     # A survey answer starts a confirmation (issue 17): pending until the link is followed.

@@ -161,8 +161,8 @@ def test_subscriber_erase_reaches_booking_and_surveys(tmp_path, amqp_url, monkey
         cli, ["subscriber", "erase", "--email", "tina.zupan@example.si", "--phone", "041 777 888"]
     )
     assert result.exit_code == 0, result.output
-    assert "booking: 1 bookings" in result.output
-    assert "surveys: 1 outbox_messages" in result.output
+    assert "booking: bookings 1," in result.output
+    assert "surveys: texts masked 0, outbox messages 1" in result.output
     assert "rewrote 4 dead letter(s) in kranj.dead and 1 rejection(s) in kranj.rejected" in result.output
     assert "tina.zupan@example.si" not in result.output and "+38641777888" not in result.output
 

@@ -12,7 +12,7 @@ import pytest
 from conftest import make_settings
 from sqlmodel import col, select
 
-from services.events import service
+from services.events import privacy, service
 from services.events.models import Registration
 from services.events.service import EventIn, RegistrationIn
 from shared.auth import Staff
@@ -21,6 +21,7 @@ from shared.contracts.events import EVENT_REMINDER_DUE, REGISTRATION_PROMOTED
 from shared.db import Database
 from shared.migrations import upgrade_async
 from shared.models import OutboxMessage
+from shared.privacy import Person
 
 pytestmark = pytest.mark.integration
 STAFF = Staff(subject="test", role="admin", ks=("*",))
@@ -161,11 +162,15 @@ async def test_erasure_keeps_the_seat_but_not_the_person(db: Database, tmp_path:
     reg, _ = await service.register(
         db, settings, event_id, RegistrationIn(name="Tina Zupan", email="Tina.Zupan@example.si", phone="041 777 888")
     )
-    counts = await service.erase_contact(db, phone="+386 41 777 888")
-    assert counts == {"registrations": 1, "organisers": 0, "outbox_messages": 1}
+    # Found by the phone alone, the person is also the email and the name given with it.
+    person = await privacy.find(db, Person.of(phone="+386 41 777 888"))
+    assert person == Person.of(email="tina.zupan@example.si", phone="+38641777888", name="Tina Zupan")
+    counts = await privacy.erase(db, person)
+    assert counts == {"registrations": 1, "organisers": 0, "texts_masked": 0, "outbox_messages": 1}
     [(erased, _)] = await service.list_registrations(db, event_id)
     assert (erased.id, erased.status, erased.email, erased.phone) == (reg.id, "confirmed", None, None)
     assert erased.name == "[izbrisano]"
     [row] = await _outbox(db, "events.registration.confirmed")
     # The phone in any spelling is gone (a bare "041" would also match a timestamp's microseconds).
     assert not any(spelling in row.body for spelling in ("041 777 888", "041777888", "+38641777888", "41777888"))
+    assert "tina.zupan@example.si" not in row.body.lower() and "Tina Zupan" not in row.body

@@ -16,10 +16,11 @@ from staff_login import form_token
 from support.times import utc_iso
 from test_notify_fanout import outside_notice, publish_plain
 
-from services.notify import service
+from services.notify import privacy, service
 from services.notify.app import create_app
 from services.notify.models import ChannelConsent, Subscriber
 from shared.contracts.surveys import RESPONDENT_VOLUNTEERED
+from shared.privacy import Person
 
 pytestmark = pytest.mark.integration
 ADMIN = {"Authorization": "Bearer test-admin-token"}
@@ -203,10 +204,10 @@ async def test_every_active_channel_has_its_consent_record(notify_app, smtp_serv
         consent_source="import",
         entered_by="import by mojca.kovac",
     )
-    [paper] = (await service.export_subscriber(db, phone=imported.phone))["subscriptions"][0]["consents"]
+    [paper] = (await privacy.export(db, Person.of(phone=imported.phone)))["subscriptions"][0]["consents"]
     assert paper["how"] == "import" and paper["proof"] == "import by mojca.kovac" and paper["status"] == "active"
 
-    [dana] = (await service.export_subscriber(db, email="dana@example.si"))["subscriptions"]
+    [dana] = (await privacy.export(db, Person.of(email="dana@example.si")))["subscriptions"]
     [web] = dana["consents"]
     assert web["how"] == "web" and web["status"] == "active" and web["at"]
     assert web["proof"].startswith("ip:") and "127.0.0.1" not in web["proof"]  # the address, hashed

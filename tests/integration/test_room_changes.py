@@ -17,10 +17,11 @@ from booking_helpers import booking_body, future_day, local
 from conftest import TEST_ADMIN_TOKEN, make_settings, wait_until
 
 from services.booking.app import create_app as create_booking
+from services.events import privacy as events_privacy
 from services.events.app import create_app as create_events
-from services.events.service import erase_contact
 from services.notify.app import create_app as create_notify
 from shared.db import Database
+from shared.privacy import Person
 
 pytestmark = pytest.mark.integration
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
@@ -152,7 +153,8 @@ async def test_moving_and_cancelling_an_event_moves_and_frees_its_room_and_a_ref
             # Erasure (`kranj subscriber erase`) removes the organiser's contact from the events too.
             database = Database(database_url)
             try:
-                counts = await erase_contact(database, email=ORGANISER.upper(), phone="041 555 111")
+                organiser = Person.of(email=ORGANISER.upper(), phone="041 555 111")
+                counts = await events_privacy.erase(database, organiser)
             finally:
                 await database.dispose()
             assert counts["organisers"] == 4  # two events, email and phone each

@@ -148,7 +148,7 @@ async def test_an_event_gets_no_room_of_another_ks_and_a_mistyped_room_is_answer
                 event_id = created.json()["id"]
                 published = await ev.post(f"/api/v1/events/{event_id}/publish", headers=ADMIN)
                 assert published.json()["status"] == "pending-room"
-                await wait_until(lambda: _status_is(event, event_id, "room-refused"), timeout=30,
+                await wait_until(lambda event_id=event_id: _status_is(event, event_id, "room-refused"), timeout=30,
                                  message=f"booking refused {room_id}")  # fmt: skip
                 notes[room_id] = (await event(event_id))["room_note"]
             assert "ni prostor KS dogodka" in notes["ks-huje"]

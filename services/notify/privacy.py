@@ -1,0 +1,178 @@
+"""notify: what it holds about a person, found, exported and erased (the frame: shared/privacy.py).
+
+The subscription goes with everything hanging on it (KS, topics, consent records, codes);
+deliveries stay as the record that a notice went out, naming no one; notices that were
+personal (a registration, a booking) keep their wording without the person; a KS contact
+who asks goes; the file outboxes lose the person's messages; SQLite keeps no deleted bytes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import col, delete, select
+
+from shared.db import Database
+from shared.privacy import Person, contact_filter, identities_in_outbox, identities_of, mask_outbox, mask_text_columns
+from shared.settings import Settings
+
+from . import consent
+from .models import (
+    ChannelConsent,
+    Confirmation,
+    Delivery,
+    KsContact,
+    Notice,
+    Subscriber,
+    SubscriberKs,
+    SubscriberTopic,
+)
+
+FREE_TEXT = (Notice.title, Notice.body, Notice.venue, Delivery.last_error)
+
+
+def _addresses(person: Person) -> list[str]:
+    return sorted(person.emails | person.phones)
+
+
+async def find(db: Database, person: Person) -> Person:
+    async with db.session() as session:
+        if (mine := contact_filter(person, Subscriber.email, Subscriber.phone)) is not None:
+            rows = (await session.exec(select(Subscriber).where(mine))).all()
+            person = person.with_(emails=[r.email for r in rows], phones=[r.phone for r in rows])
+        if (theirs := contact_filter(person, KsContact.email, KsContact.phone)) is not None:
+            person = person.with_(**identities_of((await session.exec(select(KsContact).where(theirs))).all()))
+        return await identities_in_outbox(session, person)
+
+
+async def export(db: Database, person: Person) -> dict[str, Any]:
+    """Everything notify holds about the person (GDPR access), as JSON-able data."""
+    async with db.session() as session:
+        subscribers: list[Subscriber] = []
+        if (mine := contact_filter(person, Subscriber.email, Subscriber.phone)) is not None:
+            subscribers = list((await session.exec(select(Subscriber).where(mine))).all())
+        ids = [s.id for s in subscribers]
+        ks_rows = (await session.exec(select(SubscriberKs).where(col(SubscriberKs.subscriber_id).in_(ids)))).all()
+        topic_rows = (
+            await session.exec(select(SubscriberTopic).where(col(SubscriberTopic.subscriber_id).in_(ids)))
+        ).all()
+        consents = await consent.records(session, ids)
+        deliveries = (
+            await session.exec(
+                select(Delivery, Notice.title)
+                .join(Notice, col(Notice.id) == col(Delivery.notice_id))
+                .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(_addresses(person))))
+                .order_by(col(Delivery.created_at))
+            )
+        ).all()
+        contacts = []
+        if (theirs := contact_filter(person, KsContact.email, KsContact.phone)) is not None:
+            contacts = list((await session.exec(select(KsContact).where(theirs))).all())
+    return {
+        "subscriptions": [
+            {
+                **s.model_dump(mode="json"),
+                "ks": sorted(r.ks for r in ks_rows if r.subscriber_id == s.id),
+                "topics": sorted(r.topic for r in topic_rows if r.subscriber_id == s.id),
+                "consents": [consent.as_json(c) for c in consents if c.subscriber_id == s.id],
+            }
+            for s in subscribers
+        ],
+        "deliveries": [
+            {
+                "notice_title": title,
+                **d.model_dump(mode="json", include={"channel", "address", "status", "created_at", "sent_at"}),
+            }
+            for d, title in deliveries
+        ],
+        "ks_contact_for": [c.model_dump(mode="json", include={"ks", "name", "email", "phone"}) for c in contacts],
+    }
+
+
+async def erase(db: Database, person: Person, settings: Settings | None = None) -> dict[str, int]:
+    async with db.session() as session:
+        ids: list[str] = []
+        if (mine := contact_filter(person, Subscriber.email, Subscriber.phone)) is not None:
+            ids = list((await session.exec(select(Subscriber.id).where(mine))).all())
+        scrubbed = await session.exec(  # type: ignore[call-overload]
+            sa.update(Delivery)
+            .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(_addresses(person))))
+            .values(address=None, subscriber_id=None)
+        )
+        if (theirs := contact_filter(person, KsContact.email, KsContact.phone)) is not None:
+            await session.exec(delete(KsContact).where(theirs))  # type: ignore[call-overload]
+        if ids:
+            for table in (SubscriberKs, SubscriberTopic, Confirmation, ChannelConsent):
+                await session.exec(delete(table).where(col(table.subscriber_id).in_(ids)))  # type: ignore[call-overload]
+            await session.exec(delete(Subscriber).where(col(Subscriber.id).in_(ids)))  # type: ignore[call-overload]
+        masked = await mask_text_columns(session, person, FREE_TEXT)
+        outbox = await mask_outbox(session, person)
+        await session.commit()
+    files = 0
+    if settings is not None:
+        files = await asyncio.to_thread(erase_from_file_outboxes, settings.outbox_dir, person)
+    await db.flush_deleted_data()
+    return {
+        "subscribers": len(ids),
+        "deliveries": int(scrubbed.rowcount or 0),
+        "texts_masked": masked,
+        "outbox_messages": outbox,
+        "outbox_files": files,
+    }
+
+
+def erase_from_file_outboxes(outbox_dir: Path, person: Person) -> int:
+    """Drop the person's messages from `<outbox>/email/*.eml` and `<outbox>/sms.jsonl`: those
+    sent to them, and those that name them (a KS contact told of their room request)."""
+    removed = 0
+    pattern = person.bytes_pattern()
+    if pattern is None:
+        return 0
+    for path in (outbox_dir / "email").glob("*.eml"):
+        raw = path.read_bytes()
+        message = BytesParser(policy=policy.default).parsebytes(raw, headersonly=True)
+        to = str(message.get("To", "")).strip().lower()
+        if to in person.emails or pattern.search(raw) or _decoded_names(raw, person):
+            path.unlink()
+            removed += 1
+    sms_file = outbox_dir / "sms.jsonl"
+    if sms_file.exists():
+        kept, dropped = [], 0
+        for line in sms_file.read_text(encoding="utf-8").splitlines(keepends=True):
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = {}
+            if (
+                record.get("to") in person.phones
+                or person.named_in(str(record.get("text", "")))
+                or pattern.search(line.encode())
+            ):
+                dropped += 1
+            else:
+                kept.append(line)
+        if dropped:
+            tmp = sms_file.with_suffix(".jsonl.tmp")
+            tmp.write_text("".join(kept), encoding="utf-8")
+            os.replace(tmp, sms_file)
+            removed += dropped
+    return removed
+
+
+def _decoded_names(raw: bytes, person: Person) -> bool:
+    """An email's text parts decoded (quoted-printable, base64), searched for the person."""
+    message = BytesParser(policy=policy.default).parsebytes(raw)
+    for part in message.walk():
+        if part.get_content_maintype() == "text":
+            try:
+                if person.named_in(part.get_content()):
+                    return True
+            except (LookupError, ValueError):
+                continue
+    return False
