@@ -60,6 +60,11 @@ def _front_door(settings: Settings) -> tuple[object | None, str | None, subproce
     port = GatewaySettings().gateway_port
     if not port:
         return None, None, None
+    taken = [name for name in SERVICES if settings.port(name) == port]
+    if taken:
+        raise fail(
+            f"kranj: KRANJ_GATEWAY_PORT={port} is the port of {taken[0]}; choose another (or 0 for no front door)"
+        )
     try:
         sock = bind(settings.http_host, port)
     except OSError as exc:

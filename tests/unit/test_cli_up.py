@@ -127,3 +127,56 @@ def test_token_create_refuses_bad_input(tmp_path: Path, args: list[str], message
     result = CliRunner().invoke(app, ["token", "create", *args], env={"KRANJ_DATA_DIR": str(tmp_path)})
     assert result.exit_code == 2
     assert message in result.stderr
+
+
+def test_a_bad_gateway_port_is_one_clear_line(tmp_path: Path) -> None:
+    env = _clean_env(tmp_path, KRANJ_GATEWAY_PORT="99999")
+    proc = subprocess.run([str(KRANJ), "up"], check=False, env=env, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "kranj: invalid configuration: KRANJ_GATEWAY_PORT: Input should be less than or equal to 65535"
+    ]
+
+
+def test_a_busy_front_door_port_is_one_warning_and_the_services_still_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import typer
+
+    from kranj.cli.up import _front_door
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        monkeypatch.setenv("KRANJ_GATEWAY_PORT", str(port))
+        assert _front_door(Settings(data_dir=tmp_path)) == (None, None, None)
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert line.startswith(f"kranj: the front door is not started: 127.0.0.1:{port} is not free")
+        assert line.endswith("set KRANJ_GATEWAY_PORT to a free port, or 0 to run without it")
+
+    monkeypatch.setenv("KRANJ_GATEWAY_PORT", "0")
+    assert _front_door(Settings(data_dir=tmp_path)) == (None, None, None)
+    monkeypatch.setenv("KRANJ_GATEWAY_PORT", "8002")
+    with pytest.raises(typer.Exit):
+        _front_door(Settings(data_dir=tmp_path, booking_port=8002))
+    assert "is the port of booking" in capsys.readouterr().err
+
+
+def test_the_front_door_port_is_bound_and_the_route_table_built(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from kranj.cli.up import _front_door
+    from kranj.routes import RouteTable
+
+    monkeypatch.setenv("KRANJ_GATEWAY_PORT", str(_closed_port()))
+    sock, door, table = _front_door(Settings(data_dir=tmp_path))
+    try:
+        assert sock is not None and table is not None
+        assert door == f"http://127.0.0.1:{sock.getsockname()[1]}"
+        stdout, _ = table.communicate(timeout=60)
+        assert table.returncode == 0
+        assert RouteTable.from_json(stdout).resolve("/manage/x") == ("notify", "/manage/x")
+    finally:
+        if sock is not None:
+            sock.close()

@@ -166,3 +166,40 @@ def test_children_die_with_a_killed_supervisor(tmp_path: Path) -> None:
     proc.kill()
     proc.communicate(timeout=10)
     _wait_for(lambda: not _alive(pid), timeout=5, message="the orphan to get SIGTERM (PR_SET_PDEATHSIG)")
+
+
+def test_a_passed_socket_is_inherited_by_every_start_of_the_child(tmp_path: Path) -> None:
+    """The front door's listening socket, bound once by `kranj up`: each start of the door
+    (a restart too) serves on it; the other children do not get it."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    fd = listener.fileno()
+    door = ChildSpec(
+        "door",
+        [PY, "-c", f"import socket; s = socket.socket(fileno={fd}); c, _ = s.accept(); c.sendall(b'hej'); c.close()"],
+        pass_fds=(fd,),
+    )
+    other = ChildSpec("other", [PY, "-c", "import time; time.sleep(60)"])
+    lines: list[str] = []
+    supervisor = Supervisor([door, other], backoff_initial=0.05, poll_interval=0.01, stop_timeout=5, log=lines.append)
+    thread, result = _start_in_thread(supervisor)
+    try:
+        for _ in range(2):  # the child exits after each answer and is started again on the same socket
+            with socket.create_connection(listener.getsockname(), timeout=10) as client:
+                client.settimeout(10)
+                assert client.recv(3) == b"hej"
+        _wait_for(lambda: supervisor.pids()["other"] is not None, message="the other child")
+        other_pid = supervisor.pids()["other"]
+        assert other_pid is not None
+        assert str(fd) not in os.listdir(f"/proc/{other_pid}/fd") or not os.readlink(
+            f"/proc/{other_pid}/fd/{fd}"
+        ).startswith("socket:")
+    finally:
+        supervisor.request_stop()
+        thread.join(timeout=20)
+        listener.close()
+    assert result == [0]
+    assert supervisor.starts()["door"] >= 2
