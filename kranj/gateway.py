@@ -284,10 +284,14 @@ class FrontDoor:
             await self._answer(send, 413, path, method)
             return
         base = httpx.URL(self.upstreams[service])
-        url = base.copy_with(raw_path=target)
         content = self._body(receive) if has_body else None
-        # `headers` keep the client's Host, so the service sees the door's (nginx: Host $http_host)
-        request = self.client.build_request(method, url, headers=headers, content=content)
+        try:
+            url = base.copy_with(raw_path=target)
+            # `headers` keep the client's Host, so the service sees the door's (nginx: Host $http_host)
+            request = self.client.build_request(method, url, headers=headers, content=content)
+        except (httpx.InvalidURL, ValueError, TypeError):
+            await self._answer(send, 400, path, method)
+            return
         try:
             response = await self.client.send(request, stream=True)
         except _BodyTooLarge:
@@ -301,7 +305,7 @@ class FrontDoor:
             await self._answer(send, status, path, method)
             return
         except httpx.TransportError as exc:
-            log.warning("front door: %s (%s) is not reachable for %s %s: %s", service, base, method, path, exc)
+            log.warning("front door: no answer from %s (%s) to %s %s: %r", service, base, method, path, exc)
             await self._answer(send, 502, path, method)
             return
         try:
