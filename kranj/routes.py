@@ -250,6 +250,9 @@ def table_from_routes(routes: Iterable[ServiceRoute]) -> RouteTable:
         if any(prefix == s or prefix.startswith(s + "/") for s in SHARED_PATHS):
             raise RouteConflict(f"{r.service} {r.path}: under the shared path {prefix}, which {SHARED_OWNER} serves")
         claims.setdefault(prefix, {}).setdefault(owner, []).append(f"{'|'.join(r.methods) or 'mount'} {r.path}")
+    for owners in claims.values():  # shared code and the shared owner's own routes: one service
+        if EVERY_SERVICE in owners and SHARED_OWNER in owners:
+            owners[EVERY_SERVICE] += owners.pop(SHARED_OWNER)
     conflicts = [
         f"{prefix} is claimed by "
         + " and by ".join(f"{owner} ({', '.join(paths)})" for owner, paths in sorted(owners.items()))

@@ -107,6 +107,11 @@ def test_a_prefix_claimed_by_two_services_fails_loudly() -> None:
 def test_shared_code_served_by_every_service_goes_to_one() -> None:
     routes = [ServiceRoute(s, "/pomoc", ("GET",), "page", shared=True) for s in ("events", "booking", "notify")]
     assert table_from_routes(routes).resolve("/pomoc/x") == (SHARED_OWNER, "/pomoc/x")
+    # the shared owner may serve more below it; another service may not
+    mine = ServiceRoute(SHARED_OWNER, "/pomoc/dogodki", ("GET",), "page")
+    assert table_from_routes([*routes, mine]).resolve("/pomoc/dogodki") == (SHARED_OWNER, "/pomoc/dogodki")
+    with pytest.raises(RouteConflict, match="/pomoc is claimed by"):
+        table_from_routes([*routes, ServiceRoute("booking", "/pomoc/prostori", ("GET",), "page")])
 
 
 def test_paths_are_normalised_as_nginx_does() -> None:
