@@ -7,6 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shared.contracts.booking import BOOKING_MESSAGE_TYPES
+from shared.periodic import every
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
@@ -24,10 +25,13 @@ def build(settings: Settings, *, expiry_interval: float = EXPIRY_INTERVAL) -> Se
         ctx.bus.publisher(message_type)
     handlers.register(ctx.bus, settings)
 
-    async def expire_requests() -> None:
-        await service.expiry_loop(ctx.db, settings, expiry_interval)
+    async def expire_lapsed_requests() -> int:
+        total = 0
+        while (expired := await service.expire_due(ctx.db, settings)) > 0:  # batches, until none is left
+            total += expired
+        return total
 
-    ctx.background.append(expire_requests)
+    ctx.background.append(every(expiry_interval, expire_lapsed_requests, name="lapsed room requests expired"))
     return ctx
 
 

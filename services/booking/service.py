@@ -795,22 +795,6 @@ async def expire_due(db: Database, settings: Settings, *, now: datetime | None =
     return len(rows)
 
 
-async def expiry_loop(db: Database, settings: Settings, interval: float = 60.0) -> None:
-    import asyncio
-    import logging
-
-    log = logging.getLogger("kranj.booking.expiry")
-    while True:
-        try:
-            while await expire_due(db, settings) > 0:
-                pass
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("expiring booking requests failed; will try again")
-        await asyncio.sleep(interval)
-
-
 async def list_bookings(
     db: Database,
     *,

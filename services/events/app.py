@@ -12,6 +12,7 @@ from shared.bus import QUEUES, Handles
 from shared.contracts import CloudEvent
 from shared.contracts.booking import BOOKING_MESSAGE_TYPES, ROOM_REQUESTED, BookingChanged
 from shared.contracts.events import EVENTS_MESSAGE_TYPES
+from shared.periodic import every
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
@@ -42,10 +43,10 @@ def build(settings: Settings, *, reminder_interval: float = REMINDER_INTERVAL) -
         *(Handles(message_type, on_booking_changed) for message_type in BOOKING_MESSAGE_TYPES.values()),
     )
 
-    async def send_reminders() -> None:
-        await service.reminder_loop(ctx.db, settings, reminder_interval)
+    async def send_reminders() -> int:
+        return await service.send_reminders(ctx.db, settings)
 
-    ctx.background.append(send_reminders)
+    ctx.background.append(every(reminder_interval, send_reminders, name="event reminders sent"))
     return ctx
 
 

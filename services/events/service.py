@@ -9,7 +9,6 @@ until commit. A cancellation promotes the first on the waitlist in the same tran
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from dataclasses import dataclass
@@ -1243,14 +1242,3 @@ async def send_reminders(db: Database, settings: Settings, *, now: datetime | No
             sent += 1
         await session.commit()
     return sent
-
-
-async def reminder_loop(db: Database, settings: Settings, interval: float = 60.0) -> None:
-    while True:
-        try:
-            await send_reminders(db, settings)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("sending event reminders failed; will try again")
-        await asyncio.sleep(interval)

@@ -24,7 +24,6 @@ after DIGEST_CATCH_UP it waits for the next week instead of surprising people mi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -39,6 +38,7 @@ from shared import i18n
 from shared.contracts import ALL_KS, KS_SLUGS, ks_name
 from shared.db import Database
 from shared.models import utcnow
+from shared.periodic import every
 from shared.settings import Settings
 
 from .domain import quiet_until
@@ -271,15 +271,10 @@ def weekly_digest_job(
 ) -> Callable[[], Awaitable[None]]:
     """The background task (`ServiceApp.background`): check now and then, make what is due."""
 
-    async def weekly_digest() -> None:
-        while True:
-            try:
-                if await run_digests(db, settings):
-                    on_new_deliveries()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("weekly digest failed; trying again later")
-            await asyncio.sleep(DIGEST_CHECK_EVERY)
+    async def weekly_digest() -> int:
+        made = await run_digests(db, settings)
+        if made:
+            on_new_deliveries()
+        return made
 
-    return weekly_digest
+    return every(DIGEST_CHECK_EVERY, weekly_digest, name="weekly digest deliveries made")

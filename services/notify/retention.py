@@ -36,6 +36,7 @@ from sqlmodel import col, select, update
 from shared.db import Database
 from shared.logs import mask_email, mask_phone, scrub
 from shared.models import utcnow
+from shared.periodic import every
 from shared.settings import Settings
 
 from . import relay
@@ -158,18 +159,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
 
 
 def contact_retention_job(
-    db: Database, settings: Settings, every: float = CHECK_EVERY
+    db: Database, settings: Settings, every_seconds: float = CHECK_EVERY
 ) -> Callable[[], Awaitable[None]]:
-    """The background task (`ServiceApp.background`): now, then every `every` seconds."""
-
-    async def contact_retention() -> None:
-        while True:
-            try:
-                await apply_retention(db, settings)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("contact retention failed; trying again later")
-            await asyncio.sleep(every)
-
-    return contact_retention
+    """The background task (`ServiceApp.background`): now, then every `every_seconds`."""
+    return every(every_seconds, lambda: apply_retention(db, settings), name="contact retention")

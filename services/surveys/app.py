@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from shared.contracts.surveys import SURVEYS_MESSAGE_TYPES
+from shared.periodic import every
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
@@ -29,41 +29,24 @@ def build(settings: Settings, config: SurveysConfig | None = None) -> ServiceApp
     for message_type in SURVEYS_MESSAGE_TYPES:
         ctx.bus.publisher(message_type)
 
-    async def close_due_surveys() -> None:
+    config: SurveysConfig = ctx.extra["config"]
+
+    async def close_due_surveys() -> int:
         """Surveys past their closing time are closed, and `surveys.survey.closed` announced."""
-        while True:
-            try:
-                closed = await service.close_due(ctx.db, settings)
-                if closed:
-                    log.info("closed %d survey(s) past their closing time", closed)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("closing due surveys failed")
-            await asyncio.sleep(ctx.extra["config"].close_check_seconds)
+        return await service.close_due(ctx.db, settings)
 
-    ctx.background.append(close_due_surveys)
-
-    async def remind_before_closing() -> None:
+    async def remind_before_closing() -> int:
         """`surveys.survey.closing-soon`, once per survey, `reminder_hours_before` its closing time."""
-        config: SurveysConfig = ctx.extra["config"]
-        while True:
-            try:
-                sent = await service.remind_closing_soon(
-                    ctx.db,
-                    settings,
-                    hours_before=config.reminder_hours_before,
-                    not_within_hours_of_opening=config.reminder_not_within_hours_of_opening,
-                )
-                if sent:
-                    log.info("announced %d survey(s) closing soon", sent)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("announcing surveys closing soon failed")
-            await asyncio.sleep(config.close_check_seconds)
+        return await service.remind_closing_soon(
+            ctx.db,
+            settings,
+            hours_before=config.reminder_hours_before,
+            not_within_hours_of_opening=config.reminder_not_within_hours_of_opening,
+        )
 
-    ctx.background.append(remind_before_closing)
+    check = lambda: ctx.extra["config"].close_check_seconds  # noqa: E731 - read each round (tests change it)
+    ctx.background.append(every(check, close_due_surveys, name="surveys past their closing time closed"))
+    ctx.background.append(every(check, remind_before_closing, name="surveys closing soon announced"))
     return ctx
 
 
