@@ -69,8 +69,9 @@ class Settings(BaseSettings):
     delivery_lease_seconds: float = Field(
         default=300.0,
         gt=0,
-        description="How long a claimed delivery belongs to the worker that claimed it; a worker that died "
-        "mid-send leaves it to be claimed again after this",
+        description="The last resort for a claimed delivery that names no live worker (claims made before "
+        "notify_0009): claimable again after this. A worker that stops heartbeating loses its claims after "
+        "KRANJ_DELIVERY_STALE_SECONDS instead",
     )
     delivery_stale_seconds: float = Field(
         default=30.0,
