@@ -33,7 +33,7 @@ from .contracts import MESSAGE_REJECTED, MessageType
 from .db import Database
 from .dead_letters import HEADER_DEAD_AT, HEADER_QUEUE, HEADER_REASON, HEADER_ROUTING_KEY, HEADER_SENDER
 from .inbox import HANDLER_ATTEMPTS, Consumer, HandlerFunc, Handles, _undecoded, dead_letter
-from .outbox import ERASED, OutboxRelay, add_to_outbox, erase_from_outbox, outbox_row
+from .outbox import OutboxRelay, add_to_outbox, outbox_row
 from .senders import SenderRegistry, amqp_user
 from .settings import Settings
 from .topology import (
@@ -81,7 +81,6 @@ __all__ = [
     "DELIVERY_OUTCOMES_QUEUE_NAME",
     "DLX",
     "DLX_NAME",
-    "ERASED",
     "EXCHANGE",
     "EXCHANGE_NAME",
     "HANDLER_ATTEMPTS",
@@ -106,7 +105,6 @@ __all__ = [
     "dead_policy",
     "declare_topology",
     "envelope_schema",
-    "erase_from_outbox",
     "iter_topology_queue_names",
     "make_broker",
     "outbox_row",

@@ -66,31 +66,6 @@ def add_to_outbox(
     return envelope
 
 
-ERASED = "[izbrisano]"
-
-
-async def erase_from_outbox(session: AsyncSession, *values: str | None) -> int:
-    """GDPR erasure: replace a resident's contact data in this service's outbox rows (sent or
-    not) with "[izbrisano]". JSON-escaped spellings are matched too. Returns rows changed."""
-    needles = sorted(
-        {n for v in values if v for n in (v, json.dumps(v, ensure_ascii=False)[1:-1], json.dumps(v)[1:-1])},
-        key=len,
-        reverse=True,
-    )
-    if not needles:
-        return 0
-    rows = (
-        await session.exec(
-            select(OutboxMessage).where(sa.or_(*(col(OutboxMessage.body).contains(n) for n in needles)))
-        )
-    ).all()
-    for row in rows:
-        for needle in needles:
-            row.body = row.body.replace(needle, ERASED)
-        session.add(row)
-    return len(rows)
-
-
 def _retry_delay(attempts: int) -> timedelta:
     return timedelta(seconds=min(60.0, 0.5 * 2 ** min(attempts, 10)))
 

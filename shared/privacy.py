@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import phonenumbers
@@ -32,9 +33,11 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .contact import normalise_phone
 from .models import OutboxMessage
+from .periodic import every
 
 ERASED = "[izbrisano]"
 MIN_SPELLING = 5  # shorter strings would mask unrelated text
+RETENTION_EVERY = 3600.0  # seconds between retention rounds (each is idempotent and cheap)
 
 
 @dataclass(frozen=True)
@@ -232,3 +235,27 @@ def identities_of(rows: Iterable[Any], *, name: str = "name", email: str = "emai
         "phones": [getattr(r, phone, None) for r in rows],
         "names": [getattr(r, name, None) for r in rows],
     }
+
+
+# --------------------------------------------------------------------------------------
+# Retention: what the platform no longer needs goes by itself
+# --------------------------------------------------------------------------------------
+async def forget_sent_outbox(session: AsyncSession, cutoff: datetime) -> int:
+    """Outbox rows are the record of what was said; once published and older than the
+    retention period they go (unsent rows stay until they are sent)."""
+    result = await session.exec(  # type: ignore[call-overload]
+        sa.delete(OutboxMessage).where(col(OutboxMessage.sent_at).is_not(None), col(OutboxMessage.sent_at) < cutoff)
+    )
+    return int(result.rowcount or 0)
+
+
+def retention_job(
+    retain: Callable[[Any, Any], Awaitable[dict[str, int]]], db: Any, settings: Any
+) -> Callable[[], Awaitable[None]]:
+    """A service's `privacy.retain(db, settings)` as its background task, every hour."""
+
+    async def round_() -> str:
+        done = {k: v for k, v in (await retain(db, settings)).items() if v}
+        return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in done.items())
+
+    return every(RETENTION_EVERY, round_, name="personal data past its retention removed")

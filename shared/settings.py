@@ -103,6 +103,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Finished deliveries (and file-outbox messages) older than this lose their contact data",
     )
+    record_retention_days: int = Field(
+        default=90,
+        ge=1,
+        description="Registrations and bookings lose the person's name and contacts this many days after the event "
+        "or booking ended; the services' outbox copies of sent messages are deleted this many days after sending",
+    )
+    unconfirmed_signup_days: int = Field(
+        default=7,
+        ge=1,
+        description="A sign-up nobody confirmed is deleted after this many days, and so is a contact added to a "
+        "subscription but never confirmed",
+    )
 
     # What an unconfirmed room request may hold (booking; docs/security.md): a resident's
     # pending requests per email or phone, and how long one holds its slot at most (a

@@ -8,10 +8,11 @@ from fastapi import FastAPI
 
 from shared.contracts.booking import BOOKING_MESSAGE_TYPES
 from shared.periodic import every
+from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import handlers, service
+from . import handlers, privacy, service
 from .api import api, pages
 
 HERE = Path(__file__).parent
@@ -32,6 +33,7 @@ def build(settings: Settings, *, expiry_interval: float = EXPIRY_INTERVAL) -> Se
         return total
 
     ctx.background.append(every(expiry_interval, expire_lapsed_requests, name="lapsed room requests expired"))
+    ctx.background.append(retention_job(privacy.retain, ctx.db, settings))
     return ctx
 
 

@@ -6,16 +6,19 @@ is masked, and so are the outbox's copies of the messages about them."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from shared.db import Database
+from shared.models import utcnow
 from shared.privacy import (
     ERASED,
     Person,
     contact_filter,
+    forget_sent_outbox,
     identities_in_outbox,
     identities_of,
     mask_outbox,
@@ -74,3 +77,25 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
         await session.commit()
     await db.flush_deleted_data()
     return {"bookings": bookings, "texts_masked": masked, "outbox_messages": outbox}
+
+
+async def retain(db: Database, settings: Settings, now: datetime | None = None) -> dict[str, int]:
+    """`KRANJ_RECORD_RETENTION_DAYS` after a booking ended, it keeps room, times, purpose and
+    category for the figures but no name or contact; sent outbox messages older than that
+    are deleted."""
+    cutoff = (now or utcnow()) - timedelta(days=settings.record_retention_days)
+    async with db.session() as session:
+        done = await session.exec(  # type: ignore[call-overload]
+            sa.update(Booking)
+            .where(
+                col(Booking.ends_at) < cutoff,
+                sa.or_(col(Booking.email).is_not(None), col(Booking.phone).is_not(None), Booking.name != ERASED),
+            )
+            .values(name=ERASED, email=None, phone=None)
+        )
+        outbox = await forget_sent_outbox(session, cutoff)
+        await session.commit()
+    bookings = int(done.rowcount or 0)
+    if bookings or outbox:
+        await db.flush_deleted_data()
+    return {"bookings": bookings, "outbox_messages": outbox}

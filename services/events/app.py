@@ -13,10 +13,11 @@ from shared.contracts import CloudEvent
 from shared.contracts.booking import BOOKING_MESSAGE_TYPES, ROOM_REQUESTED, BookingChanged
 from shared.contracts.events import EVENTS_MESSAGE_TYPES
 from shared.periodic import every
+from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import service
+from . import privacy, service
 from .api import api, pages
 
 HERE = Path(__file__).parent
@@ -47,6 +48,7 @@ def build(settings: Settings, *, reminder_interval: float = REMINDER_INTERVAL) -
         return await service.send_reminders(ctx.db, settings)
 
     ctx.background.append(every(reminder_interval, send_reminders, name="event reminders sent"))
+    ctx.background.append(retention_job(privacy.retain, ctx.db, settings))
     return ctx
 
 

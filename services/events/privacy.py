@@ -7,16 +7,19 @@ the outbox's copies of the messages about them."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
 from shared.db import Database
+from shared.models import utcnow
 from shared.privacy import (
     ERASED,
     Person,
     contact_filter,
+    forget_sent_outbox,
     identities_in_outbox,
     identities_of,
     mask_outbox,
@@ -25,6 +28,7 @@ from shared.privacy import (
 from shared.settings import Settings
 
 from .models import Event, Registration
+from .service import last_end
 
 FREE_TEXT = (
     Registration.name,
@@ -107,3 +111,42 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
         await session.commit()
     await db.flush_deleted_data()
     return {"registrations": registrations, "organisers": organisers, "texts_masked": masked, "outbox_messages": outbox}
+
+
+async def retain(db: Database, settings: Settings, now: datetime | None = None) -> dict[str, int]:
+    """`KRANJ_RECORD_RETENTION_DAYS` after an event's last date ended, its registrations keep
+    their place and status but no name or contact, and the organiser's contact goes; sent
+    outbox messages older than that are deleted."""
+    cutoff = (now or utcnow()) - timedelta(days=settings.record_retention_days)
+    async with db.session() as session:
+        candidates = (await session.exec(select(Event).where(col(Event.starts_at) < cutoff))).all()
+        over = [e.id for e in candidates if last_end(e) < cutoff]
+        registrations = organisers = 0
+        if over:
+            done = await session.exec(  # type: ignore[call-overload]
+                sa.update(Registration)
+                .where(
+                    col(Registration.event_id).in_(over),
+                    sa.or_(
+                        col(Registration.email).is_not(None),
+                        col(Registration.phone).is_not(None),
+                        Registration.name != ERASED,
+                    ),
+                )
+                .values(name=ERASED, email=None, phone=None)
+            )
+            registrations = int(done.rowcount or 0)
+            done = await session.exec(  # type: ignore[call-overload]
+                sa.update(Event)
+                .where(
+                    col(Event.id).in_(over),
+                    sa.or_(col(Event.organiser_email).is_not(None), col(Event.organiser_phone).is_not(None)),
+                )
+                .values(organiser_email=None, organiser_phone=None)
+            )
+            organisers = int(done.rowcount or 0)
+        outbox = await forget_sent_outbox(session, cutoff)
+        await session.commit()
+    if registrations or organisers or outbox:
+        await db.flush_deleted_data()
+    return {"registrations": registrations, "organisers": organisers, "outbox_messages": outbox}

@@ -540,7 +540,7 @@ async def publish_event(db: Database, settings: Settings, event_id: str) -> Even
                 f"Dogodka s stanjem '{domain.STATUS_SL.get(event.status, event.status)}' ni mogoče objaviti. "
                 f"/ A {event.status} event cannot be published."
             )
-        if _last_end(event) <= utcnow():
+        if last_end(event) <= utcnow():
             raise Conflict("Dogodek je že mimo. / The event has already ended.")
         if event.room_id:
             _request_room(session, settings, event)
@@ -630,7 +630,7 @@ async def on_booking_changed(session: AsyncSession, settings: Settings, data: Bo
     return "ignored"
 
 
-def _last_end(event: Event) -> datetime:
+def last_end(event: Event) -> datetime:
     dates = dates_of(event)
     return max(d.ends_at for d in dates) if dates else event.ends_at
 
@@ -964,7 +964,7 @@ async def register(
         event = await _lock_event(session, db, event_id)
         if event.status != "published":
             raise Conflict("Prijave na ta dogodek niso odprte. / Registration for this event is not open.")
-        if _last_end(event) <= now:
+        if last_end(event) <= now:
             raise Conflict("Dogodek je že mimo. / The event is over.")
         active = await _active(session, event.id)
         for other in active:

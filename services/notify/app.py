@@ -7,10 +7,11 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT
+from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import handlers
+from . import handlers, privacy
 from .api import api, pages
 from .board import board
 from .delivery import DeliveryWorker, EmailSender, SmsSender
@@ -40,6 +41,7 @@ def build(settings: Settings) -> ServiceApp:
     ctx.background.append(worker.run)
     ctx.background.append(weekly_digest_job(ctx.db, settings, on_new_deliveries=worker.wake))
     ctx.background.append(contact_retention_job(ctx.db, settings))
+    ctx.background.append(retention_job(privacy.retain, ctx.db, settings))
     return ctx
 
 

@@ -9,10 +9,11 @@ from fastapi import FastAPI
 
 from shared.contracts.surveys import SURVEYS_MESSAGE_TYPES
 from shared.periodic import every
+from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import service
+from . import privacy, service
 from .api import api, pages
 from .config import SurveysConfig
 from .domain import decimal_comma
@@ -47,6 +48,7 @@ def build(settings: Settings, config: SurveysConfig | None = None) -> ServiceApp
     check = lambda: ctx.extra["config"].close_check_seconds  # noqa: E731 - read each round (tests change it)
     ctx.background.append(every(check, close_due_surveys, name="surveys past their closing time closed"))
     ctx.background.append(every(check, remind_before_closing, name="surveys closing soon announced"))
+    ctx.background.append(retention_job(privacy.retain, ctx.db, settings))
     return ctx
 
 

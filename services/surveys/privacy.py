@@ -6,12 +6,14 @@ Both are masked; the answers stay for the results."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import select
 
 from shared.db import Database
-from shared.privacy import Person, identities_in_outbox, mask_outbox, mask_text_columns
+from shared.models import utcnow
+from shared.privacy import Person, forget_sent_outbox, identities_in_outbox, mask_outbox, mask_text_columns
 from shared.settings import Settings
 
 from .models import Answer, Response
@@ -45,3 +47,15 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
         await session.commit()
     await db.flush_deleted_data()
     return {"texts_masked": masked, "outbox_messages": outbox}
+
+
+async def retain(db: Database, settings: Settings, now: datetime | None = None) -> dict[str, int]:
+    """The volunteers' messages to notify (sent outbox rows) go `KRANJ_RECORD_RETENTION_DAYS`
+    after sending; answers hold no contact to keep or drop."""
+    cutoff = (now or utcnow()) - timedelta(days=settings.record_retention_days)
+    async with db.session() as session:
+        outbox = await forget_sent_outbox(session, cutoff)
+        await session.commit()
+    if outbox:
+        await db.flush_deleted_data()
+    return {"outbox_messages": outbox}
