@@ -217,12 +217,27 @@ def test_erasure_by_email_alone_leaves_her_in_no_byte_store(
                 await she_does_everything(clients, amqp_url, smtp_server, outbox)
                 before = stored_bytes(settings, tmp_path, kind)
                 assert any(hits(raw) for raw in before.values()), "the scenario stored her data somewhere"
+                # Access (Art. 15): one document from every service, found by the email alone.
+                exported = await asyncio.to_thread(CliRunner().invoke, cli, ["subscriber", "export", "--email", EMAIL])
+                assert exported.exit_code == 0, exported.output
+                document = json.loads(exported.stdout)
+                assert document["identifiers"] == {"emails": [EMAIL], "phones": ["+38641777888"], "names": [NAME]}
+                [subscription] = document["notify"]["subscriptions"]
+                assert subscription["phone"] == "+38641777888" and len(subscription["consents"]) == 2
+                assert {d["channel"] for d in document["notify"]["deliveries"]} == {"email", "sms"}
+                assert [r["name"] for r in document["events"]["registrations"]] == [NAME]
+                assert [b["purpose"] for b in document["booking"]["bookings"]] == [f"Sestanek bralnega krožka, vodi {NAME}"]
+                assert len(document["surveys"]["answers_naming_them"]) == 1
                 # Erased while the services run, by the email alone.
                 result = await asyncio.to_thread(CliRunner().invoke, cli, ["subscriber", "erase", "--email", EMAIL])
                 assert result.exit_code == 0, result.output
                 assert not hits(result.output.encode()), result.output
                 assert "found by 1 email(s), 1 phone(s), 1 name(s)" in result.output
                 await asyncio.sleep(1.0)  # anything the erasure set moving (none expected) settles
+                again = await asyncio.to_thread(CliRunner().invoke, cli, ["subscriber", "export", "--email", EMAIL])
+                emptied = json.loads(again.stdout)
+                assert emptied["notify"]["subscriptions"] == [] and emptied["events"]["registrations"] == []
+                assert emptied["booking"]["bookings"] == [] and emptied["surveys"]["answers_naming_them"] == []
                 found = [
                     f"{store}: {hits(raw)}"
                     for store, raw in stored_bytes(settings, tmp_path, kind).items()
