@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
 
+from shared.dead_letters import DeadLetter, header_text, original_sender, replay_headers
 from shared.settings import Settings
 
 from .common import (
@@ -28,93 +29,6 @@ dlq_app = typer.Typer(
 # --------------------------------------------------------------------------------------
 # kranj dlq list / replay
 # --------------------------------------------------------------------------------------
-_DEATH_HEADERS_PREFIXES = ("x-kranj-", "x-first-death-", "x-last-death-")
-_DEATH_HEADERS = ("x-death", "x-delivery-count")
-
-
-def _text(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    if isinstance(value, datetime):
-        return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
-    return str(value)
-
-
-@dataclass
-class DeadLetter:
-    """What ops need to know about one message in `kranj.dead`."""
-
-    position: int
-    message_id: str | None
-    dead_lettered_at: str | None
-    queue: str | None
-    routing_key: str | None
-    reason: str
-    ce_id: str | None = None
-    ce_type: str | None = None
-    ce_source: str | None = None
-    body_bytes: int = 0
-
-    @classmethod
-    def from_message(cls, position: int, message: Any) -> DeadLetter:
-        from shared.bus import HEADER_DEAD_AT, HEADER_QUEUE, HEADER_REASON, HEADER_ROUTING_KEY
-
-        headers = dict(message.headers or {})
-        deaths = headers.get("x-death") or []
-        death = deaths[0] if isinstance(deaths, list) and deaths and isinstance(deaths[0], dict) else {}
-        keys = death.get("routing-keys") or []
-        queue = (
-            _text(headers.get(HEADER_QUEUE)) or _text(headers.get("x-first-death-queue")) or _text(death.get("queue"))
-        )
-        routing_key = _text(headers.get(HEADER_ROUTING_KEY)) or (_text(keys[0]) if keys else None)
-        routing_key = routing_key or message.routing_key or None
-        reason = _text(headers.get(HEADER_REASON))
-        if not reason:
-            broker_reason = _text(headers.get("x-first-death-reason")) or _text(death.get("reason"))
-            if broker_reason:
-                count = death.get("count")
-                times = f" ({count} times)" if isinstance(count, int) and count > 1 else ""
-                reason = f"dead-lettered by the broker: {broker_reason}{times}"
-            else:
-                reason = "unknown (no x-kranj-reason or x-death header)"
-        dead_at = _text(headers.get(HEADER_DEAD_AT)) or _text(death.get("time")) or _text(message.timestamp)
-        item = cls(
-            position=position,
-            message_id=message.message_id,
-            dead_lettered_at=dead_at,
-            queue=queue,
-            routing_key=routing_key,
-            reason=reason,
-            body_bytes=len(message.body or b""),
-        )
-        try:
-            body = json.loads(message.body)
-        except (ValueError, UnicodeDecodeError, RecursionError):
-            body = None
-        if isinstance(body, dict):
-            item.ce_id = _text(body.get("id"))
-            item.ce_type = _text(body.get("type"))
-            item.ce_source = _text(body.get("source"))
-        return item
-
-    def matches(self, wanted: Iterable[str]) -> bool:
-        wanted = set(wanted)
-        return bool(wanted & {self.ce_id, self.message_id})
-
-    def public(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def selected(self, types: Iterable[str] = (), reason: str | None = None) -> bool:
-        """`types`: CloudEvent types (`si.kranj.notify.notice.requested.v1`) or routing keys
-        (`notify.notice.requested`), any of them; `reason`: a piece of the reason, any case."""
-        types = [t for t in types if t]
-        if types and not any(t in (self.ce_type, self.routing_key) for t in types):
-            return False
-        return not reason or reason.casefold() in self.reason.casefold()
-
-
 async def dead_queue(connection: Any, channel: Any):
     import aiormq
 
@@ -249,7 +163,7 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
-    return _text(value)
+    return header_text(value)
 
 
 @dlq_app.command("show")
@@ -366,27 +280,6 @@ class ReplayResult:
     kept: int = 0  # looked at but not selected (--id)
 
 
-def replay_headers(headers: dict[str, Any] | None) -> dict[str, Any]:
-    """The original headers without the dead-lettering ones (x-kranj-*, x-death, ...)."""
-    return {
-        k: v
-        for k, v in (headers or {}).items()
-        if k not in _DEATH_HEADERS and not k.startswith(_DEATH_HEADERS_PREFIXES)
-    }
-
-
-def _original_sender(message: Any) -> str:
-    """Who published a dead letter: our x-kranj-sender header, or (dead-lettered by the
-    broker, properties kept) its user_id; "" when anonymous."""
-    from shared.bus import HEADER_SENDER
-
-    headers = message.headers or {}
-    if HEADER_SENDER in headers:
-        value = headers[HEADER_SENDER]
-        return value.decode() if isinstance(value, bytes) else str(value or "")
-    return message.user_id or ""
-
-
 async def dlq_replay(settings: Settings, *, limit: int | None = None, ids: Iterable[str] = ()) -> ReplayResult:
     """Republish dead letters to their original queue; each is acked only after a confirm.
 
@@ -456,7 +349,7 @@ async def dlq_replay(settings: Settings, *, limit: int | None = None, ids: Itera
                     app_id=message.app_id,
                     # The original sender's rights come back only when it was us (the broker
                     # refuses any other user_id); anyone else's message is replayed anonymous.
-                    user_id=own_user if _original_sender(message) == own_user else None,
+                    user_id=own_user if original_sender(message) == own_user else None,
                 )
                 try:
                     if publish_channel.is_closed:
@@ -505,4 +398,3 @@ def dlq_replay_command(
         raise fail(f"kranj: no dead letter with id {', '.join(message_id)}")
     out(f"{len(result.replayed)} message(s) replayed, {len(result.failed)} failed.")
     raise typer.Exit(1 if result.failed else 0)
-
