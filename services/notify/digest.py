@@ -173,27 +173,6 @@ def _snapshot(scope: str, slot: datetime, base: str, events: list[Notice], notic
     )
 
 
-def digest_context(notice: Notice) -> dict[str, Any]:
-    """What the `digest_*` templates get from a digest notice's snapshot."""
-    data = json.loads(notice.body)
-
-    def parse(value: str | None) -> datetime | None:
-        return datetime.fromisoformat(value) if value else None
-
-    for item in data["events"]:
-        item["starts_at"], item["ends_at"] = parse(item["starts_at"]), parse(item["ends_at"])
-    for item in data["notices"]:
-        item["valid_until"] = parse(item["valid_until"])
-    data["since"], data["until"] = parse(data["since"]), parse(data["until"])
-    data["last_day"] = data["until"] - timedelta(days=1)
-    data["scope_name"] = ks_name(data["scope"])
-    data["city"] = data["scope"] == ALL_KS
-    data["place_sl"] = "Mestni občini Kranj" if data["city"] else f"KS {data['scope_name']}"
-    data["place_en"] = "the Municipality of Kranj" if data["city"] else f"KS {data['scope_name']}"
-    data["fmt_date"] = i18n.format_date
-    return data
-
-
 async def make_digest(db: Database, settings: Settings, scope: str, slot: datetime, now: datetime) -> int:
     """The digest of `scope` for the week ending at `slot`: its deliveries, or 0 when it
     already exists (made here or by another replica), has nothing to say or no readers."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
@@ -177,8 +179,6 @@ class Renderer:
             ctx["manage_url"] = manage_url
         subject_t, text_t, html_t = "email_subject.txt", "email.txt", "email.html"
         if notice.kind == "digest":  # a week of one KS's notices (services.notify.digest)
-            from .digest import digest_context
-
             ctx.update(digest_context(notice))
             subject_t, text_t, html_t = "digest_subject.txt", "digest_body.txt", "digest_body.html"
         subject = self.env.get_template(f"{lang}/{subject_t}").render(ctx).strip()
@@ -311,3 +311,24 @@ class Renderer:
             return text.replace(SMS_MARK_CHAR * size, unsubscribe_url)
 
         return for_recipient
+
+
+def digest_context(notice: Notice) -> dict[str, Any]:
+    """What the `digest_*` templates get from a digest notice's snapshot."""
+    data = json.loads(notice.body)
+
+    def parse(value: str | None) -> datetime | None:
+        return datetime.fromisoformat(value) if value else None
+
+    for item in data["events"]:
+        item["starts_at"], item["ends_at"] = parse(item["starts_at"]), parse(item["ends_at"])
+    for item in data["notices"]:
+        item["valid_until"] = parse(item["valid_until"])
+    data["since"], data["until"] = parse(data["since"]), parse(data["until"])
+    data["last_day"] = data["until"] - timedelta(days=1)
+    data["scope_name"] = ks_name(data["scope"])
+    data["city"] = data["scope"] == ALL_KS
+    data["place_sl"] = "Mestni občini Kranj" if data["city"] else f"KS {data['scope_name']}"
+    data["place_en"] = "the Municipality of Kranj" if data["city"] else f"KS {data['scope_name']}"
+    data["fmt_date"] = i18n.format_date
+    return data
