@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
@@ -183,11 +183,6 @@ def seats_to_fill(capacity: int | None, confirmed: int, waiting: int) -> int:
     if capacity is None:
         return waiting
     return max(0, min(waiting, capacity - confirmed))
-
-
-def reminder_window(now: datetime, lead: timedelta = timedelta(hours=24)) -> tuple[datetime, datetime]:
-    """Events starting in (now, now + lead] are due for their reminder."""
-    return now, now + lead
 
 
 _MARKDOWN = None

@@ -348,10 +348,6 @@ def is_shown(question: QuestionDef, answers: dict[str, Any]) -> bool:
     return given == question.show_if.option
 
 
-def _q(question: QuestionDef) -> str:
-    return f"vprašanje »{question.text[:60]}{'…' if len(question.text) > 60 else ''}«"
-
-
 def validate_answers(definition: SurveyDefinition, raw: Any) -> dict[str, Answer]:
     """Check a respondent's `answers` against the definition; return the clean answers
     (text stripped, empty answers dropped), or raise `AnswersInvalid` naming each question."""

@@ -246,14 +246,6 @@ async def load(db: Database, survey_id: str) -> tuple[Survey, SurveyDefinition]:
     return survey, definition
 
 
-async def get_survey(db: Database, survey_id: str) -> Survey:
-    async with db.session() as session:
-        survey = await session.get(Survey, survey_id)
-    if survey is None:
-        raise NotFound(survey_id)
-    return survey
-
-
 def accepting(survey: Survey, now: datetime | None = None) -> bool:
     return domain.window_problem(survey.status, survey.opens_at, survey.closes_at, now or utcnow()) is None
 
