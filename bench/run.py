@@ -170,7 +170,7 @@ class Bench:
         return n / elapsed
 
     async def sms_ceiling_aiohttp(self, n: int, concurrency: int) -> float:
-        """The same with a plain aiohttp client (what notify's SmsSender uses)."""
+        """The same with a plain aiohttp client (what notify's GatewaySms transport uses)."""
         import aiohttp
 
         base = self.sms.accepted
@@ -550,7 +550,7 @@ class Bench:
             "sms_requests_per_second_httpx": round(await self.sms_ceiling(ceiling_n // 2, sms_concurrency), 1),
             "sms_requests_per_second_aiohttp": round(await self.sms_ceiling_aiohttp(ceiling_n, sms_concurrency), 1),
         }
-        # notify's SmsSender uses aiohttp; its share is taken of the faster plain client
+        # notify's GatewaySms transport uses aiohttp; its share is taken of the faster plain client
         r["ceilings"]["sms_requests_per_second"] = max(
             r["ceilings"]["sms_requests_per_second_httpx"], r["ceilings"]["sms_requests_per_second_aiohttp"]
         )

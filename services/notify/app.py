@@ -14,13 +14,15 @@ from shared.web import ServiceApp, create_service_app
 from . import handlers, privacy
 from .api import api, pages
 from .board import board
-from .delivery import DeliveryWorker, EmailSender, SmsSender
+from .delivery import DeliveryWorker
 from .digest import weekly_digest_job
 from .links import links
 from .manage import manage
 from .render import Renderer
 from .retention import contact_retention_job
+from .staff import scheduled_notices_job, staff_pages
 from .subscribe import subscribe
+from .transports import email_transport, sms_transport
 
 HERE = Path(__file__).parent
 SERVICE = "notify"
@@ -31,7 +33,8 @@ def build(settings: Settings) -> ServiceApp:
     ctx.bus.publisher(DELIVERY_SENT)
     ctx.bus.publisher(DELIVERY_FAILED)
     renderer = Renderer(settings)
-    worker = DeliveryWorker(settings, ctx.db, renderer, EmailSender(settings), SmsSender(settings))
+    # The transports are chosen once, here, by configuration (services/notify/transports.py).
+    worker = DeliveryWorker(settings, ctx.db, renderer, email_transport(settings), sms_transport(settings))
     # The senders wake when a commit wrote deliveries (service.record_notice / record_personal
     # mark the session), not after every message consumed: a noticeboard-only notice costs no
     # claim (make bench, ingest).
@@ -42,6 +45,7 @@ def build(settings: Settings) -> ServiceApp:
     ctx.background.append(weekly_digest_job(ctx.db, settings, on_new_deliveries=worker.wake))
     ctx.background.append(contact_retention_job(ctx.db, settings))
     ctx.background.append(retention_job(privacy.retain, ctx.db, settings))
+    ctx.background.append(scheduled_notices_job(ctx.db))  # staff notices scheduled for later
     return ctx
 
 
@@ -50,7 +54,7 @@ def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = Tr
         build(settings),
         title="Kranj ZA vse — notify",
         description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
-        routers=[api, board, subscribe, manage, links, pages],  # board first: /noticeboard/feed.atom is not a KS
+        routers=[api, board, subscribe, manage, links, staff_pages, pages],  # board first: /noticeboard/feed.atom is not a KS
         migrate=migrate,
         start_bus=start_bus,
     )

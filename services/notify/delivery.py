@@ -17,7 +17,6 @@ message. A graceful stop hands its claims back and deletes its worker row.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import re
@@ -28,11 +27,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import format_datetime as email_date
-from pathlib import Path
 from typing import Any
 
-import aiohttp
-import aiosmtplib
 import sqlalchemy as sa
 from sqlmodel import col, select, update
 
@@ -52,197 +48,13 @@ from .domain import quiet_until, retry_delay
 from .models import Delivery, DeliveryWorkerRow, Notice
 from .ratelimit import RateLimiter
 from .render import Renderer
+from .transports import EmailTransport, PermanentFailure, SmsTransport, TemporaryFailure
 
 log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
 CHANNELS = ("email", "sms")
 LEASE = timedelta(minutes=5)  # default of KRANJ_DELIVERY_LEASE_SECONDS
 SOURCE = "/kranj/notify"  # CloudEvent source of notify.delivery.* (the Bus's source for notify)
-
-
-class TemporaryFailure(Exception):
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
-
-
-class PermanentFailure(Exception):
-    pass
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
-class EmailSender:
-    """SMTP over `KRANJ_SMTP_CONNECTIONS` reused connections (one conversation at a time on
-    each); `.eml` files under the data dir when no host is set."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.connections = settings.smtp_connections
-        self._free: asyncio.Queue[list[aiosmtplib.SMTP | None]] = asyncio.Queue()
-        for _ in range(self.connections):
-            self._free.put_nowait([None])  # a slot: its connection, opened when first used
-        self._slots: list[list[aiosmtplib.SMTP | None]] = []
-        self.outbox = settings.outbox_dir / "email"
-
-    async def _connection(self, slot: list[aiosmtplib.SMTP | None]) -> aiosmtplib.SMTP:
-        smtp = slot[0]
-        if smtp is not None and smtp.is_connected:
-            return smtp
-        s = self.settings
-        smtp = aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            start_tls=s.smtp_starttls,
-            username=s.smtp_user,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            timeout=30,
-        )
-        await smtp.connect()
-        slot[0] = smtp
-        if slot not in self._slots:
-            self._slots.append(slot)
-        return smtp
-
-    async def send(self, message: EmailMessage, delivery_id: str) -> str:
-        if not self.settings.smtp_host:
-            await asyncio.to_thread(_atomic_write, self.outbox / f"{delivery_id}.eml", bytes(message))
-            return f"file:{delivery_id}.eml"
-        return await self._converse(lambda smtp: smtp.send_message(message))
-
-    async def send_raw(self, raw: bytes, sender: str, to: str, delivery_id: str) -> str:
-        """A message already on the wire format (services.notify.mail): no flattening."""
-        if not self.settings.smtp_host:
-            await asyncio.to_thread(_atomic_write, self.outbox / f"{delivery_id}.eml", raw)
-            return f"file:{delivery_id}.eml"
-        return await self._converse(lambda smtp: smtp.sendmail(sender, [to], raw))
-
-    async def _converse(self, send: Callable[[aiosmtplib.SMTP], Awaitable[tuple[object, str]]]) -> str:
-        slot = await self._free.get()  # one SMTP conversation at a time on each connection
-        try:
-            try:
-                smtp = await self._connection(slot)
-                errors, response = await send(smtp)
-            except aiosmtplib.SMTPRecipientsRefused as exc:
-                codes = [r.code for r in exc.recipients]
-                if any(400 <= c < 500 for c in codes):
-                    raise TemporaryFailure(f"recipient refused for now: {codes}") from exc
-                raise PermanentFailure(f"recipient refused: {codes}") from exc
-            except aiosmtplib.SMTPResponseException as exc:
-                self._reset(slot)
-                if 400 <= exc.code < 500:
-                    raise TemporaryFailure(f"SMTP {exc.code}: {exc.message}") from exc
-                raise PermanentFailure(f"SMTP {exc.code}: {exc.message}") from exc
-            except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-                self._reset(slot)
-                raise TemporaryFailure(f"SMTP unavailable: {type(exc).__name__}: {exc}") from exc
-        finally:
-            self._free.put_nowait(slot)
-        return response[:200] if response else "sent"
-
-    @staticmethod
-    def _reset(slot: list[aiosmtplib.SMTP | None]) -> None:
-        if slot[0] is not None:
-            try:
-                slot[0].close()
-            except Exception:  # noqa: BLE001 - the connection is already broken
-                pass
-        slot[0] = None
-
-    async def close(self) -> None:
-        for slot in self._slots:
-            smtp = slot[0]
-            if smtp is not None and smtp.is_connected:
-                try:
-                    await smtp.quit()
-                except Exception:  # noqa: BLE001
-                    smtp.close()
-            slot[0] = None
-
-
-class SmsSender:
-    """The HTTP SMS gateway of CONTRACT.md; `sms.jsonl` under the data dir when not configured.
-
-    One aiohttp session, its connections kept alive: aiohttp spends ~0.07 ms of CPU per request
-    where httpx spent ~1.6 ms, which capped a fan-out at a few hundred SMS per second (make bench)."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self.outbox = settings.outbox_dir / "sms.jsonl"
-        self._client: aiohttp.ClientSession | None = None
-        self._file_lock = asyncio.Lock()
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._client is None or self._client.closed:
-            headers = {"User-Agent": "kranj-za-vse-notify/1.0"}
-            if self.settings.sms_gateway_token:
-                headers["Authorization"] = f"Bearer {self.settings.sms_gateway_token.get_secret_value()}"
-            self._client = aiohttp.ClientSession(
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=15.0, connect=5.0),
-                connector=aiohttp.TCPConnector(limit=20),
-            )
-        return self._client
-
-    async def send(self, to: str, text: str, delivery_id: str) -> str:
-        payload = {"to": to, "text": text, "reference": delivery_id}
-        if not self.settings.sms_gateway_url:
-            line = json.dumps({**payload, "at": utcnow().isoformat()}, ensure_ascii=False) + "\n"
-            async with self._file_lock:
-                await asyncio.to_thread(_append, self.outbox, line)
-            return f"file:{delivery_id}"
-        try:
-            async with self._http().post(
-                self.settings.sms_gateway_url, json=payload, headers={"Idempotency-Key": delivery_id}
-            ) as response:
-                status, body = response.status, await response.read()
-                retry_after = response.headers.get("retry-after")
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise TemporaryFailure(f"gateway unreachable: {type(exc).__name__}: {exc}") from exc
-        if 200 <= status < 300:
-            return _gateway_reference(body) or delivery_id
-        if status == 429 or status >= 500:
-            raise TemporaryFailure(f"gateway answered {status}", retry_after=_retry_after(retry_after))
-        raise PermanentFailure(f"gateway refused with {status}: {body.decode(errors='replace')[:200]}")
-
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-
-
-def _append(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as fh:
-        fh.write(line)
-        fh.flush()
-        os.fsync(fh.fileno())
-
-
-def _gateway_reference(raw: bytes) -> str | None:
-    try:
-        body = json.loads(raw)
-    except ValueError:
-        return None
-    if isinstance(body, dict):
-        for key in ("id", "reference", "message_id"):
-            if isinstance(body.get(key), (str, int)):
-                return str(body[key])[:200]
-    return None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 def _without_contact(error: str | None, address: str | None) -> str | None:
@@ -286,8 +98,8 @@ class DeliveryWorker:
         settings: Settings,
         db: Database,
         renderer: Renderer,
-        email: EmailSender,
-        sms: SmsSender,
+        email: EmailTransport,
+        sms: SmsTransport,
         *,
         batch: int = 100,
         poll: float = 1.0,
@@ -617,10 +429,7 @@ class DeliveryWorker:
         unsubscribe = (
             self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel) if delivery.subscriber_id else None
         )
-        if delivery.channel == "email":
-            transport = "smtp" if self.settings.smtp_host else "file"
-        else:
-            transport = "gateway" if self.settings.sms_gateway_url else "file"
+        transport = self.email.transport if delivery.channel == "email" else self.sms.transport
         if notice.kind == "survey" and notice.url and delivery.subscriber_id:
             notice = self._with_invitation(notice, delivery.subscriber_id)
         started = time.perf_counter()

@@ -20,9 +20,10 @@ import pytest
 import sqlalchemy as sa
 from conftest import make_settings, wait_until
 
-from services.notify.delivery import DeliveryWorker, EmailSender, SmsSender
+from services.notify.delivery import DeliveryWorker
 from services.notify.models import Delivery, DeliveryWorkerRow, Notice
 from services.notify.render import Renderer
+from services.notify.transports import FileEmail, sms_transport
 from shared import clock
 from shared.db import Database
 from shared.migrations import upgrade_async
@@ -31,7 +32,7 @@ from shared.settings import Settings
 pytestmark = pytest.mark.integration
 
 
-class RecordingEmail(EmailSender):
+class RecordingEmail(FileEmail):
     """Counts every hand-over (by delivery id); with `gate`, each waits for it (a slow SMTP server)."""
 
     def __init__(self, settings: Settings, sent: list[str], gate: asyncio.Event | None = None) -> None:
@@ -56,7 +57,7 @@ class RecordingEmail(EmailSender):
 
 
 def worker(settings: Settings, db: Database, sent: list[str], gate: asyncio.Event | None = None) -> DeliveryWorker:
-    return DeliveryWorker(settings, db, Renderer(settings), RecordingEmail(settings, sent, gate), SmsSender(settings))
+    return DeliveryWorker(settings, db, Renderer(settings), RecordingEmail(settings, sent, gate), sms_transport(settings))
 
 
 async def notice_with_deliveries(db: Database, count: int) -> list[str]:

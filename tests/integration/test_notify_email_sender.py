@@ -10,7 +10,7 @@ import pytest
 from conftest import make_settings
 
 from services.notify import mail
-from services.notify.delivery import EmailSender, TemporaryFailure
+from services.notify.transports import SmtpEmail, TemporaryFailure
 
 pytestmark = pytest.mark.integration
 
@@ -32,7 +32,7 @@ def message(i: int) -> tuple[bytes, str]:
 
 async def test_four_connections_send_every_email_whole_and_once(tmp_path, smtp_server):
     settings = make_settings(tmp_path, "amqp://unused/", smtp_connections=4, **smtp_server.settings())
-    sender = EmailSender(settings)
+    sender = SmtpEmail(settings)
     try:
         raws = [message(i) for i in range(40)]
         await asyncio.gather(

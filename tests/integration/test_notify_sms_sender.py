@@ -12,7 +12,7 @@ import pytest
 from aiohttp import web
 from conftest import free_port, make_settings
 
-from services.notify.delivery import PermanentFailure, SmsSender, TemporaryFailure
+from services.notify.transports import GatewaySms, PermanentFailure, TemporaryFailure
 
 pytestmark = pytest.mark.integration
 
@@ -39,7 +39,7 @@ async def gateway():
 
 async def test_the_contract_request_and_every_kind_of_answer(tmp_path, gateway):
     url, answers, seen = gateway
-    sender = SmsSender(make_settings(tmp_path, "amqp://unused/", sms_gateway_url=url, sms_gateway_token="tok-1"))
+    sender = GatewaySms(make_settings(tmp_path, "amqp://unused/", sms_gateway_url=url, sms_gateway_token="tok-1"))
     try:
         assert await sender.send("+38640123456", "Izklop vode. Odjava: …", "d-1") == "gw-42"
         request = seen[0]
@@ -70,7 +70,7 @@ async def test_the_contract_request_and_every_kind_of_answer(tmp_path, gateway):
 
 async def test_an_unreachable_gateway_is_a_temporary_failure(tmp_path):
     url = f"http://127.0.0.1:{free_port()}/sms"  # nothing listens there
-    sender = SmsSender(make_settings(tmp_path, "amqp://unused/", sms_gateway_url=url, sms_gateway_token="t"))
+    sender = GatewaySms(make_settings(tmp_path, "amqp://unused/", sms_gateway_url=url, sms_gateway_token="t"))
     try:
         with pytest.raises(TemporaryFailure, match="gateway unreachable"):
             await sender.send("+38640123456", "x", "d-1")

@@ -12,16 +12,17 @@ import pytest
 from conftest import make_settings
 
 from services.notify import mail
-from services.notify.delivery import DeliveryWorker, EmailSender, SmsSender
+from services.notify.delivery import DeliveryWorker
 from services.notify.models import Delivery, Notice
 from services.notify.render import Renderer
+from services.notify.transports import email_transport, sms_transport
 
 
 @pytest.fixture
 def worker(tmp_path: Path) -> DeliveryWorker:
     settings = make_settings(tmp_path, "amqp://unused/", mail_from="Krajevna skupnost Čirče <obvestila@kranj.si>")
     renderer = Renderer(settings)
-    return DeliveryWorker(settings, None, renderer, EmailSender(settings), SmsSender(settings))  # type: ignore[arg-type]
+    return DeliveryWorker(settings, None, renderer, email_transport(settings), sms_transport(settings))  # type: ignore[arg-type]
 
 
 def parse(raw: bytes) -> email.message.EmailMessage:
