@@ -66,6 +66,10 @@ TABLE: dict[str, tuple[str, dict[str, Scope]]] = {
     "notify.preview": ("Preview how a notice reads on every channel (sends nothing)", {**_STAFF, "organiser": _KS}),
     "notify.ks-contacts.read": ("Who at a KS is told of new room requests", _STAFF),
     "notify.ks-contacts.write": ("Set who at a KS is told of new room requests", _STAFF),
+    "notify.staff-home": ("Open the staff home: one's KS and what needs one now", {**_STAFF, "organiser": _KS}),
+    "notify.notices.write": ("Write a notice to the KS, send it now or schedule it; the KS's sent notices", _STAFF),
+    "notify.notices.urgent": ("Send a notice as urgent (it goes out even during quiet hours)", {"admin": _ALL}),
+    "notify.notices.city-wide": ("Send a notice to every KS at once (city-wide)", {"admin": _ALL}),
 }
 
 ACTIONS: tuple[str, ...] = tuple(TABLE)

@@ -22,9 +22,11 @@ is an ordinary notice: any KS and topic, not urgent, not city-wide, no platform 
 Defaults, before the configuration is applied (a configured entry replaces the default
 entry of the same user as a whole):
 - `kranj-events`, `kranj-booking`, `kranj-surveys`, `kranj-notify` (compose: one broker
-  user per service) publish their own domain's facts;
+  user per service) publish their own domain's facts; `kranj-notify` also sends the notices
+  staff write on its pages (`/osebje/obvestila`), urgent and city-wide included: the page
+  checked the staff member's rights (the permission table) before writing the outbox row;
 - the user of this process's own `KRANJ_AMQP_URL`, unless it is one of those four, is the
-  user every service shares (local runs: `guest`) and publishes the facts of all four.
+  user every service shares (local runs: `guest`) and has the rights of all four.
 
 This module decides; the bus consumer (shared/bus.py) asks it about every message it is
 about to handle and dead-letters what is refused, with the reason.
@@ -56,6 +58,14 @@ SERVICE_FACTS: dict[str, tuple[str, ...]] = {
 # Commands that outside systems publish (CONTRACT.md). What they may ask is limited by the
 # sender's `ks`, `topics`, `urgent` and `city_wide` rights, read from the message's data.
 OPEN_COMMANDS: frozenset[str] = frozenset({"notify.notice.requested"})
+# Commands a platform service publishes on `kranj` besides its facts (its broker user's topic
+# write permission, shared/topology.py): notify's staff pages send a staff member's notice as
+# `notify.notice.requested` from notify's own outbox, so every notice takes the one fan-out path.
+SERVICE_COMMANDS: dict[str, tuple[str, ...]] = {"notify": ("notify.notice.requested",)}
+# What a service's own notices may ask beyond an ordinary one. Notify's staff pages check the
+# permission table (shared/permissions.py: `notify.notices.urgent`, `notify.notices.city-wide`,
+# the staff member's KS) before they write the outbox row, so its broker user carries those rights.
+SERVICE_NOTICE_RIGHTS: dict[str, dict[str, bool]] = {"notify": {"urgent": True, "city_wide": True}}
 
 
 class SenderRights(BaseModel):
@@ -152,11 +162,18 @@ def parse_senders(text: str, *, where: str = "KRANJ_SENDERS") -> dict[str, Sende
 
 def default_senders(own_user: str | None) -> dict[str, SenderRights]:
     entries = {
-        f"kranj-{service}": SenderRights(description=f"the {service} service", services=[service])  # type: ignore[list-item]
+        f"kranj-{service}": SenderRights(
+            description=f"the {service} service",
+            services=[service],  # type: ignore[list-item]
+            **SERVICE_NOTICE_RIGHTS.get(service, {}),
+        )
         for service in SERVICE_NAMES
     }
     if own_user and own_user not in entries:
-        entries[own_user] = SenderRights(description="the broker user all four services share (local runs)", services="*")
+        shared = {right: True for rights in SERVICE_NOTICE_RIGHTS.values() for right, on in rights.items() if on}
+        entries[own_user] = SenderRights(
+            description="the broker user all four services share (local runs)", services="*", **shared
+        )
     entries[ANYONE] = ORDINARY
     return entries
 

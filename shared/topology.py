@@ -14,7 +14,7 @@ import aio_pika
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from .contracts import MESSAGE_REJECTED
-from .senders import SERVICE_FACTS
+from .senders import SERVICE_COMMANDS, SERVICE_FACTS
 
 EXCHANGE_NAME = "kranj"
 DLX_NAME = "kranj.dlx"
@@ -297,7 +297,8 @@ def service_permissions(service: str) -> dict[str, str]:
     configure (declare, delete): its own queues only — never an exchange or kranj.dead;
     write (publish to; bind a queue as destination): `kranj`, `kranj.dlx` (dead-lettering
     with a reason) and its own queues; read (consume; bind from): its own queues and `kranj`;
-    topic_write: the routing keys it may publish on `kranj` (shared/senders.py SERVICE_FACTS);
+    topic_write: the routing keys it may publish on `kranj` (shared/senders.py SERVICE_FACTS, and
+    SERVICE_COMMANDS: notify's staff notices);
     topic_read: the binding keys of its own queues on `kranj` (so never `#`).
     """
     own = [q.name for q, _, _ in _bindings() if owned_by(service, q.name)]
@@ -307,6 +308,8 @@ def service_permissions(service: str) -> dict[str, str]:
         "configure": _alternatives(escaped),
         "write": _alternatives([_escape(EXCHANGE_NAME), _escape(DLX_NAME), *escaped]),
         "read": _alternatives([_escape(EXCHANGE_NAME), *escaped]),
-        "topic_write": _alternatives(topic_regex(p) for p in SERVICE_FACTS[service]),
+        "topic_write": _alternatives(
+            topic_regex(p) for p in (*SERVICE_FACTS[service], *SERVICE_COMMANDS.get(service, ()))
+        ),
         "topic_read": _alternatives(_escape(key) for key in keys),
     }

@@ -15,6 +15,7 @@ from shared.auth import Grant, Permit, Record
 from shared.contact import ContactFields, sms_refusal
 from shared.contracts import KS_NAMES, NoticeRequested, ks_name
 from shared.contracts.notify import Language
+from shared.db import Database
 from shared.logs import mask_email, mask_phone, scrub
 from shared.privacy import Person
 from shared.web import ServiceApp
@@ -142,7 +143,12 @@ class DeliveryLog(BaseModel):
     summary="What was sent to whom, on which channel, with what result (staff of the notice's KS; contacts masked)",
 )
 async def deliveries(notice_id: str, request: Request, staff: DeliveriesRead) -> DeliveryLog:
-    db = _ctx(request).db
+    return await delivery_log_of(_ctx(request).db, notice_id)
+
+
+async def delivery_log_of(db: Database, notice_id: str) -> DeliveryLog:
+    """A notice's delivery log as staff see it: counts, and each delivery with its contact
+    and any contact data in its error masked (the API's and the staff pages' one view)."""
     rows = await service.delivery_log(db, notice_id)
     return DeliveryLog(
         notice_id=notice_id,
@@ -197,8 +203,12 @@ class Preview(BaseModel):
 async def preview(body: PreviewIn, request: Request, staff: PreviewDep) -> Preview:
     for ks in body.ks:
         staff.require(None, ks)
-    ctx = _ctx(request)
-    renderer = _renderer(request)
+    return preview_of(_ctx(request), body)
+
+
+def preview_of(ctx: ServiceApp, body: PreviewIn) -> Preview:
+    """How `body` will read on every channel (the API's and the staff pages' one preview)."""
+    renderer: Renderer = ctx.extra["renderer"]
     notice = Notice(
         source="/preview",
         source_id="preview",

@@ -236,3 +236,23 @@ class ChannelConsent(SQLModel, table=True):
     wording: str = Field(sa_type=sa.Text)
     requested_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))  # when it became active / withdrawn
+
+
+class ScheduledNotice(SQLModel, table=True):
+    """A notice a staff member wrote on the staff pages to be sent later (migration notify_0010;
+    services.notify.staff): at `send_at` the periodic job writes its `notify.notice.requested`
+    (`data`, already checked against the staff member's rights) to notify's own outbox, in the
+    same transaction that sets `sent_at`; the CloudEvent id is this row's id."""
+
+    __tablename__ = "scheduled_notices"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    source: str = Field(max_length=500)  # /kranj/notify/staff/<subject>
+    ks: str = Field(max_length=40, index=True)  # the one KS it is for, or "*" (city-wide)
+    title: str = Field(max_length=200)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)  # NoticeRequested as JSON
+    send_at: datetime = Field(sa_column=ts_column(index=True))
+    created_by: str = Field(max_length=320)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+    cancelled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))

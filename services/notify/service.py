@@ -205,11 +205,7 @@ async def record_notice(
         if skip is not None and skip(subscriber_id):
             continue
         for channel in personal:
-            if channel not in channels:
-                continue  # not chosen, or its consent is not active (services.notify.consent)
-            if digest and channel == "email" and notice.urgency != "urgent":
-                continue  # they chose the weekly digest (services.notify.digest) over single emails
-            address = email if channel == "email" else phone
+            address = _address(channel, channels, digest, notice.urgency, email, phone)
             if not address:
                 continue
             rows.append(
@@ -236,6 +232,29 @@ async def record_notice(
     if total:
         session.info["deliveries_written"] = True  # wakes the senders after commit (app.py)
     return total
+
+
+def _address(
+    channel: str, channels: list[str], digest: bool, urgency: str, email: str | None, phone: str | None
+) -> str | None:
+    """Where one follower gets a notice on `channel` (None: not on that channel)."""
+    if channel not in channels:
+        return None  # not chosen, or its consent is not active (services.notify.consent)
+    if digest and channel == "email" and urgency != "urgent":
+        return None  # they chose the weekly digest (services.notify.digest) over single emails
+    return email if channel == "email" else phone
+
+
+async def reach(db: Database, ks: list[str], topic: str, urgency: str = "normal") -> dict[str, int]:
+    """How many residents a notice to `ks` on `topic` reaches on each personal channel: the
+    fan-out's own followers and rules (record_notice), counted instead of written."""
+    counts = dict.fromkeys(PERSONAL_CHANNELS, 0)
+    async with db.session() as session:
+        async for _id, email, phone, _language, channels, digest in _followers(session, ks, topic):
+            for channel in PERSONAL_CHANNELS:
+                if _address(channel, channels, digest, urgency, email, phone):
+                    counts[channel] += 1
+    return counts
 
 
 async def add_volunteer(

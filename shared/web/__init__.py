@@ -230,9 +230,13 @@ LOGIN_WRONG = "Napačen e-naslov ali geslo. / Wrong email or password."
 LOGGED_OUT = "Odjavljeni ste. / You have logged out."
 
 
+STAFF_HOME = "/osebje"  # where a login lands without a `next` (notify serves the staff home)
+
+
 def _safe_next(value: str | None) -> str:
-    """Only a path on this site (no `//host`, no scheme) may follow a login. Browsers drop
-    tabs and newlines inside URLs (`/<TAB>/evil.example` is `//evil.example`): refuse them."""
+    """Only a path on this site (no `//host`, no scheme) may follow a login; anything else
+    (or nothing) lands on the staff home. Browsers drop tabs and newlines inside URLs
+    (`/<TAB>/evil.example` is `//evil.example`): refuse them."""
     if (
         value
         and value.startswith("/")
@@ -241,12 +245,12 @@ def _safe_next(value: str | None) -> str:
         and all(" " < ch != "\x7f" for ch in value)
     ):
         return value
-    return "/"
+    return STAFF_HOME
 
 
 def _add_login_routes(app: FastAPI, ctx: ServiceApp) -> None:
     def page(request: Request, *, status_code: int = 200, headers: dict[str, str] | None = None, **values: Any) -> Response:
-        context = {"error": None, "notice": None, "email": "", "next": "/", **values}
+        context = {"error": None, "notice": None, "email": "", "next": STAFF_HOME, **values}
         return ctx.templates.TemplateResponse(request, "login.html", context, status_code=status_code, headers=headers)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -255,7 +259,7 @@ def _add_login_routes(app: FastAPI, ctx: ServiceApp) -> None:
 
     @app.post("/login", response_class=HTMLResponse, include_in_schema=False)
     async def login(
-        request: Request, email: str = Form(""), password: str = Form(""), next: str = Form("/")
+        request: Request, email: str = Form(""), password: str = Form(""), next: str = Form(STAFF_HOME)
     ) -> Response:
         email = email.strip()
         if not email or not password:

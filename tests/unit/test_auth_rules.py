@@ -15,16 +15,16 @@ from shared.web import _safe_next
     [
         ("/events/osebje/", "/events/osebje/"),
         ("/rooms/osebje/prosnje?done=odobri", "/rooms/osebje/prosnje?done=odobri"),
-        ("//evil.example/", "/"),
-        ("/\t/evil.example", "/"),  # browsers drop the tab: //evil.example
-        ("/\\evil.example", "/"),
-        ("https://evil.example/", "/"),
-        ("javascript:alert(1)", "/"),
-        ("", "/"),
-        (None, "/"),
+        ("//evil.example/", "/osebje"),
+        ("/\t/evil.example", "/osebje"),  # browsers drop the tab: //evil.example
+        ("/\\evil.example", "/osebje"),
+        ("https://evil.example/", "/osebje"),
+        ("javascript:alert(1)", "/osebje"),
+        ("", "/osebje"),
+        (None, "/osebje"),
     ],
 )
-def test_a_login_leads_only_to_a_path_on_this_site(given: str | None, expected: str) -> None:
+def test_a_login_leads_only_to_a_path_on_this_site_else_to_the_staff_home(given: str | None, expected: str) -> None:
     assert _safe_next(given) == expected
 
 

@@ -9,7 +9,7 @@ import runpy
 from pathlib import Path
 
 from shared import bus
-from shared.senders import SERVICE_FACTS, topic_matches
+from shared.senders import SERVICE_COMMANDS, SERVICE_FACTS, topic_matches
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFINITIONS = json.loads((ROOT / "deploy" / "rabbitmq" / "definitions.json").read_text())
@@ -111,7 +111,8 @@ def test_service_users_have_least_privilege() -> None:
             "notify.notice.requested", "bus.message.rejected",
         }  # fmt: skip
         for key in keys:
-            allowed = any(topic_matches(p, key) for p in SERVICE_FACTS[service])
+            own = (*SERVICE_FACTS[service], *SERVICE_COMMANDS.get(service, ()))  # notify: its staff notices
+            allowed = any(topic_matches(p, key) for p in own)
             assert bool(re.search(topics[user]["write"], key)) == allowed, (user, key)
         for key in ("#", "*.*.*", "*.#", "events.#", "notify.#"):
             assert not re.search(topics[user]["read"], key), (user, key)

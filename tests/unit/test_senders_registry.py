@@ -38,8 +38,9 @@ def test_local_runs_every_service_as_guest_owns_the_facts_but_not_more():
         assert refused(registry, "guest", key) is None, key
         assert "platform fact" in refused(registry, None, key)
         assert "platform fact" in refused(registry, "someone-else", key)
-    # The platform's user is no licence for urgent or city-wide notices.
-    assert "urgent" in refused(registry, "guest", NOTICE, data(urgency="urgent"))
+    # The platform's user sends the notices of notify's staff pages, which checked the staff
+    # member's right to urgent and city-wide notices (the permission table) before the outbox row.
+    assert refused(registry, "guest", NOTICE, data(urgency="urgent", ks=["*"])) is None
     assert refused(registry, None, NOTICE) is None  # an ordinary anonymous notice
     assert 'ks: ["*"]' in refused(registry, None, NOTICE, data(ks=["*"]))
 
@@ -53,6 +54,11 @@ def test_compose_each_service_user_owns_only_its_own_domain():
     assert refused(registry, "kranj-notify", "events.event.published")
     assert refused(registry, "kranj-booking", "events.registration.confirmed")
     assert refused(registry, "kranj-surveys", "booking.booking.confirmed")
+    # notify's own staff notices (its pages checked the permission table); no other service's
+    assert refused(registry, "kranj-notify", NOTICE, data(urgency="urgent", ks=["*"])) is None
+    for service in ("events", "booking", "surveys"):
+        assert "urgent" in refused(registry, f"kranj-{service}", NOTICE, data(urgency="urgent"))
+        assert 'ks: ["*"]' in refused(registry, f"kranj-{service}", NOTICE, data(ks=["*"]))
 
 
 def test_configuration_file_then_variable_and_the_everyone_entry(tmp_path):
