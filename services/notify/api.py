@@ -21,6 +21,7 @@ from shared.privacy import Person
 from shared.web import ServiceApp
 from shared.web.csrf import csrf_exempt
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
+from shared.web.site import remember_ks
 
 from . import privacy, service
 from .domain import normalise_phone
@@ -259,7 +260,8 @@ async def city_board(request: Request) -> HTMLResponse:
 async def ks_board(ks: str, request: Request) -> HTMLResponse:
     ctx = _ctx(request)
     notices = await service.noticeboard(ctx.db, _known_ks(ks))
-    return ctx.templates.TemplateResponse(request, "noticeboard.html", {"ks": ks, "notices": notices})
+    page = ctx.templates.TemplateResponse(request, "noticeboard.html", {"ks": ks, "notices": notices})
+    return remember_ks(request, page, ks, ctx.settings)  # type: ignore[return-value]
 
 
 @pages.get("/noticeboard/{ks}/feed.atom")

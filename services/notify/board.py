@@ -62,6 +62,7 @@ async def kiosk(ks: str, request: Request, refresh: str = "on") -> HTMLResponse:
     )[:KIOSK_EVENTS]
     notices = [n for n in current if n.kind != "event"][:KIOSK_NOTICES]
     board_url = f"{ctx.settings.public_base('notify')}/noticeboard/{ks}"
+    signup_url = f"{ctx.settings.public_base('notify')}/subscribe?ks={ks}"  # the sign-up, this KS ticked
     return ctx.templates.TemplateResponse(
         request,
         "kiosk.html",
@@ -74,6 +75,8 @@ async def kiosk(ks: str, request: Request, refresh: str = "on") -> HTMLResponse:
             "board_url": board_url,
             "board_qr": posters.qr_data_uri(board_url, scale=6),
             "short_url": posters.short_url(board_url),
+            "signup_qr": posters.qr_data_uri(signup_url, scale=6),
+            "signup_short_url": posters.short_url(signup_url),
         },
     )
 

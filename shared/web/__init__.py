@@ -1,6 +1,7 @@
 """The HTTP side every service shares: app factory with lifespan, health, readiness,
 metrics, AsyncAPI, staff login and logout (sessions in the identity store), CSRF
-protection of every form, JSON errors and the Jinja2 environment."""
+protection of every form, JSON errors and the Jinja2 environment; the pages every service
+serves alike for residents (the accessibility statement, the privacy notice: site.py)."""
 
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from ..db import Database
 from ..metrics import render as render_metrics
 from ..migrations import upgrade_async
 from ..settings import Settings
-from . import unavailable
+from . import site, unavailable
 from .csrf import Csrf, CsrfCookieMiddleware, csrf_field, csrf_protect, csrf_token, secure_cookies
 from .headers import SecurityHeadersMiddleware
 from .openapi import document_errors
@@ -62,6 +63,7 @@ def make_templates(service_templates: Path | None, settings: Settings) -> Jinja2
     env.globals["csrf_field"] = csrf_field
     env.globals["csrf_token"] = csrf_token
     env.globals["signed_in"] = signed_in
+    site.install_globals(env)  # the header navigation, the remembered KS, the footer's contact
     return Jinja2Templates(env=env)
 
 
@@ -219,6 +221,7 @@ def create_service_app(
         return JSONResponse(asyncapi_document(ctx))
 
     _add_login_routes(app, ctx)
+    site.add_site_routes(app, ctx.templates)  # /dostopnost, /zasebnost
 
     for router in routers:
         app.include_router(router)
