@@ -16,11 +16,11 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings
 from fastapi import FastAPI
 from faststream.rabbit import RabbitQueue, TestRabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from sqlmodel import select
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 from services.events.app import create_app
 from shared.bus import EXCHANGE

@@ -16,7 +16,7 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, wait_until
+from support.settings import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, wait_until
 from support.times import iso, weekday_ahead
 
 # How residents read a date ("četrtek, 14. januarja 2027"), written out here rather than

@@ -44,7 +44,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SERVICES, TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, wait_until
+from support.settings import SERVICES, TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, wait_until
 
 KRANJ = Path(sys.executable).parent / "kranj"
 RABBIT_BIN = Path(os.environ.get("KRANJ_TEST_RABBIT_BIN", "/usr/lib/rabbitmq/bin"))
@@ -263,7 +263,7 @@ class PgCluster:
             finally:
                 await conn.close()
 
-        from conftest import _run_in_thread
+        from support.settings import run_in_thread as _run_in_thread
 
         _run_in_thread(asyncio.run, create())
         return self.url(name)

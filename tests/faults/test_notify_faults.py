@@ -28,7 +28,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, SmsGateway, SmtpSink, publish_bare, wait_until
+from support.rabbit import publish_bare
+from support.settings import TEST_ADMIN_TOKEN, wait_until
+from support.sms import SmsGateway
+from support.smtp import SmtpSink
 
 from .conftest import (
     CONSUMER_TIMEOUT_MS,

@@ -33,7 +33,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, publish_bare, wait_until
+from support.rabbit import publish_bare
+from support.settings import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, wait_until
 
 from .conftest import KRANJ, PgCluster, notice_envelope, received_emails, received_sms, write_residents_csv
 

@@ -14,7 +14,8 @@ import threading
 from pathlib import Path
 
 import aio_pika
-from conftest import publish_bare, wait_until
+from support.rabbit import publish_bare
+from support.settings import wait_until
 
 from kranj.supervisor import ChildSpec, Supervisor
 from shared.bus import DEAD_QUEUE_NAME, DELIVERY_LIMIT

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import asyncpg
 import httpx
-from conftest import TEST_ADMIN_TOKEN, wait_until
+from support.settings import TEST_ADMIN_TOKEN, wait_until
 
 from services.booking.domain import TZ, holiday_name
 

@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import httpx
-from conftest import SERVICES, TEST_ADMIN_TOKEN, publish_bare, wait_until
+from support.rabbit import publish_bare
+from support.settings import SERVICES, TEST_ADMIN_TOKEN, wait_until
 
 from .conftest import import_residents, notice_envelope, received_emails, received_sms
 

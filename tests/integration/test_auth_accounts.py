@@ -24,8 +24,9 @@ from typing import Any
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import axe_serious_violations, make_settings, serve_app
 from staff_login import PASSWORD, add_staff, browser_login, csrf_of, form_token, login, post_form
+from support.browser import axe_serious_violations, serve_app
+from support.settings import make_settings
 from typer.testing import CliRunner
 
 from kranj.cli import app as cli

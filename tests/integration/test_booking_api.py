@@ -14,9 +14,9 @@ from typing import Any
 import httpx
 import pytest
 from booking_helpers import booking_body, future_day, local
-from conftest import TEST_ADMIN_TOKEN, make_settings
 from fastapi import FastAPI
 from sqlmodel import select
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 from services.booking import domain, service
 from services.booking.app import create_app

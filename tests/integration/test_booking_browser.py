@@ -5,9 +5,10 @@ critical WCAG 2.1 AA violations on any page; staff approve on their page."""
 from __future__ import annotations
 
 import pytest
-from conftest import axe_serious_violations, make_settings, serve_app, wait_until
 from sqlmodel import col, select
 from staff_login import add_staff, browser_login
+from support.browser import axe_serious_violations, serve_app
+from support.settings import make_settings, wait_until
 
 from services.booking.app import create_app
 from shared.models import OutboxMessage

@@ -11,8 +11,8 @@ from datetime import timedelta
 
 import pytest
 from booking_helpers import future_day, local
-from conftest import make_settings
 from sqlmodel import col, func, select
+from support.settings import make_settings
 
 from services.booking import service
 from services.booking.models import Booking

@@ -20,10 +20,11 @@ from typing import Any
 import aio_pika
 import aiormq
 import pytest
-from conftest import make_settings, publish_bare, wait_until
 from prometheus_client import REGISTRY
 from sqlmodel import func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
+from support.rabbit import publish_bare
+from support.settings import make_settings, wait_until
 from support.times import utc_iso
 
 import shared.broker

@@ -12,7 +12,7 @@ import logging
 
 import aio_pika
 import pytest
-from conftest import wait_until
+from support.settings import wait_until
 from test_bus import Counts, close_harness, make_harness, notice
 
 from shared.bus import DEAD_QUEUE_NAME, Handles

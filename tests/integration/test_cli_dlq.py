@@ -14,7 +14,7 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import rabbitmqctl
+from support.rabbit import rabbitmqctl
 from typer.testing import CliRunner
 
 from kranj.cli import app

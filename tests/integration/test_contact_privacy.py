@@ -16,8 +16,8 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings, wait_until
 from sqlmodel import select
+from support.settings import TEST_ADMIN_TOKEN, make_settings, wait_until
 
 from services.notify import service
 from services.notify.app import build

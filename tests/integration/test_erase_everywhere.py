@@ -10,8 +10,8 @@ from datetime import timedelta
 
 import aio_pika
 import pytest
-from conftest import TEST_SECRET_KEY, make_settings
 from sqlmodel import select
+from support.settings import TEST_SECRET_KEY, make_settings
 from typer.testing import CliRunner
 
 from kranj.cli import app as cli

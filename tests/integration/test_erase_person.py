@@ -23,16 +23,10 @@ from pathlib import Path
 import aio_pika
 import httpx
 import pytest
-from conftest import (
-    TEST_SECRET_KEY,
-    fresh_pg_database,
-    make_settings,
-    publish_bare,
-    rabbitmqctl,
-    vhost_of,
-    wait_until,
-)
 from security.helpers import ADMIN, at, day_ahead
+from support.postgres import fresh_pg_database
+from support.rabbit import publish_bare, rabbitmqctl, vhost_of
+from support.settings import TEST_SECRET_KEY, make_settings, wait_until
 from support.times import iso, weekday_ahead
 from typer.testing import CliRunner
 

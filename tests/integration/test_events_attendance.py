@@ -19,8 +19,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import TEST_ADMIN_TOKEN, make_settings
 from sqlalchemy.ext.asyncio import create_async_engine
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 from support.times import local_day
 
 from services.events import domain

@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app, wait_until
 from sqlmodel import col, select
 from staff_login import add_staff, browser_login
+from support.browser import axe_serious_violations, serve_app
+from support.settings import TEST_ADMIN_TOKEN, make_settings, wait_until
 
 from services.events.app import create_app
 from shared.models import OutboxMessage

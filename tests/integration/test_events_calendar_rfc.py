@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings
 from icalendar import Calendar
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 from support.times import local_day
 
 from services.events import domain

@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings
 from icalendar import Calendar
 from sqlmodel import select
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 from services.events import domain
 from services.events.app import create_app

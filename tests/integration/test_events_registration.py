@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
 from sqlmodel import col, select
+from support.settings import make_settings
 
 from services.events import privacy, service
 from services.events.models import Registration

@@ -12,8 +12,9 @@ import aiosmtplib
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import make_settings, vhost_of
 from sqlalchemy.ext.asyncio import create_async_engine
+from support.rabbit import vhost_of
+from support.settings import make_settings
 
 
 async def test_amqp_url_is_a_fresh_vhost_of_its_own(amqp_url: str, amqp_vhost: str) -> None:

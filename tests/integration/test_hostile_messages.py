@@ -31,10 +31,11 @@ from typing import Any
 
 import aio_pika
 import pytest
-from conftest import make_settings, publish_bare, wait_until
 from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from support.rabbit import publish_bare
+from support.settings import make_settings, wait_until
 from support.times import utc_iso
 
 from services.booking.app import create_app as create_booking

@@ -24,9 +24,10 @@ from typing import Any
 import aio_pika
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings, serve_app, wait_until
 from icalendar import Calendar
 from pypdf import PdfReader
+from support.browser import serve_app
+from support.settings import TEST_ADMIN_TOKEN, make_settings, wait_until
 
 from shared.models import utcnow
 

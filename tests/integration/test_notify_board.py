@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 
 import httpx
 import pytest
-from conftest import axe_serious_violations, make_settings, serve_app
 from pypdf import PdfReader
 from sqlmodel import col, select
+from support.browser import axe_serious_violations, serve_app
+from support.settings import make_settings
 
 from services.notify import digest, service
 from services.notify.app import create_app

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_settings, wait_until
+from support.settings import make_settings, wait_until
 
 from services.notify.delivery import DeliveryWorker
 from services.notify.models import Delivery, DeliveryWorkerRow, Notice

@@ -10,9 +10,9 @@ import re
 
 import httpx
 import pytest
-from conftest import make_settings
 from sqlmodel import select
 from staff_login import form_token
+from support.settings import make_settings
 from support.times import utc_iso
 from test_notify_fanout import outside_notice, publish_plain
 

@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 import aio_pika
 import httpx
 import pytest
-from conftest import make_settings, wait_until
 from sqlmodel import select
 from staff_login import form_token
+from support.settings import make_settings, wait_until
 
 from services.notify.app import create_app
 from services.notify.digest import run_digests

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from conftest import make_settings
+from support.settings import make_settings
 
 from services.notify import mail
 from services.notify.transports import SmtpEmail, TemporaryFailure

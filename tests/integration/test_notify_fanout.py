@@ -11,8 +11,8 @@ import uuid
 import aio_pika
 import httpx
 import pytest
-from conftest import make_settings, wait_until
 from sqlmodel import select
+from support.settings import make_settings, wait_until
 from support.times import iso, local_day, utc_iso
 
 from services.notify import service

@@ -18,7 +18,7 @@ from datetime import timedelta
 
 import aio_pika
 import pytest
-from conftest import make_settings
+from support.settings import make_settings
 
 from services.notify import service
 from services.notify.app import create_app

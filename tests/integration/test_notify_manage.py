@@ -14,9 +14,9 @@ from datetime import timedelta
 import aio_pika
 import httpx
 import pytest
-from conftest import make_settings, wait_until
 from sqlmodel import select
 from staff_login import csrf_of, post_form
+from support.settings import make_settings, wait_until
 
 from services.notify import service
 from services.notify.app import create_app
@@ -271,7 +271,7 @@ async def test_ks_staff_are_told_of_a_booking_request_by_email(tmp_path, amqp_ur
 
 
 async def test_manage_page_in_chromium_is_accessible_without_javascript(tmp_path, amqp_url, browser):
-    from conftest import axe_serious_violations, serve_app
+    from support.browser import axe_serious_violations, serve_app
 
     app = create_app(make_settings(tmp_path, amqp_url))
     async with serve_app(app) as base:

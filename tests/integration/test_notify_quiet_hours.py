@@ -16,8 +16,8 @@ from datetime import datetime
 
 import aio_pika
 import pytest
-from conftest import make_settings, wait_until
 from sqlmodel import select
+from support.settings import make_settings, wait_until
 
 from services.notify import service
 from services.notify.app import create_app

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 import aio_pika
 import httpx
 import pytest
-from conftest import make_settings
+from support.settings import make_settings
 
 from services.notify import sms as sms_rules
 from services.notify.app import create_app

@@ -10,7 +10,7 @@ import json
 
 import pytest
 from aiohttp import web
-from conftest import free_port, make_settings
+from support.settings import free_port, make_settings
 
 from services.notify.transports import GatewaySms, PermanentFailure, TemporaryFailure
 

@@ -8,7 +8,7 @@ import json
 import re
 
 import pytest
-from conftest import make_settings
+from support.settings import make_settings
 from support.times import iso, local_day, utc_iso
 from test_notify_fanout import publish_plain
 

@@ -33,7 +33,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, make_settings, serve_app, wait_until
+from support.browser import serve_app
+from support.settings import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, make_settings, wait_until
 
 from kranj.gateway import FrontDoor, bind, uvicorn_config
 from kranj.routes import NGINX_CONF, SHARED_OWNER, RouteTable, ServiceRoute, route_table

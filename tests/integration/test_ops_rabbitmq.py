@@ -23,7 +23,8 @@ from typing import Any
 import aio_pika
 import aiormq
 import pytest
-from conftest import RABBIT_HOST, RABBIT_PORT, make_settings, rabbitmqctl, require_broker
+from support.rabbit import RABBIT_HOST, RABBIT_PORT, rabbitmqctl, require_broker
+from support.settings import make_settings
 
 from shared.bus import declare_topology, make_broker
 

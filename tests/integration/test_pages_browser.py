@@ -6,7 +6,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import axe_serious_violations, make_settings, serve_app
+from support.browser import axe_serious_violations, serve_app
+from support.settings import make_settings
 
 from services.events import service as events_service
 from services.events.app import create_app as create_events

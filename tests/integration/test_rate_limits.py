@@ -23,9 +23,10 @@ from typing import Any
 import httpx
 import pytest
 from booking_helpers import booking_body, future_day
-from conftest import GENEROUS_RATE_LIMITS, TEST_ADMIN_TOKEN, free_port, make_settings, serve_app, wait_until
 from prometheus_client import REGISTRY
 from pydantic import ValidationError
+from support.browser import serve_app
+from support.settings import GENEROUS_RATE_LIMITS, TEST_ADMIN_TOKEN, free_port, make_settings, wait_until
 
 from shared.settings import Settings
 

@@ -17,9 +17,9 @@ from datetime import timedelta
 
 import pytest
 import sqlalchemy as sa
-from conftest import make_settings
 from security.helpers import at, day_ahead
 from sqlmodel import select
+from support.settings import make_settings
 
 from services.booking import privacy as booking_privacy
 from services.booking import service as booking

@@ -14,7 +14,7 @@ from __future__ import annotations
 import httpx
 import pytest
 from booking_helpers import booking_body, future_day, local
-from conftest import TEST_ADMIN_TOKEN, make_settings, wait_until
+from support.settings import TEST_ADMIN_TOKEN, make_settings, wait_until
 
 from services.booking.app import create_app as create_booking
 from services.events import privacy as events_privacy

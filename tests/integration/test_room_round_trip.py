@@ -14,7 +14,7 @@ import aio_pika
 import httpx
 import pytest
 from booking_helpers import future_day, local
-from conftest import TEST_ADMIN_TOKEN, make_settings, wait_until
+from support.settings import TEST_ADMIN_TOKEN, make_settings, wait_until
 
 from services.booking.app import create_app as create_booking
 from services.events.app import create_app as create_events

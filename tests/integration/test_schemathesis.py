@@ -19,7 +19,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings, serve_app
+from support.browser import serve_app
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 pytestmark = pytest.mark.integration
 

@@ -13,9 +13,9 @@ from datetime import timedelta
 import aio_pika
 import httpx
 import pytest
-from conftest import make_settings, wait_until
 from sqlmodel import select
 from staff_login import form_token
+from support.settings import make_settings, wait_until
 
 from services.surveys.app import create_app
 from services.surveys.config import SurveysConfig

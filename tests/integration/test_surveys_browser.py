@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app
 from staff_login import add_staff, browser_login
+from support.browser import axe_serious_violations, serve_app
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 from services.surveys.app import create_app
 

@@ -14,9 +14,9 @@ import aio_pika
 import httpx
 import pytest
 import sqlalchemy as sa
-from conftest import make_settings, wait_until
 from sqlmodel import select, update
 from staff_login import csrf_of
+from support.settings import make_settings, wait_until
 
 from services.surveys import service
 from services.surveys.app import create_app

@@ -9,8 +9,9 @@ import re
 import httpx
 import pytest
 import segno
-from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app
 from staff_login import add_staff, browser_login
+from support.browser import axe_serious_violations, serve_app
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 from services.surveys.app import create_app
 

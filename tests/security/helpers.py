@@ -6,8 +6,10 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
-from conftest import TEST_ADMIN_TOKEN
+from support.settings import TEST_ADMIN_TOKEN
+from support.times import iso
 
 from services.booking import domain as booking_domain
 from shared import clock
@@ -42,3 +44,40 @@ def runs_as_formula(cell: str) -> bool:
     if not text or text[0] not in FORMULA_START:
         return False
     return not text.lstrip("+-").replace(" ", "").replace(",", "").replace(".", "").isdigit()
+
+
+# --------------------------------------------------------------------------------------
+# The relay attacks (finding 2): a victim's contact in an anonymous request
+# --------------------------------------------------------------------------------------
+ROOM = "ks-primskovo"
+VICTIM_PHONE = "+38641987654"
+VICTIM_EMAIL = "zrtev@example.si"
+PHISHING = "Vaš račun je zaklenjen. Odklenite na https://evil.example"
+EVIL_NAME = "Banka NLB varnostna služba"
+
+
+def room_request(days: int, **overrides: Any) -> dict[str, Any]:
+    """A request for 18.00-20.00 on the first working day at least `days` ahead."""
+    day = day_ahead(days)
+    body = {
+        "room_id": ROOM,
+        "starts_at": iso(at(day, "18:00")),
+        "ends_at": iso(at(day, "20:00")),
+        "purpose": PHISHING,
+        "name": EVIL_NAME,
+        "email": VICTIM_EMAIL,
+        "phone": VICTIM_PHONE,
+        "attendees": 5,
+    }
+    body.update(overrides)
+    return body
+
+
+def texts_to(smtp_server, sms_gateway, email: str | None, phone: str | None) -> tuple[list[str], list[str]]:
+    mails = [
+        (m.message["Subject"] or "") + "\n" + (m.part("text/plain") or "") + (m.part("text/html") or "")
+        for m in smtp_server.messages
+        if email and email in m.rcpt_tos
+    ]
+    sms = [r.json["text"] for r in sms_gateway.requests if phone and r.json.get("to") == phone]
+    return mails, sms

@@ -20,8 +20,9 @@ from zoneinfo import ZoneInfo
 import aio_pika
 import aiormq
 import pytest
-from conftest import make_settings, publish_bare, rabbitmqctl, vhost_of, wait_until
 from sqlmodel import select
+from support.rabbit import publish_bare, rabbitmqctl, vhost_of
+from support.settings import make_settings, wait_until
 
 from services.events.app import create_app as create_events
 from services.notify import service

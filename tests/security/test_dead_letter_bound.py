@@ -20,7 +20,8 @@ from typing import Any
 import aio_pika
 import pytest
 import yaml
-from conftest import make_settings, rabbitmqctl, vhost_of, wait_until
+from support.rabbit import rabbitmqctl, vhost_of
+from support.settings import make_settings, wait_until
 from typer.testing import CliRunner
 
 from kranj.cli import app

@@ -23,8 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import GENEROUS_RATE_LIMITS, make_settings
 from limits import parse_many
+from support.settings import GENEROUS_RATE_LIMITS, make_settings
 
 from security.helpers import ADMIN, at, day_ahead
 from shared import clock

@@ -19,9 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import make_settings
 from limits import parse_many
 from staff_login import PASSWORD, add_staff, csrf_of
+from support.settings import make_settings
 
 from shared.settings import Settings
 

@@ -12,7 +12,8 @@ import uuid
 
 import httpx
 import pytest
-from conftest import make_settings, publish_bare, wait_until
+from support.rabbit import publish_bare
+from support.settings import make_settings, wait_until
 
 from services.notify.app import create_app as create_notify
 from shared.metrics import OTHER_TYPE, known_types

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from conftest import wait_until
+from support.settings import wait_until
 
 from security.helpers import ADMIN, at, day_ahead
 from shared import clock

@@ -20,34 +20,32 @@ Times come from the platform clock (tests/support/times.py), never literal dates
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 from urllib.parse import urlsplit
 
 import aio_pika
-import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings, wait_until
-from sqlmodel import select
 from staff_login import form_token
+from support.settings import TEST_ADMIN_TOKEN, wait_until
 from support.times import iso, local_day, weekday_ahead
 
-from security.helpers import at, day_ahead
-from services.notify.models import Delivery
+from security.helpers import (
+    PHISHING,
+    ROOM,
+    VICTIM_EMAIL,
+    VICTIM_PHONE,
+    at,
+    day_ahead,
+    room_request,
+    texts_to,
+)
 from shared.contracts.booking import BOOKING_REQUESTED
 
 pytestmark = pytest.mark.integration
 
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
-ROOM = "ks-primskovo"
-VICTIM_PHONE = "+38641987654"
-VICTIM_EMAIL = "zrtev@example.si"
-PHISHING = "Vaš račun je zaklenjen. Odklenite na https://evil.example"
-EVIL_NAME = "Banka NLB varnostna služba"
 NOT_MOBILE = "Na to številko ne moremo pošiljati SMS: vpišite številko mobilnega telefona."
 REFUSED_NUMBERS = {
     "premium-rate 090": "+38690123456",
@@ -55,104 +53,6 @@ REFUSED_NUMBERS = {
     "toll-free 080": "+38680123456",
     "landline (Kranj)": "+38642012345",
 }
-
-
-class Platform:
-    """booking, events and notify on one broker vhost, notify on `database_url`."""
-
-    def __init__(self, clients: dict[str, httpx.AsyncClient], apps: dict[str, Any]) -> None:
-        self.clients, self.apps = clients, apps
-
-    @property
-    def booking(self) -> httpx.AsyncClient:
-        return self.clients["booking"]
-
-    @property
-    def events(self) -> httpx.AsyncClient:
-        return self.clients["events"]
-
-    @property
-    def notify(self) -> httpx.AsyncClient:
-        return self.clients["notify"]
-
-    async def deliveries(self, address: str) -> list[tuple[str, str, str | None]]:
-        """(channel, status, last_error) of notify's deliveries to `address`."""
-        async with self.apps["notify"].state.ctx.db.session() as s:
-            rows = (
-                await s.exec(
-                    select(Delivery.channel, Delivery.status, Delivery.last_error).where(Delivery.address == address)
-                )
-            ).all()
-        return [tuple(r) for r in rows]  # type: ignore[misc]
-
-    async def settled(self, address: str, count: int) -> list[tuple[str, str, str | None]]:
-        """Wait until `count` deliveries to `address` are recorded and none waits to be sent."""
-
-        async def done():
-            rows = await self.deliveries(address)
-            return rows if len(rows) >= count and all(s not in ("queued", "sending") for _, s, _ in rows) else None
-
-        return await wait_until(done, timeout=30, message=f"{count} deliveries to the contact settled")
-
-
-@pytest.fixture
-def platform(tmp_path, amqp_url, database_url, smtp_server, sms_gateway):
-    @contextlib.asynccontextmanager
-    async def run(**overrides: Any) -> AsyncIterator[Platform]:
-        from services.booking.app import create_app as create_booking
-        from services.events.app import create_app as create_events
-        from services.notify.app import create_app as create_notify
-
-        settings = make_settings(
-            tmp_path,
-            amqp_url,
-            notify_database_url=database_url,
-            **smtp_server.settings(),
-            **sms_gateway.settings(),
-            **overrides,
-        )
-        apps = {
-            "notify": create_notify(settings),
-            "booking": create_booking(settings),
-            "events": create_events(settings),
-        }
-        async with contextlib.AsyncExitStack() as stack:
-            clients = {}
-            for name, app in apps.items():
-                await stack.enter_async_context(app.router.lifespan_context(app))
-                clients[name] = await stack.enter_async_context(
-                    httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}.test")
-                )
-            yield Platform(clients, apps)
-
-    return run
-
-
-def room_request(days: int, **overrides: Any) -> dict[str, Any]:
-    """A request for 18.00-20.00 on the first working day at least `days` ahead."""
-    day = day_ahead(days)
-    body = {
-        "room_id": ROOM,
-        "starts_at": iso(at(day, "18:00")),
-        "ends_at": iso(at(day, "20:00")),
-        "purpose": PHISHING,
-        "name": EVIL_NAME,
-        "email": VICTIM_EMAIL,
-        "phone": VICTIM_PHONE,
-        "attendees": 5,
-    }
-    body.update(overrides)
-    return body
-
-
-def texts_to(smtp_server, sms_gateway, email: str | None, phone: str | None) -> tuple[list[str], list[str]]:
-    mails = [
-        (m.message["Subject"] or "") + "\n" + (m.part("text/plain") or "") + (m.part("text/html") or "")
-        for m in smtp_server.messages
-        if email and email in m.rcpt_tos
-    ]
-    sms = [r.json["text"] for r in sms_gateway.requests if phone and r.json.get("to") == phone]
-    return mails, sms
 
 
 def assert_no_words_of_the_requester(text: str) -> None:

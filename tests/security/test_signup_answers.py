@@ -14,13 +14,12 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from conftest import make_settings
 from sqlmodel import select
 from staff_login import form_token
+from support.settings import make_settings
 from support.times import iso, weekday_ahead
 
-from security.helpers import ADMIN
-from security.test_relay import platform, texts_to  # noqa: F401 - `platform` is a fixture
+from security.helpers import ADMIN, texts_to
 from services.events import service
 from services.notify.app import create_app
 from services.notify.models import Subscriber
@@ -104,7 +103,7 @@ async def test_a_new_email_with_a_subscribed_phone_is_no_500_and_takes_nothing_o
     assert [r for r in after if r not in before] == [("tretja@example.si", None, "pending")]
 
 
-async def test_registering_a_known_contact_again_sends_its_link_to_its_owner_only(platform, smtp_server, sms_gateway):  # noqa: F811
+async def test_registering_a_known_contact_again_sends_its_link_to_its_owner_only(platform, smtp_server, sms_gateway):
     """Event registration: a second registration with a contact that already has one answers
     409 with a neutral text and nothing of the registration (no id, link or name); the link
     goes again to the contacts given at the first registration, never to those typed now."""

@@ -17,8 +17,7 @@ import pytest
 from staff_login import form_token
 from support.times import iso, weekday_ahead
 
-from security.helpers import at, day_ahead
-from security.test_relay import ADMIN, platform, room_request  # noqa: F401 - `platform` is a fixture
+from security.helpers import ADMIN, at, day_ahead, room_request
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +60,7 @@ async def _four_ways(p, phone: str):
     return booked, registered, added, signup
 
 
-async def test_a_foreign_mobile_is_refused_by_every_api_with_the_default_countries(platform):  # noqa: F811
+async def test_a_foreign_mobile_is_refused_by_every_api_with_the_default_countries(platform):
     async with platform() as p:
         booked, registered, added, signup = await _four_ways(p, AUSTRIAN_MOBILE)
         for answer in (booked, registered, added):
@@ -86,7 +85,7 @@ async def _ks_contacts(p, phone: str):
     )
 
 
-async def test_a_foreign_mobile_is_accepted_where_its_country_is_allowed(platform):  # noqa: F811
+async def test_a_foreign_mobile_is_accepted_where_its_country_is_allowed(platform):
     async with platform(sms_country_codes="386,43") as p:
         booked, registered, added, signup = await _four_ways(p, AUSTRIAN_MOBILE)
         assert booked.status_code == 201, booked.text

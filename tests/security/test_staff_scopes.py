@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from conftest import make_settings
+from support.settings import make_settings
 from support.times import iso, local_day
 
 from security.helpers import ADMIN, at, day_ahead

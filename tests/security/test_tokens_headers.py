@@ -25,8 +25,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, make_settings, serve_app
 from pydantic import ValidationError
+from support.browser import serve_app
+from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 from security.helpers import ADMIN
 from shared import clock

@@ -9,7 +9,7 @@ import email.policy
 from pathlib import Path
 
 import pytest
-from conftest import make_settings
+from support.settings import make_settings
 
 from services.notify import mail
 from services.notify.delivery import DeliveryWorker

@@ -1,0 +1,107 @@
+"""Test settings and small helpers: `make_settings`, `wait_until`, `free_port`, the test tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.settings import Settings
+
+TEST_ADMIN_TOKEN = "test-admin-token"
+TEST_SECRET_KEY = "test-secret-key-not-for-production-0123456789abcdef"
+SERVICES = ("events", "booking", "surveys", "notify")
+DATABASE_KINDS = ("sqlite", "postgresql")
+GENEROUS_RATE_LIMITS = (
+    "subscribe",
+    "subscribe_contact",
+    "sms_code",
+    "registration",
+    "registration_contact",
+    "booking",
+    "booking_contact",
+    "survey_answer",
+    "link",
+    "sms_inbound",
+)
+
+
+
+# ======================================================================================
+# Small helpers
+# ======================================================================================
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago on `host` (bind to 0, read it, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+async def wait_until(
+    predicate: Callable[[], Any | Awaitable[Any]],
+    *,
+    timeout: float = 10.0,
+    interval: float = 0.02,
+    message: str = "condition",
+) -> Any:
+    """Poll `predicate` (sync or async) until it returns something truthy; return that.
+    Fails the test with `message` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if asyncio.iscoroutine(value) or isinstance(value, Awaitable):
+            value = await value
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout:.1f} s waiting for {message}")
+        await asyncio.sleep(interval)
+
+
+def make_settings(tmp_path: Path, amqp_url: str, **overrides: Any) -> Settings:
+    """Settings for one test: data under `tmp_path`, broker `amqp_url`, no quiet hours,
+    admin token `test-admin-token`, a fixed secret key, one SQLite file per service (and `accounts.db`, the identity store) under
+    `tmp_path`, no SMTP/SMS (file outboxes), rate limits far above what a test sends and a
+    short graceful timeout. `overrides` win
+    (e.g. `events_database_url=database_url`, `**smtp_server.settings()`).
+
+    Everything is passed explicitly so stray `KRANJ_*` variables of the shell do not leak
+    into a test (init arguments take precedence over the environment in pydantic-settings).
+    """
+    tmp_path = Path(tmp_path)
+    values: dict[str, Any] = {
+        "data_dir": tmp_path,
+        "amqp_url": amqp_url,
+        "quiet_hours": "off",
+        "admin_token": TEST_ADMIN_TOKEN,
+        "secret_key": TEST_SECRET_KEY,
+        "public_url": None,
+        "smtp_host": None,
+        "smtp_user": None,
+        "smtp_password": None,
+        "smtp_starttls": False,
+        "sms_gateway_url": None,
+        "sms_gateway_token": None,
+        "log_format": "console",
+        "graceful_timeout": 5.0,
+        # Rate limits far above what any test sends; tests/integration/test_rate_limits.py
+        # sets the real ones.
+        **{f"rate_limit_{kind}": "100000/minute" for kind in GENEROUS_RATE_LIMITS},
+    }
+    for service in SERVICES:
+        values[f"{service}_database_url"] = f"sqlite+aiosqlite:///{(tmp_path / f'{service}.db').resolve()}"
+    values["accounts_database_url"] = f"sqlite+aiosqlite:///{(tmp_path / 'accounts.db').resolve()}"  # the identity store
+    values.update(overrides)
+    return Settings(**values)
+
+
+def run_in_thread(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run blocking or `asyncio.run`-based code outside any running event loop."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(fn, *args).result()
