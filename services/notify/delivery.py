@@ -49,6 +49,7 @@ from .models import Delivery, DeliveryWorkerRow, Notice
 from .ratelimit import RateLimiter
 from .render import Renderer
 from .transports import EmailTransport, PermanentFailure, SmsTransport, TemporaryFailure
+from .window import AdaptiveWindow, Signal
 
 log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
@@ -103,7 +104,7 @@ class DeliveryWorker:
         *,
         batch: int = 100,
         poll: float = 1.0,
-        sms_concurrency: int = 20,
+        sms_window: AdaptiveWindow | None = None,
     ) -> None:
         self.settings = settings
         self.db = db
@@ -114,7 +115,8 @@ class DeliveryWorker:
         self.poll = poll
         # Email and SMS are claimed and sent by a loop each: one slow channel never holds up the other.
         self._wakes = {channel: asyncio.Event() for channel in CHANNELS}
-        self._sms_slots = asyncio.Semaphore(sms_concurrency)
+        # How many SMS are in flight follows the gateway (services/notify/window.py).
+        self.sms_window = sms_window or AdaptiveWindow()
         self.lease = timedelta(seconds=settings.delivery_lease_seconds) if settings.delivery_lease_seconds else LEASE
         self._stopping = False  # shutdown: send nothing new, finish and record what is in flight
         # Claims belong to a live worker (delivery_workers): registered by the first heartbeat
@@ -300,17 +302,20 @@ class DeliveryWorker:
             await self._release_unsent(claimed)
             return len(claimed)
 
-        # SMS go out `sms_concurrency` at a time; their outcomes are recorded in group commits
-        # (whatever finished while the previous commit ran goes into the next one).
+        # SMS go out as many at a time as the gateway's window allows; their outcomes are
+        # recorded in group commits (whatever finished while the previous commit ran goes
+        # into the next one).
         group = _GroupCommit(lambda results: self._record(results, origins))
         texts: Renderers = {}  # one fitting per notice and language
 
         async def send_sms_one(d: Due) -> None:
-            async with self._sms_slots:
+            async with self.sms_window.slot():
                 if self._stopping or not self._alive():
                     return
                 await self._limits["sms"].acquire()
+                started = time.perf_counter()
                 outcome = await self._send_one(d, notices.get(d.notice_id), texts)
+                self.sms_window.record(_signal(outcome), time.perf_counter() - started)
             await group.add((d, outcome))
 
         failures = [
@@ -611,6 +616,16 @@ class DeliveryWorker:
                 info[OUTBOX_WRITTEN] = True
 
         await self.db.run(work)
+
+
+def _signal(outcome: Outcome) -> Signal:
+    """What an SMS's outcome says about the gateway's load: a temporary failure (429, 5xx,
+    timeout, unreachable) is congestion; a refusal of one number or a skip says nothing."""
+    if outcome.status == "sent":
+        return Signal.OK
+    if outcome.status == "failed-temporary":
+        return Signal.CONGESTION
+    return Signal.NEUTRAL
 
 
 class _GroupCommit:

@@ -164,7 +164,7 @@ class GatewaySms:
             self._client = aiohttp.ClientSession(
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=15.0, connect=5.0),
-                connector=aiohttp.TCPConnector(limit=20),
+                connector=aiohttp.TCPConnector(limit=0),  # as many as the window allows (window.py)
             )
         return self._client
 
