@@ -16,8 +16,9 @@ from shared.contracts import KS_NAMES
 from shared.i18n import format_date
 from shared.web import ServiceApp
 from shared.web.csv_export import csv_response
-from shared.web.forms import form_errors
+from shared.web.forms import Errors, field_errors, form_errors
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
+from shared.web.site import chosen_ks, remember_ks
 
 from . import domain, service
 from .domain import TZ, Interval
@@ -433,10 +434,11 @@ async def home() -> RedirectResponse:
 @pages.get("/rooms", response_class=HTMLResponse)
 async def rooms_page(request: Request, ks: str | None = None) -> HTMLResponse:
     ctx = _ctx(request)
-    ks = ks if ks in KS_NAMES else None
+    picked, ks = ks, chosen_ks(request, ks)  # no `ks` in the address: the KS this browser picked before
     rooms = await service.list_rooms(ctx.db, ks)
     by_ks = [(slug, list(group)) for slug, group in groupby(rooms, key=lambda r: r.ks)]
-    return ctx.templates.TemplateResponse(request, "rooms.html", {"by_ks": by_ks, "count": len(rooms), "ks": ks})
+    page = ctx.templates.TemplateResponse(request, "rooms.html", {"by_ks": by_ks, "count": len(rooms), "ks": ks})
+    return remember_ks(request, page, picked, ctx.settings)  # type: ignore[return-value]
 
 
 # --- staff pages (login cookie from /login) ------------------------------------------
@@ -566,7 +568,7 @@ async def _room_page(
     *,
     week: str | None,
     form: dict[str, str] | None = None,
-    errors: list[str] | None = None,
+    errors: Errors | None = None,
     status_code: int = 200,
 ) -> Response:
     ctx = _ctx(request)
@@ -601,7 +603,7 @@ async def _room_page(
             "prev_week": start - timedelta(days=7),
             "next_week": start + timedelta(days=7),
             "form": form or {},
-            "errors": errors or [],
+            "errors": errors or Errors(),
             "category_sl": service.CATEGORY_SL,
             "group_sl": service.GROUP_SL,
             "office": _week_text(room.office_hours),
@@ -656,18 +658,42 @@ _FIELD_SL = {
 }
 
 
+_BY_MESSAGE_SL = [
+    (
+        "or a phone number",
+        "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi.",
+        "email",
+    ),
+    ("ends_at", "Konec mora biti za začetkom.", "do"),
+]
+# The request form's fields in the order of room.html (the ids of its inputs).
+_FORM_ORDER = ("datum", "od", "do", "purpose", "category", "group_kind", "attendees", "name", "email", "phone")
+# Which field a broken room rule concerns (the rest concern the chosen time).
+_RULE_FIELD = {"capacity": "attendees", "sms-country": "phone"}
+
+
 def _form_errors(exc: ValidationError) -> list[str]:
-    return form_errors(
-        exc,
-        _FIELD_SL,
-        [
-            (
-                "or a phone number",
-                "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi.",
-            ),
-            ("ends_at", "Konec mora biti za začetkom."),
-        ],
-    )
+    return form_errors(exc, _FIELD_SL, _BY_MESSAGE_SL)
+
+
+def _request_errors(exc: ValidationError) -> Errors:
+    """The request form's errors by field (room.html's input ids)."""
+    return field_errors(exc, _FIELD_SL, _BY_MESSAGE_SL, default_field="datum").ordered(_FORM_ORDER)
+
+
+def _time_errors(form: dict[str, str]) -> Errors:
+    """The date and the two times, each checked on its own."""
+    errors = Errors()
+    try:
+        date.fromisoformat(form.get("datum", ""))
+    except ValueError:
+        errors.add("datum", "Izberite datum (dan, mesec in leto).")
+    for field, what in (("od", "začetka"), ("do", "konca")):
+        try:
+            domain.parse_hhmm(form.get(field, ""))
+        except ValueError:
+            errors.add(field, f"Vpišite uro {what}, na primer 18:00.")
+    return errors
 
 
 @pages.post("/rooms/{room_id}/rezervacija", response_class=HTMLResponse, dependencies=[rate_limit("booking")])
@@ -677,14 +703,12 @@ async def room_request(room_id: str, request: Request) -> Response:
     ctx = _ctx(request)
     raw = await request.form()
     form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
-    errors: list[str] = []
-    try:
-        day = date.fromisoformat(form.get("datum", ""))
-        start = domain.local_instant(day, domain.parse_hhmm(form.get("od", "")))
-        end = domain.local_instant(day, domain.parse_hhmm(form.get("do", "")))
-    except ValueError:
-        errors.append("Izberite datum ter uro začetka in konca (npr. 18:00 in 20:00).")
+    errors = _time_errors(form)
+    if errors:
         return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=422)
+    day = date.fromisoformat(form["datum"])
+    start = domain.local_instant(day, domain.parse_hhmm(form["od"]))
+    end = domain.local_instant(day, domain.parse_hhmm(form["do"]))
     try:
         body = BookingIn(
             room_id=room_id,
@@ -699,12 +723,14 @@ async def room_request(room_id: str, request: Request) -> Response:
             attendees=form.get("attendees") or 0,  # type: ignore[arg-type]
         )
     except ValidationError as exc:
-        return await _room_page(request, room_id, week=None, form=form, errors=_form_errors(exc), status_code=422)
+        return await _room_page(request, room_id, week=None, form=form, errors=_request_errors(exc), status_code=422)
     await _room(ctx, room_id)
     try:
         made = await service.request_booking(ctx.db, ctx.settings, body)
     except service.RuleBroken as exc:
-        errors = [v.sl for v in exc.violations]
+        for v in exc.violations:
+            errors.add(_RULE_FIELD.get(v.rule, "datum"), v.sl)
+        errors = errors.ordered(_FORM_ORDER)
         return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=exc.status)
     token = service.requester_token(ctx.settings, made.bookings[0].id)
     return RedirectResponse(f"/rooms/prosnja/{token}", status_code=303)

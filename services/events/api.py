@@ -24,8 +24,9 @@ from shared.auth import (
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
 from shared.i18n import plural
-from shared.web.forms import form_errors
+from shared.web.forms import Errors, field_errors, form_errors
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
+from shared.web.site import chosen_ks, remember_ks
 
 from . import calendar, domain, service
 from .service import (
@@ -483,14 +484,14 @@ async def events_page(
     do: str | None = None,
 ) -> HTMLResponse:
     ctx = _ctx(request)
-    ks = ks if ks in KS_NAMES else None
+    picked, ks = ks, chosen_ks(request, ks)  # no `ks` in the address: the KS this browser picked before
     age = starost if starost in AGE_GROUPS else None
     topic = (tema or "").strip().lower() or None
     since, until = _page_date(od), _page_date(do)
     events = await service.list_published(ctx.db, filters=_filters(ks, age, topic, since, until))
     all_topics = sorted({t for e in await service.list_published(ctx.db) for t in e.topics})
     nexts = {e.id: service.next_occurrence(e, _filters(None, None, None, since, None).since) for e in events}
-    return ctx.templates.TemplateResponse(
+    page = ctx.templates.TemplateResponse(
         request,
         "events.html",
         {
@@ -505,6 +506,7 @@ async def events_page(
             "age_groups": domain.AGE_GROUP_SL,
         },
     )
+    return remember_ks(request, page, picked, ctx.settings)  # type: ignore[return-value]
 
 
 DATES_SHOWN = 12
@@ -516,7 +518,7 @@ async def _event_page(
     event_id: str,
     *,
     form: dict[str, str] | None = None,
-    errors: list[str] | None = None,
+    errors: Errors | None = None,
     status_code: int = 200,
     every_date: bool = False,
 ) -> HTMLResponse:
@@ -541,7 +543,7 @@ async def _event_page(
             "description": domain.render_description(event.description),
             "age_groups": domain.AGE_GROUP_SL,
             "form": form or {},
-            "errors": errors or [],
+            "errors": errors or Errors(),
             "open": event.status == "published" and bool(upcoming),
         },
         status_code=status_code,
@@ -566,12 +568,18 @@ _FIELD_SL = {
 }
 
 
+_CONTACT_SL = [
+    ("or a phone number", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo.", "email")
+]
+
+
 def _form_errors(exc: ValidationError) -> list[str]:
-    return form_errors(
-        exc,
-        _FIELD_SL,
-        [("or a phone number", "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo.")],
-    )
+    return form_errors(exc, _FIELD_SL, _CONTACT_SL)
+
+
+def _registration_errors(exc: ValidationError) -> Errors:
+    """The registration form's errors by field (the ids of event.html's inputs)."""
+    return field_errors(exc, _FIELD_SL, _CONTACT_SL)
 
 
 @pages.post("/events/{event_id}/prijava", response_class=HTMLResponse, dependencies=[rate_limit("registration")])
@@ -586,14 +594,13 @@ async def register_form(event_id: str, request: Request) -> Response:
             name=form.get("name", ""), email=form.get("email") or None, phone=form.get("phone") or None
         )
     except ValidationError as exc:
-        return await _event_page(request, event_id, form=form, errors=_form_errors(exc), status_code=422)
+        return await _event_page(request, event_id, form=form, errors=_registration_errors(exc), status_code=422)
     await _load(ctx, event_id)
     try:
         reg, _ = await service.register(ctx.db, ctx.settings, event_id, body)
     except service.Conflict as exc:
-        return await _event_page(
-            request, event_id, form=form, errors=[str(exc).split(" / ")[0]], status_code=exc.status
-        )
+        errors = Errors({"name": str(exc).split(" / ")[0]})
+        return await _event_page(request, event_id, form=form, errors=errors, status_code=exc.status)
     token = service.registration_token(ctx.settings, reg.id)
     return RedirectResponse(f"/events/prijava/{token}?nova=1", status_code=303)
 

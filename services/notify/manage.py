@@ -9,8 +9,10 @@ from typing import Annotated
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
 
+from shared.contracts import KS_NAMES
 from shared.logs import mask_email, mask_phone
 from shared.web import ServiceApp
+from shared.web.forms import Errors
 from shared.web.ratelimit import rate_limit
 
 from . import service
@@ -39,9 +41,11 @@ async def _page(
     sub: service.SubscriberOut,
     *,
     message: str | None = None,
-    errors: list[str] | None = None,
+    errors: Errors | None = None,
+    chosen: dict[str, object] | None = None,
     code: int = 200,
 ) -> Response:
+    """The manage page; after a failed save, `chosen` is what the resident ticked (kept)."""
     ctx = _ctx(request)
     return ctx.templates.TemplateResponse(
         request,
@@ -53,7 +57,8 @@ async def _page(
             "phone": mask_phone(sub.phone) if sub.phone else None,
             "topics": list(TOPIC_LABELS["sl"].items()),
             "message": message,
-            "errors": errors or [],
+            "errors": errors or Errors(),
+            "chosen": chosen,
         },
         status_code=code,
     )
@@ -65,6 +70,29 @@ async def _load(request: Request, token: str) -> tuple[str, service.SubscriberOu
     if sub is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Te prijave ni več. / This subscription no longer exists.")
     return subscriber_id, sub
+
+
+def _first_channel(sub: service.SubscriberOut) -> str:
+    """The id of the first channel box on the page (the email's when there is an email)."""
+    return "channel-email" if sub.email else "channel-sms"
+
+
+def _manage_errors(sub: service.SubscriberOut, chosen: dict[str, object]) -> Errors:
+    """What cannot be saved, by field (the ids of manage.html), in the order of the form."""
+    errors = Errors()
+    available = [c for c, v in (("email", sub.email), ("sms", sub.phone)) if v]
+    if not any(c in available for c in chosen["channels"]):  # type: ignore[attr-defined]
+        errors.add(
+            _first_channel(sub),
+            "Izberite vsaj en kanal (e-pošta ali SMS). Če ne želite ničesar več, se odjavite spodaj.",
+        )
+    if not any(k == "*" or k in KS_NAMES for k in chosen["ks"]):  # type: ignore[attr-defined]
+        errors.add("ks-all", "Izberite vsaj eno krajevno skupnost ali »Vse krajevne skupnosti«.")
+    if not any(t in TOPIC_LABELS["sl"] for t in chosen["topics"]):  # type: ignore[attr-defined]
+        errors.add("topic-general", "Izberite vsaj eno temo.")
+    if chosen["language"] not in ("sl", "en"):
+        errors.add("language-sl", "Izberite jezik sporočil: slovenščina ali angleščina.")
+    return errors
 
 
 @manage.get("/manage/{token}", response_class=HTMLResponse)
@@ -91,6 +119,16 @@ async def manage_submit(
         left = await service.get_subscription(db, subscriber_id)
         assert left is not None
         return await _page(request, token, left, message="Odjavljeni ste. Ne boste več prejemali obvestil.")
+    chosen: dict[str, object] = {
+        "ks": ks or [],
+        "topics": topics or [],
+        "channels": channels or [],
+        "language": language,
+        "digest": sub.digest if digest is None else digest == "weekly",
+    }
+    errors = _manage_errors(sub, chosen)
+    if errors:
+        return await _page(request, token, sub, errors=errors, chosen=chosen, code=422)
     try:
         changed = await service.change_subscription(
             db,
@@ -101,7 +139,7 @@ async def manage_submit(
             language=language,
             digest=None if digest is None else digest == "weekly",  # a form without the choice keeps it
         )
-    except ValueError as exc:
-        return await _page(request, token, sub, errors=[str(exc)], code=422)
+    except ValueError as exc:  # what the form cannot check (the subscription changed meanwhile)
+        return await _page(request, token, sub, errors=Errors({_first_channel(sub): str(exc)}), chosen=chosen, code=422)
     assert changed is not None
     return await _page(request, token, changed, message="Shranjeno. Obvestila boste prejemali tako, kot ste izbrali.")

@@ -22,11 +22,14 @@ from sqlmodel import col, select
 
 from shared import clock
 from shared.contact import sms_refusal
+from shared.contracts import KS_NAMES
 from shared.contracts.notify import TOPICS
 from shared.i18n import plural
 from shared.models import utcnow
-from shared.web import ServiceApp, readable_validation_detail
+from shared.web import ServiceApp
+from shared.web.forms import Errors, field_errors
 from shared.web.ratelimit import rate_limit
+from shared.web.site import remembered_ks
 
 from . import consent as channel_consent
 from . import service
@@ -74,7 +77,8 @@ TEXTS = {
         "email": "E-pošta",
         "phone": "Mobilni telefon (za SMS)",
         "one_of": "Vpišite vsaj enega od obeh.",
-        "channels": "Kanali:",
+        "channels": "Kanali",
+        "channels_hint": "Če ne izberete ničesar, pošiljamo na vse, kar ste vpisali zgoraj.",
         "digest_legend": "Kako pogosto po e-pošti",
         "digest_each": "Vsako obvestilo posebej, ko ga objavimo",
         "digest_weekly": "En tedenski pregled vsak ponedeljek zjutraj (nujna obvestila vseeno takoj)",
@@ -94,7 +98,8 @@ TEXTS = {
         "email": "Email",
         "phone": "Mobile phone (for SMS)",
         "one_of": "Give at least one of the two.",
-        "channels": "Channels:",
+        "channels": "Channels",
+        "channels_hint": "If you choose none, we send to everything you entered above.",
         "digest_legend": "How often by email",
         "digest_each": "Each notice on its own, when it is published",
         "digest_weekly": "One weekly digest every Monday morning (urgent notices still at once)",
@@ -105,14 +110,56 @@ TEXTS = {
         "submit": "Sign up",
     },
 }
-FIELD_LABELS = {
-    "email": "E-pošta",
-    "phone": "Telefon",
-    "ks": "Krajevne skupnosti",
-    "topics": "Teme",
-    "channels": "Kanali",
-    "language": "Jezik",
+# The ids of the form's inputs that the error summary links to (subscribe.html), in the
+# order of the form; a group of checkboxes is reached at its first box.
+FIELD_IDS = {
+    "email": "email",
+    "phone": "phone",
+    "channels": "channel-email",
+    "ks": "ks-all",
+    "topics": "topic-general",
+    "consent": "consent",
 }
+MESSAGES = {
+    "sl": {
+        "email": "Vpišite e-poštni naslov v obliki ime@primer.si.",
+        "phone": "Vpišite slovensko mobilno številko, na primer 040 123 456.",
+        "contact": "Vpišite e-poštni naslov ali mobilno številko (ali oboje).",
+        "email_for_channel": "Vpišite e-poštni naslov ali odstranite kljukico pri »E-pošta«.",
+        "phone_for_channel": "Vpišite mobilno številko ali odstranite kljukico pri »SMS«.",
+        "channels": "Izberite, kam naj pošiljamo obvestila: e-pošta, SMS ali oboje.",
+        "ks": "Izberite vsaj eno krajevno skupnost ali »Vse krajevne skupnosti«.",
+        "topics": "Izberite vsaj eno temo.",
+        "consent": "Za prijavo potrebujemo vaše soglasje: označite polje »Soglašam …« na koncu obrazca.",
+    },
+    "en": {
+        "email": "Enter an email address like name@example.com.",
+        "phone": "Enter a Slovenian mobile number, for example 040 123 456.",
+        "contact": "Enter an email address or a mobile number (or both).",
+        "email_for_channel": "Enter an email address, or untick “Email”.",
+        "phone_for_channel": "Enter a mobile number, or untick “SMS”.",
+        "channels": "Choose where we send notices: email, SMS or both.",
+        "ks": "Choose at least one local community, or “All local communities”.",
+        "topics": "Choose at least one topic.",
+        "consent": "We need your consent to sign you up: tick “I agree …” at the end of the form.",
+    },
+}
+
+
+def _subscribe_errors(exc: ValidationError, lang: str) -> Errors:
+    """The sign-up model's errors, by field, in words a resident understands."""
+    m = MESSAGES[lang]
+    return field_errors(
+        exc,
+        {name: m[name] for name in ("email", "phone", "channels", "ks", "topics")},
+        [
+            ("channel email needs", m["email_for_channel"], "email"),
+            ("channel sms needs", m["phone_for_channel"], "phone"),
+            ("at least one channel", m["channels"], "channels"),
+            ("or a phone number", m["contact"], "email"),
+        ],
+        ids=FIELD_IDS,
+    )
 
 
 def _ctx(request: Request) -> ServiceApp:
@@ -134,9 +181,7 @@ def _page_language(request: Request, chosen: str | None = None) -> str:
     return lang if lang in ("sl", "en") else "sl"
 
 
-def _form(
-    request: Request, values: dict[str, object], errors: list[str], code: int = 200, lang: str = "sl"
-) -> Response:
+def _form(request: Request, values: dict[str, object], errors: Errors, code: int = 200, lang: str = "sl") -> Response:
     ctx = _ctx(request)
     return ctx.templates.TemplateResponse(
         request,
@@ -156,8 +201,18 @@ def _form(
 @subscribe.get("/subscribe", response_class=HTMLResponse)
 async def subscribe_page(request: Request) -> Response:
     lang = _page_language(request)
-    values = {"topics": ["general", "utilities", "events", "safety"], "channels": ["email"], "language": lang}
-    return _form(request, values, [], lang=lang)
+    # No channel ticked: nothing that fails an SMS-only (or email-only) sign-up; without a
+    # tick every channel a contact is given for is used. The KS: the one in the link (a
+    # poster's or the kiosk's QR code), else the one this browser picked on another page.
+    wanted = request.query_params.get("ks")
+    ks = wanted if wanted in KS_NAMES else remembered_ks(request)
+    values = {
+        "topics": ["general", "utilities", "events", "safety"],
+        "channels": [],
+        "ks": [ks] if ks else [],
+        "language": lang,
+    }
+    return _form(request, values, Errors(), lang=lang)
 
 
 @subscribe.post("/subscribe", response_class=HTMLResponse, dependencies=[rate_limit("subscribe")])
@@ -182,10 +237,9 @@ async def subscribe_submit(
         "channels": channels or [],
         "language": page_lang,
         "digest": digest == "weekly",
+        "consent": consent == "yes",
     }
-    errors = []
-    if consent != "yes":
-        errors.append("Za prijavo potrebujemo vaše soglasje (označite polje na koncu obrazca).")
+    data = None
     try:
         data = service.SubscriberIn(
             email=email or None,
@@ -196,14 +250,14 @@ async def subscribe_submit(
             language=language if language in ("sl", "en") else "sl",
             digest=digest == "weekly",
         )
+        errors = Errors()
     except ValidationError as exc:
-        detail = readable_validation_detail(exc.errors())
-        for part in detail.split("; "):
-            name, _, message = part.partition(": ")
-            errors.append(f"{FIELD_LABELS.get(name.split('.')[0], 'Obrazec')}: {message}")
-        data = None
+        errors = _subscribe_errors(exc, page_lang)
     if data is not None and (refusal := sms_refusal(data.phone, ctx.settings)):
-        errors.append(f"{FIELD_LABELS['phone']}: {refusal}")
+        errors.add(FIELD_IDS["phone"], refusal.split(" / ")[1 if page_lang == "en" else 0])
+    if consent != "yes":
+        errors.add(FIELD_IDS["consent"], MESSAGES[page_lang]["consent"])
+    errors = errors.ordered(FIELD_IDS.values())
     if errors or data is None:
         return _form(request, values, errors, code=422, lang=page_lang)
 

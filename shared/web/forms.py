@@ -4,20 +4,87 @@ A form post is validated by the same pydantic model as the JSON API; its errors 
 into one readable sentence per wrong field (the field's own message from the page's table),
 or, for errors of the whole form, by a phrase of pydantic's message (e.g. a model validator's
 "give an email or a phone number") — never pydantic's English.
+
+`field_errors` keeps which field each message belongs to (`Errors`: the id of the field's
+input -> its message, in the order of the form), for the GOV.UK error pattern that every
+form page follows (shared/web/templates/_forms.html): an error summary at the top of the
+page linking to each field, the message above the field, `aria-invalid` on it. A form posts
+to its action with `#napake` (ERROR_ANCHOR), the id of the summary: after a failed submit the
+browser scrolls to the summary and moves focus to it, without JavaScript. (A successful
+submit's redirect keeps the fragment — browsers carry it over to a Location without one —
+and the next page has no such id: nothing moves.)
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from pydantic import ValidationError
 
 CHECK_INPUT = "Preverite vnesene podatke."
+ERROR_ANCHOR = "napake"  # the id of the error summary; forms post to `<action>#napake`
+
+# (phrase of pydantic's message, Slovenian message) or (phrase, message, field id)
+ByMessage = Sequence[tuple[str, str] | tuple[str, str, str]]
 
 
-def form_errors(
-    exc: ValidationError, fields: Mapping[str, str], by_message: Sequence[tuple[str, str]] = ()
-) -> list[str]:
+class Errors(dict[str, str]):
+    """The errors of one form: the id of each wrong field's input -> its message, in the
+    order they were added (put them in the order of the form). Falsy when there are none."""
+
+    def add(self, field: str, message: str) -> None:
+        """Another problem with `field`: a second message follows the first (never repeated)."""
+        have = self.get(field)
+        if have is None:
+            self[field] = message
+        elif message not in have:
+            self[field] = f"{have} {message}"
+
+    @property
+    def messages(self) -> list[str]:
+        return list(self.values())
+
+    def ordered(self, order: Iterable[str]) -> Errors:
+        """The same errors in the order of `order` (the form's fields); others after them."""
+        order = list(order)
+        rank = {name: i for i, name in enumerate(order)}
+        return Errors(sorted(self.items(), key=lambda item: rank.get(item[0], len(order))))
+
+
+def field_errors(
+    exc: ValidationError,
+    fields: Mapping[str, str],
+    by_message: ByMessage = (),
+    *,
+    ids: Mapping[str, str] | None = None,
+    default_field: str | None = None,
+) -> Errors:
+    """The errors of `exc` by field, in Slovenian. `fields` maps a model field to its
+    message (and gives the order of the form); `by_message` maps a phrase of the error text
+    of an error not tied to one field to a message, and optionally to the field it concerns
+    (else `default_field`, else the first of `fields`); anything else is CHECK_INPUT.
+    `ids` maps a model field to the id of its input where the two differ."""
+    ids = ids or {}
+    fallback = default_field or next(iter(fields), "")
+    errors = Errors()
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        name = loc[0] if loc else None
+        if name is not None and name in fields:
+            errors.add(ids.get(name, name), fields[name])
+            continue
+        raw = str(err.get("msg", ""))
+        for entry in by_message:
+            if entry[0] in raw:
+                field = entry[2] if len(entry) == 3 else fallback  # type: ignore[misc]
+                errors.add(ids.get(field, field), entry[1])
+                break
+        else:
+            errors.add(ids.get(name or fallback, name or fallback), CHECK_INPUT)
+    return errors.ordered(ids.get(f, f) for f in fields)
+
+
+def form_errors(exc: ValidationError, fields: Mapping[str, str], by_message: ByMessage = ()) -> list[str]:
     """One Slovenian message per problem, in order, without repeats: `fields` maps a field
     name to its message; `by_message` maps a phrase of the error text to a message for
     errors not tied to one field; anything else is "Preverite vnesene podatke."."""
@@ -27,7 +94,7 @@ def form_errors(
         text = fields.get(loc[0]) if loc else None
         if text is None:
             raw = str(err.get("msg", ""))
-            text = next((sl for phrase, sl in by_message if phrase in raw), CHECK_INPUT)
+            text = next((entry[1] for entry in by_message if entry[0] in raw), CHECK_INPUT)
         if text not in messages:
             messages.append(text)
     return messages

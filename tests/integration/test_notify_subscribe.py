@@ -110,7 +110,10 @@ async def test_bad_form_is_refused_with_slovenian_reasons_and_nothing_stored(not
         )
     assert answer.status_code == 422
     assert "Za prijavo potrebujemo vaše soglasje" in answer.text
-    assert "E-pošta:" in answer.text and "Krajevne skupnosti:" in answer.text
+    # each problem named at its field, in words a resident understands (issue 18)
+    assert 'href="#email">Vpišite e-poštni naslov v obliki ime@primer.si.' in answer.text
+    assert 'href="#ks-all">Izberite vsaj eno krajevno skupnost' in answer.text
+    assert "value is not" not in answer.text and "Input should" not in answer.text
     async with notify_app.state.ctx.db.session() as s:
         assert (await s.exec(select(Subscriber))).all() == []
 
@@ -126,7 +129,8 @@ async def test_sign_up_page_in_chromium_is_accessible(tmp_path, amqp_url, browse
         await page.check("input[name=ks][value=huje]")
         await page.check("input[name=consent]")
         await page.click("button[type=submit]")
-        await wait_until(lambda: page.url.endswith("/subscribe"), message="the form posted")
+        # the form posts to `/subscribe#napake`, where a failed submit's error summary is
+        await wait_until(lambda: page.url.endswith("/subscribe#napake"), message="the form posted")
         assert "Skoraj končano" in await page.content()
         assert await axe_serious_violations(page) == []
 

@@ -52,3 +52,32 @@ def test_a_series_in_a_ks_room_is_refused_with_the_way_that_works() -> None:
     [message] = _event_errors_for(rrule="FREQ=WEEKLY;COUNT=4", room_id="ks-primskovo")
     assert message.startswith("Ponavljajočega se dogodka ni mogoče vezati na prostor KS")
     assert "rezervirajte serijo terminov" in message and "/" not in message
+
+
+def test_field_errors_name_the_field_each_message_belongs_to_in_the_order_of_the_form() -> None:
+    from services.notify.service import SubscriberIn
+    from services.notify.subscribe import _subscribe_errors
+    from shared.web.forms import Errors, field_errors
+
+    exc = _errors(RegistrationIn, name=" ", email="not-an-address")
+    assert field_errors(exc, {"name": "Vpišite ime.", "email": "Napačen naslov."}) == {
+        "name": "Vpišite ime.",
+        "email": "Napačen naslov.",
+    }
+    # an error of the whole form goes to the field its phrase names
+    whole = _errors(RegistrationIn, name="Ana")
+    assert field_errors(whole, {"name": "x"}, [("or a phone number", "Vpišite kontakt.", "email")]) == {
+        "email": "Vpišite kontakt."
+    }
+    # the sign-up: an SMS-only resident who left "email" ticked is told in words, at the email field
+    sms_only = _errors(SubscriberIn, phone="040 123 456", ks=["huje"], channels=["email"])
+    assert _subscribe_errors(sms_only, "sl") == {
+        "email": "Vpišite e-poštni naslov ali odstranite kljukico pri »E-pošta«."
+    }
+    nothing = _errors(SubscriberIn, phone="040 123 456", ks=[], topics=[])
+    assert list(_subscribe_errors(nothing, "sl")) == ["ks-all", "topic-general"]
+    errors = Errors()
+    errors.add("datum", "Termin je že mimo.")
+    errors.add("datum", "Termin je že zaseden.")
+    errors.add("datum", "Termin je že mimo.")
+    assert errors == {"datum": "Termin je že mimo. Termin je že zaseden."}
