@@ -96,6 +96,12 @@ async def scheduled_record(request: Request) -> Record:
     return Record(ks=row.ks)
 
 
+SEE_OTHER = {303: {"description": "Done: on to the page that shows it (HTML forms post and get redirected)."}}
+FORM_ERRORS = {
+    422: {"description": "The form again, with what to correct (HTML).", "content": {"text/html": {}}},
+    **SEE_OTHER,
+}
+
 Home = Annotated[Grant, StaffPage("notify.staff-home")]
 Write = Annotated[Grant, StaffPage("notify.notices.write")]
 CancelScheduled = Annotated[Grant, StaffPage("notify.notices.write", record=scheduled_record)]
@@ -488,12 +494,13 @@ async def notices_page(request: Request, grant: Write, done: str | None = None) 
     "/osebje/obvestila",
     response_class=HTMLResponse,
     summary="Preview a notice (korak=predogled), correct it (popravi), send it now (zdaj) or at its time (nacrtuj)",
+    responses=FORM_ERRORS,
 )
 async def notices_post(request: Request, grant: Write) -> Response:
     ctx = _ctx(request)
-    form = await request.form()
+    form, channels = await _fields(request)
     step = str(form.get("korak") or "predogled")
-    draft = Draft.from_form(form, [str(c) for c in form.getlist("channels")])
+    draft = Draft.from_form(form, channels)
     check_rights(grant, draft)  # 403 before anything is written
     if step == "zdaj":
         draft.values["send_at"] = ""
@@ -525,9 +532,24 @@ async def notices_post(request: Request, grant: Write) -> Response:
     return _page(request, "staff_preview.html", context)
 
 
+async def _fields(request: Request) -> tuple[Mapping[str, Any], list[str]]:
+    """The page's form; the same fields as a JSON object from a script (a bearer token)."""
+    if request.headers.get("content-type", "").startswith("application/json"):
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        body = body if isinstance(body, dict) else {}
+        channels = body.get("channels")
+        return body, [str(c) for c in channels] if isinstance(channels, list) else []
+    form = await request.form()
+    return form, [str(c) for c in form.getlist("channels")]
+
+
 @staff_pages.post(
     "/osebje/obvestila/nacrtovana/{scheduled_id}/preklic",
     summary="Cancel a scheduled notice before it is sent (staff of its KS)",
+    responses=SEE_OTHER,
 )
 async def cancel_scheduled(scheduled_id: str, request: Request, grant: CancelScheduled) -> Response:
     async with _ctx(request).db.session() as session:
@@ -570,6 +592,7 @@ async def delivery_log_page(
 @staff_pages.post(
     "/osebje/obvestila/{notice_id}/ponovno",
     summary="Send a notice's failed deliveries again (staff of its KS)",
+    responses=SEE_OTHER,
 )
 async def resend_failed(notice_id: str, request: Request, grant: Resend) -> Response:
     ctx = _ctx(request)
