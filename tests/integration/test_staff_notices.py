@@ -273,4 +273,6 @@ async def test_compose_form_on_a_phone_passes_axe(tmp_path, amqp_url, browser):
         await page.wait_for_load_state()
         assert await page.get_by_role("heading", name="Predogled obvestila").count() == 1
         assert await axe_serious_violations(page) == []
+        width = await page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the preview is {width} px wide on a 390 px phone (long links must wrap)"
         await context.close()
