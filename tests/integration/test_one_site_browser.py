@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import pytest
 from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app
+from staff_login import add_staff, browser_login
 
 from kranj.gateway import FrontDoor, bind, uvicorn_config
 from kranj.routes import route_table
@@ -102,6 +103,7 @@ async def site(tmp_path, amqp_url) -> AsyncIterator[dict[str, Any]]:
             notify_service.SubscriberIn(email="ana@example.si", phone="041 555 666", ks=["huje"], topics=["general"]),
         )
         manage = apps["notify"].state.ctx.extra["renderer"].manage_token(sub.id)
+        await add_staff(apps["events"].state.ctx.accounts, "tajnica@ks-huje.si", "ks-staff", ["huje"])
         yield {"base": base, "event": event.id, "survey": survey_id, "manage": f"/manage/{manage}"}
 
 
@@ -227,6 +229,18 @@ async def test_every_page_is_one_site_with_its_header_footer_and_no_axe_violatio
     await page.goto(base + "/events?ks=")  # "every KS" forgets it
     assert "kranj_ks" not in {c["name"] for c in await context.cookies()}
     await context.close()
+
+    # "Osebje" in the header only for a staff member who is signed in: it leads to the staff home.
+    staff = await browser.new_context(**PHONE)
+    page = await staff.new_page()
+    await browser_login(page, base, "tajnica@ks-huje.si")
+    await page.goto(base + "/events")
+    osebje = page.locator("header nav.site-nav a:has-text('Osebje')")
+    assert await osebje.get_attribute("href") == "/osebje"
+    async with page.expect_navigation():
+        await osebje.press("Enter")
+    assert page.url == base + "/osebje"
+    await staff.close()
 
 
 async def test_forms_never_trap_a_keyboard_user_on_a_phone(site, browser):
