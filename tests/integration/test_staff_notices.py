@@ -76,10 +76,16 @@ async def seed(app: Any) -> None:
 
 
 @pytest.fixture
-async def notify_app(tmp_path, amqp_url, smtp_server, sms_gateway, monkeypatch):
+async def notify_app(tmp_path, amqp_url, database_url, smtp_server, sms_gateway, monkeypatch):
+    """The real notify app on SQLite and on PostgreSQL (migration notify_0010 included)."""
     monkeypatch.setattr(staff, "SCHEDULE_POLL_SECONDS", 0.2)
     settings = make_settings(
-        tmp_path, amqp_url, retry_base_seconds=0.05, **smtp_server.settings(), **sms_gateway.settings()
+        tmp_path,
+        amqp_url,
+        notify_database_url=database_url,
+        retry_base_seconds=0.05,
+        **smtp_server.settings(),
+        **sms_gateway.settings(),
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -251,6 +257,21 @@ async def test_a_scheduled_notice_goes_out_only_at_its_time(notify_app, smtp_ser
         row = (await session.exec(select(ScheduledNotice))).one()
     assert row.sent_at is not None and command["id"] == row.id
     assert await staff.release_due(notify_app.state.ctx.db) == 0  # once only
+
+    # A scheduled notice cancelled before its time is never sent.
+    async with client_of(notify_app) as client:
+        await login(client, VOLUNTEER)
+        later = (clock.now() + timedelta(days=2)).astimezone(TZ).strftime("%Y-%m-%dT%H:%M")
+        form = notice_form(title="Preklicano", channels=["email"], send_at=later, korak="nacrtuj")
+        assert (await post_form(client, "/osebje/obvestila", None, form)).status_code == 303
+        async with notify_app.state.ctx.db.session() as session:
+            pending = (await session.exec(select(ScheduledNotice).where(ScheduledNotice.title == "Preklicano"))).one()
+        page = "/osebje/obvestila"
+        cancelled = await post_form(client, page, f"/osebje/obvestila/nacrtovana/{pending.id}/preklic", {})
+        assert cancelled.status_code == 303 and cancelled.headers["location"].endswith("done=preklicano")
+        assert "Preklicano" not in (await client.get(page)).text
+    with clock.frozen(clock.now() + timedelta(days=3)):
+        assert await staff.release_due(notify_app.state.ctx.db) == 0
 
 
 async def test_compose_form_on_a_phone_passes_axe(tmp_path, amqp_url, browser):
