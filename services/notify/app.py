@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT
+from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, NOTICE_REQUESTED
 from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
@@ -32,6 +32,7 @@ def build(settings: Settings) -> ServiceApp:
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
     ctx.bus.publisher(DELIVERY_SENT)
     ctx.bus.publisher(DELIVERY_FAILED)
+    ctx.bus.publisher(NOTICE_REQUESTED)  # the notices staff write on its pages (services/notify/staff.py)
     renderer = Renderer(settings)
     # The transports are chosen once, here, by configuration (services/notify/transports.py).
     worker = DeliveryWorker(settings, ctx.db, renderer, email_transport(settings), sms_transport(settings))
