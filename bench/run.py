@@ -804,12 +804,21 @@ def main() -> None:
         "--replicas", action="store_true", help="1, 2 and 3 notify replicas on PostgreSQL (bench/replicas.json)"
     )
     parser.add_argument(
+        "--gateways", action="store_true",
+        help="notify's SMS path against three gateways (keep-alive, closing, 100 ms) vs a plain client (bench/gateways.json)",
+    )
+    parser.add_argument(
         "--only",
         choices=("fanout", "ingest"),
         help="ceilings and the fan-outs, or the ingest, only: printed, nothing written (with --profile: its profile)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
+    if args.gateways:
+        from .gateways import main as gateways_main
+
+        gateways_main(args)
+        return
     if args.replicas:
         from .replicas import main as replicas_main
 

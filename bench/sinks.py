@@ -86,7 +86,13 @@ def _smtp_main(host: str, port: int, counters: Counters, marks: Any, ready: Any)
 # --------------------------------------------------------------------------------------
 # SMS gateway (plain ASGI on uvicorn: the gateway should not be the slow part)
 # --------------------------------------------------------------------------------------
-def _sms_main(host: str, port: int, counters: Counters, marks: Any, ready: Any) -> None:
+def _sms_main(host: str, port: int, counters: Counters, marks: Any, ready: Any, mode: str = "keepalive") -> None:
+    """`keepalive`: uvicorn keeps connections open; `slow`: the same, answering after 100 ms
+    (a provider across the internet); `close`: Python's threading HTTP server, HTTP/1.0,
+    closing every connection after its answer."""
+    if mode == "close":
+        _sms_closing_main(host, port, counters, marks, ready)
+        return
     import uvicorn
 
     seen: set[str] = set()
@@ -130,6 +136,8 @@ def _sms_main(host: str, port: int, counters: Counters, marks: Any, ready: Any) 
         else:
             counters.refused.value += 1
         data = json.dumps(answer).encode()
+        if mode == "slow":
+            await asyncio.sleep(0.1)
         await send(
             {
                 "type": "http.response.start",
@@ -152,23 +160,79 @@ def _sms_main(host: str, port: int, counters: Counters, marks: Any, ready: Any) 
     )
 
 
+def _sms_closing_main(host: str, port: int, counters: Counters, marks: Any, ready: Any) -> None:
+    import http.server
+    import threading
+
+    seen: set[str] = set()
+    lock = threading.Lock()
+    expected = f"Bearer {SMS_TOKEN}"
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # one request per connection, as this server answers by default
+
+        def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            key = self.headers.get("Idempotency-Key") or ""
+            ok = self.headers.get("Authorization") == expected and bool(key)
+            with lock:
+                if ok:
+                    if key in seen:
+                        counters.duplicates.value += 1
+                    seen.add(key)
+                    counters.accepted.value += 1
+                else:
+                    counters.refused.value += 1
+            mark = MARKER.search(body)
+            if ok and mark:
+                marks.put(("sms", int(mark.group(1)), time.time()))
+            data = json.dumps({"id": secrets.token_hex(8), "status": "accepted"} if ok else {"error": "bad"}).encode()
+            self.send_response(200 if ok else 401)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *_: Any) -> None:
+            return None
+
+    class Server(http.server.ThreadingHTTPServer):
+        request_queue_size = 2048  # the listen backlog (set before the socket listens)
+        daemon_threads = True
+
+    server = Server((host, port), Handler)
+    ready.set()
+    server.serve_forever()
+
+
 class Sink:
     """One far end in its own process: `.start()`, `.accepted`, `.stop()`."""
 
-    def __init__(self, kind: str, port: int, marks: Any, host: str = "127.0.0.1") -> None:
+    def __init__(self, kind: str, port: int, marks: Any, host: str = "127.0.0.1", mode: str = "keepalive") -> None:
         ctx = mp.get_context("spawn")
         self.kind, self.host, self.port = kind, host, port
         self.counters = Counters.make(ctx)
         self._ready = ctx.Event()
-        target = _smtp_main if kind == "smtp" else _sms_main
+        target, args = (_smtp_main, ()) if kind == "smtp" else (_sms_main, (mode,))
         self.process = ctx.Process(
-            target=target, args=(host, port, self.counters, marks, self._ready), name=f"bench-{kind}", daemon=True
+            target=target, args=(host, port, self.counters, marks, self._ready, *args), name=f"bench-{kind}", daemon=True
         )
 
     def start(self) -> None:
+        import socket
+
         self.process.start()
         if not self._ready.wait(30):
             raise RuntimeError(f"the bench {self.kind} sink did not start on port {self.port}")
+        deadline = time.monotonic() + 30  # uvicorn reports its lifespan before it listens
+        while True:
+            try:
+                socket.create_connection((self.host, self.port), timeout=1).close()
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"the bench {self.kind} sink does not listen on port {self.port}") from None
+                time.sleep(0.05)
 
     @property
     def accepted(self) -> int:

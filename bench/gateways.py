@@ -1,0 +1,134 @@
+"""`python -m bench --gateways`: notify's SMS path against three kinds of gateway (issue 20, §3).
+
+For each gateway — `keepalive` (uvicorn, connections kept), `close` (Python's threading HTTP
+server, HTTP/1.0: every connection closed after its answer) and `slow` (keep-alive, each
+answer after 100 ms, as a provider across the internet) — in its own process:
+
+1. a plain aiohttp client posts `n` SMS, `concurrency` at a time (the ceiling);
+2. notify's delivery worker (the real one: claims from SQLite, fits the text, sends through
+   its `GatewaySms` transport with the adaptive window capped at the same `concurrency`,
+   records each outcome) sends `n` SMS deliveries to the same gateway.
+
+The share is (2) / (1); the target is at least 0.6 on each kind. Written to
+bench/gateways.json; the README and docs/scaling.md carry the last figures.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import multiprocessing as mp
+import shutil
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .procs import free_port, machine
+from .sinks import SMS_TOKEN, Sink
+
+HERE = Path(__file__).parent
+KINDS = ("keepalive", "close", "slow")
+TEXT = "Jutri od 8. do 12. ure ne bo vode v KS Primskovo. Komunala Kranj"
+
+
+async def plain_client(url: str, n: int, concurrency: int) -> float:
+    import aiohttp
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), headers={"Authorization": f"Bearer {SMS_TOKEN}"}
+    ) as client:
+        counter = iter(range(n))
+
+        async def worker() -> None:
+            for i in counter:
+                key = f"plain-{uuid.uuid4().hex}"
+                payload = {"to": f"+3864{i:07d}", "text": TEXT, "reference": key}
+                async with client.post(url, json=payload, headers={"Idempotency-Key": key}) as r:
+                    r.raise_for_status()
+                    await r.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return n / (time.perf_counter() - started)
+
+
+async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path) -> tuple[float, int]:
+    from services.notify.delivery import DeliveryWorker
+    from services.notify.models import Delivery, Notice
+    from services.notify.render import Renderer
+    from services.notify.transports import email_transport, sms_transport
+    from services.notify.window import AdaptiveWindow
+    from shared.db import Database
+    from shared.migrations import upgrade_async
+    from shared.settings import Settings
+
+    url = f"sqlite+aiosqlite:///{(tmp / f'notify-{sink.port}.db').resolve()}"
+    await upgrade_async("notify", url)
+    settings = Settings(
+        data_dir=tmp, notify_database_url=url, sms_gateway_url=sink.url, sms_gateway_token=SMS_TOKEN,
+        sms_per_second=100_000, quiet_hours="off", secret_key="bench-secret-key-0123456789abcdef",
+    )  # fmt: skip
+    db = Database(url)
+    try:
+        notice = Notice(source="/komunala-kranj/outages", source_id="n1", title="Izklop vode", body=TEXT)
+        async with db.session() as s:
+            s.add(notice)
+            await s.commit()
+            s.add_all(Delivery(notice_id=notice.id, channel="sms", address=f"+3864012{i:04d}") for i in range(n))
+            await s.commit()
+        window = AdaptiveWindow(ceiling=concurrency)
+        worker = DeliveryWorker(settings, db, Renderer(settings), email_transport(settings), sms_transport(settings),
+                                batch=500, sms_window=window)  # fmt: skip
+        base = sink.accepted
+        started = time.perf_counter()
+        try:
+            while await worker.run_once("sms"):
+                pass
+        finally:
+            await worker.sms.close()
+        elapsed = time.perf_counter() - started
+        assert sink.accepted - base == n, f"{sink.accepted - base} of {n} SMS reached the gateway"
+        return n / elapsed, window.peak
+    finally:
+        await db.dispose()
+
+
+async def run(n: int, concurrency: int) -> dict[str, Any]:
+    tmp = Path(tempfile.mkdtemp(prefix="kranj-bench-gateways-"))
+    results: dict[str, Any] = {"machine": machine(), "sms": n, "concurrency": concurrency, "kinds": {}}
+    marks = mp.get_context("spawn").Queue()  # unused here; the sinks report latency marks to it
+    try:
+        for kind in KINDS:
+            sink = Sink("sms", free_port(), marks, mode=kind)
+            sink.start()
+            try:
+                await plain_client(sink.url, min(n, 200), concurrency)  # warm up both ends
+                plain = await plain_client(sink.url, n, concurrency)
+                notify, peak = await notify_worker(sink, n, concurrency, tmp)
+            finally:
+                sink.stop()
+            results["kinds"][kind] = {
+                "plain_aiohttp_per_second": round(plain, 1),
+                "notify_per_second": round(notify, 1),
+                "share": round(notify / plain, 3),
+                "notify_window_peak": peak,
+            }
+            print(f"  {kind}: {results['kinds'][kind]}", flush=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    results["target_share_min_0.60"] = all(k["share"] >= 0.6 for k in results["kinds"].values())
+    return results
+
+
+def main(args: Any) -> None:
+    n = 1000 if args.quick else 4000
+    results = asyncio.run(run(n, concurrency=64))
+    out = HERE / "gateways.json"
+    out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    print(f"\nSMS per second, notify vs a plain aiohttp client ({n} SMS, 64 at a time):")
+    for kind, k in results["kinds"].items():
+        print(f"  {kind:<10} plain {k['plain_aiohttp_per_second']:>8.0f}/s  notify {k['notify_per_second']:>8.0f}/s"
+              f"  share {k['share']:.2f}  (window peak {k['notify_window_peak']})")  # fmt: skip
+    print(f"target (share >= 0.6 on each): {'met' if results['target_share_min_0.60'] else 'MISSED'}; written: {out}")
