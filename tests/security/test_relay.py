@@ -150,7 +150,7 @@ async def test_numbers_that_are_not_mobile_are_refused_and_never_texted(platform
         signup = await p.notify.post(
             "/subscribe", data={**form, "csrf_token": await form_token(p.notify, "/subscribe")}
         )
-        assert signup.status_code == 422 and "mobilnega telefona" in signup.text
+        assert signup.status_code == 422 and "Vpišite slovensko mobilno številko" in signup.text
 
         # Defence in depth: a booking fact with that number straight on the bus (as booking
         # publishes, with the broker-checked user_id) still gets no SMS from notify's delivery.
