@@ -13,7 +13,8 @@ from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
 from . import handlers, privacy, service
-from .api import api, pages
+from .api import api
+from .pages import pages
 
 HERE = Path(__file__).parent
 SERVICE = "booking"

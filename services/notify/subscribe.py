@@ -27,7 +27,7 @@ from shared.contracts.notify import TOPICS
 from shared.i18n import plural
 from shared.models import utcnow
 from shared.web import ServiceApp
-from shared.web.forms import Errors, field_errors
+from shared.web.forms import LANDING, Errors, field_errors
 from shared.web.ratelimit import rate_limit
 from shared.web.site import remembered_ks
 
@@ -338,7 +338,7 @@ async def subscribe_submit(
     ctx.extra["worker"].wake()
     if data.email:
         return ctx.templates.TemplateResponse(request, "subscribe_sent.html", {"by": "email"})
-    return RedirectResponse(f"/subscribe/code/{token}", status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"/subscribe/code/{token}{LANDING}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 async def _code_for_active(
@@ -350,7 +350,7 @@ async def _code_for_active(
     await session.commit()
     ctx.extra["worker"].wake()
     token = _token(ctx, subscriber.id)
-    return RedirectResponse(f"/subscribe/code/{token}", status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(f"/subscribe/code/{token}{LANDING}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 def _token(ctx: ServiceApp, subscriber_id: str) -> str:

@@ -14,9 +14,10 @@ from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
 from . import privacy, service
-from .api import api, pages
+from .api import api
 from .config import SurveysConfig
 from .domain import decimal_comma
+from .pages import pages
 
 HERE = Path(__file__).parent
 SERVICE = "surveys"

@@ -28,6 +28,12 @@ ERROR_ANCHOR = "napake"  # the id of the error summary; forms post to `<action>#
 ByMessage = Sequence[tuple[str, str] | tuple[str, str, str]]
 
 
+# Where a form's success lands: the forms post to `…#napake` (the error summary takes the
+# focus without script), and a redirect without a fragment of its own keeps the request's
+# (RFC 9110 10.2.2). The success page's own anchor is its main content.
+LANDING = "#vsebina"
+
+
 class Errors(dict[str, str]):
     """The errors of one form: the id of each wrong field's input -> its message, in the
     order they were added (put them in the order of the form). Falsy when there are none."""

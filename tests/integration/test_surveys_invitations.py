@@ -112,7 +112,7 @@ async def test_the_public_form_with_a_personal_link(surveys):
     assert page.status_code == 200 and f'name="t" value="{token}"' in page.text and "osebnim vabilom" in page.text
     form = {"q.need": "yes", "q.what": "youth", "t": token, "csrf_token": csrf_of(page.text)}
     r = await client.post(f"/surveys/{sid}", data=form)
-    assert r.status_code == 303 and r.headers["location"] == f"/surveys/{sid}/hvala"
+    assert r.status_code == 303 and r.headers["location"] == f"/surveys/{sid}/hvala#vsebina"
     # The cookie set now does not stop another invitation on this device…
     other = make_invitation(settings, sid, "invitee-form-2")
     assert (await client.post(f"/surveys/{sid}", data={**form, "t": other})).status_code == 303
@@ -144,7 +144,7 @@ async def test_the_english_form(surveys):
     r = await client.post(f"/surveys/{sid}", data={"lang": "en", "q.need": "yes", "csrf_token": csrf})
     assert r.status_code == 422 and '<html lang="en">' in r.text and "An answer is required." in r.text
     r = await client.post(f"/surveys/{sid}", data={"lang": "en", "q.need": "yes", "q.what": "youth", "csrf_token": csrf})
-    assert r.status_code == 303 and r.headers["location"] == f"/surveys/{sid}/hvala?lang=en"
+    assert r.status_code == 303 and r.headers["location"] == f"/surveys/{sid}/hvala?lang=en#vsebina"
     thanks = (await client.get(r.headers["location"])).text
     assert "Thank you for your answers!" in thanks
 

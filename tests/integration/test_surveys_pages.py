@@ -81,7 +81,7 @@ async def test_staff_open_close_and_publish_with_buttons_in_chromium(tmp_path, a
         await english.get_by_label("Yes, we need one").check()
         await english.get_by_label("A place for young people").check()
         await english.get_by_role("button", name="Send my answers").click()
-        await english.wait_for_url(f"{base}/surveys/{sid}/hvala")
+        await english.wait_for_url(f"{base}/surveys/{sid}/hvala#vsebina")
         assert await english.locator("h1").inner_text() == "Thank you for your answers!"
         assert await axe_serious_violations(english) == []
 

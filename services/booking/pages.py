@@ -1,0 +1,340 @@
+"""booking: the HTML pages (Jinja2, no JavaScript) and feeds; the JSON API is in api.py."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from itertools import groupby
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from pydantic import ValidationError
+
+from shared import clock
+from shared.auth import authorize, page_staff
+from shared.contracts import KS_NAMES
+from shared.i18n import format_date
+from shared.web import ServiceApp
+from shared.web.forms import LANDING, Errors, field_errors, form_errors
+from shared.web.ratelimit import rate_limit
+from shared.web.site import chosen_ks, remember_ks
+
+from . import domain, service
+from .api import NO_ROOM, _booking, _ctx, _decide, _figures, _ks_scope, _room  # the helpers the API and the pages share
+from .domain import TZ, Interval
+from .service import BookingIn
+
+pages = APIRouter(include_in_schema=False)
+
+
+# ======================================================================================
+# Pages
+# ======================================================================================
+@pages.get("/")
+async def home() -> RedirectResponse:
+    return RedirectResponse("/rooms", status_code=307)
+
+
+@pages.get("/rooms", response_class=HTMLResponse)
+async def rooms_page(request: Request, ks: str | None = None) -> HTMLResponse:
+    ctx = _ctx(request)
+    picked, ks = ks, chosen_ks(request, ks)  # no `ks` in the address: the KS this browser picked before
+    rooms = await service.list_rooms(ctx.db, ks)
+    by_ks = [(slug, list(group)) for slug, group in groupby(rooms, key=lambda r: r.ks)]
+    page = ctx.templates.TemplateResponse(request, "rooms.html", {"by_ks": by_ks, "count": len(rooms), "ks": ks})
+    return remember_ks(request, page, picked, ctx.settings)  # type: ignore[return-value]
+
+
+# --- staff pages (login cookie from /login) ------------------------------------------
+@pages.get("/rooms/osebje/prosnje", response_class=HTMLResponse)
+async def staff_requests_page(request: Request, done: str | None = None) -> Response:
+    staff = page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    authorize(staff, "booking.read")
+    ctx = _ctx(request)
+    rows = await service.list_bookings(ctx.db, status="requested", ks=_ks_scope(staff, None))
+    return ctx.templates.TemplateResponse(
+        request,
+        "staff_requests.html",
+        {"rows": rows, "done": done, "category_sl": service.CATEGORY_SL, "group_sl": service.GROUP_SL},
+    )
+
+
+@pages.post("/rooms/osebje/prosnje/{booking_id}/{action}")
+async def staff_decide(booking_id: str, action: str, request: Request) -> Response:
+    staff = page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    if action not in ("odobri", "zavrni"):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Ni take strani.")
+    form = await request.form()
+    reason = str(form.get("reason") or "").strip()
+    if action == "zavrni" and not reason:
+        reason = "Prostor v tem času ni na voljo."
+    await _decide(request, booking_id, staff, "approve" if action == "odobri" else "reject", reason)
+    return RedirectResponse(f"/rooms/osebje/prosnje?done={action}", status_code=303)
+
+
+@pages.get("/rooms/osebje/uporaba", response_class=HTMLResponse)
+async def staff_figures_page(
+    request: Request, obdobje: Literal["week", "month"] = "month", ks: str | None = None
+) -> Response:
+    staff = page_staff(request)
+    if isinstance(staff, RedirectResponse):
+        return staff
+    authorize(staff, "booking.figures.read")
+    ctx = _ctx(request)
+    ks = ks if ks in KS_NAMES else None
+    rows = await _figures(request, staff, obdobje, None, None, ks)
+    totals: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        entry = totals.setdefault(
+            row["room_id"], {"name": row["room_name"], "ks": row["ks"], "hours": 0.0, "bookings": 0}
+        )
+        entry["hours"] += row["hours_outside_office_hours"]
+        entry["bookings"] += row["bookings"]
+    bars = sorted(totals.values(), key=lambda e: -e["hours"])[:30]
+    top = max([b["hours"] for b in bars] + [1.0])
+    query = f"period={obdobje}" + (f"&ks={ks}" if ks else "")
+    return ctx.templates.TemplateResponse(
+        request,
+        "staff_figures.html",
+        {"rows": rows, "bars": bars, "top": top, "period": obdobje, "ks": ks, "query": query},
+    )
+
+
+# --- residents: a room's week, the request form, the requester's link ------------------
+@pages.get("/rooms/prosnja/{token}", response_class=HTMLResponse)
+async def requester_page(token: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    booking, room = await _requester_booking(ctx, token)
+    return ctx.templates.TemplateResponse(
+        request, "booking_status.html", {"booking": booking, "room": room, "token": token}
+    )
+
+
+@pages.post("/rooms/prosnja/{token}/preklic", response_class=HTMLResponse, dependencies=[rate_limit("link")])
+async def requester_cancel(token: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    booking, room = await _requester_booking(ctx, token)
+    try:
+        booking = await service.cancel(ctx.db, ctx.settings, booking.id, by="requester")
+    except service.Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+    return RedirectResponse(f"/rooms/prosnja/{token}{LANDING}", status_code=303)
+
+
+@pages.get("/rooms/prosnja/{token}/preklic", response_class=HTMLResponse)
+async def requester_cancel_page(token: str, request: Request) -> Response:
+    ctx = _ctx(request)
+    booking, room = await _requester_booking(ctx, token)
+    return ctx.templates.TemplateResponse(
+        request, "booking_status.html", {"booking": booking, "room": room, "token": token, "confirm_cancel": True}
+    )
+
+
+async def _requester_booking(ctx: ServiceApp, token: str) -> tuple[service.Booking, service.Room]:
+    booking_id = service.booking_id_from_token(ctx.settings, token)
+    if booking_id is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "Povezava ni veljavna. / The link is not valid.")
+    return await _booking(ctx, booking_id)
+
+
+@pages.get("/rooms/{room_id}/calendar.ics")
+async def room_calendar(room_id: str, request: Request) -> Response:
+    from .calendar import room_ics
+
+    ctx = _ctx(request)
+    room = await _room(ctx, room_id)
+    since = clock.now() - timedelta(days=30)
+    rows = await service.list_bookings(ctx.db, room_id=room_id, since=since)
+    holding = [b for b, _r in rows if b.status in ("requested", "confirmed")]
+    return Response(
+        room_ics(room, holding, ctx.settings.public_base("booking")),
+        media_type="text/calendar; charset=utf-8",
+        headers={"Content-Disposition": f'inline; filename="{room_id}.ics"'},
+    )
+
+
+def _week_start(value: str | None) -> date:
+    today = clock.local_now().date()
+    try:
+        day = date.fromisoformat(value) if value else today
+    except ValueError:
+        day = today
+    return day - timedelta(days=day.weekday())
+
+
+async def _room_page(
+    request: Request,
+    room_id: str,
+    *,
+    week: str | None,
+    form: dict[str, str] | None = None,
+    errors: Errors | None = None,
+    status_code: int = 200,
+) -> Response:
+    ctx = _ctx(request)
+    start = _week_start(week or (form or {}).get("datum"))
+    window = Interval(domain.local_instant(start, 0), domain.local_instant(start + timedelta(days=7), 0))
+    try:
+        room, rules, avail = await service.room_availability(ctx.db, room_id, window)
+    except service.NotFound:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_ROOM) from None
+    days = [(start + timedelta(days=i)) for i in range(7)]
+    week_days = []
+    for day in days:
+        slots = domain.day_slots(rules, day, avail)
+        holiday = domain.holiday_name(day)
+        week_days.append(
+            {
+                "date": day,
+                "heading": format_date(domain.local_instant(day, 720)),
+                "slots": slots,
+                "holiday": holiday,
+                "free": sum(s.state == "free" for s in slots),
+            }
+        )
+    return ctx.templates.TemplateResponse(
+        request,
+        "room.html",
+        {
+            "room": room,
+            "rules": rules,
+            "days": week_days,
+            "week": start,
+            "prev_week": start - timedelta(days=7),
+            "next_week": start + timedelta(days=7),
+            "form": form or {},
+            "errors": errors or Errors(),
+            "category_sl": service.CATEGORY_SL,
+            "group_sl": service.GROUP_SL,
+            "office": _week_text(room.office_hours),
+            "opening": _week_text(room.opening_hours),
+            "TZ": TZ,
+        },
+        status_code=status_code,
+    )
+
+
+_DAY_SL = {
+    "mon": "ponedeljek",
+    "tue": "torek",
+    "wed": "sreda",
+    "thu": "četrtek",
+    "fri": "petek",
+    "sat": "sobota",
+    "sun": "nedelja",
+}
+
+
+def _week_text(hours: dict[str, Any]) -> list[str]:
+    parsed = domain.parse_week(hours)
+    return [
+        f"{_DAY_SL[key]}: " + ", ".join(f"{domain.fmt_minutes(a)}–{domain.fmt_minutes(b)}" for a, b in parsed[i])
+        for i, key in enumerate(domain.WEEKDAYS)
+        if parsed.get(i)
+    ]
+
+
+@pages.get("/rooms/{room_id}", response_class=HTMLResponse)
+async def room_page(
+    room_id: str,
+    request: Request,
+    teden: str | None = None,
+    datum: str | None = None,
+    od: str | None = None,
+    do: str | None = None,
+) -> Response:
+    form = {k: v for k, v in {"datum": datum, "od": od, "do": do}.items() if v}
+    return await _room_page(request, room_id, week=teden or datum, form=form)
+
+
+_FIELD_SL = {
+    "name": "Vpišite ime in priimek ali ime skupine.",
+    "purpose": "Napišite, za kaj boste prostor uporabili.",
+    "email": "E-poštni naslov ni pravilen.",
+    "phone": "Telefonska številka ni pravilna (npr. 040 123 456).",
+    "attendees": "Vpišite pričakovano število udeležencev (vsaj 1).",
+    "category": "Izberite namen uporabe.",
+    "group_kind": "Izberite, kdo prosi za prostor.",
+}
+
+
+_BY_MESSAGE_SL = [
+    (
+        "or a phone number",
+        "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi.",
+        "email",
+    ),
+    ("ends_at", "Konec mora biti za začetkom.", "do"),
+]
+# The request form's fields in the order of room.html (the ids of its inputs).
+_FORM_ORDER = ("datum", "od", "do", "purpose", "category", "group_kind", "attendees", "name", "email", "phone")
+# Which field a broken room rule concerns (the rest concern the chosen time).
+_RULE_FIELD = {"capacity": "attendees", "sms-country": "phone"}
+
+
+def _form_errors(exc: ValidationError) -> list[str]:
+    return form_errors(exc, _FIELD_SL, _BY_MESSAGE_SL)
+
+
+def _request_errors(exc: ValidationError) -> Errors:
+    """The request form's errors by field (room.html's input ids)."""
+    return field_errors(exc, _FIELD_SL, _BY_MESSAGE_SL, default_field="datum").ordered(_FORM_ORDER)
+
+
+def _time_errors(form: dict[str, str]) -> Errors:
+    """The date and the two times, each checked on its own."""
+    errors = Errors()
+    try:
+        date.fromisoformat(form.get("datum", ""))
+    except ValueError:
+        errors.add("datum", "Izberite datum (dan, mesec in leto).")
+    for field, what in (("od", "začetka"), ("do", "konca")):
+        try:
+            domain.parse_hhmm(form.get(field, ""))
+        except ValueError:
+            errors.add(field, f"Vpišite uro {what}, na primer 18:00.")
+    return errors
+
+
+@pages.post("/rooms/{room_id}/rezervacija", response_class=HTMLResponse, dependencies=[rate_limit("booking")])
+async def room_request(room_id: str, request: Request) -> Response:
+    """The request form without JavaScript: errors re-render the page in Slovenian; success
+    redirects to the requester's status page (the pending state)."""
+    ctx = _ctx(request)
+    raw = await request.form()
+    form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
+    errors = _time_errors(form)
+    if errors:
+        return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=422)
+    day = date.fromisoformat(form["datum"])
+    start = domain.local_instant(day, domain.parse_hhmm(form["od"]))
+    end = domain.local_instant(day, domain.parse_hhmm(form["do"]))
+    try:
+        body = BookingIn(
+            room_id=room_id,
+            starts_at=start,
+            ends_at=end,
+            purpose=form.get("purpose", ""),
+            category=form.get("category") or "other",  # type: ignore[arg-type]
+            group_kind=form.get("group_kind") or "individual",  # type: ignore[arg-type]
+            name=form.get("name", ""),
+            email=form.get("email") or None,
+            phone=form.get("phone") or None,
+            attendees=form.get("attendees") or 0,  # type: ignore[arg-type]
+        )
+    except ValidationError as exc:
+        return await _room_page(request, room_id, week=None, form=form, errors=_request_errors(exc), status_code=422)
+    await _room(ctx, room_id)
+    try:
+        made = await service.request_booking(ctx.db, ctx.settings, body)
+    except service.RuleBroken as exc:
+        for v in exc.violations:
+            errors.add(_RULE_FIELD.get(v.rule, "datum"), v.sl)
+        errors = errors.ordered(_FORM_ORDER)
+        return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=exc.status)
+    token = service.requester_token(ctx.settings, made.bookings[0].id)
+    return RedirectResponse(f"/rooms/prosnja/{token}{LANDING}", status_code=303)
