@@ -19,9 +19,10 @@ masked, free text is masked, records keep what the figures need but no longer na
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -259,3 +260,42 @@ def retention_job(
         return ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in done.items())
 
     return every(RETENTION_EVERY, round_, name="personal data past its retention removed")
+
+
+# --------------------------------------------------------------------------------------
+# Access by message: notify asks, every other service answers (shared/contracts/privacy.py)
+# --------------------------------------------------------------------------------------
+class InTransaction:
+    """Stands in for a `Database` whose `session()` is an open session of the caller's (its
+    transaction is the caller's to commit): `find` and `export` read inside a consumer's
+    transaction through it."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self._session = session
+
+    @contextlib.asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        yield self._session
+
+
+def answer_exports(bus: Any, service: str, module: Any) -> None:
+    """Register `service`'s consumer of `notify.export.requested`: find the person in its own
+    records (`module.find`), export them (`module.export`) and answer
+    `<service>.export.answered` in the consumer's transaction."""
+    from .bus import QUEUES, Handles, add_to_outbox
+    from .contracts.privacy import EXPORT_ANSWERED, EXPORT_REQUESTED, ExportAnswered, ExportRequested
+
+    answer_type = EXPORT_ANSWERED[service]
+    bus.publisher(answer_type)
+
+    async def on_export_requested(session: AsyncSession, envelope: Any, data: ExportRequested) -> None:
+        # Read in the consumer's own transaction: on SQLite a second session would wait for
+        # the write lock this one holds.
+        here = InTransaction(session)
+        person = await module.find(here, Person().with_(emails=data.emails, phones=data.phones, names=data.names))
+        document = await module.export(here, person)
+        answer = ExportAnswered(request_id=data.request_id, service=service, document=document)
+        add_to_outbox(session, answer_type, answer, source=bus.source, subject=data.request_id)
+
+    on_export_requested.__name__ = f"{service}_on_export_requested"
+    bus.consume(QUEUES[f"{service}.on-export-requested"], Handles(EXPORT_REQUESTED, on_export_requested))

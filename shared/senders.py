@@ -53,7 +53,7 @@ SERVICE_FACTS: dict[str, tuple[str, ...]] = {
     "events": ("events.#", "booking.room.requested", "booking.room.released", "bus.message.rejected"),
     "booking": ("booking.#", "bus.message.rejected"),
     "surveys": ("surveys.#", "bus.message.rejected"),
-    "notify": ("notify.delivery.*", "bus.message.rejected"),
+    "notify": ("notify.delivery.*", "notify.export.requested", "bus.message.rejected"),
 }
 # Commands that outside systems publish (CONTRACT.md). What they may ask is limited by the
 # sender's `ks`, `topics`, `urgent` and `city_wide` rights, read from the message's data.

@@ -165,6 +165,30 @@ TOPOLOGY: tuple[QueueSpec, ...] = (
         "with booking.booking.requested|confirmed|rejected carrying event_id), or releases it (cancelled).",
     ),
     QueueSpec(
+        "notify.on-export-answered",
+        "notify",
+        ("events.export.answered", "booking.export.answered", "surveys.export.answered"),
+        "Each service's part of a person's data, answering notify's notify.export.requested (GDPR access).",
+    ),
+    QueueSpec(
+        "events.on-export-requested",
+        "events",
+        ("notify.export.requested",),
+        "notify asks for what events holds about a person (GDPR access); events answers events.export.answered.",
+    ),
+    QueueSpec(
+        "booking.on-export-requested",
+        "booking",
+        ("notify.export.requested",),
+        "notify asks for what booking holds about a person (GDPR access); booking answers booking.export.answered.",
+    ),
+    QueueSpec(
+        "surveys.on-export-requested",
+        "surveys",
+        ("notify.export.requested",),
+        "notify asks for what surveys holds about a person (GDPR access); surveys answers surveys.export.answered.",
+    ),
+    QueueSpec(
         "events.on-booking-changed",
         "events",
         ("booking.booking.*",),

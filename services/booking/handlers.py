@@ -15,9 +15,10 @@ from shared.bus import QUEUES, Bus, Handles, add_to_outbox
 from shared.contracts import CloudEvent, Rejection
 from shared.contracts.booking import BOOKING_REJECTED, ROOM_RELEASED, ROOM_REQUESTED, RoomReleased, RoomRequested
 from shared.models import new_id, utcnow
+from shared.privacy import answer_exports
 from shared.settings import Settings
 
-from . import service
+from . import privacy, service
 from .domain import Interval
 from .models import Booking, Room
 
@@ -75,6 +76,7 @@ def refuse(
 
 def register(bus: Bus, settings: Settings) -> None:
     db = bus.db
+    answer_exports(bus, "booking", privacy)  # GDPR access: notify asks, booking answers
 
     async def on_room_requested(session: AsyncSession, envelope: CloudEvent, data: RoomRequested) -> None:
         room = await session.get(Room, data.room_id)

@@ -13,14 +13,17 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.bus import QUEUES, Bus, Handles
 from shared.contracts import CloudEvent
 from shared.contracts.booking import BOOKING_MESSAGE_TYPES, BookingChanged
+from shared.privacy import answer_exports
 from shared.settings import Settings
 
-from . import service
+from . import privacy, service
 
 log = logging.getLogger("kranj.events.handlers")
 
 
 def register(bus: Bus, settings: Settings) -> None:
+    answer_exports(bus, "events", privacy)  # GDPR access: notify asks, events answers
+
     async def on_booking_changed(session: AsyncSession, envelope: CloudEvent, data: BookingChanged) -> None:
         outcome = await service.on_booking_changed(session, settings, data)
         log.info(

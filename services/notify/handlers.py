@@ -23,6 +23,7 @@ from shared.contracts.events import (
     EventChanged,
     RegistrationNotice,
 )
+from shared.contracts.privacy import EXPORT_ANSWERED, EXPORT_REQUESTED, ExportAnswered
 from shared.contracts.surveys import (
     RESPONDENT_VOLUNTEERED,
     RESULTS_PUBLISHED,
@@ -38,7 +39,7 @@ from shared.contracts.surveys import (
 from shared.invitations import invitee_for
 from shared.settings import Settings
 
-from . import links, relay, service
+from . import exports, links, relay, service
 from .models import KsContact, NoticeDraft
 from .render import Renderer, from_label
 from .subscribe import start_confirmation
@@ -63,6 +64,16 @@ def _booking_notice(
 
 
 def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
+    async def on_export_answered(session: AsyncSession, envelope: CloudEvent, data: ExportAnswered) -> None:
+        outcome = await exports.take_answer(session, settings, data)
+        log.info("export part", extra={"ce_id": envelope.id, "service": data.service, "outcome": outcome})
+
+    bus.consume(
+        QUEUES["notify.on-export-answered"],
+        *(Handles(message_type, on_export_answered) for message_type in EXPORT_ANSWERED.values()),
+    )
+    bus.publisher(EXPORT_REQUESTED)
+
     async def on_notice_requested(session: AsyncSession, envelope: CloudEvent, data: NoticeRequested) -> None:
         count = await service.record_notice(session, settings, service.notice_from_request(envelope, data))
         log.info("notice recorded", extra={"ce_id": envelope.id, "deliveries": count})

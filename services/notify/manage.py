@@ -4,6 +4,7 @@ forged or altered link gets 400 and changes nothing."""
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -15,7 +16,7 @@ from shared.web import ServiceApp
 from shared.web.forms import Errors
 from shared.web.ratelimit import rate_limit
 
-from . import service
+from . import exports, service
 from .render import Renderer
 from .subscribe import TOPIC_LABELS
 
@@ -143,3 +144,44 @@ async def manage_submit(
         return await _page(request, token, sub, errors=Errors({_first_channel(sub): str(exc)}), chosen=chosen, code=422)
     assert changed is not None
     return await _page(request, token, changed, message="Shranjeno. Obvestila boste prejemali tako, kot ste izbrali.")
+
+
+@manage.post("/manage/{token}/izvoz", response_class=HTMLResponse, dependencies=[rate_limit("link")])
+async def request_export(token: str, request: Request) -> Response:
+    """GDPR access from the manage page: everything the platform holds, as a link sent to
+    the subscription's confirmed address once every service has answered (services/notify/exports.py)."""
+    subscriber_id, sub = await _load(request, token)
+    try:
+        asked = await exports.request_export(_ctx(request).db, subscriber_id)
+    except exports.ExportRefused as refused:
+        return await _page(request, token, sub, message=str(refused), code=409)
+    where = mask_email(asked.email) if asked.email else mask_phone(asked.phone or "")
+    return await _page(
+        request,
+        token,
+        sub,
+        message=f"Zahteva je oddana. Ko zberemo vaše podatke, vam povezavo pošljemo na {where}.",
+    )
+
+
+@manage.get("/manage/izvoz/{token}")
+async def download_export(token: str, request: Request) -> Response:
+    """The document the link in the message leads to (JSON, for the resident to keep)."""
+    ctx = _ctx(request)
+    request_id = exports.read_export_token(ctx.settings, token)
+    found = await exports.completed(ctx.db, request_id) if request_id else None
+    if found is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            f"Povezava ni veljavna ali je potekla (velja {exports.EXPORT_DAYS} dni). Na strani za urejanje "
+            "obvestil lahko podatke zahtevate znova. / The link is not valid or has expired.",
+        )
+    body = json.dumps(await exports.document(ctx.db, found), ensure_ascii=False, indent=2, default=str)
+    return Response(
+        body.encode(),
+        media_type="application/json; charset=utf-8",
+        headers={
+            "Content-Disposition": 'attachment; filename="kranj-za-vse-moji-podatki.json"',
+            "Cache-Control": "no-store",
+        },  # fmt: skip
+    )

@@ -256,3 +256,22 @@ class ScheduledNotice(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
     sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     cancelled_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
+
+
+class ExportRequest(SQLModel, table=True):
+    """A resident's request, from their manage page, for everything the platform holds about
+    them (GDPR Art. 15; migration notify_0011; services.notify.exports). notify asks the other
+    services (`notify.export.requested`), keeps each answer in `parts`, and once all have
+    answered sends the resident a link to the document at their confirmed address. Deleted
+    after `EXPORT_DAYS` (the link's life) and on erasure."""
+
+    __tablename__ = "export_requests"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    subscriber_id: str = Field(max_length=64, index=True)
+    email: str | None = Field(default=None, max_length=320)  # the confirmed address the link goes to
+    phone: str | None = Field(default=None, max_length=20)
+    language: str = Field(default="sl", max_length=2)
+    parts: dict[str, Any] = Field(default_factory=dict, sa_type=sa.JSON)  # service -> its document
+    requested_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+    completed_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))

@@ -37,6 +37,7 @@ from .models import (
     ChannelConsent,
     Confirmation,
     Delivery,
+    ExportRequest,
     KsContact,
     Notice,
     Subscriber,
@@ -45,6 +46,7 @@ from .models import (
 )
 
 FREE_TEXT = (Notice.title, Notice.body, Notice.venue, Delivery.last_error)
+EXPORT_DAYS = 7  # services/notify/exports.py (which imports this module)
 # Consents carried over by notify_0008 were never sent a confirmation: their clock has not
 # started, so retention leaves them to staff (docs/privacy.md).
 CARRIED_OVER = "recorded before notify_0008"
@@ -121,6 +123,15 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
         if (theirs := contact_filter(person, KsContact.email, KsContact.phone)) is not None:
             await session.exec(delete(KsContact).where(theirs))  # type: ignore[call-overload]
         await _delete_subscribers(session, ids)
+        exports = await session.exec(  # type: ignore[call-overload]
+            delete(ExportRequest).where(
+                sa.or_(
+                    col(ExportRequest.subscriber_id).in_(ids),
+                    col(ExportRequest.email).in_(sorted(person.emails)),
+                    col(ExportRequest.phone).in_(sorted(person.phones)),
+                )
+            )
+        )
         masked = await mask_text_columns(session, person, FREE_TEXT)
         outbox = await mask_outbox(session, person)
         await session.commit()
@@ -131,6 +142,7 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
     return {
         "subscribers": len(ids),
         "deliveries": int(scrubbed.rowcount or 0),
+        "export_requests": int(exports.rowcount or 0),
         "texts_masked": masked,
         "outbox_messages": outbox,
         "outbox_files": files,
@@ -195,10 +207,21 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
             await session.delete(consent_row)
             contacts += 1
         outbox = await forget_sent_outbox(session, now - timedelta(days=settings.record_retention_days))
+        # An export's link lives EXPORT_DAYS days (services/notify/exports.py); a day more for
+        # a request that completed late.
+        lapsed = await session.exec(  # type: ignore[call-overload]
+            delete(ExportRequest).where(col(ExportRequest.requested_at) < now - timedelta(days=EXPORT_DAYS + 1))
+        )
         await session.commit()
-    if pending or contacts or outbox:
+    exports = int(lapsed.rowcount or 0)
+    if pending or contacts or outbox or exports:
         await db.flush_deleted_data()
-    return {"unconfirmed_signups": len(pending), "unconfirmed_contacts": contacts, "outbox_messages": outbox}
+    return {
+        "unconfirmed_signups": len(pending),
+        "unconfirmed_contacts": contacts,
+        "outbox_messages": outbox,
+        "export_requests": exports,
+    }
 
 
 def erase_from_file_outboxes(outbox_dir: Path, person: Person) -> int:

@@ -13,7 +13,7 @@ from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import privacy, service
+from . import handlers, privacy, service
 from .api import api
 from .config import SurveysConfig
 from .domain import decimal_comma
@@ -30,6 +30,7 @@ def build(settings: Settings, config: SurveysConfig | None = None) -> ServiceApp
     ctx.templates.env.filters["decimal"] = decimal_comma
     for message_type in SURVEYS_MESSAGE_TYPES:
         ctx.bus.publisher(message_type)
+    handlers.register(ctx.bus, settings)
 
     config: SurveysConfig = ctx.extra["config"]
 

@@ -251,7 +251,8 @@ async def test_gdpr_export_and_erasure_leave_no_trace(tmp_path, amqp_url, databa
             )
             assert erased.status_code == 200, erased.text
             assert erased.json() == {
-                "subscribers": 1, "deliveries": 2, "texts_masked": 0, "outbox_messages": 0, "outbox_files": 2
+                "subscribers": 1, "deliveries": 2, "export_requests": 0, "texts_masked": 0, "outbox_messages": 0,
+                "outbox_files": 2,
             }  # fmt: skip
             again = await client.post(
                 "/api/v1/subscribers/export", json={"email": "erase.me@example.si"}, headers=ADMIN

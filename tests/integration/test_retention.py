@@ -150,7 +150,9 @@ async def test_unconfirmed_sign_ups_and_contacts_go_after_a_few_days(database_ur
             ids = {k: v.id for k, v in rows.items()}
 
         counts = await notify_privacy.retain(db, settings, now=now)
-        assert counts == {"unconfirmed_signups": 1, "unconfirmed_contacts": 1, "outbox_messages": 0}
+        assert counts == {
+            "unconfirmed_signups": 1, "unconfirmed_contacts": 1, "outbox_messages": 0, "export_requests": 0
+        }  # fmt: skip
         async with db.session() as session:
             left = {s.id: s for s in (await session.exec(select(Subscriber))).all()}
             consents = {(c.subscriber_id, c.channel) for c in (await session.exec(select(ChannelConsent))).all()}
