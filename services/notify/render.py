@@ -296,9 +296,14 @@ class Renderer:
         text is rendered and fitted once per length of link, with a mark as long as the
         link that costs the same septets, and each recipient's link put in its place."""
         fitted: dict[int, str | None] = {}
+        without_link: list[str] = []  # the same text for every recipient with no link of their own
 
         def for_recipient(unsubscribe_url: str | None) -> str:
-            if unsubscribe_url is None or not sms.GSM7_BASIC.issuperset(unsubscribe_url):
+            if unsubscribe_url is None:
+                if not without_link:
+                    without_link.append(self.sms(notice, language, None))
+                return without_link[0]
+            if not sms.GSM7_BASIC.issuperset(unsubscribe_url):
                 return self.sms(notice, language, unsubscribe_url)
             size = len(unsubscribe_url)
             if size not in fitted:

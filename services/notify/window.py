@@ -66,7 +66,8 @@ class AdaptiveWindow:
         finally:
             async with self._changed:
                 self.in_flight -= 1
-                self._changed.notify_all()
+                # Wake only as many waiters as there is room (not all of a batch of hundreds).
+                self._changed.notify(max(1, self.size - self.in_flight))
 
     def record(self, signal: Signal, seconds: float) -> None:
         """What one answer says about the gateway, and how long it took."""
