@@ -50,25 +50,11 @@ def refuse(
 ) -> None:
     """Answer an event's room request with `booking.booking.rejected` and the reason (nothing stored)."""
     now = utcnow()
-    refusal = Booking(
-        id=new_id(),
-        room_id=room.id,
-        starts_at=data.starts_at,
-        ends_at=data.ends_at,
-        purpose=data.purpose,
-        category="other",
-        group_kind="ks",
-        name=data.organiser,
-        email=data.email,
-        phone=data.phone,
-        language=data.language,
-        attendees=data.attendees,
-        status="rejected",
-        reason=reason[:1000],
-        created_at=now,
-        decided_at=now,
+    fields = room_booking_in(data).model_dump(exclude={"recurrence", "on_conflict"})
+    refusal = Booking(  # not stored: the answer only
+        id=new_id(), **fields, status="rejected", reason=reason[:1000], created_at=now, decided_at=now,
         event_id=data.request_id,
-    )  # not stored: the answer only
+    )  # fmt: skip
     answer = service.message_data(settings, room, refusal).model_copy(update={"status_url": None, "cancel_url": None})
     add_to_outbox(session, BOOKING_REJECTED, answer, source=service.SOURCE, subject=data.request_id)
     log.info("room request refused", extra={"ce_id": envelope.id, "event_id": data.request_id, "reason": reason[:300]})

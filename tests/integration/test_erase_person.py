@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import subprocess
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import aio_pika
 import httpx
 import pytest
 from security.helpers import ADMIN, at, day_ahead
+from support.apps import running
 from support.postgres import fresh_pg_database
 from support.rabbit import publish_bare, rabbitmqctl, vhost_of
 from support.settings import TEST_SECRET_KEY, make_settings, wait_until
@@ -65,29 +65,6 @@ def databases(kind: str, tmp_path: Path):
         return
     with contextlib.ExitStack() as stack:
         yield {f"{name}_database_url": stack.enter_context(fresh_pg_database()) for name in SERVICES}
-
-
-@contextlib.asynccontextmanager
-async def running(settings) -> AsyncIterator[dict[str, httpx.AsyncClient]]:
-    from services.booking.app import create_app as create_booking
-    from services.events.app import create_app as create_events
-    from services.notify.app import create_app as create_notify
-    from services.surveys.app import create_app as create_surveys
-
-    apps = {
-        "notify": create_notify(settings),
-        "events": create_events(settings),
-        "booking": create_booking(settings),
-        "surveys": create_surveys(settings),
-    }
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {}
-        for name, app in apps.items():
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}.test")
-            )
-        yield clients
 
 
 async def she_does_everything(c: dict[str, httpx.AsyncClient], amqp_url: str, smtp_server, outbox: Path) -> None:
@@ -207,7 +184,7 @@ def test_erasure_by_email_alone_leaves_her_in_no_byte_store(
             monkeypatch.setenv(f"KRANJ_{name.upper()}_DATABASE_URL", settings.database_url(name))
 
         async def scenario() -> list[bytes]:
-            async with running(settings) as clients:
+            async with running(settings) as (clients, _apps):
                 await she_does_everything(clients, amqp_url, smtp_server, outbox)
                 before = stored_bytes(settings, tmp_path, kind)
                 assert any(hits(raw) for raw in before.values()), "the scenario stored her data somewhere"

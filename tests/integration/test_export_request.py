@@ -5,15 +5,13 @@ vhost, a real SMTP server, on SQLite and PostgreSQL (notify's database)."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
-import httpx
 import pytest
 from security.helpers import ADMIN, at, day_ahead
 from staff_login import form_token
+from support.apps import running
 from support.settings import make_settings
 from support.times import iso, weekday_ahead
 
@@ -22,25 +20,6 @@ from shared.settings import SERVICES
 pytestmark = pytest.mark.integration
 
 NAME, EMAIL, PHONE = "Marta Kern", "marta.kern@example.si", "041 222 333"
-
-
-@contextlib.asynccontextmanager
-async def running(settings) -> AsyncIterator[tuple[dict[str, httpx.AsyncClient], dict]]:
-    from services.booking.app import create_app as create_booking
-    from services.events.app import create_app as create_events
-    from services.notify.app import create_app as create_notify
-    from services.surveys.app import create_app as create_surveys
-
-    apps = {"notify": create_notify(settings), "events": create_events(settings), "booking": create_booking(settings),
-            "surveys": create_surveys(settings)}  # fmt: skip
-    async with contextlib.AsyncExitStack() as stack:
-        clients = {}
-        for name, app in apps.items():
-            await stack.enter_async_context(app.router.lifespan_context(app))
-            clients[name] = await stack.enter_async_context(
-                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://{name}.test")
-            )
-        yield clients, apps
 
 
 async def test_a_resident_gets_all_their_data_from_the_manage_page(tmp_path, amqp_url, database_url, smtp_server):

@@ -135,7 +135,27 @@ def valid_data() -> dict[str, tuple[str, dict[str, Any]]]:
                 "organiser": "KS Primskovo",
             },
         ),
+        **{
+            f"{service}.on-export-requested": (
+                "notify.export.requested",
+                {"request_id": "x-hostile", "emails": ["marija@example.si"]},
+            )
+            for service in ("events", "booking", "surveys")
+        },
+        "notify.on-export-answered": (
+            "events.export.answered",
+            {"request_id": "x-hostile", "service": "events", "document": {"registrations": []}},
+        ),
     }
+
+
+def _also_ignored(routing_key: str, consumers: dict[str, Any]) -> bool:
+    """Does `routing_key` reach a queue whose consumer does not handle it (acks and ignores)?"""
+    for consumer in consumers.values():
+        bound = any(topic_matches(b, routing_key) for b in consumer.spec.bindings)
+        if bound and routing_key not in {h.message_type.routing_key for h in consumer.handles}:
+            return True
+    return False
 
 
 def envelope(routing_key: str, data: Any, **extra: Any) -> dict[str, Any]:
@@ -408,6 +428,9 @@ async def test_hostile_bodies_on_every_queue_end_in_kranj_dead_and_consumers_liv
     for name, consumer in sorted(consumers.items()):
         handled = sorted({h.message_type.routing_key for h in consumer.handles})
         keys = [k for k in handled if any(topic_matches(b, k) for b in consumer.spec.bindings)]
+        # A key that also reaches a queue whose consumer ignores its type (surveys.export.answered
+        # reaches notify.on-surveys, bound to surveys.*.*) would die once, not once per queue.
+        keys = [k for k in keys if not _also_ignored(k, consumers)] or keys
         assert keys, name
         items = generate(consumer, keys, bases[name])
         assert len(items) >= 10, f"{name}: only {len(items)} hostile examples"

@@ -313,7 +313,7 @@ async def test_the_real_notify_service_works_as_its_own_least_privileged_user(
     # One outcome of one delivery. The outbox relay publishes at least once: a copy of the
     # same message (same id) after a mark that did not commit is allowed; consumers dedupe.
     assert {(m.routing_key, m.message_id) for m in outcomes} == {("notify.delivery.sent", outcomes[0].message_id)}
-    assert len(smtp_server.messages) == 1  # and the email went once
+    assert len(smtp_server.messages) == 1, [(m.message["Subject"], m.message["Message-ID"]) for m in smtp_server.messages]  # and the email went once
     assert outcomes[0].user_id == vhost.users["kranj-notify"]
 
 
