@@ -12,7 +12,7 @@ import pytest
 from security.helpers import ADMIN, at, day_ahead
 from staff_login import form_token
 from support.apps import running
-from support.settings import make_settings
+from support.settings import make_settings, wait_until
 from support.times import iso, weekday_ahead
 
 from shared.settings import SERVICES
@@ -64,7 +64,10 @@ async def test_a_resident_gets_all_their_data_from_the_manage_page(tmp_path, amq
         assert asked.status_code == 200, asked.text
         assert "Zahteva je oddana" in asked.text and "m***@example.si" in asked.text
 
-        [mail] = [m for m in await smtp_server.wait_for(3, timeout=60) if "podatki" in (m.message["Subject"] or "")]
+        def export_mails():
+            return [m for m in smtp_server.messages if "podatki" in (m.message["Subject"] or "")]
+
+        [mail] = await wait_until(export_mails, timeout=60, message="the email with the link to her data")
         assert mail.rcpt_tos == [EMAIL]
         text = mail.part("text/plain") or ""
         [link] = re.findall(r"https?://\S+/manage/izvoz/[A-Za-z0-9_.\-]+", text)
