@@ -162,4 +162,7 @@ def contact_retention_job(
     db: Database, settings: Settings, every_seconds: float = CHECK_EVERY
 ) -> Callable[[], Awaitable[None]]:
     """The background task (`ServiceApp.background`): now, then every `every_seconds`."""
-    return every(every_seconds, lambda: apply_retention(db, settings), name="contact retention")
+    async def contact_retention() -> None:  # apply_retention logs its own figures
+        await apply_retention(db, settings)
+
+    return every(every_seconds, contact_retention, name="contact retention")
