@@ -96,7 +96,12 @@ async def request_export(db: Database, subscriber_id: str, *, now: Any = None) -
 
 async def take_answer(session: AsyncSession, settings: Settings, data: ExportAnswered) -> str:
     """One service's part (in the consumer's transaction); returns what it did, for the log."""
-    request = await session.get(ExportRequest, data.request_id)
+    # The parts arrive at once from three services, each in its own transaction: the row is
+    # locked (PostgreSQL; SQLite's transactions are serialised anyway), or one part would
+    # overwrite another and the document would never be complete.
+    request = (
+        await session.exec(select(ExportRequest).where(ExportRequest.id == data.request_id).with_for_update())
+    ).first()
     if request is None:
         return "no such request (lapsed or erased)"
     if data.service not in SERVICES or request.completed_at is not None:

@@ -92,3 +92,49 @@ def test_every_service_answers(tmp_path):  # the services notify waits for are t
     from services.notify.exports import SERVICES as ANSWERING
 
     assert set(ANSWERING) == set(SERVICES) - {"notify"}
+
+
+async def test_parts_arriving_at_once_are_all_kept(tmp_path, database_url):
+    """The three answers arrive together, each in its own consumer transaction: none may
+    overwrite another (on PostgreSQL the request's row is locked), and the link goes once."""
+    import asyncio
+
+    from sqlmodel import select
+
+    from services.notify import exports
+    from services.notify.models import Delivery, ExportRequest, Subscriber
+    from shared.contracts.privacy import ExportAnswered
+    from shared.db import Database
+    from shared.migrations import upgrade_async
+
+    settings = make_settings(tmp_path, "amqp://unused/", notify_database_url=database_url)
+    await upgrade_async("notify", database_url)
+    db = Database(database_url)
+    try:
+        async with db.session() as s:
+            subscriber = Subscriber(email=EMAIL, channels=["email"], consent_source="staff", consent_text="Da.")
+            s.add(subscriber)
+            await s.flush()
+            request = ExportRequest(subscriber_id=subscriber.id, email=EMAIL)
+            s.add(request)
+            await s.commit()
+            request_id = request.id
+
+        async def answer(service: str) -> str:
+            async with db.session() as s:
+                part = ExportAnswered(request_id=request_id, service=service, document={"from": service})
+                outcome = await exports.take_answer(s, settings, part)
+                await asyncio.sleep(0.2)  # hold the transaction open while the others arrive
+                await s.commit()
+                return outcome
+
+        outcomes = await asyncio.gather(*(answer(name) for name in exports.SERVICES))
+        assert sum(o.startswith("complete") for o in outcomes) == 1, outcomes
+        async with db.session() as s:
+            done = await s.get(ExportRequest, request_id)
+            links = (await s.exec(select(Delivery).where(Delivery.address == EMAIL))).all()
+        assert done is not None and done.completed_at is not None
+        assert done.parts == {name: {"from": name} for name in exports.SERVICES}
+        assert len(links) == 1
+    finally:
+        await db.dispose()
