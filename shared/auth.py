@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import permissions
 from .accounts import ROLES, AccountStore, Identity, sha256
+from .errors import Bilingual
 from .settings import Settings
 
 log = logging.getLogger("kranj.auth")
@@ -218,7 +219,7 @@ def require_ks(staff: Staff, ks: str) -> None:
         )
 
 
-def change_refusal(staff: Staff, current_ks: str | None, new_ks: str | None = None) -> str | None:
+def change_refusal(staff: Staff, current_ks: str | None, new_ks: str | None = None) -> Bilingual | None:
     """Why `staff` may not write a record that belongs to `current_ks` now (None: a new
     record) and to `new_ks` afterwards (None: unchanged) — or None when they may. The one
     check for every write that changes an existing record (a room moved by an import, a
@@ -228,16 +229,13 @@ def change_refusal(staff: Staff, current_ks: str | None, new_ks: str | None = No
     if refused is None:
         return None
     if refused == current_ks and current_ks != new_ks and new_ks is not None:
-        return f"zapis pripada KS {refused}, za katero nimate pravic / the record belongs to KS {refused}"
-    return f"nimate pravic za KS {refused} / you may not act for KS {refused}"
+        return Bilingual(f"zapis pripada KS {refused}, za katero nimate pravic", f"the record belongs to KS {refused}")
+    return Bilingual(f"nimate pravic za KS {refused}", f"you may not act for KS {refused}")
 
 
 def require_change(staff: Staff, current_ks: str | None, new_ks: str | None = None) -> None:
     """`change_refusal` as a 403 for routes and use cases."""
-    refusal = change_refusal(staff, current_ks, new_ks)
-    if refusal is not None:
-        sl, _, en = refusal.partition(" / ")
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{sl[:1].upper()}{sl[1:]}. / {en[:1].upper()}{en[1:]}.")
+    _raise(change_refusal(staff, current_ks, new_ks))
 
 
 # ======================================================================================
@@ -262,14 +260,14 @@ class Grant(Staff):
     action: str = ""
     scope: str = ""
 
-    def refusal(self, current_ks: str | None, new_ks: str | None = None, owner: str | None = None) -> str | None:
+    def refusal(self, current_ks: str | None, new_ks: str | None = None, owner: str | None = None) -> Bilingual | None:
         refused = change_refusal(self, current_ks, new_ks)
         if refused is not None:
             return refused
         if self.scope == "own-record" and current_ks is not None and owner != self.subject:
-            return (
-                "to ni vaš zapis: organizator ureja le dogodke, ki jih je ustvaril sam "
-                "/ not your record: organisers act only on what they created"
+            return Bilingual(
+                "to ni vaš zapis: organizator ureja le dogodke, ki jih je ustvaril sam",
+                "not your record: organisers act only on what they created",
             )
         return None
 
@@ -280,16 +278,17 @@ class Grant(Staff):
         self.require(record.ks, new_ks, record.owner)
 
 
-def _raise(refusal: str | None) -> None:
+def _raise(refusal: Bilingual | None) -> None:
     if refusal is not None:
-        sl, _, en = refusal.partition(" / ")
-        raise HTTPException(status.HTTP_403_FORBIDDEN, f"{sl[:1].upper()}{sl[1:]}. / {en[:1].upper()}{en[1:]}.")
+        raise HTTPException(status.HTTP_403_FORBIDDEN, str(refusal.sentence()))
 
 
-def grant_refusal(staff: Staff, action: str) -> Grant | str:
+def grant_refusal(staff: Staff, action: str) -> Grant | Bilingual:
     scope = permissions.scope_of(staff.role, action)
     if scope is None:
-        return f"vloga {staff.role} tega ne sme ({action}) / the role {staff.role} may not do this ({action})"
+        return Bilingual(
+            f"vloga {staff.role} tega ne sme ({action})", f"the role {staff.role} may not do this ({action})"
+        )
     return Grant(subject=staff.subject, role=staff.role, ks=staff.ks, action=action, scope=scope)
 
 
@@ -298,7 +297,7 @@ def authorize(staff: Staff, action: str, record: Record | None = None, *, new_ks
     `record` (its KS now, and its owner where the scope is own records) and, for a write that
     names a KS (a new record, a move), `new_ks`."""
     found = grant_refusal(staff, action)
-    if isinstance(found, str):
+    if isinstance(found, Bilingual):
         _raise(found)
         raise AssertionError  # unreachable
     if record is not None or new_ks is not None:

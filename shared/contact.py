@@ -7,6 +7,8 @@ from typing import Protocol
 import phonenumbers
 from pydantic import BaseModel, field_validator, model_validator
 
+from shared.errors import Bilingual
+
 
 def normalise_phone(raw: str, region: str = "SI") -> str:
     """Any common way of writing a number -> E.164 (`040 123 456` -> `+38640123456`)."""
@@ -56,7 +58,7 @@ class SmsCountries(Protocol):
     def sms_allowed(self, e164: str) -> bool: ...
 
 
-def sms_refusal(phone: str | None, settings: SmsCountries) -> str | None:
+def sms_refusal(phone: str | None, settings: SmsCountries) -> Bilingual | None:
     """Why the platform will not take `phone` (E.164, already a mobile number) for SMS, in
     Slovenian then English, or None when it may: SMS go only to the countries of
     `KRANJ_SMS_COUNTRY_CODES` (default +386; stops SMS pumping). The one check every API that
@@ -64,9 +66,9 @@ def sms_refusal(phone: str | None, settings: SmsCountries) -> str | None:
     if not phone or settings.sms_allowed(phone):
         return None
     codes = ", ".join(f"+{code}" for code in settings.sms_countries) or "—"
-    return (
-        f"Na to številko ne moremo pošiljati SMS: pošiljamo le na mobilne številke s kodo države {codes}. / "
-        f"We cannot send SMS to this number: we only text mobile numbers with the country code {codes}."
+    return Bilingual(
+        f"Na to številko ne moremo pošiljati SMS: pošiljamo le na mobilne številke s kodo države {codes}.",
+        f"We cannot send SMS to this number: we only text mobile numbers with the country code {codes}.",
     )
 
 

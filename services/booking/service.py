@@ -394,7 +394,7 @@ async def request_booking(
     if staff is None and data.recurrence is not None:
         raise RuleBroken([SERIES_NEEDS_STAFF], status=403)
     if refusal := sms_refusal(data.phone, settings):  # a country KRANJ_SMS_COUNTRY_CODES leaves out
-        raise RuleBroken([Violation("sms-country", *refusal.split(" / ", 1))], status=422)
+        raise RuleBroken([Violation("sms-country", refusal.sl, refusal.en)], status=422)
     slots = _slots(data)
     email = str(data.email).lower() if data.email else None
     try:

@@ -712,7 +712,7 @@ async def register(
     serialised per event. Returns the registration and its waitlist position."""
     now = now or utcnow()
     if refusal := sms_refusal(data.phone, settings):
-        raise PhoneRefused(refusal)
+        raise PhoneRefused(str(refusal))
     email = str(data.email).lower() if data.email else None
     async with db.session() as session:
         event = await _lock_event(session, db, event_id)

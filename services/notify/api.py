@@ -80,7 +80,7 @@ async def add_subscriber(body: SubscriberIn, request: Request, staff: Subscriber
     for ks in body.ks:
         staff.require(None, ks)
     if refusal := sms_refusal(body.phone, _ctx(request).settings):
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, refusal)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(refusal))
     try:
         return await service.add_subscriber(
             _ctx(request).db, body, consent_source="staff", entered_by=f"staff:{staff.subject}"

@@ -254,7 +254,7 @@ async def subscribe_submit(
     except ValidationError as exc:
         errors = _subscribe_errors(exc, page_lang)
     if data is not None and (refusal := sms_refusal(data.phone, ctx.settings)):
-        errors.add(FIELD_IDS["phone"], refusal.split(" / ")[1 if page_lang == "en" else 0])
+        errors.add(FIELD_IDS["phone"], refusal.in_language(page_lang))
     if consent != "yes":
         errors.add(FIELD_IDS["consent"], MESSAGES[page_lang]["consent"])
     errors = errors.ordered(FIELD_IDS.values())

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import itertools
+import os
 import socket
 import time
 from collections.abc import Awaitable, Callable
@@ -32,15 +34,53 @@ GENEROUS_RATE_LIMITS = (
 )
 
 
-
 # ======================================================================================
 # Small helpers
 # ======================================================================================
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _port_block() -> range:
+    """This test process's own block of ports, below the kernel's ephemeral range.
+
+    Binding to port 0 hands out a port from the ephemeral range, and every outgoing
+    connection (to RabbitMQ, PostgreSQL, a service) takes its local port from the same
+    range: between "free a moment ago" and the server's bind, a client may take it
+    (CI saw `address already in use` that way). Below the range only our own servers
+    bind; each pytest-xdist worker gets its own block so workers never pick alike.
+    """
+    low = 20000
+    high = min(_ephemeral_range()[0], 32768)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    index = int(worker) if worker.isdigit() else 0
+    size = 1000
+    blocks = max(1, (high - low) // size)
+    start = low + (index % blocks) * size
+    return range(start, start + size)
+
+
+_next_port = itertools.count((os.getpid() * 7) % 1000)
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago on `host` (bind to 0, read it, close)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port for a test server on `host`: free now, outside the ephemeral range, and
+    not handed out before by this process (see `_port_block`)."""
+    block = _port_block()
+    for _ in range(len(block)):
+        port = block[next(_next_port) % len(block)]
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                sock.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port in {block}")
 
 
 async def wait_until(
@@ -96,7 +136,9 @@ def make_settings(tmp_path: Path, amqp_url: str, **overrides: Any) -> Settings:
     }
     for service in SERVICES:
         values[f"{service}_database_url"] = f"sqlite+aiosqlite:///{(tmp_path / f'{service}.db').resolve()}"
-    values["accounts_database_url"] = f"sqlite+aiosqlite:///{(tmp_path / 'accounts.db').resolve()}"  # the identity store
+    values["accounts_database_url"] = (
+        f"sqlite+aiosqlite:///{(tmp_path / 'accounts.db').resolve()}"  # the identity store
+    )
     values.update(overrides)
     return Settings(**values)
 
