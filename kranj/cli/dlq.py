@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -27,46 +28,82 @@ dlq_app = typer.Typer(
 
 
 # --------------------------------------------------------------------------------------
-# kranj dlq list / replay
+# Walking kranj.dead without losing a message
 # --------------------------------------------------------------------------------------
-async def dead_queue(connection: Any, channel: Any):
+DLQ_SCAN_LIMIT = 100_000  # `show`, `purge` and filtered `list` look at (at most) this many
+
+
+class DeadScan:
+    """Takes dead letters off `kranj.dead` one by one, oldest first, unacknowledged.
+
+    Each message taken is either removed for good by the caller (`remove`: acked) or held,
+    and every held message goes back in its original place when the scan ends (one
+    `nack(multiple, requeue)`; RabbitMQ requeues to the original positions), so the queue
+    keeps its order and nothing is lost, whatever the caller does in between."""
+
+    def __init__(self, connection: Any, channel: Any, queue: Any) -> None:
+        self.connection = connection
+        self.channel = channel
+        self.queue = queue
+        self.total: int = queue.declaration_result.message_count or 0  # what is there now
+        self.held: list[Any] = []
+
+    async def take(self) -> Any | None:
+        message = await self.queue.get(no_ack=False, fail=False, timeout=10)
+        if message is not None:
+            self.held.append(message)
+        return message
+
+    async def remove(self, message: Any) -> None:
+        """Delete `message` (the one just taken) from the queue for good."""
+        await message.ack()
+        if self.held and self.held[-1] is message:
+            self.held.pop()
+
+    async def _hand_back(self) -> None:
+        if self.held and not self.channel.is_closed:
+            await self.held[-1].nack(multiple=True, requeue=True)
+        if not self.channel.is_closed:
+            await self.channel.close()  # anything still unacknowledged goes back too
+
+
+@contextlib.asynccontextmanager
+async def dead_letters(settings: Settings) -> AsyncIterator[DeadScan | None]:
+    """A `DeadScan` of `kranj.dead`, or None when the queue does not exist."""
     import aiormq
 
     from shared.bus import DEAD_QUEUE_NAME
 
-    try:
-        return await channel.declare_queue(DEAD_QUEUE_NAME, passive=True)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return None
-
-
-async def dlq_peek(settings: Settings, limit: int) -> tuple[list[DeadLetter], int]:
-    """Up to `limit` dead letters, oldest first, and how many the queue holds; none is lost.
-
-    Messages are fetched unacknowledged and then all handed back with one `nack(requeue)`;
-    RabbitMQ puts requeued messages back in their original positions, so the queue keeps
-    its order and its count.
-    """
     connection = await connect(settings)
     async with connection:
         channel = await connection.channel(publisher_confirms=False)
-        queue = await dead_queue(connection, channel)
-        if queue is None:
-            return [], 0
-        total = queue.declaration_result.message_count or 0
-        taken: list[Any] = []
         try:
-            while len(taken) < min(limit, total):
-                message = await queue.get(no_ack=False, fail=False, timeout=10)
-                if message is None:
-                    break
-                taken.append(message)
-            return [DeadLetter.from_message(i + 1, m) for i, m in enumerate(taken)], total
+            queue = await channel.declare_queue(DEAD_QUEUE_NAME, passive=True)
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            yield None
+            return
+        scan = DeadScan(connection, channel, queue)
+        try:
+            yield scan
         finally:
-            if taken and not channel.is_closed:
-                await taken[-1].nack(multiple=True, requeue=True)
-            if not channel.is_closed:
-                await channel.close()  # anything still unacknowledged goes back too
+            await scan._hand_back()
+
+
+# --------------------------------------------------------------------------------------
+# kranj dlq list / show
+# --------------------------------------------------------------------------------------
+async def dlq_peek(settings: Settings, limit: int) -> tuple[list[DeadLetter], int]:
+    """Up to `limit` dead letters, oldest first, and how many the queue holds; none is lost."""
+    async with dead_letters(settings) as scan:
+        if scan is None:
+            return [], 0
+        items: list[DeadLetter] = []
+        while len(items) < min(limit, scan.total):
+            message = await scan.take()
+            if message is None:
+                break
+            items.append(DeadLetter.from_message(len(items) + 1, message))
+        return items, scan.total
 
 
 def _when(iso: str | None) -> str:
@@ -123,36 +160,21 @@ def dlq_list(
     out(f"{total} dead letter(s) in kranj.dead{more}. Put them back with `kranj dlq replay`.")
 
 
-DLQ_SCAN_LIMIT = 100_000  # `show`, `purge` and filtered `list` look at (at most) this many
-
-
 async def dlq_show(settings: Settings, wanted: str) -> tuple[DeadLetter, dict[str, Any], bytes] | None:
     """The first dead letter whose CloudEvent id or message id is `wanted`: summary, all
     headers and the body. Nothing is taken off the queue."""
-    connection = await connect(settings)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=False)
-        queue = await dead_queue(connection, channel)
-        if queue is None:
+    async with dead_letters(settings) as scan:
+        if scan is None:
             return None
-        budget = queue.declaration_result.message_count or 0
-        taken: list[Any] = []
-        try:
-            for position in range(1, min(budget, DLQ_SCAN_LIMIT) + 1):
-                message = await queue.get(no_ack=False, fail=False, timeout=10)
-                if message is None:
-                    break
-                taken.append(message)
-                item = DeadLetter.from_message(position, message)
-                if item.matches([wanted]):
-                    headers = {k: _plain(v) for k, v in (message.headers or {}).items()}
-                    return item, headers, bytes(message.body or b"")
-            return None
-        finally:
-            if taken and not channel.is_closed:
-                await taken[-1].nack(multiple=True, requeue=True)
-            if not channel.is_closed:
-                await channel.close()
+        for position in range(1, min(scan.total, DLQ_SCAN_LIMIT) + 1):
+            message = await scan.take()
+            if message is None:
+                break
+            item = DeadLetter.from_message(position, message)
+            if item.matches([wanted]):
+                headers = {k: _plain(v) for k, v in (message.headers or {}).items()}
+                return item, headers, bytes(message.body or b"")
+        return None
 
 
 def _plain(value: Any) -> Any:
@@ -219,32 +241,19 @@ async def dlq_purge(
     given; the command insists on --all for that). The others keep their places."""
     wanted, types = [i for i in ids if i], [t for t in types if t]
     result = PurgeResult()
-    connection = await connect(settings)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=False)
-        queue = await dead_queue(connection, channel)
-        if queue is None:
+    async with dead_letters(settings) as scan:
+        if scan is None:
             return result
-        budget = min(queue.declaration_result.message_count or 0, DLQ_SCAN_LIMIT)
-        kept: list[Any] = []
-        try:
-            for position in range(1, budget + 1):
-                message = await queue.get(no_ack=False, fail=False, timeout=10)
-                if message is None:
-                    break
-                item = DeadLetter.from_message(position, message)
-                if item.selected(types, reason) and (not wanted or item.matches(wanted)):
-                    result.purged.append(item)
-                    if not dry_run:
-                        await message.ack()
-                        continue
-                kept.append(message)
-        finally:
-            result.kept = len(kept)
-            if kept and not channel.is_closed:
-                await kept[-1].nack(multiple=True, requeue=True)
-            if not channel.is_closed:
-                await channel.close()
+        for position in range(1, min(scan.total, DLQ_SCAN_LIMIT) + 1):
+            message = await scan.take()
+            if message is None:
+                break
+            item = DeadLetter.from_message(position, message)
+            if item.selected(types, reason) and (not wanted or item.matches(wanted)):
+                result.purged.append(item)
+                if not dry_run:
+                    await scan.remove(message)
+        result.kept = len(scan.held)
     return result
 
 
@@ -297,86 +306,69 @@ async def dlq_replay(settings: Settings, *, limit: int | None = None, ids: Itera
     wanted = [i for i in ids if i]
     result = ReplayResult()
     own_user = amqp_user(settings.amqp_url)
-    connection = await connect(settings)
-    async with connection:
-        channel = await connection.channel(publisher_confirms=False)
-        queue = await dead_queue(connection, channel)
-        if queue is None:
+    async with dead_letters(settings) as scan:
+        if scan is None:
             return result
-        publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+        publish_channel = await scan.connection.channel(publisher_confirms=True, on_return_raises=True)
         # Only what is there now: a replayed message that dies again is not replayed twice.
-        budget = queue.declaration_result.message_count or 0
+        budget = scan.total
         if limit is not None and not wanted:
             budget = min(budget, limit)
-        unacked: list[Any] = []
-        try:
-            for position in range(1, budget + 1):
-                if limit is not None and len(result.replayed) + len(result.failed) >= limit:
-                    break
-                message = await queue.get(no_ack=False, fail=False, timeout=10)
-                if message is None:
-                    break
-                item = DeadLetter.from_message(position, message)
-                label = item.ce_id or item.message_id or f"#{position}"
-                if wanted and not item.matches(wanted):
-                    unacked.append(message)
-                    result.kept += 1
-                    continue
-                if item.queue:
-                    exchange_name, routing_key, where = "", item.queue, f"queue {item.queue}"
-                elif item.routing_key:
-                    exchange_name, routing_key, where = (
-                        EXCHANGE_NAME,
-                        item.routing_key,
-                        (f"exchange {EXCHANGE_NAME} ({item.routing_key})"),
-                    )
-                else:
-                    unacked.append(message)
-                    result.failed.append((label, "no original queue or routing key is known"))
-                    continue
-                republished = aio_pika.Message(
-                    message.body,
-                    headers=replay_headers(message.headers),
-                    content_type=message.content_type,
-                    content_encoding=message.content_encoding,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    priority=message.priority,
-                    correlation_id=message.correlation_id,
-                    reply_to=message.reply_to,
-                    message_id=message.message_id,
-                    timestamp=message.timestamp,
-                    type=message.type,
-                    app_id=message.app_id,
-                    # The original sender's rights come back only when it was us (the broker
-                    # refuses any other user_id); anyone else's message is replayed anonymous.
-                    user_id=own_user if original_sender(message) == own_user else None,
+        for position in range(1, budget + 1):
+            if limit is not None and len(result.replayed) + len(result.failed) >= limit:
+                break
+            message = await scan.take()
+            if message is None:
+                break
+            item = DeadLetter.from_message(position, message)
+            label = item.ce_id or item.message_id or f"#{position}"
+            if wanted and not item.matches(wanted):
+                result.kept += 1
+                continue
+            if item.queue:
+                exchange_name, routing_key, where = "", item.queue, f"queue {item.queue}"
+            elif item.routing_key:
+                exchange_name, routing_key = EXCHANGE_NAME, item.routing_key
+                where = f"exchange {EXCHANGE_NAME} ({item.routing_key})"
+            else:
+                result.failed.append((label, "no original queue or routing key is known"))
+                continue
+            republished = aio_pika.Message(
+                message.body,
+                headers=replay_headers(message.headers),
+                content_type=message.content_type,
+                content_encoding=message.content_encoding,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                priority=message.priority,
+                correlation_id=message.correlation_id,
+                reply_to=message.reply_to,
+                message_id=message.message_id,
+                timestamp=message.timestamp,
+                type=message.type,
+                app_id=message.app_id,
+                # The original sender's rights come back only when it was us (the broker
+                # refuses any other user_id); anyone else's message is replayed anonymous.
+                user_id=own_user if original_sender(message) == own_user else None,
+            )
+            try:
+                if publish_channel.is_closed:
+                    publish_channel = await scan.connection.channel(publisher_confirms=True, on_return_raises=True)
+                exchange = (
+                    publish_channel.default_exchange
+                    if exchange_name == ""
+                    else await publish_channel.get_exchange(exchange_name, ensure=False)
                 )
-                try:
-                    if publish_channel.is_closed:
-                        publish_channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                    exchange = (
-                        publish_channel.default_exchange
-                        if exchange_name == ""
-                        else await publish_channel.get_exchange(exchange_name, ensure=False)
-                    )
-                    confirmation = await exchange.publish(republished, routing_key, mandatory=True, timeout=10)
-                    if not isinstance(confirmation, aiormq.spec.Basic.Ack):
-                        raise aiormq.exceptions.DeliveryError(None, confirmation)  # type: ignore[arg-type]
-                except aiormq.exceptions.PublishError:
-                    unacked.append(message)
-                    result.failed.append((label, f"{where} does not exist (the message was returned)"))
-                    continue
-                except (aiormq.exceptions.AMQPError, TimeoutError) as exc:
-                    unacked.append(message)
-                    result.failed.append((label, f"not confirmed by the broker: {type(exc).__name__}: {exc}"))
-                    continue
-                await message.ack()
-                result.replayed.append((label, where))
-        finally:
-            if unacked and not channel.is_closed:
-                await unacked[-1].nack(multiple=True, requeue=True)
-            if not channel.is_closed:
-                await channel.close()
+                confirmation = await exchange.publish(republished, routing_key, mandatory=True, timeout=10)
+                if not isinstance(confirmation, aiormq.spec.Basic.Ack):
+                    raise aiormq.exceptions.DeliveryError(None, confirmation)  # type: ignore[arg-type]
+            except aiormq.exceptions.PublishError:
+                result.failed.append((label, f"{where} does not exist (the message was returned)"))
+                continue
+            except (aiormq.exceptions.AMQPError, TimeoutError) as exc:
+                result.failed.append((label, f"not confirmed by the broker: {type(exc).__name__}: {exc}"))
+                continue
+            await scan.remove(message)
+            result.replayed.append((label, where))
     return result
 
 
