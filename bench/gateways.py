@@ -21,37 +21,15 @@ import multiprocessing as mp
 import shutil
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 from .procs import free_port, machine
-from .sinks import SMS_TOKEN, Sink
+from .sinks import SMS_TOKEN, Sink, plain_sms_client
 
 HERE = Path(__file__).parent
 KINDS = ("keepalive", "close", "slow")
 TEXT = "Jutri od 8. do 12. ure ne bo vode v KS Primskovo. Komunala Kranj"
-
-
-async def plain_client(url: str, n: int, concurrency: int) -> float:
-    import aiohttp
-
-    async with aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=concurrency), headers={"Authorization": f"Bearer {SMS_TOKEN}"}
-    ) as client:
-        counter = iter(range(n))
-
-        async def worker() -> None:
-            for i in counter:
-                key = f"plain-{uuid.uuid4().hex}"
-                payload = {"to": f"+3864{i:07d}", "text": TEXT, "reference": key}
-                async with client.post(url, json=payload, headers={"Idempotency-Key": key}) as r:
-                    r.raise_for_status()
-                    await r.read()
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return n / (time.perf_counter() - started)
 
 
 async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path) -> tuple[float, int]:
@@ -104,8 +82,8 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
             sink = Sink("sms", free_port(), marks, mode=kind)
             sink.start()
             try:
-                await plain_client(sink.url, min(n, 200), concurrency)  # warm up both ends
-                plain = await plain_client(sink.url, n, concurrency)
+                await plain_sms_client(sink.url, min(n, 200), concurrency, TEXT)  # warm up both ends
+                plain = await plain_sms_client(sink.url, n, concurrency, TEXT)
                 notify, peak = await notify_worker(sink, n, concurrency, tmp)
             finally:
                 sink.stop()

@@ -15,6 +15,7 @@ import multiprocessing as mp
 import re
 import secrets
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,7 +216,10 @@ class Sink:
         self._ready = ctx.Event()
         target, args = (_smtp_main, ()) if kind == "smtp" else (_sms_main, (mode,))
         self.process = ctx.Process(
-            target=target, args=(host, port, self.counters, marks, self._ready, *args), name=f"bench-{kind}", daemon=True
+            target=target,
+            args=(host, port, self.counters, marks, self._ready, *args),
+            name=f"bench-{kind}",
+            daemon=True,
         )
 
     def start(self) -> None:
@@ -260,3 +264,26 @@ class Sink:
         if self.kind == "smtp":
             return {"KRANJ_SMTP_HOST": self.host, "KRANJ_SMTP_PORT": str(self.port), "KRANJ_SMTP_STARTTLS": "false"}
         return {"KRANJ_SMS_GATEWAY_URL": self.url, "KRANJ_SMS_GATEWAY_TOKEN": SMS_TOKEN}
+
+
+async def plain_sms_client(url: str, n: int, concurrency: int, text: str) -> float:
+    """SMS per second a plain aiohttp client (what notify's GatewaySms transport uses) posts
+    to the gateway at `url`, `concurrency` requests at a time: the ceiling notify is held to."""
+    import aiohttp
+
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=concurrency), headers={"Authorization": f"Bearer {SMS_TOKEN}"}
+    ) as client:
+        counter = iter(range(n))
+
+        async def worker() -> None:
+            for i in counter:
+                key = f"plain-{uuid.uuid4().hex}"
+                payload = {"to": f"+3864{i:07d}", "text": text, "reference": key}
+                async with client.post(url, json=payload, headers={"Idempotency-Key": key}) as r:
+                    r.raise_for_status()
+                    await r.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return n / (time.perf_counter() - started)
