@@ -1,64 +1,44 @@
-"""HTTP surface of surveys: staff and resident API, public pages and staff pages
-(thin: translate the wire format, call the service)."""
+"""surveys: the JSON API (`/api/v1/…`) for staff and residents, each staff route declaring
+its permission (thin: translate the wire format, call the use cases); the HTML pages are in
+pages.py, the helpers both share in web.py."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Request, status
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
 
 from shared.auth import Grant, MaybeStaff, Permit, Record, Staff, authorize, current_staff
-from shared.web import ServiceApp
-from shared.web.ratelimit import RATE_LIMITED, rate_limit, survey_browser_cookie
+from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
-from . import domain, service
-from .config import SurveysConfig
-from .domain import AnswersInvalid, SurveyDefinition, TemplateRequest
-from .service import Created, ResponseCreated, ResponseIn, SurveyOut
+from . import domain, needs, results, surveys, tally
+from .domain import SurveyDefinition
+from .schemas import (
+    ClusterOut,
+    Created,
+    OptionResultOut,
+    QuestionResultOut,
+    ResponseCreated,
+    ResponseIn,
+    ResultsOut,
+    SurveyOut,
+    TemplateRequest,
+)
+from .web import config_of, results_or_404, service_app, submit, survey_or_404
 
 api = APIRouter(prefix="/api/v1", tags=["surveys"])
-
-NOT_FOUND = "Ankete ni. / No such survey."
-
-
-def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
-
-
-def _config(ctx: ServiceApp) -> SurveysConfig:
-    return ctx.extra["config"]  # type: ignore[no-any-return]
-
-
-def _staff_or_none(request: Request) -> Staff | None:
-    try:
-        return current_staff(request)
-    except HTTPException:
-        return None
-
-
-async def _load(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefinition]:
-    try:
-        return await service.load(ctx.db, survey_id)
-    except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
 
 
 async def survey_record(request: Request) -> Record:
     """A survey for the permission table (shared/permissions.py): its KS."""
-    survey, _definition = await _load(_ctx(request), request.path_params["survey_id"])
+    survey, _definition = await survey_or_404(service_app(request), request.path_params["survey_id"])
     return Record(ks=survey.ks, owner=survey.created_by)
 
 
 Create = Annotated[Grant, Permit("surveys.create")]
 Manage = Annotated[Grant, Permit("surveys.manage", record=survey_record)]
 ResultsRead = Annotated[Grant, Permit("surveys.results.read", record=survey_record)]
-
-
-def _unprocessable(errors: list[domain.AnswerError]) -> HTTPException:
-    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "; ".join(e.line() for e in errors))
 
 
 # ======================================================================================
@@ -85,20 +65,20 @@ async def create_survey(
         ),
     ],
 ) -> Created:
-    ctx = _ctx(request)
+    ctx = service_app(request)
     staff.require(None, body.ks)
     if isinstance(body, TemplateRequest):
-        definition = domain.needs_assessment(body.ks, title=body.title, opens_at=body.opens_at, closes_at=body.closes_at)
-        survey = await service.create_survey(ctx.db, staff, definition, template=body.template)
+        definition = needs.needs_assessment(body.ks, title=body.title, opens_at=body.opens_at, closes_at=body.closes_at)
+        survey = await surveys.create_survey(ctx.db, staff, definition, template=body.template)
     else:
-        survey = await service.create_survey(ctx.db, staff, body)
-    return Created(id=survey.id, status=survey.status, url=service.survey_url(ctx.settings, survey.id))
+        survey = await surveys.create_survey(ctx.db, staff, body)
+    return Created(id=survey.id, status=survey.status, url=surveys.survey_url(ctx.settings, survey.id))
 
 
 @api.get("/surveys", response_model=list[SurveyOut], summary="Surveys taking answers now")
 async def list_surveys(request: Request) -> list[SurveyOut]:
-    ctx = _ctx(request)
-    return [service.to_out(ctx.settings, s) for s in await service.list_open(ctx.db)]
+    ctx = service_app(request)
+    return [surveys.to_out(ctx.settings, s) for s in await surveys.list_open(ctx.db)]
 
 
 @api.get(
@@ -113,21 +93,21 @@ async def list_surveys(request: Request) -> list[SurveyOut]:
 async def get_survey(
     survey_id: str, request: Request, staff: Annotated[Staff | None, MaybeStaff("surveys.drafts.read")]
 ) -> SurveyOut:
-    ctx = _ctx(request)
-    survey, definition = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, definition = await survey_or_404(ctx, survey_id)
     if survey.status == "draft":
         authorize(staff or current_staff(request), "surveys.drafts.read", Record(ks=survey.ks, owner=survey.created_by))
-    return service.to_out(ctx.settings, survey, definition)
+    return surveys.to_out(ctx.settings, survey, definition)
 
 
 async def _staff_action(request: Request, staff: Staff, survey_id: str, action: Any) -> SurveyOut:
-    ctx = _ctx(request)
+    ctx = service_app(request)
     try:
         await action(ctx.db, ctx.settings, survey_id)
-    except service.Conflict as exc:
+    except surveys.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    survey, definition = await _load(ctx, survey_id)
-    return service.to_out(ctx.settings, survey, definition)
+    survey, definition = await survey_or_404(ctx, survey_id)
+    return surveys.to_out(ctx.settings, survey, definition)
 
 
 @api.post(
@@ -137,7 +117,7 @@ async def _staff_action(request: Request, staff: Staff, survey_id: str, action: 
     responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
 )
 async def open_survey(survey_id: str, request: Request, staff: Manage) -> SurveyOut:
-    return await _staff_action(request, staff, survey_id, service.open_survey)
+    return await _staff_action(request, staff, survey_id, surveys.open_survey)
 
 
 @api.post(
@@ -147,7 +127,7 @@ async def open_survey(survey_id: str, request: Request, staff: Manage) -> Survey
     responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
 )
 async def close_survey(survey_id: str, request: Request, staff: Manage) -> SurveyOut:
-    return await _staff_action(request, staff, survey_id, service.close_survey)
+    return await _staff_action(request, staff, survey_id, surveys.close_survey)
 
 
 @api.post(
@@ -157,7 +137,7 @@ async def close_survey(survey_id: str, request: Request, staff: Manage) -> Surve
     responses={409: {"description": "Not possible in the survey's present state (e.g. opening a closed survey)."}},
 )
 async def publish_results(survey_id: str, request: Request, staff: Manage) -> SurveyOut:
-    return await _staff_action(request, staff, survey_id, service.publish_results)
+    return await _staff_action(request, staff, survey_id, surveys.publish_results)
 
 
 @api.post(
@@ -188,96 +168,18 @@ async def answer(
     request: Request,
     paper_staff: Annotated[Staff | None, MaybeStaff("surveys.responses.paper")],
 ) -> ResponseCreated:
-    ctx = _ctx(request)
+    ctx = service_app(request)
     staff = None
     if body.channel == "paper":
-        survey, _ = await _load(ctx, survey_id)
+        survey, _ = await survey_or_404(ctx, survey_id)
         staff = authorize(paper_staff or current_staff(request), "surveys.responses.paper", Record(ks=survey.ks))
-    response = await _submit(ctx, request, survey_id, body, staff)
+    response = await submit(ctx, request, survey_id, body, staff)
     return ResponseCreated(
         id=response.id, survey_id=survey_id, channel=response.channel, volunteered=body.contact is not None
     )
 
 
-async def _submit(
-    ctx: ServiceApp, request: Request, survey_id: str, body: ResponseIn, staff: Staff | None, *, raw: bool = False
-) -> Any:
-    """Store one response; service errors become HTTP errors (AnswersInvalid kept when `raw`)."""
-    try:
-        return await service.submit_response(
-            ctx.db,
-            ctx.settings,
-            survey_id,
-            body,
-            address=request.client.host if request.client else None,
-            browser=request.cookies.get(survey_browser_cookie(survey_id)),
-            staff=staff,
-        )
-    except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
-    except service.InvitationInvalid as exc:
-        if raw:
-            raise
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, str(exc)) from None
-    except (service.InvitationUsedAlready, service.BrowserAnsweredAlready) as exc:
-        if raw:
-            raise
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except service.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    except AnswersInvalid as exc:
-        if raw:
-            raise
-        raise _unprocessable(exc.errors) from None
-
-
-class OptionResultOut(BaseModel):
-    id: str
-    text: str
-    count: int
-    percent: float = Field(description="Of the respondents who answered this question.")
-    by_age_band: dict[str, int]
-    by_ks: dict[str, int]
-
-
-class QuestionResultOut(BaseModel):
-    id: str
-    type: str
-    text: str
-    answered: int
-    answered_by_age_band: dict[str, int]
-    options: list[OptionResultOut] = Field(description="Choices; for scale questions the values 1–5.")
-    mean: float | None = Field(default=None, description="Scale questions only.")
-    texts: list[str] = Field(default_factory=list, description="Text questions: every answer given.")
-
-
-class ClusterOut(BaseModel):
-    address: str = Field(description="A keyed hash of the network address, shortened: never the address itself.")
-    window_start: datetime = Field(description="Start of the 10-minute window.")
-    count: int = Field(description="Web answers from this address in the window.")
-    without_browser: int = Field(description="Of them, answers that carried no per-browser token (no form cookie).")
-    flagged: bool = Field(description="More than KRANJ_SURVEYS_CLUSTER_THRESHOLD answers, or several without a browser token.")
-
-
-class ResultsOut(BaseModel):
-    survey_id: str
-    title: str
-    ks: str
-    status: str
-    results_published: bool
-    response_count: int
-    by_age_band: dict[str, int] = Field(description='Respondents per age band (the platform bands 0-14, 15-29, 30-49, 50-64, 65+; "unknown": not given).')
-    by_ks: dict[str, int]
-    by_channel: dict[str, int]
-    questions: list[QuestionResultOut]
-    suspicious_clusters: list[ClusterOut] = Field(
-        default_factory=list,
-        description="Web answers from one address within 10 minutes (more than one), busiest first; `flagged` where "
-        "they may be ballot stuffing. Nothing is refused for it: staff judge (a school class is a cluster too).",
-    )
-
-
-def _results_out(survey: Any, results: domain.Results, clusters: list[domain.Cluster] = ()) -> ResultsOut:  # type: ignore[assignment]
+def _results_out(survey: Any, tallied: tally.Results, clusters: list[domain.Cluster] = ()) -> ResultsOut:  # type: ignore[assignment]
     return ResultsOut(
         suspicious_clusters=[ClusterOut(**vars(c)) for c in clusters],
         survey_id=survey.id,
@@ -285,10 +187,10 @@ def _results_out(survey: Any, results: domain.Results, clusters: list[domain.Clu
         ks=survey.ks,
         status=survey.status,
         results_published=survey.results_published,
-        response_count=results.response_count,
-        by_age_band=results.by_age_band,
-        by_ks=results.by_ks,
-        by_channel=results.by_channel,
+        response_count=tallied.response_count,
+        by_age_band=tallied.by_age_band,
+        by_ks=tallied.by_ks,
+        by_channel=tallied.by_channel,
         questions=[
             QuestionResultOut(
                 id=q.id,
@@ -300,24 +202,17 @@ def _results_out(survey: Any, results: domain.Results, clusters: list[domain.Clu
                 mean=q.mean,
                 texts=q.texts,
             )
-            for q in results.questions
+            for q in tallied.questions
         ],
     )
 
 
-async def _results(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefinition, domain.Results]:
-    try:
-        return await service.results(ctx.db, survey_id)
-    except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
-
-
 @api.get("/surveys/{survey_id}/results", response_model=ResultsOut, summary="Counts, percentages, splits, free text (staff)")
 async def get_results(survey_id: str, request: Request, staff: ResultsRead) -> ResultsOut:
-    ctx = _ctx(request)
-    survey, _definition, results = await _results(ctx, survey_id)
-    clusters = await service.answer_clusters(ctx.db, survey_id, _config(ctx).cluster_threshold)
-    return _results_out(survey, results, clusters)
+    ctx = service_app(request)
+    survey, _definition, tallied = await results_or_404(ctx, survey_id)
+    clusters = await results.answer_clusters(ctx.db, survey_id, config_of(ctx).cluster_threshold)
+    return _results_out(survey, tallied, clusters)
 
 
 @api.get(
@@ -327,9 +222,9 @@ async def get_results(survey_id: str, request: Request, staff: ResultsRead) -> R
     responses={200: {"content": {"text/csv": {}}}},
 )
 async def get_results_csv(survey_id: str, request: Request, staff: ResultsRead) -> Response:
-    ctx = _ctx(request)
-    survey, definition, results = await _results(ctx, survey_id)
-    body = domain.results_csv(definition, results)
+    ctx = service_app(request)
+    survey, definition, tallied = await results_or_404(ctx, survey_id)
+    body = tally.results_csv(definition, tallied)
     return Response(
         body.encode("utf-8"),
         media_type="text/csv; charset=utf-8",

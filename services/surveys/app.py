@@ -13,11 +13,11 @@ from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import handlers, privacy, service
+from . import handlers, privacy, surveys
 from .api import api
 from .config import SurveysConfig
-from .domain import decimal_comma
 from .pages import pages
+from .tally import decimal_comma
 
 HERE = Path(__file__).parent
 SERVICE = "surveys"
@@ -36,11 +36,11 @@ def build(settings: Settings, config: SurveysConfig | None = None) -> ServiceApp
 
     async def close_due_surveys() -> int:
         """Surveys past their closing time are closed, and `surveys.survey.closed` announced."""
-        return await service.close_due(ctx.db, settings)
+        return await surveys.close_due(ctx.db, settings)
 
     async def remind_before_closing() -> int:
         """`surveys.survey.closing-soon`, once per survey, `reminder_hours_before` its closing time."""
-        return await service.remind_closing_soon(
+        return await surveys.remind_closing_soon(
             ctx.db,
             settings,
             hours_before=config.reminder_hours_before,

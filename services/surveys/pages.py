@@ -15,11 +15,12 @@ from shared.web.csrf import secure_cookies
 from shared.web.forms import LANDING
 from shared.web.ratelimit import rate_limit, survey_browser_cookie
 
-from . import domain, service, texts
-from .api import _config, _ctx, _load, _results, _submit  # the helpers the API and the pages share
+from . import answers, domain, needs, surveys, tally, texts
 from .domain import AnswersInvalid, SurveyDefinition
 from .qr import qr_svg
-from .service import ResponseIn
+from .results import answer_clusters
+from .schemas import ResponseIn
+from .web import config_of, results_or_404, service_app, submit, survey_or_404
 
 pages = APIRouter(include_in_schema=False)
 
@@ -38,10 +39,10 @@ async def home() -> RedirectResponse:
 
 @pages.get("/surveys", response_class=HTMLResponse)
 async def surveys_page(request: Request) -> HTMLResponse:
-    ctx = _ctx(request)
-    surveys = await service.list_open(ctx.db)
-    published = await service.list_published(ctx.db)
-    return ctx.templates.TemplateResponse(request, "surveys.html", {"surveys": surveys, "published": published})
+    ctx = service_app(request)
+    open_now = await surveys.list_open(ctx.db)
+    published = await surveys.list_published(ctx.db)
+    return ctx.templates.TemplateResponse(request, "surveys.html", {"surveys": open_now, "published": published})
 
 
 def _form_context(survey: Any, definition: SurveyDefinition, *, lang: str = "sl", **extra: Any) -> dict[str, Any]:
@@ -52,7 +53,7 @@ def _form_context(survey: Any, definition: SurveyDefinition, *, lang: str = "sl"
         "t": texts.ui(lang),
         "age_bands": domain.AGE_BANDS,
         "age_labels": texts.AGE_LABELS_EN if lang == "en" else domain.AGE_BAND_LABELS,
-        "consent_text": domain.consent_text(lang),
+        "consent_text": needs.consent_text(lang),
         "invitation": None,
         "invitation_invalid": False,
         "answered_invitation": False,
@@ -75,17 +76,17 @@ async def _invitation_state(ctx: ServiceApp, survey_id: str, token: str | None) 
     if not token:
         return {}
     try:
-        invitee = service.invitee_of(ctx.settings, survey_id, token)
-    except service.InvitationInvalid:
+        invitee = answers.invitee_of(ctx.settings, survey_id, token)
+    except answers.InvitationInvalid:
         return {"invitation": token, "invitation_invalid": True}
-    used = await service.is_invitation_used(ctx.db, survey_id, invitee)
+    used = await answers.is_invitation_used(ctx.db, survey_id, invitee)
     return {"invitation": token, "answered_invitation": used}
 
 
 @pages.get("/surveys/{survey_id}", response_class=HTMLResponse)
 async def survey_form(survey_id: str, request: Request, t: str | None = None) -> HTMLResponse:
-    ctx = _ctx(request)
-    survey, definition = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, definition = await survey_or_404(ctx, survey_id)
     if survey.status == "draft":
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Anketa še ni objavljena. / The survey is not open yet.")
     problem = domain.window_problem(survey.status, survey.opens_at, survey.closes_at, utcnow())
@@ -156,8 +157,8 @@ def _parse_form(
 
 
 async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: Staff | None) -> Response:
-    ctx = _ctx(request)
-    survey, definition = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, definition = await survey_or_404(ctx, survey_id)
     form = await request.form()
     lang = "sl" if paper else _language(request, form.get("lang"))
     payload, values = _parse_form(definition, form, paper, lang)
@@ -173,20 +174,19 @@ async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: 
             errors.setdefault(key, _form_message(key, str(err["msg"]), lang))
     if body is not None:
         try:
-            await _submit(ctx, request, survey_id, body, staff, raw=True)
+            await submit(ctx, request, survey_id, body, staff, raw=True)
         except AnswersInvalid as exc:
             for e in exc.errors:
-                message = e.en if lang == "en" else e.sl
-                errors.setdefault(e.field, message[:1].upper() + message[1:] + ".")
-        except service.BrowserAnsweredAlready:
+                errors.setdefault(e.field, e.message.sentence().in_language(lang))
+        except answers.BrowserAnsweredAlready:
             return ctx.templates.TemplateResponse(
                 request,
                 "survey_form.html",
                 _form_context(survey, definition, lang=lang, problem=None, answered=True),
                 status_code=status.HTTP_409_CONFLICT,
             )
-        except (service.InvitationInvalid, service.InvitationUsedAlready) as exc:
-            invalid = isinstance(exc, service.InvitationInvalid)
+        except (answers.InvitationInvalid, answers.InvitationUsedAlready) as exc:
+            invalid = isinstance(exc, answers.InvitationInvalid)
             return ctx.templates.TemplateResponse(
                 request,
                 "survey_form.html",
@@ -239,8 +239,8 @@ def _form_message(key: str, msg: str, lang: str = "sl") -> str:
 
 @pages.post("/surveys/{survey_id}", response_class=HTMLResponse, dependencies=[rate_limit("survey_answer")])
 async def submit_form(survey_id: str, request: Request) -> Response:
-    ctx = _ctx(request)
-    survey, definition = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, definition = await survey_or_404(ctx, survey_id)
     form = await request.form()
     # A personal invitation is its own limit (once each): the device's cookie does not apply to it.
     if request.cookies.get(_cookie(survey_id)) is not None and not form.get("t"):
@@ -257,8 +257,8 @@ async def submit_form(survey_id: str, request: Request) -> Response:
 
 @pages.get("/surveys/{survey_id}/hvala", response_class=HTMLResponse)
 async def thanks(survey_id: str, request: Request) -> HTMLResponse:
-    ctx = _ctx(request)
-    survey, _ = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, _ = await survey_or_404(ctx, survey_id)
     lang = _language(request)
     return ctx.templates.TemplateResponse(
         request, "survey_thanks.html", {"survey": survey, "lang": lang, "t": texts.ui(lang)}
@@ -267,9 +267,9 @@ async def thanks(survey_id: str, request: Request) -> HTMLResponse:
 
 @pages.get("/surveys/{survey_id}/print", response_class=HTMLResponse)
 async def print_version(survey_id: str, request: Request) -> HTMLResponse:
-    ctx = _ctx(request)
-    survey, definition = await _load(ctx, survey_id)
-    url = service.survey_url(ctx.settings, survey.id)
+    ctx = service_app(request)
+    survey, definition = await survey_or_404(ctx, survey_id)
+    url = surveys.survey_url(ctx.settings, survey.id)
     return ctx.templates.TemplateResponse(
         request,
         "survey_print.html",
@@ -283,8 +283,8 @@ def _page_staff(request: Request, survey: Any, action: str) -> Staff:
 
 @pages.get("/surveys/{survey_id}/paper", response_class=HTMLResponse)
 async def paper_form(survey_id: str, request: Request, saved: int = 0) -> HTMLResponse:
-    ctx = _ctx(request)
-    survey, definition = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, definition = await survey_or_404(ctx, survey_id)
     _page_staff(request, survey, "surveys.responses.paper")
     return ctx.templates.TemplateResponse(
         request, "survey_form.html", _form_context(survey, definition, paper=True, saved=bool(saved), problem=None, answered=False)
@@ -293,30 +293,30 @@ async def paper_form(survey_id: str, request: Request, saved: int = 0) -> HTMLRe
 
 @pages.post("/surveys/{survey_id}/paper", response_class=HTMLResponse)
 async def paper_submit(survey_id: str, request: Request) -> Response:
-    ctx = _ctx(request)
-    survey, _ = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, _ = await survey_or_404(ctx, survey_id)
     staff = _page_staff(request, survey, "surveys.responses.paper")
     return await _handle_form(request, survey_id, paper=True, staff=staff)
 
 
-def _charts(results: domain.Results) -> dict[str, Any]:
+def _charts(results: tally.Results) -> dict[str, Any]:
     bands = [*domain.AGE_BANDS, domain.UNKNOWN]
-    reach = domain.bar_chart(
+    reach = tally.bar_chart(
         [
-            (domain.AGE_BAND_LABELS[b], results.by_age_band[b], domain.percent(results.by_age_band[b], results.response_count))
+            (domain.AGE_BAND_LABELS[b], results.by_age_band[b], tally.percent(results.by_age_band[b], results.response_count))
             for b in bands
         ]
     )
     per_question = {
-        q.id: domain.bar_chart([(o.text, o.count, o.percent) for o in q.options]) for q in results.questions if q.options
+        q.id: tally.bar_chart([(o.text, o.count, o.percent) for o in q.options]) for q in results.questions if q.options
     }
     return {"reach": reach, "per_question": per_question}
 
 
 @pages.get("/surveys/{survey_id}/results", response_class=HTMLResponse)
 async def public_results(survey_id: str, request: Request) -> HTMLResponse:
-    ctx = _ctx(request)
-    survey, definition, results = await _results(ctx, survey_id)
+    ctx = service_app(request)
+    survey, definition, results = await results_or_404(ctx, survey_id)
     if not survey.results_published:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Rezultati te ankete še niso objavljeni. / Not published yet.")
     return ctx.templates.TemplateResponse(
@@ -336,8 +336,8 @@ STAFF_DONE = {
 
 @pages.get("/surveys/{survey_id}/staff", response_class=HTMLResponse)
 async def staff_results(survey_id: str, request: Request, done: str = "") -> HTMLResponse:
-    ctx = _ctx(request)
-    survey, definition, results = await _results(ctx, survey_id)
+    ctx = service_app(request)
+    survey, definition, results = await results_or_404(ctx, survey_id)
     _page_staff(request, survey, "surveys.results.read")
     return ctx.templates.TemplateResponse(
         request,
@@ -350,8 +350,8 @@ async def staff_results(survey_id: str, request: Request, done: str = "") -> HTM
             "age_labels": domain.AGE_BAND_LABELS,
             "done": STAFF_DONE.get(done),
             "action_error": None,
-            "clusters": await service.answer_clusters(ctx.db, survey_id, _config(ctx).cluster_threshold),
-            "cluster_threshold": _config(ctx).cluster_threshold,
+            "clusters": await answer_clusters(ctx.db, survey_id, config_of(ctx).cluster_threshold),
+            "cluster_threshold": config_of(ctx).cluster_threshold,
         },
     )
 
@@ -359,13 +359,13 @@ async def staff_results(survey_id: str, request: Request, done: str = "") -> HTM
 async def _staff_page_action(request: Request, survey_id: str, action: Any, done: str) -> Response:
     """The staff page's buttons: plain HTML forms posting here; the same service functions
     as the API, then back to the staff page with a Slovenian confirmation (or the reason)."""
-    ctx = _ctx(request)
-    survey, _ = await _load(ctx, survey_id)
+    ctx = service_app(request)
+    survey, _ = await survey_or_404(ctx, survey_id)
     _page_staff(request, survey, "surveys.manage")
     try:
         await action(ctx.db, ctx.settings, survey_id)
-    except service.Conflict as exc:
-        survey, definition, results = await _results(ctx, survey_id)
+    except surveys.Conflict as exc:
+        survey, definition, results = await results_or_404(ctx, survey_id)
         return ctx.templates.TemplateResponse(
             request,
             "results.html",
@@ -376,7 +376,7 @@ async def _staff_page_action(request: Request, survey_id: str, action: Any, done
                 "staff": True,
                 "age_labels": domain.AGE_BAND_LABELS,
                 "done": None,
-                "action_error": str(exc).split(" / ")[0],
+                "action_error": exc.message.sl,
             },
             status_code=status.HTTP_409_CONFLICT,
         )
@@ -385,14 +385,14 @@ async def _staff_page_action(request: Request, survey_id: str, action: Any, done
 
 @pages.post("/surveys/{survey_id}/staff/open")
 async def staff_open(survey_id: str, request: Request) -> Response:
-    return await _staff_page_action(request, survey_id, service.open_survey, "opened")
+    return await _staff_page_action(request, survey_id, surveys.open_survey, "opened")
 
 
 @pages.post("/surveys/{survey_id}/staff/close")
 async def staff_close(survey_id: str, request: Request) -> Response:
-    return await _staff_page_action(request, survey_id, service.close_survey, "closed")
+    return await _staff_page_action(request, survey_id, surveys.close_survey, "closed")
 
 
 @pages.post("/surveys/{survey_id}/staff/publish")
 async def staff_publish(survey_id: str, request: Request) -> Response:
-    return await _staff_page_action(request, survey_id, service.publish_results, "published")
+    return await _staff_page_action(request, survey_id, surveys.publish_results, "published")

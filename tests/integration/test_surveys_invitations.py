@@ -18,10 +18,10 @@ from sqlmodel import select, update
 from staff_login import csrf_of
 from support.settings import make_settings, wait_until
 
-from services.surveys import service
 from services.surveys.app import create_app
 from services.surveys.config import SurveysConfig
 from services.surveys.models import InvitationUsed, Survey
+from services.surveys.surveys import remind_closing_soon
 from shared.contracts import parse_data, parse_envelope
 from shared.contracts.surveys import SURVEY_CLOSING_SOON
 from shared.db import Database
@@ -179,7 +179,7 @@ async def test_closing_soon_once_across_two_replicas_with_the_answered_invitees(
     assert r.status_code == 201
 
     # A survey opened just now is not reminded yet (its invitation is fresh).
-    assert await service.remind_closing_soon(app.state.ctx.db, settings) == 0
+    assert await remind_closing_soon(app.state.ctx.db, settings) == 0
     assert await _closing_soon_rows(app) == []
     async with app.state.ctx.db.session() as session:
         await session.exec(update(Survey).values(opened_at=utcnow() - timedelta(days=5)))
@@ -189,7 +189,7 @@ async def test_closing_soon_once_across_two_replicas_with_the_answered_invitees(
     url = app.state.ctx.db.url
     replicas = [Database(url), Database(url)]
     try:
-        runs = [service.remind_closing_soon(db, settings) for db in replicas for _ in range(2)]
+        runs = [remind_closing_soon(db, settings) for db in replicas for _ in range(2)]
         counts = await asyncio.gather(*runs)
     finally:
         for db in replicas:
@@ -210,7 +210,7 @@ async def test_closing_soon_once_across_two_replicas_with_the_answered_invitees(
         assert (await session.get(Survey, later)).reminder_sent_at is None
         columns = {c["name"] for c in await session.run_sync(lambda s: sa.inspect(s.connection()).get_columns("survey_invitations_used"))}
     assert columns == {"survey_id", "invitee", "used_at"}  # nothing links an invitation to its answers
-    assert await service.remind_closing_soon(app.state.ctx.db, settings) == 0
+    assert await remind_closing_soon(app.state.ctx.db, settings) == 0
     await wait_until(
         lambda: any(m["type"].endswith("survey.closing-soon.v1") for m in received), timeout=15, message="closing-soon on the broker"
     )

@@ -10,9 +10,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from pydantic import ValidationError
 
-from services.surveys import domain
-from services.surveys.domain import AnswersInvalid, ResponseData, SurveyDefinition
-from services.surveys.service import ContactIn, ResponseIn
+from services.surveys import domain, needs, tally
+from services.surveys.domain import AnswersInvalid, SurveyDefinition
+from services.surveys.schemas import ContactIn, ResponseIn
+from services.surveys.tally import ResponseData
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 
@@ -33,9 +34,9 @@ def small_survey(**extra) -> SurveyDefinition:
 
 # ---------------------------------------------------------------------------- template
 def test_needs_assessment_has_the_four_workshop_questions_and_take_part():
-    survey = domain.needs_assessment("primskovo")
+    survey = needs.needs_assessment("primskovo")
     ids = [q.id for q in survey.questions]
-    assert ids[:4] == list(domain.NEEDS_QUESTION_IDS) and ids[4] == domain.TAKE_PART_QUESTION
+    assert ids[:4] == list(needs.NEEDS_QUESTION_IDS) and ids[4] == needs.TAKE_PART_QUESTION
     need, what, existing, who, take_part = survey.questions
     assert "potrebujemo skupnostni prostor" in need.text and need.type == "single" and need.required
     assert what.type == "multiple" and what.required
@@ -44,9 +45,9 @@ def test_needs_assessment_has_the_four_workshop_questions_and_take_part():
         assert word in texts
     assert existing.type == "text" and "že potekajo" in existing.text and "ponudili" in existing.text
     assert who.type == "multiple" and "sodelovali" in who.text
-    assert not take_part.required and domain.TAKE_PART_YES in take_part.option_ids()
+    assert not take_part.required and needs.TAKE_PART_YES in take_part.option_ids()
     assert survey.contact and survey.ks == "primskovo" and "Primskovo" in survey.title
-    assert "Mestni občini Kranj" in domain.needs_assessment("*").title
+    assert "Mestni občini Kranj" in needs.needs_assessment("*").title
 
 
 def test_definition_ids_are_given_and_checked():
@@ -114,11 +115,11 @@ def test_response_and_contact_models():
 # ------------------------------------------------------------------------------ window
 def test_answering_window():
     assert domain.window_problem("open", None, None, NOW) is None
-    assert "še ni odprta" in domain.window_problem("draft", None, None, NOW)
-    assert "zaprta" in domain.window_problem("closed", None, None, NOW)
-    assert "se odpre" in domain.window_problem("open", NOW + timedelta(hours=1), None, NOW)
+    assert "še ni odprta" in domain.window_problem("draft", None, None, NOW).sl
+    assert "zaprta" in domain.window_problem("closed", None, None, NOW).sl
+    assert "se odpre" in domain.window_problem("open", NOW + timedelta(hours=1), None, NOW).sl
     assert domain.window_problem("open", NOW - timedelta(hours=1), NOW + timedelta(hours=1), NOW) is None
-    assert "zaprta" in domain.window_problem("open", None, NOW, NOW)
+    assert "zaprta" in domain.window_problem("open", None, NOW, NOW).sl
     assert domain.is_due_to_close("open", NOW, NOW) and not domain.is_due_to_close("open", None, NOW)
 
 
@@ -147,7 +148,7 @@ RESPONSES = [
 
 
 def test_counts_percentages_and_splits():
-    results = domain.compute_results(small_survey(), RESPONSES)
+    results = tally.compute_results(small_survey(), RESPONSES)
     assert results.response_count == 3
     assert results.by_age_band == {"0-14": 0, "15-29": 1, "30-49": 0, "50-64": 0, "65+": 1, "unknown": 1}
     assert results.by_ks == {"planina": 2, "huje": 1} and results.by_channel == {"web": 2, "paper": 1}
@@ -157,12 +158,12 @@ def test_counts_percentages_and_splits():
     assert b.answered == 2 and [(o.count, o.percent) for o in b.options] == [(2, 100.0), (1, 50.0), (0, 0.0)]
     assert [o.count for o in c.options] == [0, 1, 0, 1, 1] and c.mean == 3.67
     assert d.texts == ["Pevski zbor"] and d.options == []
-    assert domain.percent(1, 8) == 12.5 and domain.percent(1, 0) == 0.0 and domain.percent(2, 3) == 66.7
+    assert tally.percent(1, 8) == 12.5 and tally.percent(1, 0) == 0.0 and tally.percent(2, 3) == 66.7
 
 
 def test_csv_opens_in_a_slovenian_spreadsheet():
     definition = small_survey()
-    text = domain.results_csv(definition, domain.compute_results(definition, [*RESPONSES, ResponseData({"a": "n", "d": "=HYPERLINK(1)"}, "30-49")]))
+    text = tally.results_csv(definition, tally.compute_results(definition, [*RESPONSES, ResponseData({"a": "n", "d": "=HYPERLINK(1)"}, "30-49")]))
     assert text.startswith("\ufeff") and "\r\n" in text
     raw = text.encode("utf-8")
     assert raw.startswith(b"\xef\xbb\xbf")
@@ -182,8 +183,8 @@ def test_csv_opens_in_a_slovenian_spreadsheet():
 
 
 def test_bar_chart_geometry():
-    chart = domain.bar_chart([("a", 4, 50.0), ("b", 2, 25.0), ("c", 0, 0.0)])
+    chart = tally.bar_chart([("a", 4, 50.0), ("b", 2, 25.0), ("c", 0, 0.0)])
     assert len(chart.bars) == 3 and chart.bars[0].width == chart.bar_area and chart.bars[1].width == chart.bar_area / 2
     assert chart.bars[2].width == 0 and chart.height > chart.bars[-1].y
-    assert domain.bar_chart([("x", 0, 0.0)]).bars[0].width == 0
-    assert domain.decimal_comma(66.66666, 1) == "66,7" and domain.decimal_comma(3.5, 2) == "3,50"
+    assert tally.bar_chart([("x", 0, 0.0)]).bars[0].width == 0
+    assert tally.decimal_comma(66.66666, 1) == "66,7" and tally.decimal_comma(3.5, 2) == "3,50"
