@@ -10,56 +10,38 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import AwareDatetime, BaseModel, Field
 
 from shared import clock
-from shared.auth import Grant, MaybeStaff, Permit, Record, Staff, authorize, current_staff, may, require_ks
+from shared.auth import Grant, MaybeStaff, Permit, Record, Staff, current_staff, may
 from shared.contracts import KS_NAMES
-from shared.web import ServiceApp
 from shared.web.csv_export import csv_response
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
-from . import service
+from . import bookings, decisions, messages, rooms
 from .domain import TZ, Interval
-from .service import BookingCreated, BookingIn, BookingOut, RoomOut, RoomRulesIn
+from .errors import Conflict, NotFound, RuleBroken
+from .figures import FIGURES_CSV_HEADER, figures_csv_rows
+from .schemas import BookingCreated, BookingIn, BookingOut, RoomOut, RoomRulesIn
+from .web import NO_ROOM, booking_or_404, ctx_of, decide, ks_scope, room_or_404, usage_figures
 
 api = APIRouter(prefix="/api/v1", tags=["booking"])
 
 MAX_WINDOW = timedelta(days=62)
-NO_ROOM = "Prostora ni. / No such room."
-NO_BOOKING = "Rezervacije ni. / No such booking."
 
 
-def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
-
-
-def _conflict(exc: service.RuleBroken) -> JSONResponse:
-    body: dict[str, Any] = {"detail": exc.detail, "rules": [v.rule for v in exc.violations]}
+def _conflict(exc: RuleBroken) -> JSONResponse:
+    body: dict[str, Any] = {"detail": str(exc.message), "rules": [v.rule for v in exc.violations]}
     if exc.conflicts:
         body["conflicts"] = exc.conflicts
     return JSONResponse(body, status_code=exc.status)
 
 
-async def _room(ctx: ServiceApp, room_id: str) -> service.Room:
-    try:
-        return await service.get_room(ctx.db, room_id)
-    except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_ROOM) from None
-
-
-async def _booking(ctx: ServiceApp, booking_id: str) -> tuple[service.Booking, service.Room]:
-    try:
-        return await service.get_booking(ctx.db, booking_id)
-    except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_BOOKING) from None
-
-
 # The records of the permission table (shared/permissions.py): a room and a booking belong
 # to the room's KS; organisers have no booking rights, so no owner is needed.
 async def room_record(request: Request) -> Record:
-    return Record(ks=(await _room(_ctx(request), request.path_params["room_id"])).ks)
+    return Record(ks=(await room_or_404(ctx_of(request), request.path_params["room_id"])).ks)
 
 
 async def booking_record(request: Request) -> Record:
-    _booking_row, room = await _booking(_ctx(request), request.path_params["booking_id"])
+    _booking_row, room = await booking_or_404(ctx_of(request), request.path_params["booking_id"])
     return Record(ks=room.ks)
 
 
@@ -82,12 +64,12 @@ async def list_rooms(
             status.HTTP_422_UNPROCESSABLE_CONTENT,
             f"Neznana KS {ks!r}. / Unknown KS {ks!r}; use one of the 26 KS slugs of Kranj.",
         )
-    return [service.to_out(r) for r in await service.list_rooms(_ctx(request).db, ks)]
+    return [rooms.to_out(r) for r in await rooms.list_rooms(ctx_of(request).db, ks)]
 
 
 @api.get("/rooms/{room_id}", response_model=RoomOut, summary="One community room, with its rules")
 async def get_room(room_id: str, request: Request) -> RoomOut:
-    return service.to_out(await _room(_ctx(request), room_id))
+    return rooms.to_out(await room_or_404(ctx_of(request), room_id))
 
 
 @api.post(
@@ -100,7 +82,7 @@ async def import_rooms(request: Request, staff: RoomsImport) -> dict[str, Any]:
     body = await request.body()
     if not body.strip():
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "Prazna datoteka. / Empty file.")
-    result = await service.import_rooms(_ctx(request).db, staff, body)
+    result = await rooms.import_rooms(ctx_of(request).db, staff, body)
     return {"created": result.created, "updated": result.updated, "errors": result.errors}
 
 
@@ -111,11 +93,11 @@ async def import_rooms(request: Request, staff: RoomsImport) -> dict[str, Any]:
     responses={409: {"description": "The new rules contradict each other (e.g. a minimum longer than the maximum)."}},
 )
 async def update_room(room_id: str, body: RoomRulesIn, request: Request, staff: RoomsEdit) -> RoomOut:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     try:
-        return service.to_out(await service.update_room(ctx.db, room_id, body, staff))
-    except service.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        return rooms.to_out(await rooms.update_room(ctx.db, room_id, body, staff))
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc.message)) from None
 
 
 class ClosureIn(BaseModel):
@@ -136,10 +118,10 @@ class ClosureOut(ClosureIn):
     summary="Close a room for a while (staff)",
 )
 async def add_closure(room_id: str, body: ClosureIn, request: Request, staff: RoomsEdit) -> ClosureOut:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     if body.ends_at <= body.starts_at:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "ends_at: must be after starts_at")
-    closure = await service.add_closure(ctx.db, room_id, body.starts_at, body.ends_at, body.reason, staff)
+    closure = await rooms.add_closure(ctx.db, room_id, body.starts_at, body.ends_at, body.reason, staff)
     return ClosureOut.model_validate(closure, from_attributes=True)
 
 
@@ -195,11 +177,11 @@ async def availability(
     frm: Annotated[datetime | None, Query(alias="from")] = None,
     to: Annotated[datetime | None, Query()] = None,
 ) -> dict[str, Any]:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     window = _window(frm, to)
     try:
-        _room_row, _rules, avail = await service.room_availability(ctx.db, room_id, window)
-    except service.NotFound:
+        _room_row, _rules, avail = await bookings.room_availability(ctx.db, room_id, window)
+    except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_ROOM) from None
     return {
         "room_id": room_id,
@@ -214,8 +196,8 @@ async def availability(
 # ======================================================================================
 # Bookings
 # ======================================================================================
-def _created(made: service.Created, personal: bool) -> BookingCreated:
-    outs = [service.booking_out(b, personal=personal) for b in made.bookings]
+def _created(made: bookings.Created, personal: bool) -> BookingCreated:
+    outs = [bookings.booking_out(b, personal=personal) for b in made.bookings]
     return BookingCreated(
         **outs[0].model_dump(), bookings=outs if len(outs) > 1 or made.skipped else [], skipped=made.skipped
     )
@@ -243,13 +225,13 @@ def _created(made: service.Created, personal: bool) -> BookingCreated:
 async def create_booking(
     body: BookingIn, request: Request, staff: Annotated[Staff | None, MaybeStaff("booking.create")]
 ) -> Any:
-    ctx = _ctx(request)
-    room = await _room(ctx, body.room_id)
+    ctx = ctx_of(request)
+    room = await room_or_404(ctx, body.room_id)
     if staff is not None and not may(staff, "booking.create", Record(ks=room.ks)):
         staff = None  # staff of another KS (and organisers) ask like any resident
     try:
-        made = await service.request_booking(ctx.db, ctx.settings, body, staff=staff)
-    except service.RuleBroken as exc:
+        made = await bookings.request_booking(ctx.db, ctx.settings, body, staff=staff)
+    except RuleBroken as exc:
         return _conflict(exc)
     return _created(made, personal=True)
 
@@ -262,21 +244,10 @@ async def list_bookings(
     room_id: str | None = None,
     ks: str | None = None,
 ) -> list[BookingOut]:
-    ctx = _ctx(request)
-    scope = _ks_scope(staff, ks)
-    rows = await service.list_bookings(ctx.db, status=status_, ks=scope, room_id=room_id)
-    return [service.booking_out(b, personal=True) for b, _room in rows]
-
-
-def _ks_scope(staff: Staff, ks: str | None) -> list[str] | None:
-    if ks is not None:
-        if ks not in KS_NAMES:
-            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Neznana KS {ks!r}. / Unknown KS.")
-        require_ks(staff, ks)
-        return [ks]
-    if staff.role == "admin" or "*" in staff.ks:
-        return None
-    return list(staff.ks)
+    ctx = ctx_of(request)
+    scope = ks_scope(staff, ks)
+    rows = await bookings.list_bookings(ctx.db, status=status_, ks=scope, room_id=room_id)
+    return [bookings.booking_out(b, personal=True) for b, _room in rows]
 
 
 @api.get(
@@ -292,13 +263,13 @@ async def get_booking(
     staff: Annotated[Staff | None, MaybeStaff("booking.read")],
     token: Annotated[str | None, Query(description="The requester's signed token (from their link).")] = None,
 ) -> BookingOut:
-    ctx = _ctx(request)
-    booking, room = await _booking(ctx, booking_id)
+    ctx = ctx_of(request)
+    booking, room = await booking_or_404(ctx, booking_id)
     if may(staff, "booking.read", Record(ks=room.ks)):
-        return service.booking_out(booking, personal=True)
-    if token is not None and service.booking_id_from_token(ctx.settings, token) == booking_id:
-        return service.booking_out(booking, personal=True)  # the requester's own link
-    return service.booking_out(booking).model_copy(update={"purpose": "", "reason": None})
+        return bookings.booking_out(booking, personal=True)
+    if token is not None and messages.booking_id_from_token(ctx.settings, token) == booking_id:
+        return bookings.booking_out(booking, personal=True)  # the requester's own link
+    return bookings.booking_out(booking).model_copy(update={"purpose": "", "reason": None})
 
 
 class RejectIn(BaseModel):
@@ -309,33 +280,14 @@ class CancelIn(BaseModel):
     reason: str | None = Field(default=None, max_length=1000)
 
 
-async def _decide(
-    request: Request, booking_id: str, staff: Staff, action: str, reason: str | None = None
-) -> BookingOut:
-    ctx = _ctx(request)
-    _booking_row, room = await _booking(ctx, booking_id)
-    staff = authorize(staff, "booking.cancel" if action == "cancel" else "booking.approve", Record(ks=room.ks))
-    # (the use case checks the KS again, on the locked row)
-    try:
-        if action == "approve":
-            booking = await service.approve(ctx.db, ctx.settings, booking_id, staff)
-        elif action == "reject":
-            booking = await service.reject(ctx.db, ctx.settings, booking_id, staff, reason or "")
-        else:
-            booking = await service.cancel(ctx.db, ctx.settings, booking_id, by="staff", reason=reason, staff=staff)
-    except service.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    return service.booking_out(booking, personal=True)
-
-
 @api.post("/bookings/{booking_id}/approve", response_model=BookingOut, summary="Approve a request (staff)")
 async def approve(booking_id: str, request: Request, staff: Approve) -> BookingOut:
-    return await _decide(request, booking_id, staff, "approve")
+    return await decide(request, booking_id, staff, "approve")
 
 
 @api.post("/bookings/{booking_id}/reject", response_model=BookingOut, summary="Reject a request, with a reason (staff)")
 async def reject(booking_id: str, body: RejectIn, request: Request, staff: Approve) -> BookingOut:
-    return await _decide(request, booking_id, staff, "reject", body.reason.strip())
+    return await decide(request, booking_id, staff, "reject", body.reason.strip())
 
 
 @api.post(
@@ -359,36 +311,23 @@ async def cancel(
     body: Annotated[CancelIn | None, Body()] = None,
     token: Annotated[str | None, Query(description="The requester's signed token (from cancel_url).")] = None,
 ) -> BookingOut:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     reason = body.reason if body else None
     if token is not None and not request.headers.get("authorization"):
-        if service.booking_id_from_token(ctx.settings, token) != booking_id:
+        if messages.booking_id_from_token(ctx.settings, token) != booking_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Povezava ni veljavna. / The link is not valid.")
-        await _booking(ctx, booking_id)
+        await booking_or_404(ctx, booking_id)
         try:
-            booking = await service.cancel(ctx.db, ctx.settings, booking_id, by="requester", reason=reason)
-        except service.Conflict as exc:
-            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        return service.booking_out(booking)
-    return await _decide(request, booking_id, staff or current_staff(request), "cancel", reason)
+            booking = await decisions.cancel(ctx.db, ctx.settings, booking_id, by="requester", reason=reason)
+        except Conflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc.message)) from None
+        return bookings.booking_out(booking)
+    return await decide(request, booking_id, staff or current_staff(request), "cancel", reason)
 
 
 # ======================================================================================
 # Room-use figures (staff)
 # ======================================================================================
-async def _figures(
-    request: Request, staff: Staff, period: str, frm: date | None, to: date | None, ks: str | None
-) -> list[dict[str, Any]]:
-    ctx = _ctx(request)
-    today = clock.local_now().date()
-    frm = frm or (today.replace(day=1) - timedelta(days=150)).replace(day=1)
-    to = to or today + timedelta(days=62)
-    since = datetime.combine(frm, datetime.min.time(), TZ).astimezone(UTC)
-    until = datetime.combine(to + timedelta(days=1), datetime.min.time(), TZ).astimezone(UTC)
-    rows = await service.list_bookings(ctx.db, status="confirmed", ks=_ks_scope(staff, ks), since=since, until=until)
-    return service.figures(rows, period)  # type: ignore[arg-type]
-
-
 @api.get("/figures", summary="Room use per room and week or month (staff)")
 async def figures(
     request: Request,
@@ -400,7 +339,7 @@ async def figures(
 ) -> list[dict[str, Any]]:
     """Confirmed bookings per room and period: `bookings`, `hours`, `hours_outside_office_hours`
     (the room used beyond the KS's formalities), `attendees`, `by_category`, `by_group_kind`."""
-    return await _figures(request, staff, period, frm, to, ks)
+    return await usage_figures(request, staff, period, frm, to, ks)
 
 
 @api.get("/figures.csv", summary="Room use as CSV for a Slovenian Excel (staff)", response_class=Response)
@@ -412,7 +351,5 @@ async def figures_csv(
     to: date | None = None,
     ks: str | None = None,
 ) -> Response:
-    rows = await _figures(request, staff, period, frm, to, ks)
-    return csv_response(
-        service.figures_csv_rows(rows), header=service.FIGURES_CSV_HEADER, filename=f"uporaba-prostorov-{period}.csv"
-    )
+    rows = await usage_figures(request, staff, period, frm, to, ks)
+    return csv_response(figures_csv_rows(rows), header=FIGURES_CSV_HEADER, filename=f"uporaba-prostorov-{period}.csv")

@@ -12,8 +12,9 @@ from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import handlers, privacy, service
+from . import handlers, privacy
 from .api import api
+from .decisions import expire_due
 from .pages import pages
 
 HERE = Path(__file__).parent
@@ -29,7 +30,7 @@ def build(settings: Settings, *, expiry_interval: float = EXPIRY_INTERVAL) -> Se
 
     async def expire_lapsed_requests() -> int:
         total = 0
-        while (expired := await service.expire_due(ctx.db, settings)) > 0:  # batches, until none is left
+        while (expired := await expire_due(ctx.db, settings)) > 0:  # batches, until none is left
             total += expired
         return total
 

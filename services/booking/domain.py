@@ -18,6 +18,8 @@ from zoneinfo import ZoneInfo
 
 import holidays
 
+from shared.errors import Bilingual
+
 TZ = ZoneInfo("Europe/Ljubljana")
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 DAY_MINUTES = 24 * 60
@@ -50,8 +52,12 @@ class Violation:
     sl: str
     en: str
 
+    @property
+    def message(self) -> Bilingual:
+        return Bilingual(self.sl, self.en)
+
     def text(self) -> str:
-        return f"{self.sl} / {self.en}"
+        return str(self.message)
 
 
 def parse_hhmm(value: str) -> int:

@@ -18,17 +18,22 @@ from shared.models import new_id, utcnow
 from shared.privacy import answer_exports
 from shared.settings import Settings
 
-from . import privacy, service
+from . import privacy
+from .bookings import book_in_session
+from .decisions import bookings_of_event, release_event_bookings
 from .domain import Interval
-from .models import Booking, Room
+from .errors import RuleBroken
+from .messages import SOURCE, announce, message_data
+from .models import HOLDING, Booking, Room
+from .schemas import BookingIn
 
 log = logging.getLogger("kranj.booking.handlers")
 
 
-def room_booking_in(data: RoomRequested) -> service.BookingIn:
+def room_booking_in(data: RoomRequested) -> BookingIn:
     """The request as a booking of the KS itself (the organiser has no contact: no validation
     of one; notify then tells nobody by email or SMS, the events staff page shows the answer)."""
-    return service.BookingIn.model_construct(
+    return BookingIn.model_construct(
         room_id=data.room_id,
         starts_at=data.starts_at,
         ends_at=data.ends_at,
@@ -55,8 +60,8 @@ def refuse(
         id=new_id(), **fields, status="rejected", reason=reason[:1000], created_at=now, decided_at=now,
         event_id=data.request_id,
     )  # fmt: skip
-    answer = service.message_data(settings, room, refusal).model_copy(update={"status_url": None, "cancel_url": None})
-    add_to_outbox(session, BOOKING_REJECTED, answer, source=service.SOURCE, subject=data.request_id)
+    answer = message_data(settings, room, refusal).model_copy(update={"status_url": None, "cancel_url": None})
+    add_to_outbox(session, BOOKING_REJECTED, answer, source=SOURCE, subject=data.request_id)
     log.info("room request refused", extra={"ce_id": envelope.id, "event_id": data.request_id, "reason": reason[:300]})
 
 
@@ -76,17 +81,17 @@ def register(bus: Bus, settings: Settings) -> None:
             room = Room(id=data.room_id, ks=data.ks, name=data.room_id, address="")  # for the answer only
         elif data.ks is not None and room.ks != data.ks:
             wrong = f"Prostor {room.name} ni prostor KS dogodka. / The room belongs to another KS."
-        existing = await service.bookings_of_event(session, data.request_id)
-        holding = [b for b in existing if b.status in service.HOLDING]
+        existing = await bookings_of_event(session, data.request_id)
+        holding = [b for b in existing if b.status in HOLDING]
         same = next(
             (b for b in holding if (b.room_id, b.starts_at, b.ends_at) == (data.room_id, data.starts_at, data.ends_at)),
             None,
         )
         if same is not None and wrong is None:  # asked again for the same room and time (a redelivery): answer again
-            service.announce(session, settings, room, same)
+            announce(session, settings, room, same)
             return
         if holding:  # the event moved: the new request supersedes what was held for the old time
-            await service.release_event_bookings(
+            await release_event_bookings(
                 session, settings, data.request_id, "Dogodek je prestavljen na drug termin. / The event was moved."
             )
             await session.flush()
@@ -97,7 +102,7 @@ def register(bus: Bus, settings: Settings) -> None:
         booking_in = room_booking_in(data)
         own_ks = data.ks is not None  # checked above: the room is the event's KS's own
         try:
-            created = await service.book_in_session(
+            created = await book_in_session(
                 session,
                 db,
                 settings,
@@ -109,8 +114,8 @@ def register(bus: Bus, settings: Settings) -> None:
                 created_by=f"events:{data.request_id}",
                 event_id=data.request_id,
             )
-        except service.RuleBroken as refused:
-            refuse(session, settings, envelope, data, room, refused.detail)
+        except RuleBroken as refused:
+            refuse(session, settings, envelope, data, room, str(refused.message))
             return
         log.info(
             "room request booked",
@@ -118,7 +123,7 @@ def register(bus: Bus, settings: Settings) -> None:
         )
 
     async def on_room_released(session: AsyncSession, envelope: CloudEvent, data: RoomReleased) -> None:
-        released = await service.release_event_bookings(
+        released = await release_event_bookings(
             session, settings, data.request_id, data.reason or "Dogodek je odpovedan. / The event was cancelled."
         )
         log.info(

@@ -19,10 +19,13 @@ from shared.web.forms import LANDING, Errors, field_errors, form_errors
 from shared.web.ratelimit import rate_limit
 from shared.web.site import chosen_ks, remember_ks
 
-from . import domain, service
-from .api import NO_ROOM, _booking, _ctx, _decide, _figures, _ks_scope, _room  # the helpers the API and the pages share
+from . import bookings, decisions, domain, messages, rooms
 from .domain import TZ, Interval
-from .service import BookingIn
+from .errors import Conflict, NotFound, RuleBroken
+from .figures import CATEGORY_SL, GROUP_SL
+from .models import Booking, Room
+from .schemas import BookingIn
+from .web import NO_ROOM, booking_or_404, ctx_of, decide, ks_scope, room_or_404, usage_figures
 
 pages = APIRouter(include_in_schema=False)
 
@@ -37,11 +40,11 @@ async def home() -> RedirectResponse:
 
 @pages.get("/rooms", response_class=HTMLResponse)
 async def rooms_page(request: Request, ks: str | None = None) -> HTMLResponse:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     picked, ks = ks, chosen_ks(request, ks)  # no `ks` in the address: the KS this browser picked before
-    rooms = await service.list_rooms(ctx.db, ks)
-    by_ks = [(slug, list(group)) for slug, group in groupby(rooms, key=lambda r: r.ks)]
-    page = ctx.templates.TemplateResponse(request, "rooms.html", {"by_ks": by_ks, "count": len(rooms), "ks": ks})
+    found = await rooms.list_rooms(ctx.db, ks)
+    by_ks = [(slug, list(group)) for slug, group in groupby(found, key=lambda r: r.ks)]
+    page = ctx.templates.TemplateResponse(request, "rooms.html", {"by_ks": by_ks, "count": len(found), "ks": ks})
     return remember_ks(request, page, picked, ctx.settings)  # type: ignore[return-value]
 
 
@@ -52,12 +55,12 @@ async def staff_requests_page(request: Request, done: str | None = None) -> Resp
     if isinstance(staff, RedirectResponse):
         return staff
     authorize(staff, "booking.read")
-    ctx = _ctx(request)
-    rows = await service.list_bookings(ctx.db, status="requested", ks=_ks_scope(staff, None))
+    ctx = ctx_of(request)
+    rows = await bookings.list_bookings(ctx.db, status="requested", ks=ks_scope(staff, None))
     return ctx.templates.TemplateResponse(
         request,
         "staff_requests.html",
-        {"rows": rows, "done": done, "category_sl": service.CATEGORY_SL, "group_sl": service.GROUP_SL},
+        {"rows": rows, "done": done, "category_sl": CATEGORY_SL, "group_sl": GROUP_SL},
     )
 
 
@@ -72,7 +75,7 @@ async def staff_decide(booking_id: str, action: str, request: Request) -> Respon
     reason = str(form.get("reason") or "").strip()
     if action == "zavrni" and not reason:
         reason = "Prostor v tem času ni na voljo."
-    await _decide(request, booking_id, staff, "approve" if action == "odobri" else "reject", reason)
+    await decide(request, booking_id, staff, "approve" if action == "odobri" else "reject", reason)
     return RedirectResponse(f"/rooms/osebje/prosnje?done={action}", status_code=303)
 
 
@@ -84,9 +87,9 @@ async def staff_figures_page(
     if isinstance(staff, RedirectResponse):
         return staff
     authorize(staff, "booking.figures.read")
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     ks = ks if ks in KS_NAMES else None
-    rows = await _figures(request, staff, obdobje, None, None, ks)
+    rows = await usage_figures(request, staff, obdobje, None, None, ks)
     totals: dict[str, dict[str, Any]] = {}
     for row in rows:
         entry = totals.setdefault(
@@ -107,7 +110,7 @@ async def staff_figures_page(
 # --- residents: a room's week, the request form, the requester's link ------------------
 @pages.get("/rooms/prosnja/{token}", response_class=HTMLResponse)
 async def requester_page(token: str, request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     booking, room = await _requester_booking(ctx, token)
     return ctx.templates.TemplateResponse(
         request, "booking_status.html", {"booking": booking, "room": room, "token": token}
@@ -116,39 +119,39 @@ async def requester_page(token: str, request: Request) -> Response:
 
 @pages.post("/rooms/prosnja/{token}/preklic", response_class=HTMLResponse, dependencies=[rate_limit("link")])
 async def requester_cancel(token: str, request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     booking, room = await _requester_booking(ctx, token)
     try:
-        booking = await service.cancel(ctx.db, ctx.settings, booking.id, by="requester")
-    except service.Conflict as exc:
-        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        booking = await decisions.cancel(ctx.db, ctx.settings, booking.id, by="requester")
+    except Conflict as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc.message)) from None
     return RedirectResponse(f"/rooms/prosnja/{token}{LANDING}", status_code=303)
 
 
 @pages.get("/rooms/prosnja/{token}/preklic", response_class=HTMLResponse)
 async def requester_cancel_page(token: str, request: Request) -> Response:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     booking, room = await _requester_booking(ctx, token)
     return ctx.templates.TemplateResponse(
         request, "booking_status.html", {"booking": booking, "room": room, "token": token, "confirm_cancel": True}
     )
 
 
-async def _requester_booking(ctx: ServiceApp, token: str) -> tuple[service.Booking, service.Room]:
-    booking_id = service.booking_id_from_token(ctx.settings, token)
+async def _requester_booking(ctx: ServiceApp, token: str) -> tuple[Booking, Room]:
+    booking_id = messages.booking_id_from_token(ctx.settings, token)
     if booking_id is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Povezava ni veljavna. / The link is not valid.")
-    return await _booking(ctx, booking_id)
+    return await booking_or_404(ctx, booking_id)
 
 
 @pages.get("/rooms/{room_id}/calendar.ics")
 async def room_calendar(room_id: str, request: Request) -> Response:
     from .calendar import room_ics
 
-    ctx = _ctx(request)
-    room = await _room(ctx, room_id)
+    ctx = ctx_of(request)
+    room = await room_or_404(ctx, room_id)
     since = clock.now() - timedelta(days=30)
-    rows = await service.list_bookings(ctx.db, room_id=room_id, since=since)
+    rows = await bookings.list_bookings(ctx.db, room_id=room_id, since=since)
     holding = [b for b, _r in rows if b.status in ("requested", "confirmed")]
     return Response(
         room_ics(room, holding, ctx.settings.public_base("booking")),
@@ -175,12 +178,12 @@ async def _room_page(
     errors: Errors | None = None,
     status_code: int = 200,
 ) -> Response:
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     start = _week_start(week or (form or {}).get("datum"))
     window = Interval(domain.local_instant(start, 0), domain.local_instant(start + timedelta(days=7), 0))
     try:
-        room, rules, avail = await service.room_availability(ctx.db, room_id, window)
-    except service.NotFound:
+        room, rules, avail = await bookings.room_availability(ctx.db, room_id, window)
+    except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_ROOM) from None
     days = [(start + timedelta(days=i)) for i in range(7)]
     week_days = []
@@ -208,8 +211,8 @@ async def _room_page(
             "next_week": start + timedelta(days=7),
             "form": form or {},
             "errors": errors or Errors(),
-            "category_sl": service.CATEGORY_SL,
-            "group_sl": service.GROUP_SL,
+            "category_sl": CATEGORY_SL,
+            "group_sl": GROUP_SL,
             "office": _week_text(room.office_hours),
             "opening": _week_text(room.opening_hours),
             "TZ": TZ,
@@ -304,7 +307,7 @@ def _time_errors(form: dict[str, str]) -> Errors:
 async def room_request(room_id: str, request: Request) -> Response:
     """The request form without JavaScript: errors re-render the page in Slovenian; success
     redirects to the requester's status page (the pending state)."""
-    ctx = _ctx(request)
+    ctx = ctx_of(request)
     raw = await request.form()
     form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
     errors = _time_errors(form)
@@ -328,13 +331,13 @@ async def room_request(room_id: str, request: Request) -> Response:
         )
     except ValidationError as exc:
         return await _room_page(request, room_id, week=None, form=form, errors=_request_errors(exc), status_code=422)
-    await _room(ctx, room_id)
+    await room_or_404(ctx, room_id)
     try:
-        made = await service.request_booking(ctx.db, ctx.settings, body)
-    except service.RuleBroken as exc:
+        made = await bookings.request_booking(ctx.db, ctx.settings, body)
+    except RuleBroken as exc:
         for v in exc.violations:
             errors.add(_RULE_FIELD.get(v.rule, "datum"), v.sl)
         errors = errors.ordered(_FORM_ORDER)
         return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=exc.status)
-    token = service.requester_token(ctx.settings, made.bookings[0].id)
+    token = messages.requester_token(ctx.settings, made.bookings[0].id)
     return RedirectResponse(f"/rooms/prosnja/{token}{LANDING}", status_code=303)

@@ -1,6 +1,6 @@
 """booking: the HTTP API's models (what the JSON API and the room form take and give).
 
-The use cases (service.py) take and return these; the bus messages are the versioned
+The use cases (rooms.py, bookings.py, decisions.py) take and return these; the bus messages are the versioned
 contracts in shared/contracts/booking.py, not these."""
 
 from __future__ import annotations

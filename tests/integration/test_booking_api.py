@@ -18,7 +18,7 @@ from fastapi import FastAPI
 from sqlmodel import select
 from support.settings import TEST_ADMIN_TOKEN, make_settings
 
-from services.booking import domain, service
+from services.booking import bookings, decisions, domain
 from services.booking.app import create_app
 from services.booking.models import Booking
 from shared.contracts import parse_data, parse_envelope
@@ -292,10 +292,10 @@ async def test_expiry_frees_the_slot_and_announces_it(booking: BookingApp):
     await booking.set_room(request_ttl_hours=1)
     thu = future_day(THURSDAY)
     created = (await booking.client.post("/api/v1/bookings", json=booking_body(thu))).json()
-    assert await service.expire_due(ctx.db, ctx.settings) == 0
+    assert await decisions.expire_due(ctx.db, ctx.settings) == 0
     later = utcnow() + timedelta(hours=2)
-    assert await service.expire_due(ctx.db, ctx.settings, now=later) == 1
-    assert await service.expire_due(ctx.db, ctx.settings, now=later) == 0
+    assert await decisions.expire_due(ctx.db, ctx.settings, now=later) == 1
+    assert await decisions.expire_due(ctx.db, ctx.settings, now=later) == 0
     assert (await booking.client.get(f"/api/v1/bookings/{created['id']}")).json()["status"] == "expired"
     verb, data = (await booking.messages())[-1]
     assert verb == "expired" and data.booking_id == created["id"]
@@ -367,7 +367,7 @@ async def test_exclusion_constraint_is_the_last_line_on_postgresql(pg_database_u
         async def nothing_held(*_a: Any, **_k: Any) -> list[Booking]:
             return []
 
-        monkeypatch.setattr(service, "_holding", nothing_held)
+        monkeypatch.setattr(bookings, "_holding", nothing_held)
         response = await app.client.post("/api/v1/bookings", json=booking_body(thu, "19:00", "21:00"))
         assert response.status_code == 409
         assert response.json()["rules"] == ["taken"]

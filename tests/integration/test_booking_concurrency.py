@@ -14,8 +14,10 @@ from booking_helpers import future_day, local
 from sqlmodel import col, func, select
 from support.settings import make_settings
 
-from services.booking import service
+from services.booking.bookings import request_booking
+from services.booking.errors import RuleBroken
 from services.booking.models import Booking
+from services.booking.schemas import BookingIn
 from shared.db import Database
 from shared.migrations import upgrade_async
 from shared.models import OutboxMessage
@@ -25,8 +27,8 @@ pytestmark = pytest.mark.integration
 THURSDAY = 3
 
 
-def request(day, start: str, end: str, n: int) -> service.BookingIn:
-    return service.BookingIn(
+def request(day, start: str, end: str, n: int) -> BookingIn:
+    return BookingIn(
         room_id="ks-primskovo",
         starts_at=local(day, start),
         ends_at=local(day, end),
@@ -49,10 +51,10 @@ async def test_twenty_concurrent_overlapping_requests_one_wins(database_url, tmp
             request(day, starts[n % 5], f"{int(starts[n % 5][:2]) + 2}:{starts[n % 5][3:]}", n) for n in range(20)
         ]
 
-        async def attempt(body: service.BookingIn) -> str:
+        async def attempt(body: BookingIn) -> str:
             try:
-                made = await service.request_booking(db, settings, body)
-            except service.RuleBroken as exc:
+                made = await request_booking(db, settings, body)
+            except RuleBroken as exc:
                 assert [v.rule for v in exc.violations] == ["taken"], exc.detail
                 return "refused"
             return made.bookings[0].id

@@ -15,7 +15,9 @@ from support.settings import TEST_SECRET_KEY, make_settings
 from typer.testing import CliRunner
 
 from kranj.cli import app as cli
-from services.booking import service as booking
+from services.booking.bookings import request_booking
+from services.booking.models import Booking
+from services.booking.schemas import BookingIn
 from shared.bus import (
     DEAD_QUEUE_NAME,
     DLX_NAME,
@@ -43,7 +45,7 @@ async def _given_a_booking_and_a_volunteer(settings) -> None:
     surveys_db = Database(settings.database_url("surveys"))
     try:
         start = (utcnow() + timedelta(days=3)).replace(hour=9, minute=0, second=0, microsecond=0)
-        request = booking.BookingIn(
+        request = BookingIn(
             room_id="ks-bitnje",
             starts_at=start,
             ends_at=start + timedelta(hours=2),
@@ -53,7 +55,7 @@ async def _given_a_booking_and_a_volunteer(settings) -> None:
             phone="041 777 888",
             attendees=5,
         )
-        await booking.request_booking(booking_db, settings, request, staff=None)
+        await request_booking(booking_db, settings, request, staff=None)
         async with surveys_db.session() as session:
             add_to_outbox(
                 session,
@@ -84,7 +86,7 @@ async def _nothing_left(settings) -> None:
             async with db.session() as session:
                 bodies = [row.body for row in (await session.exec(select(OutboxMessage))).all()]
                 if name == "booking":
-                    [row] = (await session.exec(select(booking.Booking))).all()
+                    [row] = (await session.exec(select(Booking))).all()
                     assert (row.name, row.email, row.phone) == ("[izbrisano]", None, None)
         finally:
             await db.dispose()

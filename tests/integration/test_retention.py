@@ -21,8 +21,9 @@ from security.helpers import at, day_ahead
 from sqlmodel import select
 from support.settings import make_settings
 
+from services.booking import bookings as booking
 from services.booking import privacy as booking_privacy
-from services.booking import service as booking
+from services.booking.schemas import BookingIn
 from services.events import privacy as events_privacy
 from services.events import service as events
 from services.notify import privacy as notify_privacy
@@ -101,7 +102,7 @@ async def test_bookings_keep_the_figures_but_not_the_person(database_url, tmp_pa
         for label, days in (("past", 10), ("coming", 150)):
             day = day_ahead(days, weekday=3)
             created = await booking.request_booking(
-                db, settings, booking.BookingIn(room_id="ks-bitnje", starts_at=at(day, "10:00"),
+                db, settings, BookingIn(room_id="ks-bitnje", starts_at=at(day, "10:00"),
                                                 ends_at=at(day, "12:00"), purpose="Sestanek društva",
                                                 name=f"Ana {label}", email=f"ana.{label}@example.si",
                                                 phone="041 777 888", attendees=5), staff=STAFF,

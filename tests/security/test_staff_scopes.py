@@ -16,7 +16,7 @@ from support.settings import make_settings
 from support.times import iso, local_day
 
 from security.helpers import ADMIN, at, day_ahead
-from services.booking import service as booking_service
+from services.booking.messages import requester_token
 from shared import clock
 
 pytestmark = pytest.mark.integration
@@ -187,7 +187,7 @@ async def test_booking_details_only_for_its_ks_staff_or_the_signed_link(services
         forged = (await client.get(f"/api/v1/bookings/{booking_id}", params={"token": "x" * 40})).json()
         assert forged["email"] is None
 
-        token = booking_service.requester_token(booking.settings, booking_id)
+        token = requester_token(booking.settings, booking_id)
         own = (await client.get(f"/api/v1/bookings/{booking_id}", params={"token": token})).json()
         assert own["email"] == EMAIL and own["purpose"] == body["purpose"]
         staff = (await client.get(f"/api/v1/bookings/{booking_id}", headers=primskovo)).json()

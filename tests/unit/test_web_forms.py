@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from services.booking.pages import _form_errors as booking_form_errors
-from services.booking.service import BookingIn
+from services.booking.schemas import BookingIn
 from services.events.pages import _event_errors, _form_errors
 from services.events.service import EventIn, RegistrationIn
 from shared.web.forms import CHECK_INPUT, form_errors
