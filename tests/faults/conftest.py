@@ -11,6 +11,11 @@ Session fixtures:
   trust auth, a free port). `stop()` / `start()` restart it; `new_database()` an empty
   database. Stopped at the end.
 
+Module fixtures: `rabbit_cluster` (a `RabbitCluster`: three private nodes
+`kranjcluster<random>n<i>@localhost` clustered, `.leader(vhost, queue)`, `.new_vhost()`;
+a node's `.kill_9()` kills its Erlang VM) and `cluster_haproxy` (an `HAProxy` in TCP mode in
+front of the three, on a free port). Stopped and removed at the end.
+
 Function fixtures: `fault_amqp_url` (a fresh vhost on the private node), `kranj_up`
 (a factory: `kranj_up(env, name=...)` -> a `KranjUp` to `.start()`, stopped after the test).
 
@@ -28,6 +33,7 @@ import contextlib
 import csv
 import os
 import pwd
+import re
 import secrets
 import shutil
 import signal
@@ -78,8 +84,12 @@ def _port_open(port: int) -> bool:
 # A private RabbitMQ node
 # ======================================================================================
 class RabbitNode:
-    def __init__(self) -> None:
-        self.name = f"kranjfaults{secrets.token_hex(3)}@localhost"
+    """One private node. `name` (default `kranjfaults<random>@localhost`) lets a
+    `RabbitCluster` name its members; every node started by this suite, alone or clustered,
+    runs as the same user with the same HOME and so the same Erlang cookie."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self.name = name or f"kranjfaults{secrets.token_hex(3)}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
         self.base = _owned_tempdir("kranj-faults-rabbit-", "rabbitmq")
@@ -115,19 +125,30 @@ class RabbitNode:
                 os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def ctl(self, *args: str, timeout: float = 60.0, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [*_as_user("rabbitmq"), str(RABBIT_BIN / "rabbitmqctl"), "-n", self.name, "-q", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
+        for attempt in range(3):
+            proc = subprocess.run(
+                [*_as_user("rabbitmq"), str(RABBIT_BIN / "rabbitmqctl"), "-n", self.name, "-q", *args],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+            # The CLI's own Erlang node could not start (its few distribution ports, derived
+            # from the node's, taken for a moment by another process): try again.
+            if proc.returncode == 0 or "Distribution failed" not in proc.stderr + proc.stdout or attempt == 2:
+                break
+            time.sleep(1)
         if check and proc.returncode != 0:
             raise RuntimeError(f"rabbitmqctl {' '.join(args)} on {self.name}: {(proc.stderr or proc.stdout).strip()}")
         return proc
 
     def start(self) -> None:
+        self.launch()
+        self.wait_running(90)
+
+    def launch(self) -> None:
+        """Start the node's VM without waiting for it (`wait_running` waits)."""
         if not (RABBIT_BIN / "rabbitmq-server").exists():
             pytest.fail(f"rabbitmq-server not found in {RABBIT_BIN} (apt-get install rabbitmq-server)", pytrace=False)
         self._write_config()
@@ -139,7 +160,20 @@ class RabbitNode:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-        self.wait_running(90)
+
+    def os_pid(self) -> int:
+        """The OS pid of the node's Erlang VM (beam.smp)."""
+        out = self.ctl("eval", "os:getpid().").stdout.strip().strip('"')
+        return int(out)
+
+    def kill_9(self, pid: int | None = None) -> int:
+        """`kill -9` the node's Erlang VM (`pid`: its `os_pid()`, looked up beforehand to
+        kill at a precise moment), as a crashed host would; returns the pid."""
+        pid = pid or self.os_pid()
+        os.kill(pid, signal.SIGKILL)
+        if self.proc is not None:
+            self.proc.wait(timeout=30)
+        return pid
 
     def wait_running(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -150,7 +184,10 @@ class RabbitNode:
             if _port_open(self.port) and self.ctl("await_startup", "--timeout", "5", check=False).returncode == 0:
                 return
             if time.monotonic() > deadline:
-                raise RuntimeError(f"the private RabbitMQ node {self.name} did not start in {timeout:.0f} s")
+                out = (self.base / "server.out").read_text(errors="replace")[-1500:]
+                raise RuntimeError(
+                    f"the private RabbitMQ node {self.name} did not start in {timeout:.0f} s: {out} {self.log()[-1500:]}"
+                )
             time.sleep(0.3)
 
     def log(self) -> str:
@@ -180,12 +217,15 @@ class RabbitNode:
                 counts[parts[0]] = (int(parts[1]), int(parts[2]))
         return counts
 
-    def stop(self) -> None:
-        with contextlib.suppress(Exception):
-            self.ctl("stop", timeout=60, check=False)
+    def stop(self, *, graceful: bool = True) -> None:
+        """`rabbitmqctl stop`, or (`graceful=False`, a throwaway node) kill its VM at once."""
+        alive = self.proc is None or self.proc.poll() is None  # not when it is known dead (kill_9)
+        if graceful and alive:
+            with contextlib.suppress(Exception):
+                self.ctl("stop", timeout=60, check=False)
         if self.proc is not None:
             try:
-                self.proc.wait(timeout=30)
+                self.proc.wait(timeout=30 if graceful else 0.1)
             except subprocess.TimeoutExpired:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.proc.pid, signal.SIGKILL)
@@ -210,6 +250,198 @@ def fault_amqp_url(fault_rabbit: RabbitNode) -> str:
     """A fresh vhost of this test's own on the private RabbitMQ node."""
     fault_rabbit.wait_running(90)  # a previous test may have stopped the application
     return fault_rabbit.new_vhost()
+
+
+# ======================================================================================
+# A private three-node RabbitMQ cluster, and HAProxy in front of it
+# ======================================================================================
+class RabbitCluster:
+    """`size` private nodes (`kranjcluster<random>n<i>@localhost`, each a `RabbitNode` with
+    its own ports and data dir, all with the same Erlang cookie), joined into one cluster:
+    nodes 2.. `stop_app`, `join_cluster` the first, `start_app`. The platform declares its
+    queues as quorum queues without `x-quorum-initial-group-size`, so each has a member on
+    every node (the default group size, up to 5). `new_vhost()` also mirrors the vhost's
+    classic queues (kranj.dead, kranj.rejected, notify.delivery-outcomes) on every node with
+    the policy `kranj-cluster-ha`: a classic queue lives on one node and is gone with it."""
+
+    def __init__(self, size: int = 3) -> None:
+        tag = secrets.token_hex(3)
+        self.nodes = [RabbitNode(f"kranjcluster{tag}n{i}@localhost") for i in range(1, size + 1)]
+
+    @property
+    def first(self) -> RabbitNode:
+        return self.nodes[0]
+
+    def live(self) -> RabbitNode:
+        """A node whose VM is still running (commands go there)."""
+        for node in self.nodes:
+            if node.proc is not None and node.proc.poll() is None:
+                return node
+        raise RuntimeError("no node of the cluster is running")
+
+    def start(self) -> None:
+        for node in self.nodes:  # the VMs boot in parallel; joining is one by one
+            node.launch()
+        for node in self.nodes:
+            node.wait_running(120)
+        for node in self.nodes[1:]:
+            node.ctl("stop_app")
+            node.ctl("join_cluster", self.first.name)
+            node.start_app()
+        running = self.first.ctl("eval", "length(rabbit_nodes:all_running()).").stdout.strip()
+        if running != str(len(self.nodes)):
+            raise RuntimeError(f"the cluster has {running} running nodes, not {len(self.nodes)}")
+
+    def node(self, name: str) -> RabbitNode:
+        return next(n for n in self.nodes if n.name == name)
+
+    def new_vhost(self) -> str:
+        """A fresh vhost (its classic queues mirrored on every node); returns its name."""
+        node = self.live()
+        vhost = f"cluster-{secrets.token_hex(4)}"
+        node.ctl("add_vhost", vhost)
+        node.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
+        node.ctl(
+            "set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "0", "kranj-cluster-ha", ".*",
+            '{"ha-mode":"all","ha-sync-mode":"automatic"}',
+        )
+        return vhost
+
+    def leader(self, vhost: str, queue: str) -> RabbitNode:
+        """The node that leads the quorum queue `queue`."""
+        out = self.live().ctl("list_queues", "-p", vhost, "name", "leader").stdout
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 2 and parts[0] == queue:
+                return self.node(parts[1].strip())
+        raise RuntimeError(f"no leader of {queue} in {out!r}")
+
+    def consumer_nodes(self, vhost: str, queue: str) -> list[RabbitNode]:
+        """The nodes of the connections that consume from `queue` (from their channels' pids)."""
+        out = self.live().ctl("list_consumers", "-p", vhost, "queue_name", "channel_pid").stdout
+        nodes = []
+        for line in out.splitlines():
+            parts = line.split("\t")
+            if len(parts) == 2 and parts[0] == queue and (found := re.match(r"<([^@<>]+@[^.]+)\.", parts[1])):
+                nodes.append(self.node(found.group(1)))
+        return nodes
+
+    def move_leaders(self, vhost: str, queues: list[str], to: RabbitNode, timeout: float = 60) -> None:
+        """Make `to` the leader of the quorum queues `queues` (Ra's leadership transfer)."""
+        names = ", ".join(f'<<"{q}">>' for q in queues)
+        self.live().ctl(
+            "eval",
+            f'[begin {{ok, Q}} = rabbit_amqqueue:lookup(rabbit_misc:r(<<"{vhost}">>, queue, N)), '
+            f"{{Ra, Leader}} = amqqueue:get_pid(Q), ra:transfer_leadership({{Ra, Leader}}, {{Ra, '{to.name}'}}) "
+            f"end || N <- [{names}]].",
+        )
+        deadline = time.monotonic() + timeout
+        while True:
+            leaders = dict(row for row in self.queues(vhost, "leader") if len(row) == 2)
+            if all(leaders.get(q) == to.name for q in queues):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the leaders of {queues} did not move to {to.name}: {leaders}")
+            time.sleep(0.5)
+
+    def queues(self, vhost: str, *items: str) -> list[list[str]]:
+        out = self.live().ctl("list_queues", "-p", vhost, "name", *items).stdout
+        return [line.split("\t") for line in out.splitlines() if line.strip()]
+
+    def stop(self) -> None:
+        """Kill every node's VM (their data is thrown away with them)."""
+        for node in reversed(self.nodes):
+            node.stop(graceful=False)
+
+
+class HAProxy:
+    """HAProxy (Debian's `haproxy`) in TCP mode in front of `ports` on 127.0.0.1, on a free
+    port: a node is checked every second, marked down after 2 failed checks (its sessions
+    shut down at once) and up again after 2 good ones; new connections go round-robin."""
+
+    def __init__(self, ports: list[int], base: Path) -> None:
+        self.binary = shutil.which("haproxy") or "/usr/sbin/haproxy"
+        self.port = free_port()
+        self.base = base
+        self.config = base / "haproxy.cfg"
+        self.proc: subprocess.Popen[bytes] | None = None
+        servers = "\n".join(
+            f"    server node{i} 127.0.0.1:{port} check inter 1s fall 2 rise 2 on-marked-down shutdown-sessions"
+            for i, port in enumerate(ports, start=1)
+        )
+        self.config.write_text(
+            "global\n"
+            "    maxconn 2000\n"
+            "defaults\n"
+            "    mode tcp\n"
+            "    timeout connect 2s\n"
+            # Longer than AMQP's heartbeat: an idle connection is the client's to close.
+            "    timeout client 3h\n"
+            "    timeout server 3h\n"
+            "listen amqp\n"
+            f"    bind 127.0.0.1:{self.port}\n"
+            "    balance roundrobin\n"
+            "    option tcpka\n"
+            # A connection refused by a node not yet marked down is tried on another one.
+            "    retries 2\n"
+            "    option redispatch 1\n"
+            f"{servers}\n"
+        )
+
+    def start(self) -> None:
+        if not Path(self.binary).exists():
+            pytest.fail("haproxy not found (apt-get install haproxy)", pytrace=False)
+        self.proc = subprocess.Popen(
+            [self.binary, "-db", "-f", str(self.config)],
+            stdout=(self.base / "haproxy.out").open("wb"),
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while not _port_open(self.port):
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"haproxy did not start: {(self.base / 'haproxy.out').read_text()[-2000:]}")
+            time.sleep(0.1)
+
+    def url(self, vhost: str) -> str:
+        return f"amqp://guest:guest@127.0.0.1:{self.port}/{vhost}"
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="module")
+def rabbit_cluster() -> Iterator[RabbitCluster]:
+    """Three clustered private nodes for the module's tests; stopped and removed at the end."""
+    cluster = RabbitCluster(3)
+    try:
+        try:
+            cluster.start()
+        except RuntimeError as exc:  # the machine, not the code under test: once more, on new ports
+            print(f"\nthe cluster did not form, trying again with new nodes: {exc}")
+            cluster.stop()
+            cluster = RabbitCluster(3)
+            cluster.start()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def cluster_haproxy(rabbit_cluster: RabbitCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[HAProxy]:
+    """HAProxy in front of `rabbit_cluster`'s three nodes."""
+    proxy = HAProxy([n.port for n in rabbit_cluster.nodes], tmp_path_factory.mktemp("haproxy"))
+    try:
+        proxy.start()
+        yield proxy
+    finally:
+        proxy.stop()
 
 
 # ======================================================================================
