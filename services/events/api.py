@@ -1,9 +1,10 @@
-"""HTTP surface of events: staff API, public API, feeds and pages (thin: translate, call service)."""
+"""events: the JSON API (`/api/v1/…`): staff writes, public reads, registrations, attendance
+(thin: translate, call the use cases). The pages are in pages.py and staff_pages.py."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import date, datetime, time, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
@@ -18,16 +19,16 @@ from shared.auth import (
     authorize,
     current_staff,
 )
-from shared.contracts import KS_NAMES
-from shared.contracts.events import AGE_GROUPS
+from shared.errors import Refused
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 
-from . import domain, service
-from .service import (
+from . import attendance, messages, occurrences, registrations, repository, service
+from .errors import Conflict, NotFound
+from .models import Event
+from .schemas import (
     AttendanceIn,
     AttendanceOut,
     CancelIn,
-    EventFilter,
     EventIn,
     EventOut,
     EventPatch,
@@ -36,32 +37,13 @@ from .service import (
     RegistrationIn,
     RegistrationOut,
 )
+from .web import NO_REGISTRATION, context, event_filter, load_event, record_of, registrations_csv_response
 
 api = APIRouter(prefix="/api/v1", tags=["events"])
 
-NO_EVENT = "Dogodka ni. / No such event."
-NO_REGISTRATION = "Prijave ni. / No such registration."
-ICS = "text/calendar; charset=utf-8"
-
-
-def _ctx(request: Request) -> Any:
-    return request.app.state.ctx
-
-
-async def _load(ctx: Any, event_id: str) -> service.Event:
-    try:
-        return await service.get_event(ctx.db, event_id)
-    except service.NotFound:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, NO_EVENT) from None
-
-
-def record_of(event: service.Event) -> Record:
-    """An event for the permission table: its KS, and who created it (organisers: own records)."""
-    return Record(ks=event.ks, owner=event.created_by)
-
 
 async def event_record(request: Request) -> Record:
-    return record_of(await _load(_ctx(request), request.path_params["event_id"]))
+    return record_of(await load_event(context(request), request.path_params["event_id"]))
 
 
 def _on_event(action: str) -> Any:
@@ -78,9 +60,10 @@ AttendanceWrite = _on_event("events.attendance.write")
 AttendanceRead = _on_event("events.attendance.read")
 
 
-def _conflict(exc: Exception) -> HTTPException:
-    """409, or 422 for a phone the platform will not text (`service.PhoneRefused`)."""
-    return HTTPException(getattr(exc, "status", status.HTTP_409_CONFLICT), str(exc))
+def _conflict(exc: Refused) -> HTTPException:
+    """409, or 422 for a phone the platform will not text (`PhoneRefused`); the detail is
+    both languages ("sl / en")."""
+    return HTTPException(exc.status, str(exc))
 
 
 # ======================================================================================
@@ -91,9 +74,9 @@ def _conflict(exc: Exception) -> HTTPException:
 )
 async def create_event(body: EventIn, request: Request, staff: Create) -> EventOut:
     staff.require(None, body.ks)
-    ctx = _ctx(request)
+    ctx = context(request)
     event = await service.create_event(ctx.db, staff, body)
-    return service.to_out(ctx.settings, event, personal=True)
+    return messages.to_out(ctx.settings, event, personal=True)
 
 
 @api.post(
@@ -109,17 +92,17 @@ async def publish_event(event_id: str, request: Request, staff: Publish) -> Even
 
 
 async def _staff_change(
-    request: Request, staff: Staff, event_id: str, change: Callable[[Any], Awaitable[service.Event]]
+    request: Request, staff: Staff, event_id: str, change: Callable[[Any], Awaitable[Event]]
 ) -> EventOut:
     """A staff change of one event (the route's `Permit` has checked the staff member against
     the event's KS and owner); `change(ctx)` runs the use case; a state that does not allow it
     is 409; the answer carries personal data."""
-    ctx = _ctx(request)
+    ctx = context(request)
     try:
         event = await change(ctx)
-    except service.Conflict as exc:
+    except Conflict as exc:
         raise _conflict(exc) from None
-    return service.to_out(ctx.settings, event, personal=True)
+    return messages.to_out(ctx.settings, event, personal=True)
 
 
 async def _update(event_id: str, patch: EventPatch, request: Request, staff: Staff) -> EventOut:
@@ -151,8 +134,8 @@ async def patch_event(event_id: str, body: EventPatch, request: Request, staff: 
     },
 )
 async def put_event(event_id: str, body: EventIn, request: Request, staff: Edit) -> EventOut:
-    ctx = _ctx(request)
-    event = await _load(ctx, event_id)
+    ctx = context(request)
+    event = await load_event(ctx, event_id)
     current = event.ks
     staff.require_record(record_of(event), body.ks)  # the event's KS now and the one the body names
     if body.ks != current:
@@ -186,7 +169,7 @@ async def move_occurrence(event_id: str, body: OccurrenceMove, request: Request,
         request,
         staff,
         event_id,
-        lambda ctx: service.change_occurrence(
+        lambda ctx: occurrences.change_occurrence(
             ctx.db, ctx.settings, event_id, body.occurrence, move_to=(body.starts_at, body.ends_at)
         ),
     )
@@ -205,24 +188,7 @@ async def cancel_occurrence(event_id: str, body: OccurrenceCancel, request: Requ
         request,
         staff,
         event_id,
-        lambda ctx: service.change_occurrence(ctx.db, ctx.settings, event_id, body.occurrence, reason=body.reason),
-    )
-
-
-def _filters(ks: str | None, age: str | None, topic: str | None, since: date | None, until: date | None) -> EventFilter:
-    if ks is not None and ks not in KS_NAMES:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"Neznana KS {ks!r}. / Unknown KS.")
-    if age is not None and age not in AGE_GROUPS:
-        raise HTTPException(
-            status.HTTP_422_UNPROCESSABLE_CONTENT,
-            f"Neznana starostna skupina {age!r}. / Use one of {', '.join(AGE_GROUPS)}.",
-        )
-    return EventFilter(
-        ks=ks,
-        age=age,
-        topic=topic,
-        since=datetime.combine(since, time(0), domain.TZ) if since else None,
-        until=datetime.combine(until + timedelta(days=1), time(0), domain.TZ) if until else None,
+        lambda ctx: occurrences.change_occurrence(ctx.db, ctx.settings, event_id, body.occurrence, reason=body.reason),
     )
 
 
@@ -235,9 +201,9 @@ async def list_events(
     since: Annotated[date | None, Query(alias="from", description="From this day (Europe/Ljubljana)")] = None,
     until: Annotated[date | None, Query(alias="to", description="Until this day, inclusive")] = None,
 ) -> list[EventOut]:
-    ctx = _ctx(request)
-    events = await service.list_published(ctx.db, filters=_filters(ks, age, topic, since, until))
-    return [service.to_out(ctx.settings, e) for e in events]
+    ctx = context(request)
+    events = await repository.list_published(ctx.db, filters=event_filter(ks, age, topic, since, until))
+    return [messages.to_out(ctx.settings, e) for e in events]
 
 
 @api.get(
@@ -252,11 +218,11 @@ async def list_events(
 async def get_event(
     event_id: str, request: Request, staff: Annotated[Staff | None, MaybeStaff("events.drafts.read")]
 ) -> EventOut:
-    ctx = _ctx(request)
-    event = await _load(ctx, event_id)
+    ctx = context(request)
+    event = await load_event(ctx, event_id)
     if event.status not in ("published", "cancelled"):
         authorize(staff or current_staff(request), "events.drafts.read", record_of(event))
-    return service.to_out(ctx.settings, event, await service.seats_taken(ctx.db, event_id))
+    return messages.to_out(ctx.settings, event, await repository.seats_taken(ctx.db, event_id))
 
 
 # ======================================================================================
@@ -287,15 +253,15 @@ async def register(
     request: Request,
     staff: Annotated[Staff | None, MaybeStaff("events.registrations.write")],
 ) -> RegistrationOut:
-    ctx = _ctx(request)
-    event = await _load(ctx, event_id)
+    ctx = context(request)
+    event = await load_event(ctx, event_id)
     if staff is not None:
         staff = authorize(staff, "events.registrations.write", record_of(event))
     try:
-        reg, position = await service.register(ctx.db, ctx.settings, event_id, body, staff=staff)
-    except service.Conflict as exc:
+        reg, position = await registrations.register(ctx.db, ctx.settings, event_id, body, staff=staff)
+    except Conflict as exc:
         raise _conflict(exc) from None
-    return service.registration_out(ctx.settings, reg, position=position)
+    return messages.registration_out(ctx.settings, reg, position=position)
 
 
 @api.post(
@@ -316,24 +282,24 @@ async def cancel_registration(
     staff: Annotated[Staff | None, MaybeStaff("events.registrations.write")],
     token: Annotated[str | None, Query(description="The token of the registrant's signed cancel link.")] = None,
 ) -> RegistrationOut:
-    ctx = _ctx(request)
+    ctx = context(request)
     by = "registrant"
     if token is not None:
-        if service.registration_id_from_token(ctx.settings, token) != registration_id:
+        if messages.registration_id_from_token(ctx.settings, token) != registration_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Povezava ni veljavna. / The token is not valid.")
     else:
         staff = staff or current_staff(request)
         try:
-            _, event, _ = await service.get_registration(ctx.db, registration_id)
-        except service.NotFound:
+            _, event, _ = await repository.get_registration(ctx.db, registration_id)
+        except NotFound:
             raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
         authorize(staff, "events.registrations.write", record_of(event))
         by = "staff"
     try:
-        reg, _promoted = await service.cancel_registration(ctx.db, ctx.settings, registration_id, by=by)  # type: ignore[arg-type]
-    except service.NotFound:
+        reg, _promoted = await registrations.cancel_registration(ctx.db, ctx.settings, registration_id, by=by)  # type: ignore[arg-type]
+    except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
-    return service.registration_out(ctx.settings, reg)
+    return messages.registration_out(ctx.settings, reg)
 
 
 @api.get(
@@ -342,9 +308,9 @@ async def cancel_registration(
     summary="Registrations of an event, in order of arrival (staff; personal data)",
 )
 async def list_registrations(event_id: str, request: Request, staff: Registrants) -> list[RegistrationOut]:
-    ctx = _ctx(request)
-    rows = await service.list_registrations(ctx.db, event_id)
-    return [service.registration_out(ctx.settings, r, position=p, personal=True) for r, p in rows]
+    ctx = context(request)
+    rows = await repository.list_registrations(ctx.db, event_id)
+    return [messages.registration_out(ctx.settings, r, position=p, personal=True) for r, p in rows]
 
 
 @api.get(
@@ -353,19 +319,7 @@ async def list_registrations(event_id: str, request: Request, staff: Registrants
     response_class=Response,
 )
 async def registrations_csv(event_id: str, request: Request, staff: Registrants) -> Response:
-    return await _csv(request, staff, event_id)
-
-
-async def _csv(request: Request, staff: Staff, event_id: str) -> Response:
-    ctx = _ctx(request)
-    event = await _load(ctx, event_id)
-    authorize(staff, "events.registrants.read", record_of(event))
-    rows = await service.list_registrations(ctx.db, event_id)
-    return Response(
-        service.registrations_csv(event, rows),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="prijave-{event_id}.csv"'},
-    )
+    return await registrations_csv_response(request, staff, event_id)
 
 
 @api.put(
@@ -382,10 +336,12 @@ async def _csv(request: Request, staff: Staff, event_id: str) -> Response:
     },
 )
 async def put_attendance(event_id: str, body: AttendanceIn, request: Request, staff: AttendanceWrite) -> AttendanceOut:
-    ctx = _ctx(request)
+    ctx = context(request)
     try:
-        return await service.record_attendance(ctx.db, event_id, dict(body.counts), staff, occurrence=body.occurrence)
-    except service.Conflict as exc:
+        return await attendance.record_attendance(
+            ctx.db, event_id, dict(body.counts), staff, occurrence=body.occurrence
+        )
+    except Conflict as exc:
         raise _conflict(exc) from None
 
 
@@ -395,5 +351,5 @@ async def put_attendance(event_id: str, body: AttendanceIn, request: Request, st
     summary="Recorded attendance by age band, per date and in total (staff)",
 )
 async def get_attendance(event_id: str, request: Request, staff: AttendanceRead) -> AttendanceOut:
-    ctx = _ctx(request)
-    return await service.get_attendance(ctx.db, event_id)
+    ctx = context(request)
+    return await attendance.get_attendance(ctx.db, event_id)

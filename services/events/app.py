@@ -13,9 +13,10 @@ from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import handlers, privacy, service
+from . import handlers, privacy, reminders
 from .api import api
 from .pages import pages
+from .staff_pages import staff_pages
 
 HERE = Path(__file__).parent
 SERVICE = "events"
@@ -31,7 +32,7 @@ def build(settings: Settings, *, reminder_interval: float = REMINDER_INTERVAL) -
     handlers.register(ctx.bus, settings)
 
     async def send_reminders() -> int:
-        return await service.send_reminders(ctx.db, settings)
+        return await reminders.send_reminders(ctx.db, settings)
 
     ctx.background.append(every(reminder_interval, send_reminders, name="event reminders sent"))
     ctx.background.append(retention_job(privacy.retain, ctx.db, settings))
@@ -50,7 +51,7 @@ def create_app(
             "reminders, iCalendar and Atom feeds. Residents register without a token; staff create, change, "
             "publish and cancel with one. Times are RFC 3339; recurring events expand in Europe/Ljubljana time."
         ),
-        routers=[api, pages],
+        routers=[api, pages, staff_pages],  # the public pages first: /events/osebje before /events/{event_id}
         migrate=migrate,
         start_bus=start_bus,
     )

@@ -23,7 +23,7 @@ from shared.models import utcnow
 
 from .domain import TZ, one_line, plain_description
 from .models import Event
-from .service import exdates_of, moved_of
+from .repository import exdates_of, moved_of
 
 
 def _vevent(event: Event, base_url: str, stamp: datetime, *, recurrence: bool = True) -> VEvent:

@@ -28,7 +28,7 @@ from shared.privacy import (
 from shared.settings import Settings
 
 from .models import Event, Registration
-from .service import last_end
+from .repository import last_end
 
 FREE_TEXT = (
     Registration.name,

@@ -15,16 +15,18 @@ from shared.contact import ContactFields, normalise_phone
 from shared.contracts.age import AgeBand
 from shared.contracts.events import AgeGroup, MovedOccurrence
 from shared.contracts.ks import KsOrAll
+from shared.errors import Bilingual
 
 from . import domain
 
 # The room round trip books one slot (booking.room.requested has one start and end): a
 # series in a KS room would hold only its first date. Until the command carries every date,
 # such a series is refused with the way that works today.
-SERIES_IN_A_ROOM = (
+SERIES_IN_A_ROOM = Bilingual(
     "Ponavljajočega se dogodka ni mogoče vezati na prostor KS: rezervirajte serijo terminov v rezervacijah "
-    "prostorov in prostor vpišite kot kraj dogodka. / A recurring event cannot hold a KS room (room_id): book "
-    "the series in the booking service and give the room as the venue."
+    "prostorov in prostor vpišite kot kraj dogodka.",
+    "A recurring event cannot hold a KS room (room_id): book the series in the booking service and give the "
+    "room as the venue.",
 )
 
 
@@ -127,7 +129,7 @@ class EventIn(_EventFields):
         if self.rrule:
             self.rrule = domain.validate_rrule(self.rrule, self.starts_at)
             if self.room_id:
-                raise ValueError(SERIES_IN_A_ROOM)
+                raise ValueError(str(SERIES_IN_A_ROOM))
         return self
 
 
@@ -276,5 +278,3 @@ class AttendanceOut(BaseModel):
     counts: dict[str, int] = Field(description="All dates together, by age band (every band, 0 when none came).")
     total: int
     dates: list[AttendanceDate] = Field(default_factory=list, description="Per recorded date, in order.")
-
-

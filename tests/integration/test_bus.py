@@ -31,6 +31,7 @@ import shared.broker
 import shared.inbox
 from services.events import service as events_service
 from services.events.models import Event
+from services.events.schemas import EventIn
 from shared.auth import Staff
 from shared.bus import (
     DEAD_QUEUE_NAME,
@@ -431,7 +432,7 @@ async def test_outbox_row_committed_while_broker_is_unreachable_is_published_lat
         event = await events_service.create_event(
             h.db,
             STAFF,
-            events_service.EventIn(
+            EventIn(
                 ks="primskovo",
                 title="Delavnica peke kruha",
                 starts_at=now + timedelta(days=7),
@@ -575,7 +576,7 @@ async def test_writes_go_on_while_the_relay_waits_for_a_silent_broker(
     h = await make_harness(tmp_path, broker_proxy.url, database_url, relay=True, direct_url=broker_proxy.direct_url)
     try:
         now = utcnow()
-        data = events_service.EventIn(
+        data = EventIn(
             ks="center",
             title="Božični sejem",
             starts_at=now + timedelta(days=20),

@@ -12,9 +12,10 @@ import pytest
 from sqlmodel import col, select
 from support.settings import make_settings
 
-from services.events import privacy, service
+from services.events import privacy, registrations, reminders, repository, service
+from services.events.messages import registration_id_from_token
 from services.events.models import Registration
-from services.events.service import EventIn, RegistrationIn
+from services.events.schemas import EventIn, RegistrationIn
 from shared.auth import Staff
 from shared.contracts import parse_data, parse_envelope
 from shared.contracts.events import EVENT_REMINDER_DUE, REGISTRATION_PROMOTED
@@ -66,7 +67,7 @@ async def test_rush_of_50_for_20_seats(db: Database, tmp_path: Path) -> None:
 
     async def one(i: int):
         data = RegistrationIn(name=f"Krajan {i}", email=f"krajan{i}@example.si")
-        return await service.register(db, settings, event_id, data)
+        return await registrations.register(db, settings, event_id, data)
 
     results = await asyncio.gather(*(one(i) for i in range(50)))
     statuses = [reg.status for reg, _ in results]
@@ -88,7 +89,7 @@ async def test_cancel_promotes_the_first_waitlisted_and_tells_them(db: Database,
     event_id = await _event(db, settings, capacity=2)
     regs = []
     for i in range(4):
-        reg, _ = await service.register(
+        reg, _ = await registrations.register(
             db, settings, event_id, RegistrationIn(name=f"Oseba {i}", phone=f"+3864012345{i}")
         )
         regs.append(reg)
@@ -96,13 +97,13 @@ async def test_cancel_promotes_the_first_waitlisted_and_tells_them(db: Database,
 
     # two cancellations of the same seat at once free one seat only
     outcomes = await asyncio.gather(
-        service.cancel_registration(db, settings, regs[0].id, by="registrant"),
-        service.cancel_registration(db, settings, regs[0].id, by="registrant"),
+        registrations.cancel_registration(db, settings, regs[0].id, by="registrant"),
+        registrations.cancel_registration(db, settings, regs[0].id, by="registrant"),
     )
     promoted = [p for _, ps in outcomes for p in ps]
     assert [p.id for p in promoted] == [regs[2].id]
 
-    listed = await service.list_registrations(db, event_id)
+    listed = await repository.list_registrations(db, event_id)
     assert [(r.status, pos) for r, pos in listed] == [
         ("cancelled", None),
         ("confirmed", None),
@@ -117,7 +118,7 @@ async def test_cancel_promotes_the_first_waitlisted_and_tells_them(db: Database,
     assert notice.title == "Delavnica: kaj potrebuje naša KS" and notice.ks == "primskovo"
     assert notice.cancel_url is not None
     token = str(notice.cancel_url).rsplit("/", 1)[1]
-    assert service.registration_id_from_token(settings, token) == regs[2].id
+    assert registration_id_from_token(settings, token) == regs[2].id
     assert len(await _outbox(db, "events.registration.cancelled")) == 1
 
 
@@ -127,20 +128,20 @@ async def test_reminder_written_once_across_two_racing_replicas(db: Database, tm
     later = await _event(db, settings, capacity=10, starts_in=timedelta(days=3))
     for event_id in (soon, later):
         for i in range(5):
-            await service.register(db, settings, event_id, RegistrationIn(name=f"R {i}", email=f"r{i}@example.si"))
-    waiting, _ = await service.register(db, settings, soon, RegistrationIn(name="Čaka", email="caka@example.si"))
-    await service.cancel_registration(db, settings, waiting.id, by="registrant")
+            await registrations.register(db, settings, event_id, RegistrationIn(name=f"R {i}", email=f"r{i}@example.si"))
+    waiting, _ = await registrations.register(db, settings, soon, RegistrationIn(name="Čaka", email="caka@example.si"))
+    await registrations.cancel_registration(db, settings, waiting.id, by="registrant")
 
     replica_a, replica_b = Database(db.url), Database(db.url)
     try:
         counts = await asyncio.gather(
-            service.send_reminders(replica_a, settings), service.send_reminders(replica_b, settings)
+            reminders.send_reminders(replica_a, settings), reminders.send_reminders(replica_b, settings)
         )
     finally:
         await replica_a.dispose()
         await replica_b.dispose()
     assert sum(counts) == 5
-    assert await service.send_reminders(db, settings) == 0
+    assert await reminders.send_reminders(db, settings) == 0
     rows = await _outbox(db, "events.event.reminder-due")
     notices = [parse_data(parse_envelope(r.body.encode()), EVENT_REMINDER_DUE) for r in rows]
     assert len({n.registration_id for n in notices}) == 5
@@ -159,7 +160,7 @@ async def test_reminder_written_once_across_two_racing_replicas(db: Database, tm
 async def test_erasure_keeps_the_seat_but_not_the_person(db: Database, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, NOWHERE)
     event_id = await _event(db, settings, capacity=5)
-    reg, _ = await service.register(
+    reg, _ = await registrations.register(
         db, settings, event_id, RegistrationIn(name="Tina Zupan", email="Tina.Zupan@example.si", phone="041 777 888")
     )
     # Found by the phone alone, the person is also the email and the name given with it.
@@ -167,7 +168,7 @@ async def test_erasure_keeps_the_seat_but_not_the_person(db: Database, tmp_path:
     assert person == Person.of(email="tina.zupan@example.si", phone="+38641777888", name="Tina Zupan")
     counts = await privacy.erase(db, person)
     assert counts == {"registrations": 1, "organisers": 0, "texts_masked": 0, "outbox_messages": 1}
-    [(erased, _)] = await service.list_registrations(db, event_id)
+    [(erased, _)] = await repository.list_registrations(db, event_id)
     assert (erased.id, erased.status, erased.email, erased.phone) == (reg.id, "confirmed", None, None)
     assert erased.name == "[izbrisano]"
     [row] = await _outbox(db, "events.registration.confirmed")

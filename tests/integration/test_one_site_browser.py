@@ -31,6 +31,7 @@ from kranj.routes import route_table
 from services.booking.app import create_app as create_booking
 from services.events import service as events_service
 from services.events.app import create_app as create_events
+from services.events.schemas import EventIn
 from services.notify import service as notify_service
 from services.notify.app import create_app as create_notify
 from services.surveys.app import create_app as create_surveys
@@ -84,7 +85,7 @@ async def site(tmp_path, amqp_url) -> AsyncIterator[dict[str, Any]]:
         event = await events_service.create_event(
             events_db,
             Staff("t", "admin", ("*",)),
-            events_service.EventIn(
+            EventIn(
                 ks="huje",
                 title="Medgeneracijsko druženje",
                 starts_at=start,

@@ -11,6 +11,7 @@ from support.settings import make_settings
 
 from services.events import service as events_service
 from services.events.app import create_app as create_events
+from services.events.schemas import EventIn
 from services.notify.app import create_app as create_notify
 from shared.auth import Staff
 from shared.contracts import NOTICE_REQUESTED
@@ -63,7 +64,7 @@ async def test_event_pages_in_chromium_are_accessible(tmp_path, amqp_url, browse
         event = await events_service.create_event(
             ctx.db,
             Staff("t", "admin", ("*",)),
-            events_service.EventIn(
+            EventIn(
                 ks="huje",
                 title="Medgeneracijsko druženje",
                 starts_at=start,

@@ -25,6 +25,8 @@ from services.booking import bookings as booking
 from services.booking import privacy as booking_privacy
 from services.booking.schemas import BookingIn
 from services.events import privacy as events_privacy
+from services.events import registrations as events_registrations
+from services.events import repository as events_repository
 from services.events import service as events
 from services.notify import privacy as notify_privacy
 from services.notify.models import ChannelConsent, Subscriber
@@ -59,7 +61,7 @@ async def test_registrations_lose_the_person_after_the_retention_period(database
                                organiser_email="vodja@example.si"),
             )  # fmt: skip
             await events.publish_event(db, settings, event.id)
-            reg, _ = await events.register(
+            reg, _ = await events_registrations.register(
                 db, settings, event.id, events.RegistrationIn(name=f"Ana {label}", email=f"ana.{label}@example.si")
             )
             ids[label] = (event.id, reg.id)
@@ -80,7 +82,7 @@ async def test_registrations_lose_the_person_after_the_retention_period(database
         }  # fmt: skip
         for label, kept in (("past", False), ("coming", True)):
             event_id, reg_id = ids[label]
-            reg, event, _ = await events.get_registration(db, reg_id)
+            reg, event, _ = await events_repository.get_registration(db, reg_id)
             if kept:
                 assert (reg.name, reg.email, event.organiser_email) == (f"Ana {label}", f"ana.{label}@example.si",
                                                                          "vodja@example.si")  # fmt: skip

@@ -20,7 +20,7 @@ from support.settings import make_settings
 from support.times import iso, weekday_ahead
 
 from security.helpers import ADMIN, texts_to
-from services.events import service
+from services.events.registrations import ALREADY_REGISTERED
 from services.notify.app import create_app
 from services.notify.models import Subscriber
 
@@ -125,7 +125,7 @@ async def test_registering_a_known_contact_again_sends_its_link_to_its_owner_onl
         prober = {"name": "Nekdo", "email": "ANA.KOS@example.si", "phone": "+38640555999"}
         again = await p.events.post(f"/api/v1/events/{event_id}/registrations", json=prober)
         assert again.status_code == 409, again.text
-        assert again.json() == {"detail": service.ALREADY_REGISTERED}
+        assert again.json() == {"detail": str(ALREADY_REGISTERED)}
         token = await form_token(p.events, f"/events/{event_id}")
         page = await p.events.post(f"/events/{event_id}/prijava", data={**prober, "csrf_token": token})
         assert page.status_code == 409

@@ -7,8 +7,9 @@ from pydantic import ValidationError
 
 from services.booking.pages import _form_errors as booking_form_errors
 from services.booking.schemas import BookingIn
-from services.events.pages import _event_errors, _form_errors
-from services.events.service import EventIn, RegistrationIn
+from services.events.pages import registration_form_errors as _form_errors
+from services.events.schemas import EventIn, RegistrationIn
+from services.events.staff_pages import _event_errors
 from shared.web.forms import CHECK_INPUT, form_errors
 
 
