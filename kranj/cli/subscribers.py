@@ -71,7 +71,7 @@ def subscriber_add(
     from pydantic import ValidationError
 
     from services.notify.csv_import import describe_errors
-    from services.notify.service import Conflict, SubscriberIn, add_subscriber
+    from services.notify.subscribers import Conflict, SubscriberIn, add_subscriber
     from shared.contact import sms_refusal
 
     values: dict[str, Any] = {"ks": ks, "email": email, "phone": phone, "language": language}

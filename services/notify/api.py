@@ -23,12 +23,12 @@ from shared.web.csrf import csrf_exempt
 from shared.web.ratelimit import RATE_LIMITED, rate_limit
 from shared.web.site import remember_ks
 
-from . import privacy, service
+from . import notices, privacy, subscribers
 from .domain import normalise_phone
 from .models import Notice
 from .render import Renderer
-from .service import SubscriberIn, SubscriberOut
 from .sms import estimated_cost
+from .subscribers import SubscriberIn, SubscriberOut
 
 api = APIRouter(prefix="/api/v1", tags=["notify"])
 pages = APIRouter(include_in_schema=False)
@@ -82,10 +82,10 @@ async def add_subscriber(body: SubscriberIn, request: Request, staff: Subscriber
     if refusal := sms_refusal(body.phone, _ctx(request).settings):
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(refusal))
     try:
-        return await service.add_subscriber(
+        return await subscribers.add_subscriber(
             _ctx(request).db, body, consent_source="staff", entered_by=f"staff:{staff.subject}"
         )
-    except service.Conflict as exc:
+    except subscribers.Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
 
 
@@ -150,10 +150,10 @@ async def deliveries(notice_id: str, request: Request, staff: DeliveriesRead) ->
 async def delivery_log_of(db: Database, notice_id: str) -> DeliveryLog:
     """A notice's delivery log as staff see it: counts, and each delivery with its contact
     and any contact data in its error masked (the API's and the staff pages' one view)."""
-    rows = await service.delivery_log(db, notice_id)
+    rows = await notices.delivery_log(db, notice_id)
     return DeliveryLog(
         notice_id=notice_id,
-        counts=await service.delivery_summary(db, notice_id),
+        counts=await notices.delivery_summary(db, notice_id),
         deliveries=[
             DeliveryRow(
                 **row.model_dump(include={"id", "channel", "status", "attempts", "reference"}),
@@ -173,7 +173,7 @@ async def delivery_log_of(db: Database, notice_id: str) -> DeliveryLog:
 )
 async def resend(notice_id: str, request: Request, staff: Resend) -> dict[str, int]:
     ctx = _ctx(request)
-    count = await service.resend_failed(ctx.db, notice_id)
+    count = await notices.resend_failed(ctx.db, notice_id)
     ctx.extra["worker"].wake()
     return {"requeued": count}
 
@@ -252,24 +252,24 @@ async def home() -> RedirectResponse:
 @pages.get("/noticeboard", response_class=HTMLResponse)
 async def city_board(request: Request) -> HTMLResponse:
     ctx = _ctx(request)
-    notices = await service.noticeboard(ctx.db, None)
-    return ctx.templates.TemplateResponse(request, "noticeboard.html", {"ks": None, "notices": notices})
+    current = await notices.noticeboard(ctx.db, None)
+    return ctx.templates.TemplateResponse(request, "noticeboard.html", {"ks": None, "notices": current})
 
 
 @pages.get("/noticeboard/{ks}", response_class=HTMLResponse)
 async def ks_board(ks: str, request: Request) -> HTMLResponse:
     ctx = _ctx(request)
-    notices = await service.noticeboard(ctx.db, _known_ks(ks))
-    page = ctx.templates.TemplateResponse(request, "noticeboard.html", {"ks": ks, "notices": notices})
+    current = await notices.noticeboard(ctx.db, _known_ks(ks))
+    page = ctx.templates.TemplateResponse(request, "noticeboard.html", {"ks": ks, "notices": current})
     return remember_ks(request, page, ks, ctx.settings)  # type: ignore[return-value]
 
 
 @pages.get("/noticeboard/{ks}/feed.atom")
 async def ks_feed(ks: str, request: Request) -> Response:
     ctx = _ctx(request)
-    notices = await service.noticeboard(ctx.db, _known_ks(ks))
+    current = await notices.noticeboard(ctx.db, _known_ks(ks))
     base = ctx.settings.public_base("notify")
-    return Response(atom_feed(ks, notices, base), media_type="application/atom+xml; charset=utf-8")
+    return Response(atom_feed(ks, current, base), media_type="application/atom+xml; charset=utf-8")
 
 
 def atom_feed(ks: str | None, notices: list[Notice], base: str) -> bytes:
@@ -327,7 +327,7 @@ async def unsubscribe(token: str, request: Request) -> HTMLResponse:
     target = _renderer(request).read_unsubscribe_token(token)
     if target is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava za odjavo ni veljavna. / Invalid link.")
-    await service.unsubscribe_channel(ctx.db, *target)
+    await subscribers.unsubscribe_channel(ctx.db, *target)
     return ctx.templates.TemplateResponse(
         request,
         "unsubscribe.html",
@@ -386,9 +386,9 @@ async def sms_inbound(
         phone = normalise_phone(body.from_)
     except ValueError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"from: {exc}") from None
-    if not service.is_stop(body.text):
+    if not subscribers.is_stop(body.text):
         return InboundSmsResult(action="ignored")
-    return InboundSmsResult(**await service.stop_sms(ctx.db, phone))
+    return InboundSmsResult(**await subscribers.stop_sms(ctx.db, phone))
 
 
 class KsContactIn(ContactFields):
@@ -419,11 +419,11 @@ async def put_ks_contacts(ks: str, body: KsContactsIn, request: Request, staff: 
                 status.HTTP_422_UNPROCESSABLE_CONTENT, f"{number}. kontakt / contact {number}: {refusal}"
             )
     contacts = [c.model_dump() for c in body.contacts]
-    await service.set_ks_contacts(ctx.db, ks, contacts)
+    await subscribers.set_ks_contacts(ctx.db, ks, contacts)
     return KsContactsOut(ks=ks, contacts=body.contacts)
 
 
 @api.get("/ks/{ks}/contacts", response_model=KsContactsOut, summary="A KS's contacts for booking requests (staff)")
 async def get_ks_contacts(ks: str, request: Request, staff: KsContactsRead) -> KsContactsOut:
-    rows = await service.ks_contacts(_ctx(request).db, ks)
+    rows = await subscribers.ks_contacts(_ctx(request).db, ks)
     return KsContactsOut(ks=ks, contacts=[KsContactIn.model_construct(**r) for r in rows])

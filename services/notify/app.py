@@ -36,7 +36,7 @@ def build(settings: Settings) -> ServiceApp:
     renderer = Renderer(settings)
     # The transports are chosen once, here, by configuration (services/notify/transports.py).
     worker = DeliveryWorker(settings, ctx.db, renderer, email_transport(settings), sms_transport(settings))
-    # The senders wake when a commit wrote deliveries (service.record_notice / record_personal
+    # The senders wake when a commit wrote deliveries (notices.record_notice / record_personal
     # mark the session), not after every message consumed: a noticeboard-only notice costs no
     # claim (make bench, ingest).
     ctx.db.on_commit(lambda info: worker.wake() if info.pop("deliveries_written", False) else None)

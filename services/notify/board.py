@@ -18,7 +18,7 @@ from shared.contracts import KS_NAMES
 from shared.models import utcnow
 from shared.web import ServiceApp
 
-from . import posters, service
+from . import notices, posters
 from .api import atom_feed
 from .models import Notice
 
@@ -43,9 +43,9 @@ def _known_ks(ks: str) -> str:
 async def city_feed(request: Request) -> Response:
     """Every current notice of every KS, newest first."""
     ctx = _ctx(request)
-    notices = await service.noticeboard(ctx.db, None)
+    current = await notices.noticeboard(ctx.db, None)
     base = ctx.settings.public_base("notify")
-    return Response(atom_feed(None, notices, base), media_type="application/atom+xml; charset=utf-8")
+    return Response(atom_feed(None, current, base), media_type="application/atom+xml; charset=utf-8")
 
 
 @board.get("/noticeboard/{ks}/kiosk", response_class=HTMLResponse)
@@ -54,13 +54,13 @@ async def kiosk(ks: str, request: Request, refresh: str = "on") -> HTMLResponse:
     itself every five minutes. `?refresh=off` (the page's own link) stops the reloading, so
     a reader who needs more time can have it (WCAG 2.2.1: the user can turn the limit off)."""
     ctx = _ctx(request)
-    current = await service.noticeboard(ctx.db, _known_ks(ks), limit=100)
+    current = await notices.noticeboard(ctx.db, _known_ks(ks), limit=100)
     now = utcnow()
     events = sorted(
         (n for n in current if n.kind == "event" and n.starts_at is not None and (n.ends_at or n.starts_at) > now),
         key=lambda n: n.starts_at or now,
     )[:KIOSK_EVENTS]
-    notices = [n for n in current if n.kind != "event"][:KIOSK_NOTICES]
+    others = [n for n in current if n.kind != "event"][:KIOSK_NOTICES]
     board_url = f"{ctx.settings.public_base('notify')}/noticeboard/{ks}"
     signup_url = f"{ctx.settings.public_base('notify')}/subscribe?ks={ks}"  # the sign-up, this KS ticked
     return ctx.templates.TemplateResponse(
@@ -69,7 +69,7 @@ async def kiosk(ks: str, request: Request, refresh: str = "on") -> HTMLResponse:
         {
             "ks": ks,
             "events": events,
-            "notices": notices,
+            "notices": others,
             "now": now,
             "refresh": KIOSK_REFRESH_SECONDS if refresh != "off" else None,
             "board_url": board_url,

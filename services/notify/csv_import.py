@@ -23,7 +23,7 @@ from shared.contact import SmsCountries, sms_refusal
 from shared.contracts.ks import ALL_KS, KS_NAMES
 from shared.db import Database
 
-from .service import Conflict, SubscriberIn, add_subscriber
+from .subscribers import Conflict, SubscriberIn, add_subscriber
 
 COLUMNS: tuple[str, ...] = ("email", "phone", "ks", "topics", "channels", "language")
 LIST_COLUMNS: frozenset[str] = frozenset({"ks", "topics", "channels"})

@@ -1,5 +1,6 @@
 """Sending: a worker claims due deliveries, renders them, hands them to SMTP or the SMS
-gateway (or to file outboxes when those are not configured) and records the outcome.
+gateway (or to file outboxes when those are not configured) and records the outcome; the
+rendering, handing over and recording are services/notify/sending.py (`Sender`).
 
 A delivery is claimed by one live worker: status `sending`, `claimed_by` = the worker's id
 in `delivery_workers`, `next_attempt_at` = lease end. Each process's worker heartbeats in a
@@ -19,81 +20,34 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import socket
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
-from email.message import EmailMessage
-from email.utils import format_datetime as email_date
-from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select, update
 
-from shared import clock
-from shared.contact import is_mobile
-from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, DeliveryOutcome
 from shared.db import Database
-from shared.invitations import invitee_for, make_invitation
-from shared.logs import mask_email, mask_phone
-from shared.metrics import DELIVERIES, SEND_SECONDS
-from shared.models import OutboxMessage, new_id, utcnow
-from shared.outbox import OUTBOX_WRITTEN, outbox_row
+from shared.models import new_id, utcnow
 from shared.settings import Settings
 
-from . import mail
-from .domain import quiet_until, retry_delay
+from .domain import quiet_until
 from .models import Delivery, DeliveryWorkerRow, Notice
 from .ratelimit import RateLimiter
 from .render import Renderer
-from .transports import EmailTransport, PermanentFailure, SmsTransport, TemporaryFailure
-from .window import AdaptiveWindow, Signal
+from .sending import Due, GroupCommit, Renderers, Sender, signal_of
+from .transports import EmailTransport, SmsTransport
+from .window import AdaptiveWindow
 
 log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
 CHANNELS = ("email", "sms")
 LEASE = timedelta(minutes=5)  # default of KRANJ_DELIVERY_LEASE_SECONDS
-SOURCE = "/kranj/notify"  # CloudEvent source of notify.delivery.* (the Bus's source for notify)
 
 
-def _without_contact(error: str | None, address: str | None) -> str | None:
-    """A server's words may quote the recipient (`550 <ana@…>: no such user`): not in events."""
-    if not error or not address:
-        return error
-    return re.sub(re.escape(address), "[naslov]", error, flags=re.IGNORECASE)[:1000]
+class DeliveryWorker(Sender):
+    """Claims due deliveries of each channel in a loop of its own and sends them (`Sender`)."""
 
-
-# Per batch, one channel: (notice id, language) -> that notice's renderer for one recipient
-# (Renderer.email_renderer or Renderer.sms_renderer).
-Renderers = dict[tuple[str, str], Callable[..., Any]]
-
-
-@dataclass(frozen=True, slots=True)
-class Due:
-    """A claimed delivery: the columns sending needs, read without the ORM (a fan-out
-    claims tens of thousands)."""
-
-    COLUMNS = ("id", "notice_id", "subscriber_id", "channel", "address", "language", "attempts")
-    id: str
-    notice_id: str
-    subscriber_id: str | None
-    channel: str
-    address: str | None
-    language: str
-    attempts: int
-
-
-@dataclass
-class Outcome:
-    status: str
-    reference: str | None = None
-    error: str | None = None
-    retry_after: float | None = None
-
-
-class DeliveryWorker:
     def __init__(
         self,
         settings: Settings,
@@ -106,11 +60,7 @@ class DeliveryWorker:
         poll: float = 1.0,
         sms_window: AdaptiveWindow | None = None,
     ) -> None:
-        self.settings = settings
-        self.db = db
-        self.renderer = renderer
-        self.email = email
-        self.sms = sms
+        super().__init__(settings, db, renderer, email, sms)
         self.batch = batch
         self.poll = poll
         # Email and SMS are claimed and sent by a loop each: one slow channel never holds up the other.
@@ -281,7 +231,7 @@ class DeliveryWorker:
             queue = iter(claimed)
             # Each connection sends its next email only after the last one is recorded (at most
             # one repeat per connection after a crash); the connections share group commits.
-            recorded = _GroupCommit(lambda results: self._record(results, origins))
+            recorded = GroupCommit(lambda results: self._record(results, origins))
 
             async def send_emails() -> None:  # one per SMTP connection: send, record, next
                 for d in queue:
@@ -305,7 +255,7 @@ class DeliveryWorker:
         # SMS go out as many at a time as the gateway's window allows; their outcomes are
         # recorded in group commits (whatever finished while the previous commit ran goes
         # into the next one).
-        group = _GroupCommit(lambda results: self._record(results, origins))
+        group = GroupCommit(lambda results: self._record(results, origins))
         texts: Renderers = {}  # one fitting per notice and language
 
         async def send_sms_one(d: Due) -> None:
@@ -315,7 +265,7 @@ class DeliveryWorker:
                 await self._limits["sms"].acquire()
                 started = time.perf_counter()
                 outcome = await self._send_one(d, notices.get(d.notice_id), texts)
-                self.sms_window.record(_signal(outcome), time.perf_counter() - started)
+                self.sms_window.record(signal_of(outcome), time.perf_counter() - started)
             await group.add((d, outcome))
 
         failures = [
@@ -415,247 +365,3 @@ class DeliveryWorker:
             return rows
 
         return await self.db.run(work)
-
-    async def _send_one(
-        self,
-        delivery: Due,
-        notice: Notice | None,
-        renderers: Renderers | None = None,
-    ) -> Outcome:
-        if notice is None or not delivery.address:
-            return Outcome("skipped", error="notice or contact no longer exists")
-        if notice.valid_until is not None and notice.valid_until <= utcnow():
-            return Outcome("skipped", error="expired before it could be sent")
-        if delivery.channel == "sms" and not self.settings.sms_allowed(delivery.address):
-            return Outcome("skipped", error="SMS only to numbers of KRANJ_SMS_COUNTRY_CODES (stops SMS pumping)")
-        if delivery.channel == "sms" and not is_mobile(delivery.address):  # the APIs refuse them too (422)
-            return Outcome("skipped", error="SMS only to mobile numbers (not landline, premium-rate or toll-free)")
-        # Personal (transactional) messages go to one person, not to followers: nothing to leave.
-        unsubscribe = (
-            self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel) if delivery.subscriber_id else None
-        )
-        transport = self.email.transport if delivery.channel == "email" else self.sms.transport
-        if notice.kind == "survey" and notice.url and delivery.subscriber_id:
-            notice = self._with_invitation(notice, delivery.subscriber_id)
-        started = time.perf_counter()
-        outcome = await self._hand_over(delivery, notice, unsubscribe, renderers)
-        SEND_SECONDS.labels(delivery.channel, transport, outcome.status).observe(time.perf_counter() - started)
-        return outcome
-
-    def _with_invitation(self, notice: Notice, subscriber_id: str) -> Notice:
-        """A survey invitation carries a personal link: each invited resident answers once
-        (shared.invitations; the survey never learns who the invitee is)."""
-        survey_id = notice.source_id.split(":", 1)[0]
-        token = make_invitation(self.settings, survey_id, invitee_for(self.settings, subscriber_id))
-        separator = "&" if "?" in (notice.url or "") else "?"
-        return notice.model_copy(update={"url": f"{notice.url}{separator}t={token}"})
-
-    async def _hand_over(
-        self,
-        delivery: Due,
-        notice: Notice,
-        unsubscribe: str | None,
-        renderers: Renderers | None = None,
-    ) -> Outcome:
-        assert delivery.address is not None
-        try:
-            if delivery.channel == "email":
-                raw = self._email_bytes(delivery, notice, unsubscribe, renderers)
-                if raw is not None:
-                    reference = await self.email.send_raw(raw[0], raw[1], delivery.address, delivery.id)
-                else:
-                    reference = await self.email.send(self._email(delivery, notice, unsubscribe), delivery.id)
-            elif delivery.channel == "sms":
-                text = self._sms_text(delivery, notice, unsubscribe, renderers)
-                reference = await self.sms.send(delivery.address, text, delivery.id)
-            else:
-                return Outcome("failed-permanent", error=f"unknown channel {delivery.channel}")
-        except TemporaryFailure as exc:
-            return Outcome("failed-temporary", error=str(exc), retry_after=exc.retry_after)
-        except PermanentFailure as exc:
-            return Outcome("failed-permanent", error=str(exc))
-        except Exception as exc:  # noqa: BLE001 - a bug must not lose the delivery
-            log.exception("unexpected error while sending", extra={"delivery_id": delivery.id})
-            return Outcome("failed-temporary", error=f"{type(exc).__name__}: {exc}")
-        return Outcome("sent", reference=reference)
-
-    def _email_bytes(
-        self,
-        delivery: Due,
-        notice: Notice,
-        unsubscribe_url: str | None,
-        renderers: Renderers | None,
-    ) -> tuple[bytes, str] | None:
-        """The message `_email` builds, as bytes (services.notify.mail), with the notice's
-        templates rendered once per batch; None where only the `email` package will do."""
-        assert delivery.address is not None
-        if renderers is None or notice.kind == "survey":  # survey links differ per resident
-            rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
-        else:
-            key = (notice.id, delivery.language)
-            if key not in renderers:
-                renderers[key] = self.renderer.email_renderer(notice, delivery.language)
-            manage_url = (
-                self.renderer.manage_url(delivery.subscriber_id) if unsubscribe_url and delivery.subscriber_id else None
-            )
-            rendered = renderers[key](unsubscribe_url, manage_url)
-        return mail.build(
-            mail_from=self.settings.mail_from,
-            to=delivery.address,
-            subject=rendered.subject,
-            text=rendered.text,
-            html=rendered.html,
-            message_id=f"<{delivery.id}@kranj-za-vse.si>",  # stable per delivery
-            language=rendered.language,  # what it is written in, not what the recipient reads
-            unsubscribe_url=unsubscribe_url,
-        )
-
-    def _sms_text(self, delivery: Due, notice: Notice, unsubscribe_url: str | None, renderers: Renderers | None) -> str:
-        """The text `Renderer.sms` gives, fitted once per notice and language of a batch."""
-        if renderers is None or notice.kind == "survey":  # survey links differ per resident
-            return self.renderer.sms(notice, delivery.language, unsubscribe_url)
-        key = (notice.id, delivery.language)
-        if key not in renderers:
-            renderers[key] = self.renderer.sms_renderer(notice, delivery.language)
-        return renderers[key](unsubscribe_url)  # type: ignore[no-any-return]
-
-    def _email(self, delivery: Due, notice: Notice, unsubscribe_url: str | None) -> EmailMessage:
-        rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
-        msg = EmailMessage(policy=mail.POLICY)  # encoded words of at most 75 characters
-        msg["From"] = self.settings.mail_from
-        msg["To"] = delivery.address
-        msg["Subject"] = rendered.subject
-        msg["Date"] = email_date(clock.now())
-        msg["Message-ID"] = f"<{delivery.id}@kranj-za-vse.si>"  # stable per delivery
-        if unsubscribe_url:
-            msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        msg["Auto-Submitted"] = "auto-generated"
-        msg.set_content(rendered.text)
-        msg.add_alternative(rendered.html, subtype="html")
-        msg["Content-Language"] = rendered.language  # after set_content, which drops Content-* headers
-        return msg
-
-    async def _record(self, results: list[tuple[Due, Outcome]], origins: dict[str, tuple[str, str]]) -> None:
-        now = utcnow()
-        # One executemany per shape of change and one for the outbox rows: a batch of
-        # outcomes costs a few statements, not a few per delivery.
-        updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
-        outbox: list[dict[str, object]] = []
-        for delivery, outcome in results:
-            values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error, "claimed_by": None}
-            attempts = delivery.attempts + (1 if outcome.status != "skipped" else 0)
-            values["attempts"] = attempts
-            if outcome.status == "sent":
-                values.update(sent_at=now, reference=outcome.reference, next_attempt_at=None)
-            elif outcome.status == "failed-temporary" and attempts < self.settings.delivery_attempts:
-                delay = retry_delay(attempts, self.settings.retry_base_seconds)
-                if outcome.retry_after:
-                    delay = max(delay, timedelta(seconds=outcome.retry_after))
-                values["next_attempt_at"] = now + delay
-            else:  # sent elsewhere, permanent, skipped, or out of attempts: final
-                values["next_attempt_at"] = None
-            updates.setdefault(tuple(values), []).append(
-                {"b_id": delivery.id, **{f"v_{k}": v for k, v in values.items()}}
-            )
-            final_failure = outcome.status.startswith("failed") and values["next_attempt_at"] is None
-            if (outcome.status == "sent" or final_failure) and delivery.channel in ("email", "sms"):
-                # notify.delivery.* in the same transaction as the status: no contact data in it.
-                source, source_id = origins.get(delivery.notice_id, ("", ""))
-                message_type = DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED
-                envelope = message_type.envelope(
-                    DeliveryOutcome(
-                        delivery_id=delivery.id,
-                        notice_id=delivery.notice_id,
-                        source=source,
-                        source_id=source_id,
-                        channel=delivery.channel,  # type: ignore[arg-type]
-                        status=outcome.status,  # type: ignore[arg-type]
-                        attempts=attempts,
-                        error=_without_contact(outcome.error, delivery.address),
-                        at=now,
-                    ),
-                    source=SOURCE,
-                    subject=delivery.id,
-                )
-                outbox.append(outbox_row(message_type, envelope, at=now))
-            DELIVERIES.labels(delivery.channel, outcome.status).inc()
-            level = logging.INFO if outcome.status in ("sent", "skipped") else logging.WARNING
-            if not log.isEnabledFor(level):
-                continue
-            contact = mask_email(delivery.address) if delivery.channel == "email" else mask_phone(delivery.address)
-            log.log(
-                level,
-                "delivery %s",
-                outcome.status,
-                extra={
-                    "delivery_id": delivery.id,
-                    "notice_id": delivery.notice_id,
-                    "channel": delivery.channel,
-                    "to": contact,
-                    "attempt": attempts,
-                    "error": outcome.error,
-                },
-            )
-        table = Delivery.__table__  # type: ignore[attr-defined]
-        statements = [
-            (
-                sa.update(table)
-                .where(table.c.id == sa.bindparam("b_id"))
-                .values({k: sa.bindparam(f"v_{k}") for k in keys}),
-                rows,
-            )
-            for keys, rows in updates.items()
-        ]
-
-        def work(conn: sa.Connection, info: dict[str, object]) -> None:
-            for statement, rows in statements:
-                conn.execute(statement, rows)
-            if outbox:  # notify.delivery.*, published by the outbox relay after commit
-                conn.execute(sa.insert(OutboxMessage.__table__), outbox)  # type: ignore[attr-defined]
-                info[OUTBOX_WRITTEN] = True
-
-        await self.db.run(work)
-
-
-def _signal(outcome: Outcome) -> Signal:
-    """What an SMS's outcome says about the gateway's load: a temporary failure (429, 5xx,
-    timeout, unreachable) is congestion; a refusal of one number or a skip says nothing."""
-    if outcome.status == "sent":
-        return Signal.OK
-    if outcome.status == "failed-temporary":
-        return Signal.CONGESTION
-    return Signal.NEUTRAL
-
-
-class _GroupCommit:
-    """Records outcomes in as few transactions as the database allows: the first caller
-    commits what is pending, callers arriving meanwhile join the next commit. `add` returns
-    once its outcome is committed (or raises what the commit raised)."""
-
-    def __init__(self, record: Callable[[list[tuple[Due, Outcome]]], Awaitable[None]]) -> None:
-        self._record = record
-        self._pending: list[tuple[tuple[Due, Outcome], asyncio.Future[None]]] = []
-        self._busy = False
-
-    async def add(self, result: tuple[Due, Outcome]) -> None:
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((result, done))
-        if not self._busy:
-            self._busy = True
-            try:
-                while self._pending:
-                    batch, self._pending = self._pending, []
-                    try:
-                        await self._record([r for r, _ in batch])
-                    except Exception as exc:  # noqa: BLE001 - each waiting sender learns it
-                        for _, f in batch:
-                            if not f.done():
-                                f.set_exception(exc)
-                    else:
-                        for _, f in batch:
-                            if not f.done():
-                                f.set_result(None)
-            finally:
-                self._busy = False
-        await done

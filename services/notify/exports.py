@@ -27,12 +27,13 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.bus import add_to_outbox
 from shared.contracts.privacy import EXPORT_ANSWERED, EXPORT_REQUESTED, ExportAnswered, ExportRequested
 from shared.db import Database
+from shared.errors import Bilingual, Refused
 from shared.links import SignedIds
 from shared.models import utcnow
 from shared.privacy import Person
 from shared.settings import Settings
 
-from . import consent, privacy, service
+from . import consent, notices, privacy
 from .models import ExportRequest, NoticeDraft, Subscriber
 from .privacy import EXPORT_DAYS
 
@@ -43,8 +44,8 @@ SALT = "kranj.notify.export-link.v1"
 SOURCE = "/kranj/notify"
 
 
-class ExportRefused(Exception):
-    """Why the manage page cannot start an export now (Slovenian, for the resident)."""
+class ExportRefused(Refused):
+    """Why the manage page cannot start an export now (409; the page shows the Slovenian text)."""
 
 
 def export_token(settings: Settings, request_id: str) -> str:
@@ -64,13 +65,16 @@ async def request_export(db: Database, subscriber_id: str, *, now: Any = None) -
     async with db.session() as session:
         subscriber = await session.get(Subscriber, subscriber_id)
         if subscriber is None:
-            raise ExportRefused("Te prijave ni več.")
+            raise ExportRefused(Bilingual("Te prijave ni več.", "This subscription no longer exists."))
         active = (await consent.active_channels(session, [subscriber_id])).get(subscriber_id, set())
         email = subscriber.email if "email" in active else None
         phone = subscriber.phone if "sms" in active else None
         if not email and not phone:
             raise ExportRefused(
-                "Izvoz pošljemo le na potrjen e-naslov ali telefon; ta prijava še nima nobenega potrjenega."
+                Bilingual(
+                    "Izvoz pošljemo le na potrjen e-naslov ali telefon; ta prijava še nima nobenega potrjenega.",
+                    "We send the export only to a confirmed email address or phone; this subscription has none yet.",
+                )
             )
         recent = (
             await session.exec(
@@ -81,7 +85,12 @@ async def request_export(db: Database, subscriber_id: str, *, now: Any = None) -
             )
         ).first()
         if recent is not None:
-            raise ExportRefused("Zahtevo ste danes že oddali; povezavo vam pošljemo, ko bodo podatki zbrani.")
+            raise ExportRefused(
+                Bilingual(
+                    "Zahtevo ste danes že oddali; povezavo vam pošljemo, ko bodo podatki zbrani.",
+                    "You asked already today; we will send you the link once the data is collected.",
+                )
+            )
         request = ExportRequest(
             subscriber_id=subscriber_id, email=email, phone=phone, language=subscriber.language, requested_at=now
         )
@@ -130,7 +139,7 @@ async def take_answer(session: AsyncSession, settings: Settings, data: ExportAns
         url=export_url(settings, request.id),
         language=request.language,
     )
-    await service.record_personal(
+    await notices.record_personal(
         session,
         notice,
         email=request.email if "email" in notice.channels else None,

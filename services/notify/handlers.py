@@ -39,7 +39,7 @@ from shared.contracts.surveys import (
 from shared.invitations import invitee_for
 from shared.settings import Settings
 
-from . import exports, links, relay, service
+from . import exports, links, notices, relay, subscribers
 from .models import KsContact, NoticeDraft
 from .render import Renderer, from_label
 from .subscribe import start_confirmation
@@ -75,11 +75,11 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
     bus.publisher(EXPORT_REQUESTED)
 
     async def on_notice_requested(session: AsyncSession, envelope: CloudEvent, data: NoticeRequested) -> None:
-        count = await service.record_notice(session, settings, service.notice_from_request(envelope, data))
+        count = await notices.record_notice(session, settings, notices.notice_from_request(envelope, data))
         log.info("notice recorded", extra={"ce_id": envelope.id, "deliveries": count})
 
     async def on_event_published(session: AsyncSession, envelope: CloudEvent, data: EventPublished) -> None:
-        count = await service.record_notice(session, settings, service.notice_from_event(envelope, data))
+        count = await notices.record_notice(session, settings, notices.notice_from_event(envelope, data))
         log.info("event announced", extra={"ce_id": envelope.id, "event_id": data.event_id, "deliveries": count})
 
     async def on_booking_changed(session: AsyncSession, envelope: CloudEvent, data: BookingChanged) -> None:
@@ -99,7 +99,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
         count = 0
         if plan.full:  # a confirmed contact, or staff's own booking: in full
             title, body = renderer.personal("booking", language, b=data)
-            count += await service.record_personal(
+            count += await notices.record_personal(
                 session,
                 _booking_notice(envelope, data, f"{told}:{data.status}", title, body, plan.full),
                 email=data.requester.email,
@@ -110,7 +110,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
             title, body = renderer.personal(
                 "booking_fixed", language, b=relay.booking_facts(data), from_label=from_label([data.ks])
             )
-            count += await service.record_personal(
+            count += await notices.record_personal(
                 session,
                 _booking_notice(
                     envelope, data, f"{told}:{data.status}:fixed", title, body, [*plan.fixed, *plan.withheld]
@@ -143,7 +143,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
                 url=str(data.review_url) if data.review_url else None,
                 language="sl",
             )
-            await service.record_personal(session, notice, email=contact.email, phone=contact.phone, language="sl")
+            await notices.record_personal(session, notice, email=contact.email, phone=contact.phone, language="sl")
         log.info("KS staff told of a booking request", extra={"ce_id": envelope.id, "contacts": len(contacts)})
 
     def on_registration(kind: str):  # noqa: ANN202 - one handler per registration message type
@@ -178,7 +178,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
                     url=str(data.url),
                     language=language,
                 )
-                count += await service.record_personal(
+                count += await notices.record_personal(
                     session, notice, email=email, phone=phone, language=language, withheld=plan.withheld
                 )
             log.info("registrant told", extra={"ce_id": envelope.id, "kind": kind, "deliveries": count})
@@ -188,7 +188,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
     async def on_event_changed(session: AsyncSession, envelope: CloudEvent, data: EventChanged) -> None:
         """The noticeboard shows the event as it is now; registrants are told one by one
         (events.registration.event-changed), followers see the board."""
-        await service.update_event_notice(session, envelope.source, data)
+        await notices.update_event_notice(session, envelope.source, data)
 
     async def on_survey_opened(session: AsyncSession, envelope: CloudEvent, data: SurveyOpened) -> None:
         title, body = renderer.personal("survey_opened", data.language, s=data, from_label=from_label([data.ks]))
@@ -205,7 +205,7 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
             language=data.language,
             valid_until=data.closes_at,
         )
-        count = await service.record_notice(session, settings, notice)
+        count = await notices.record_notice(session, settings, notice)
         log.info("survey invitation recorded", extra={"ce_id": envelope.id, "deliveries": count})
 
     async def on_survey_closing_soon(session: AsyncSession, envelope: CloudEvent, data: SurveyClosingSoon) -> None:
@@ -226,13 +226,13 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
             valid_until=data.closes_at,
             on_noticeboard=False,
         )
-        count = await service.record_notice(
+        count = await notices.record_notice(
             session, settings, notice, skip=lambda subscriber_id: invitee_for(settings, subscriber_id) in answered
         )
         log.info("survey reminder recorded", extra={"ce_id": envelope.id, "deliveries": count})
 
     async def on_survey_closed(session: AsyncSession, envelope: CloudEvent, data: SurveyClosed) -> None:
-        await service.expire_notices(session, envelope.source, data.survey_id, data.closed_at)
+        await notices.expire_notices(session, envelope.source, data.survey_id, data.closed_at)
 
     async def on_results_published(session: AsyncSession, envelope: CloudEvent, data: ResultsPublished) -> None:
         title, body = renderer.personal("survey_results", data.language, s=data)
@@ -248,10 +248,10 @@ def register(bus: Bus, settings: Settings, renderer: Renderer) -> None:
             url=str(data.url),
             language=data.language,
         )
-        await service.record_notice(session, settings, notice)
+        await notices.record_notice(session, settings, notice)
 
     async def on_volunteered(session: AsyncSession, envelope: CloudEvent, data: RespondentVolunteered) -> None:
-        subscriber, to_confirm = await service.add_volunteer(
+        subscriber, to_confirm = await subscribers.add_volunteer(
             session,
             email=data.email,
             phone=data.phone,

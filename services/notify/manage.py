@@ -16,7 +16,7 @@ from shared.web import ServiceApp
 from shared.web.forms import Errors
 from shared.web.ratelimit import rate_limit
 
-from . import exports, service
+from . import exports, subscribers
 from .render import Renderer
 from .subscribe import TOPIC_LABELS
 
@@ -39,7 +39,7 @@ def _subscriber_id(request: Request, token: str) -> str:
 async def _page(
     request: Request,
     token: str,
-    sub: service.SubscriberOut,
+    sub: subscribers.SubscriberOut,
     *,
     message: str | None = None,
     errors: Errors | None = None,
@@ -65,20 +65,20 @@ async def _page(
     )
 
 
-async def _load(request: Request, token: str) -> tuple[str, service.SubscriberOut]:
+async def _load(request: Request, token: str) -> tuple[str, subscribers.SubscriberOut]:
     subscriber_id = _subscriber_id(request, token)
-    sub = await service.get_subscription(_ctx(request).db, subscriber_id)
+    sub = await subscribers.get_subscription(_ctx(request).db, subscriber_id)
     if sub is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Te prijave ni več. / This subscription no longer exists.")
     return subscriber_id, sub
 
 
-def _first_channel(sub: service.SubscriberOut) -> str:
+def _first_channel(sub: subscribers.SubscriberOut) -> str:
     """The id of the first channel box on the page (the email's when there is an email)."""
     return "channel-email" if sub.email else "channel-sms"
 
 
-def _manage_errors(sub: service.SubscriberOut, chosen: dict[str, object]) -> Errors:
+def _manage_errors(sub: subscribers.SubscriberOut, chosen: dict[str, object]) -> Errors:
     """What cannot be saved, by field (the ids of manage.html), in the order of the form."""
     errors = Errors()
     available = [c for c, v in (("email", sub.email), ("sms", sub.phone)) if v]
@@ -116,8 +116,8 @@ async def manage_submit(
     subscriber_id, sub = await _load(request, token)
     db = _ctx(request).db
     if action == "leave":
-        await service.leave(db, subscriber_id)
-        left = await service.get_subscription(db, subscriber_id)
+        await subscribers.leave(db, subscriber_id)
+        left = await subscribers.get_subscription(db, subscriber_id)
         assert left is not None
         return await _page(request, token, left, message="Odjavljeni ste. Ne boste več prejemali obvestil.")
     chosen: dict[str, object] = {
@@ -131,7 +131,7 @@ async def manage_submit(
     if errors:
         return await _page(request, token, sub, errors=errors, chosen=chosen, code=422)
     try:
-        changed = await service.change_subscription(
+        changed = await subscribers.change_subscription(
             db,
             subscriber_id,
             ks=ks or [],
@@ -154,7 +154,7 @@ async def request_export(token: str, request: Request) -> Response:
     try:
         asked = await exports.request_export(_ctx(request).db, subscriber_id)
     except exports.ExportRefused as refused:
-        return await _page(request, token, sub, message=str(refused), code=409)
+        return await _page(request, token, sub, message=refused.message.in_language("sl"), code=409)
     where = mask_email(asked.email) if asked.email else mask_phone(asked.phone or "")
     return await _page(
         request,

@@ -82,7 +82,7 @@ class Notice(SQLModel, table=True):
 
 @dataclass(slots=True, kw_only=True)
 class NoticeDraft:
-    """A notice about to be recorded (service.record_notice / record_personal): the columns
+    """A notice about to be recorded (notices.record_notice / record_personal): the columns
     of `notices` in a plain object, written by a deferred Core insert (shared.db.defer_insert).
     Building and flushing a `Notice` table model cost more than the rest of a noticeboard
     notice's handling (make bench, ingest). Same fields and defaults as `Notice` (unit test)."""

@@ -41,7 +41,7 @@ from shared.outbox import add_to_outbox
 from shared.periodic import every
 from shared.web import ServiceApp
 
-from . import service
+from . import notices
 from .api import PreviewIn, delivery_log_of, notice_record, preview_of
 from .models import Delivery, Notice, NoticeKs, ScheduledNotice
 from .subscribe import TOPIC_LABELS
@@ -370,14 +370,14 @@ def _record_of(notice: Notice) -> Record:
     return Record(ks=kss.pop() if len(kss) == 1 else ALL_KS)
 
 
-async def notice_rows(request: Request, grant: Grant, notices: list[Notice]) -> list[dict[str, Any]]:
+async def notice_rows(request: Request, grant: Grant, sent: list[Notice]) -> list[dict[str, Any]]:
     db = _ctx(request).db
     rows = []
-    for notice in notices:
+    for notice in sent:
         rows.append(
             {
                 "notice": notice,
-                "counts": counts_by_state(await service.delivery_summary(db, notice.id)),
+                "counts": counts_by_state(await notices.delivery_summary(db, notice.id)),
                 "log": may(grant, "notify.deliveries.read", _record_of(notice)),
                 "by_staff": notice.source.startswith(STAFF_SOURCE),
             }
@@ -516,7 +516,7 @@ async def notices_post(request: Request, grant: Write) -> Response:
         await schedule(ctx.db, grant, draft.notice, draft.send_at)
         return RedirectResponse("/osebje/obvestila?done=nacrtovano", status_code=status.HTTP_303_SEE_OTHER)
     preview = preview_of(ctx, PreviewIn.model_validate(draft.notice.model_dump()))
-    reach = await service.reach(ctx.db, list(draft.notice.ks), draft.notice.topic, draft.notice.urgency)
+    reach = await notices.reach(ctx.db, list(draft.notice.ks), draft.notice.topic, draft.notice.urgency)
     context = {
         "section": "obvestila",
         "draft": draft,
@@ -596,6 +596,6 @@ async def delivery_log_page(
 )
 async def resend_failed(notice_id: str, request: Request, grant: Resend) -> Response:
     ctx = _ctx(request)
-    count = await service.resend_failed(ctx.db, notice_id)
+    count = await notices.resend_failed(ctx.db, notice_id)
     ctx.extra["worker"].wake()
     return RedirectResponse(f"/osebje/obvestila/{notice_id}?ponovno={count}", status_code=status.HTTP_303_SEE_OTHER)

@@ -32,7 +32,7 @@ from shared.web.ratelimit import rate_limit
 from shared.web.site import remembered_ks
 
 from . import consent as channel_consent
-from . import service
+from . import notices, subscribers
 from .models import ChannelConsent, Confirmation, NoticeDraft, Subscriber, SubscriberKs, SubscriberTopic
 from .render import Renderer, from_label
 
@@ -241,7 +241,7 @@ async def subscribe_submit(
     }
     data = None
     try:
-        data = service.SubscriberIn(
+        data = subscribers.SubscriberIn(
             email=email or None,
             phone=phone or None,
             ks=ks or [],
@@ -327,7 +327,7 @@ async def subscribe_submit(
             channels=channels_used,
             language=data.language,
         )
-        await service.record_personal(session, notice, email=email_to, phone=phone_to, language=data.language)
+        await notices.record_personal(session, notice, email=email_to, phone=phone_to, language=data.language)
         try:
             await session.commit()
         except IntegrityError:  # the same contact signing up twice at the same moment
@@ -342,7 +342,7 @@ async def subscribe_submit(
 
 
 async def _code_for_active(
-    ctx: ServiceApp, session: Any, renderer: Renderer, subscriber: Subscriber, data: service.SubscriberIn
+    ctx: ServiceApp, session: Any, renderer: Renderer, subscriber: Subscriber, data: subscribers.SubscriberIn
 ) -> Response:
     """A phone sign-up of a number already subscribed: the same SMS code and code page as a
     new sign-up (so the answer does not tell), and the subscription stays as it was."""
@@ -393,7 +393,7 @@ async def _send_code(
         channels=["sms"],
         language=language,
     )
-    await service.record_personal(session, notice, email=None, phone=subscriber.phone, language=language)
+    await notices.record_personal(session, notice, email=None, phone=subscriber.phone, language=language)
 
 
 async def start_confirmation(
@@ -415,7 +415,7 @@ async def start_confirmation(
             channels=["email"],
             language=subscriber.language,
         )
-        await service.record_personal(session, notice, email=subscriber.email, phone=None, language=subscriber.language)
+        await notices.record_personal(session, notice, email=subscriber.email, phone=None, language=subscriber.language)
     elif "sms" in channels and subscriber.phone:
         await _send_code(ctx, session, renderer, subscriber, link=True)
 

@@ -12,7 +12,7 @@ from faststream.rabbit import TestRabbitBroker
 from faststream.rabbit.annotations import RabbitMessage
 from sqlmodel import func, select
 
-from services.notify import privacy, service
+from services.notify import notices, privacy, subscribers
 from services.notify.app import build
 from services.notify.models import Delivery, Notice
 from shared import clock
@@ -60,7 +60,7 @@ async def notify(tmp_path):
 
 async def _subscribe(ctx, **kw):
     data = {"ks": ["primskovo"], "topics": ["general", "events"], **kw}
-    return await service.add_subscriber(ctx.db, service.SubscriberIn(**data))
+    return await subscribers.add_subscriber(ctx.db, subscribers.SubscriberIn(**data))
 
 
 async def _count(ctx, model, *where):
@@ -85,9 +85,9 @@ async def test_notice_fans_out_to_each_followers_channels(notify):
     async with notify.db.session() as s:
         rows = (await s.exec(select(Delivery.channel, Delivery.address).order_by(Delivery.address))).all()
     assert sorted(rows) == [("email", "ana@example.si"), ("email", "bojan@example.si"), ("sms", "+38640123456")]
-    board = await service.noticeboard(notify.db, "primskovo")
+    board = await notices.noticeboard(notify.db, "primskovo")
     assert [n.title for n in board] == ["Izklop vode"]
-    assert await service.noticeboard(notify.db, "planina") == []
+    assert await notices.noticeboard(notify.db, "planina") == []
 
 
 async def test_city_wide_notice_reaches_every_ks_and_shows_everywhere(notify):
@@ -101,7 +101,7 @@ async def test_city_wide_notice_reaches_every_ks_and_shows_everywhere(notify):
             user_id=UTILITY,  # city-wide needs a registered sender with that right
         )
     assert await _count(notify, Delivery) == 2
-    assert [n.title for n in await service.noticeboard(notify.db, "zabnica")] == ["Izklop vode"]
+    assert [n.title for n in await notices.noticeboard(notify.db, "zabnica")] == ["Izklop vode"]
 
 
 async def test_same_message_twice_has_the_effect_of_one(notify):
@@ -123,7 +123,7 @@ async def test_noticeboard_only_notice_creates_no_personal_deliveries(notify):
             routing_key="notify.notice.requested",
         )
     assert await _count(notify, Delivery) == 0
-    assert len(await service.noticeboard(notify.db, "primskovo")) == 1
+    assert len(await notices.noticeboard(notify.db, "primskovo")) == 1
 
 
 async def test_unknown_ks_is_dead_lettered_with_a_reason_and_not_recorded(notify):
@@ -151,7 +151,7 @@ async def test_unknown_ks_is_dead_lettered_with_a_reason_and_not_recorded(notify
         await br.publish(json.dumps(bad).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
         await br.publish(json.dumps(good).encode(), exchange=EXCHANGE, routing_key="notify.notice.requested")
 
-    assert [n.title for n in await service.noticeboard(notify.db, "primskovo")] == ["Naslednje obvestilo"]
+    assert [n.title for n in await notices.noticeboard(notify.db, "primskovo")] == ["Naslednje obvestilo"]
     [parked] = dead
     assert "unknown KS 'atlantis'" in parked.headers["x-kranj-reason"]
     assert parked.headers["x-kranj-queue"] == "notify.on-notice-requested"
@@ -196,7 +196,7 @@ async def test_event_published_is_announced_with_date_and_venue(notify):
     )
     async with TestRabbitBroker(notify.bus.broker) as br:
         await br.publish(json.dumps(event).encode(), exchange=EXCHANGE, routing_key="events.event.published", user_id=PLATFORM_USER)
-    [notice] = await service.noticeboard(notify.db, "primskovo")
+    [notice] = await notices.noticeboard(notify.db, "primskovo")
     assert notice.kind == "event" and notice.topic == "events"
     email = notify.extra["renderer"].email(notice, "sl", "http://x/unsubscribe/t")
     assert "četrtek, 3. decembra 2026, 18.00–20.00" in email.text
@@ -298,7 +298,7 @@ async def test_survey_invitation_volunteer_and_closing(notify):
     )
     async with TestRabbitBroker(notify.bus.broker) as br:
         await br.publish(json.dumps(opened).encode(), exchange=EXCHANGE, routing_key="surveys.survey.opened", user_id=PLATFORM_USER)
-        [notice] = await service.noticeboard(notify.db, "primskovo")
+        [notice] = await notices.noticeboard(notify.db, "primskovo")
         assert notice.title == "Anketa: Potrebe po skupnostnem prostoru"
         assert "(5 vprašanj)" in notice.body
         assert await _count(notify, Delivery) == 1  # ana follows topic surveys
@@ -306,7 +306,7 @@ async def test_survey_invitation_volunteer_and_closing(notify):
             json.dumps(volunteer).encode(), exchange=EXCHANGE, routing_key="surveys.respondent.volunteered", user_id=PLATFORM_USER
         )
         await br.publish(json.dumps(closed).encode(), exchange=EXCHANGE, routing_key="surveys.survey.closed", user_id=PLATFORM_USER)
-    assert await service.noticeboard(notify.db, "primskovo") == []  # closed: off the board
+    assert await notices.noticeboard(notify.db, "primskovo") == []  # closed: off the board
     exported = await privacy.export(notify.db, Person.of(email="mladi@example.si"))
     [sub] = exported["subscriptions"]
     assert sub["ks"] == ["primskovo"] and sub["topics"] == ["surveys"]
@@ -358,7 +358,7 @@ async def test_registrants_are_told_one_by_one(notify):
     )
     async with TestRabbitBroker(notify.bus.broker) as br:
         await br.publish(json.dumps(published).encode(), exchange=EXCHANGE, routing_key="events.event.published", user_id=PLATFORM_USER)
-        assert len(await service.noticeboard(notify.db, "huje")) == 1
+        assert len(await notices.noticeboard(notify.db, "huje")) == 1
         await br.publish(
             json.dumps(_registration("waitlisted", status="waitlisted", waitlist_position=3)).encode(),
             exchange=EXCHANGE,

@@ -11,7 +11,7 @@ import pytest
 from faststream.rabbit import TestRabbitBroker
 from sqlmodel import select
 
-from services.notify import service
+from services.notify import subscribers
 from services.notify.app import build
 from services.notify.models import Delivery, Notice
 from shared import clock
@@ -108,8 +108,8 @@ async def test_the_fourth_message_a_day_to_one_contact_is_not_sent(notify):
 
 
 async def test_confirmed_email_in_full_unconfirmed_phone_fixed(notify):
-    await service.add_subscriber(
-        notify.db, service.SubscriberIn(email="zrtev@example.si", ks=["primskovo"], topics=["general"])
+    await subscribers.add_subscriber(
+        notify.db, subscribers.SubscriberIn(email="zrtev@example.si", ks=["primskovo"], topics=["general"])
     )
     await publish(notify, booking(), "booking.booking.requested")
     _, notices = await rows(notify)

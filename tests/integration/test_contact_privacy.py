@@ -19,7 +19,7 @@ import pytest
 from sqlmodel import select
 from support.settings import TEST_ADMIN_TOKEN, make_settings, wait_until
 
-from services.notify import service
+from services.notify import notices, subscribers
 from services.notify.app import build
 from services.notify.models import Delivery, JobRun, Notice
 from services.notify.retention import JOB, apply_retention
@@ -120,7 +120,7 @@ async def test_retention_strips_old_contact_data_once_across_two_replicas(tmp_pa
             + "\n",
             encoding="utf-8",
         )
-        counts_before = await service.delivery_summary(replica_a, ids["notice"])
+        counts_before = await notices.delivery_summary(replica_a, ids["notice"])
 
         runs = await asyncio.gather(
             apply_retention(replica_a, settings, now=now), apply_retention(replica_b, settings, now=now)
@@ -140,7 +140,7 @@ async def test_retention_strips_old_contact_data_once_across_two_replicas(tmp_pa
         # What statistics need stays: channel, status, attempts, times, counts.
         assert rows[ids["old-sent"]].status == "sent" and rows[ids["old-sent"]].attempts == 1
         assert rows[ids["old-sent"]].sent_at is not None
-        assert await service.delivery_summary(replica_a, ids["notice"]) == counts_before
+        assert await notices.delivery_summary(replica_a, ids["notice"]) == counts_before
 
         old_eml = (outbox / "email" / "old.eml").read_bytes()
         assert b"ana.novak@example.si" not in old_eml and b"To: a***@example.si" in old_eml
@@ -221,7 +221,7 @@ async def test_no_contact_data_in_the_logs_of_a_fanout_a_subscription_and_dead_l
     async def crash(*_: object, email: str | None = None, phone: str | None = None, **__: object) -> None:
         raise RuntimeError(f"could not add the volunteer {email} / {phone}")
 
-    monkeypatch.setattr(service, "add_volunteer", crash)
+    monkeypatch.setattr(subscribers, "add_volunteer", crash)
     smtp_server.replies.append("550 5.1.1 <ana.novak@example.si>: no such user here")
     sms_gateway.statuses.extend([400])
     settings = make_settings(

@@ -155,9 +155,9 @@ async def test_a_notice_full_of_markup_is_shown_and_mailed_as_text(tmp_path, amq
         await assert_inert(context, f"{base}/noticeboard/primskovo/kiosk?refresh=off", literals=(IMG,))
         await assert_inert(context, f"{base}/noticeboard")
 
-        from services.notify import service
+        from services.notify import notices
 
-        [notice] = await service.noticeboard(app.state.ctx.db, "primskovo")
+        [notice] = await notices.noticeboard(app.state.ctx.db, "primskovo")
         poster = await api.get(f"/noticeboard/notices/{notice.id}/poster.pdf")
         assert poster.status_code == 200 and poster.content.startswith(b"%PDF")
         pdf_text = " ".join(p.extract_text() for p in PdfReader(io.BytesIO(poster.content)).pages)

@@ -18,7 +18,7 @@ from sqlmodel import col, select
 from support.browser import axe_serious_violations, serve_app
 from support.settings import make_settings
 
-from services.notify import digest, service
+from services.notify import digest, notices, subscribers
 from services.notify.app import create_app
 from services.notify.models import Delivery, Notice, NoticeDraft
 from services.notify.render import Renderer
@@ -58,10 +58,10 @@ def event(title: str, ks: str, starts_at: datetime, **fields) -> NoticeDraft:
     )
 
 
-async def record(db: Database, settings, *notices: NoticeDraft) -> None:
+async def record(db: Database, settings, *drafts: NoticeDraft) -> None:
     async with db.session() as session:
-        for n in notices:
-            await service.record_notice(session, settings, n)
+        for n in drafts:
+            await notices.record_notice(session, settings, n)
         await session.commit()
 
 
@@ -213,12 +213,12 @@ async def notify_db(tmp_path, database_url):
 
 async def test_weekly_digest_is_made_once_for_digest_subscribers(notify_db):
     settings, db = notify_db
-    add = service.add_subscriber
-    ana = await add(db, service.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities"], digest=True))
-    bojan = await add(db, service.SubscriberIn(email="bojan@example.si", ks=["primskovo"], topics=["utilities"]))
-    mesto = await add(db, service.SubscriberIn(email="mesto@example.si", ks=["*"], topics=["utilities"], digest=True))
+    add = subscribers.add_subscriber
+    ana = await add(db, subscribers.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities"], digest=True))
+    bojan = await add(db, subscribers.SubscriberIn(email="bojan@example.si", ks=["primskovo"], topics=["utilities"]))
+    mesto = await add(db, subscribers.SubscriberIn(email="mesto@example.si", ks=["*"], topics=["utilities"], digest=True))
     cene = await add(
-        db, service.SubscriberIn(email="cene@example.si", phone="041 222 333", ks=["primskovo"], topics=["events"], digest=True)
+        db, subscribers.SubscriberIn(email="cene@example.si", phone="041 222 333", ks=["primskovo"], topics=["events"], digest=True)
     )
     assert ana.digest is True and bojan.digest is False
 

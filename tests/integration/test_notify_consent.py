@@ -16,7 +16,7 @@ from support.settings import make_settings
 from support.times import utc_iso
 from test_notify_fanout import outside_notice, publish_plain
 
-from services.notify import privacy, service
+from services.notify import privacy, subscribers
 from services.notify.app import create_app
 from services.notify.models import ChannelConsent, Subscriber
 from shared.contracts.surveys import RESPONDENT_VOLUNTEERED
@@ -125,21 +125,21 @@ def _volunteered(**data) -> bytes:
 
 async def test_a_survey_answer_does_not_undo_a_one_click_opt_out(notify_app, amqp_url, smtp_server):
     db = notify_app.state.ctx.db
-    ana = await service.add_subscriber(
-        db, service.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities", "surveys"])
+    ana = await subscribers.add_subscriber(
+        db, subscribers.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities", "surveys"])
     )
     await publish_plain(amqp_url, outside_notice(title="Prvo obvestilo"))
     [first] = await smtp_server.wait_for(1)
     path = first.message["List-Unsubscribe"].strip("<>").removeprefix("http://127.0.0.1:8004")
     async with _client(notify_app) as client:
         assert (await client.post(path, data={"List-Unsubscribe": "One-Click"})).status_code == 200
-    assert (await service.get_subscription(db, ana.id)).status == "unsubscribed"
+    assert (await subscribers.get_subscription(db, ana.id)).status == "unsubscribed"
 
     await publish_plain(amqp_url, _volunteered(email="ana@example.si"), "surveys.respondent.volunteered")
     [_, confirm] = await smtp_server.wait_for(2)
     assert confirm.subject.startswith("Potrdite prijavo")
     assert confirm.message["List-Unsubscribe"] is None  # a personal message, not a notice
-    assert (await service.get_subscription(db, ana.id)).status == "unsubscribed"
+    assert (await subscribers.get_subscription(db, ana.id)).status == "unsubscribed"
     assert (await _consents(notify_app, email="ana@example.si"))["email"].status == "withdrawn"
 
     await publish_plain(amqp_url, outside_notice(title="Med odjavo"))
@@ -149,7 +149,7 @@ async def test_a_survey_answer_does_not_undo_a_one_click_opt_out(notify_app, amq
     async with _client(notify_app) as client:
         done = await client.get(_path(confirm.part("text/plain"), "/subscribe/confirm"))
         assert done.status_code == 200 and "Prijava je potrjena" in done.text
-    assert (await service.get_subscription(db, ana.id)).status == "active"
+    assert (await subscribers.get_subscription(db, ana.id)).status == "active"
     record = (await _consents(notify_app, email="ana@example.si"))["email"]
     assert record.status == "active" and record.how == "survey-web" and record.proof.startswith("ip:")
     await publish_plain(amqp_url, outside_notice(title="Po potrditvi"))
@@ -167,9 +167,9 @@ async def test_an_old_confirmation_link_does_not_undo_a_later_opt_out(notify_app
         assert (await client.get(link)).status_code == 200
         async with notify_app.state.ctx.db.session() as s:
             sub = (await s.exec(select(Subscriber).where(Subscriber.email == "bor@example.si"))).one()
-        await service.leave(notify_app.state.ctx.db, sub.id)
+        await subscribers.leave(notify_app.state.ctx.db, sub.id)
         await client.get(link)  # the same link again, after the opt-out
-    assert (await service.get_subscription(notify_app.state.ctx.db, sub.id)).status == "unsubscribed"
+    assert (await subscribers.get_subscription(notify_app.state.ctx.db, sub.id)).status == "unsubscribed"
     assert (await _consents(notify_app, email="bor@example.si"))["email"].status == "withdrawn"
 
 
@@ -198,9 +198,9 @@ async def test_every_active_channel_has_its_consent_record(notify_app, smtp_serv
         assert record["proof"].startswith("staff:") and record["proof"] != "staff:"
         assert record["at"] and record["wording_version"].startswith("sha256:") and record["wording"]
 
-    imported = await service.add_subscriber(
+    imported = await subscribers.add_subscriber(
         db,
-        service.SubscriberIn(phone="+38640333444", ks=["huje"]),
+        subscribers.SubscriberIn(phone="+38640333444", ks=["huje"]),
         consent_source="import",
         entered_by="import by mojca.kovac",
     )

@@ -141,10 +141,10 @@ async def _equals(read, expected) -> bool:
 async def test_the_manage_page_offers_and_changes_the_digest(notify_app, smtp_server):
     db = notify_app.state.ctx.db
     renderer = notify_app.state.ctx.extra["renderer"]
-    from services.notify import service
+    from services.notify import subscribers
 
-    ana = await service.add_subscriber(
-        db, service.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities"])
+    ana = await subscribers.add_subscriber(
+        db, subscribers.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities"])
     )
     assert ana.digest is False
     url = f"/manage/{renderer.manage_token(ana.id)}"
@@ -154,7 +154,7 @@ async def test_the_manage_page_offers_and_changes_the_digest(notify_app, smtp_se
         assert 'name="digest" value="weekly"' in page.text and "tedenski pregled" in page.text
         saved = await c.post(url, data={**form, "digest": "weekly", "csrf_token": await form_token(c, url)})
         assert saved.status_code == 200
-        assert (await service.get_subscription(db, ana.id)).digest is True
+        assert (await subscribers.get_subscription(db, ana.id)).digest is True
         assert re.search(r'value="weekly" checked', (await c.get(url)).text)
         await c.post(url, data={**form, "digest": "each", "csrf_token": await form_token(c, url)})
-        assert (await service.get_subscription(db, ana.id)).digest is False
+        assert (await subscribers.get_subscription(db, ana.id)).digest is False

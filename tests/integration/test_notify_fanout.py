@@ -15,7 +15,7 @@ from sqlmodel import select
 from support.settings import make_settings, wait_until
 from support.times import iso, local_day, utc_iso
 
-from services.notify import service
+from services.notify import notices, subscribers
 from services.notify.app import create_app
 from services.notify.models import Delivery
 from shared.senders import amqp_user
@@ -66,14 +66,14 @@ async def notify_app(tmp_path, amqp_url, database_url, smtp_server, sms_gateway)
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         ctx = app.state.ctx
-        await service.add_subscriber(
+        await subscribers.add_subscriber(
             ctx.db,
-            service.SubscriberIn(
+            subscribers.SubscriberIn(
                 email="ana.novak@example.si", phone="040 123 456", ks=["primskovo"], topics=["utilities"]
             ),
         )
-        await service.add_subscriber(
-            ctx.db, service.SubscriberIn(email="janez@example.si", ks=["planina"], topics=["utilities"])
+        await subscribers.add_subscriber(
+            ctx.db, subscribers.SubscriberIn(email="janez@example.si", ks=["planina"], topics=["utilities"])
         )
         yield app
 
@@ -225,10 +225,10 @@ async def test_gdpr_export_and_erasure_leave_no_trace(tmp_path, amqp_url, databa
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         ctx = app.state.ctx
-        await service.add_subscriber(
-            ctx.db, service.SubscriberIn(email="erase.me@example.si", phone="+38640999888", ks=["bitnje"])
+        await subscribers.add_subscriber(
+            ctx.db, subscribers.SubscriberIn(email="erase.me@example.si", phone="+38640999888", ks=["bitnje"])
         )
-        await service.add_subscriber(ctx.db, service.SubscriberIn(email="stays@example.si", ks=["bitnje"]))
+        await subscribers.add_subscriber(ctx.db, subscribers.SubscriberIn(email="stays@example.si", ks=["bitnje"]))
         await publish_plain(amqp_url, outside_notice(ks=["bitnje"], topic="general"))
         await wait_until(lambda: len(list((tmp_path / "outbox" / "email").glob("*.eml"))) == 2, message="2 emails")
         await wait_until(lambda: (tmp_path / "outbox" / "sms.jsonl").exists(), message="the SMS file")
@@ -292,11 +292,11 @@ async def test_cancelled_event_leaves_the_noticeboard(notify_app, amqp_url):
     )
     await publish_plain(amqp_url, json.dumps(published).encode(), "events.event.published")
     ctx = notify_app.state.ctx
-    await wait_until(lambda: service.noticeboard(ctx.db, "primskovo"), message="the event on the board")
+    await wait_until(lambda: notices.noticeboard(ctx.db, "primskovo"), message="the event on the board")
     await publish_plain(amqp_url, json.dumps(cancelled).encode(), "events.event.cancelled")
 
     async def gone():
-        return await service.noticeboard(ctx.db, "primskovo") == []
+        return await notices.noticeboard(ctx.db, "primskovo") == []
 
     await wait_until(gone, message="the cancelled event off the board")
 
@@ -304,8 +304,8 @@ async def test_cancelled_event_leaves_the_noticeboard(notify_app, amqp_url):
 async def test_sms_goes_only_to_slovenian_numbers_by_default(notify_app, amqp_url, sms_gateway):
     """Against SMS pumping: a foreign number gets no SMS unless KRANJ_SMS_COUNTRY_CODES allows it."""
     ctx = notify_app.state.ctx
-    await service.add_subscriber(
-        ctx.db, service.SubscriberIn(phone="+4915112345678", ks=["primskovo"], topics=["utilities"])
+    await subscribers.add_subscriber(
+        ctx.db, subscribers.SubscriberIn(phone="+4915112345678", ks=["primskovo"], topics=["utilities"])
     )
     await publish_plain(amqp_url, outside_notice())
     [sms] = await sms_gateway.wait_for(1)

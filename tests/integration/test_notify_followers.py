@@ -1,4 +1,4 @@
-"""Who a notice reaches, read in keyset pages (`services.notify.service._followers`), on
+"""Who a notice reaches, read in keyset pages (`services.notify.notices._followers`), on
 SQLite and PostgreSQL: every follower once, across page boundaries, whatever the mix of
 KS, whole-city, topics and left subscriptions, including pages where nobody is active."""
 
@@ -8,7 +8,7 @@ import pytest
 import sqlalchemy as sa
 
 from services.notify.models import Subscriber, SubscriberKs, SubscriberTopic
-from services.notify.service import _followers
+from services.notify.notices import _followers
 from shared.db import Database
 from shared.migrations import upgrade_async
 from shared.models import utcnow

@@ -20,7 +20,7 @@ import aio_pika
 import pytest
 from support.settings import make_settings
 
-from services.notify import service
+from services.notify import subscribers
 from services.notify.app import create_app
 from shared import clock
 
@@ -39,9 +39,9 @@ async def notify_app(tmp_path, amqp_url, smtp_server):
     settings = make_settings(tmp_path, amqp_url, **smtp_server.settings())
     app = create_app(settings)
     async with app.router.lifespan_context(app):
-        await service.add_subscriber(
+        await subscribers.add_subscriber(
             app.state.ctx.db,
-            service.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities"], language="sl"),
+            subscribers.SubscriberIn(email="ana@example.si", ks=["primskovo"], topics=["utilities"], language="sl"),
         )
         yield app
 

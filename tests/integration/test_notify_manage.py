@@ -18,7 +18,7 @@ from sqlmodel import select
 from staff_login import csrf_of, post_form
 from support.settings import make_settings, wait_until
 
-from services.notify import service
+from services.notify import notices, subscribers
 from services.notify.app import create_app
 from services.notify.models import Delivery, Notice, NoticeDraft
 from shared.contracts import parse_data, parse_envelope
@@ -47,7 +47,7 @@ async def notify(app, *, ks=("primskovo",), topic="utilities", channels=("email"
     notice = NoticeDraft(source="/komunala", source_id=title, title=title, body="V četrtek ne bo vode.",
                     ks=list(ks), topic=topic, channels=list(channels))  # fmt: skip
     async with ctx.db.session() as session:
-        await service.record_notice(session, ctx.settings, notice)
+        await notices.record_notice(session, ctx.settings, notice)
         await session.commit()
     ctx.extra["worker"].wake()
     return notice.id
@@ -55,8 +55,8 @@ async def notify(app, *, ks=("primskovo",), topic="utilities", channels=("email"
 
 async def test_manage_link_changes_everything_and_leaving_works(notify_app, smtp_server, sms_gateway):
     db = notify_app.state.ctx.db
-    ana = await service.add_subscriber(
-        db, service.SubscriberIn(email="ana@example.si", phone="040 123 456", ks=["primskovo"], topics=["utilities"])
+    ana = await subscribers.add_subscriber(
+        db, subscribers.SubscriberIn(email="ana@example.si", phone="040 123 456", ks=["primskovo"], topics=["utilities"])
     )
     await notify(notify_app)
     [mail] = await smtp_server.wait_for(1)
@@ -71,16 +71,16 @@ async def test_manage_link_changes_everything_and_leaving_works(notify_app, smtp
         assert page.status_code == 200 and "Moja obvestila" in page.text
         assert 'value="primskovo" checked' in page.text and "a***@example.si" in page.text
         token = csrf_of(page.text)
-        before = await service.get_subscription(db, ana.id)
+        before = await subscribers.get_subscription(db, ana.id)
         for forged in (link[:-4] + "AAAA", "/manage/" + "x" * 40, link + "a"):
             assert (await c.get(forged)).status_code == 400
             posted = await c.post(forged, data={"action": "leave", "csrf_token": token})
             assert posted.status_code == 400
-        assert await service.get_subscription(db, ana.id) == before
+        assert await subscribers.get_subscription(db, ana.id) == before
 
         bad = await c.post(link, data={"ks": ["planina"], "topics": ["safety"], "language": "en", "csrf_token": token})
         assert bad.status_code == 422 and "Izberite vsaj en kanal" in bad.text
-        assert await service.get_subscription(db, ana.id) == before
+        assert await subscribers.get_subscription(db, ana.id) == before
 
         saved = await c.post(
             link,
@@ -88,7 +88,7 @@ async def test_manage_link_changes_everything_and_leaving_works(notify_app, smtp
                   "csrf_token": token},  # fmt: skip
         )
         assert saved.status_code == 200 and "Shranjeno" in saved.text
-    now = await service.get_subscription(db, ana.id)
+    now = await subscribers.get_subscription(db, ana.id)
     assert (now.ks, now.topics, now.channels, now.language, now.status) == (
         ["center", "planina"], ["safety"], ["sms"], "en", "active"
     )
@@ -102,7 +102,7 @@ async def test_manage_link_changes_everything_and_leaving_works(notify_app, smtp
     async with client(notify_app) as c:
         left = await post_form(c, link, None, {"action": "leave"})
         assert left.status_code == 200 and "Odjavljeni ste" in left.text
-    assert (await service.get_subscription(db, ana.id)).status == "unsubscribed"
+    assert (await subscribers.get_subscription(db, ana.id)).status == "unsubscribed"
     await notify(notify_app, ks=["planina"], topic="safety", title="Second storm")
     await asyncio.sleep(0.5)
     assert len(sms_gateway.requests) == 2 and len(smtp_server.messages) == 1
@@ -122,11 +122,11 @@ async def _queue_sms(app, phone: str, subscriber_id: str | None) -> str:
 
 async def test_inbound_stop_needs_the_gateway_token_and_stops_sms(notify_app, sms_gateway):
     db = notify_app.state.ctx.db
-    both = await service.add_subscriber(
-        db, service.SubscriberIn(email="b@example.si", phone="+38640111222", ks=["center"], topics=["general"])
+    both = await subscribers.add_subscriber(
+        db, subscribers.SubscriberIn(email="b@example.si", phone="+38640111222", ks=["center"], topics=["general"])
     )
-    only_sms = await service.add_subscriber(
-        db, service.SubscriberIn(phone="+38640333444", ks=["center"], topics=["general"])
+    only_sms = await subscribers.add_subscriber(
+        db, subscribers.SubscriberIn(phone="+38640333444", ks=["center"], topics=["general"])
     )
     queued = await _queue_sms(notify_app, "+38640333444", only_sms.id)
     async with client(notify_app) as c:
@@ -134,7 +134,7 @@ async def test_inbound_stop_needs_the_gateway_token_and_stops_sms(notify_app, sm
         assert (await c.post(url, json={"from": "+38640333444", "text": "STOP"})).status_code == 401
         wrong = {"Authorization": "Bearer not-the-token"}
         assert (await c.post(url, json={"from": "+38640333444", "text": "STOP"}, headers=wrong)).status_code == 401
-        assert (await service.get_subscription(db, only_sms.id)).status == "active"
+        assert (await subscribers.get_subscription(db, only_sms.id)).status == "active"
 
         other = await c.post(url, json={"from": "+38640333444", "text": "stop it please"}, headers=GATEWAY)
         assert other.status_code == 200 and other.json()["action"] == "ignored"
@@ -149,7 +149,7 @@ async def test_inbound_stop_needs_the_gateway_token_and_stops_sms(notify_app, sm
         assert kept.json()["subscription_status"] == "active" and kept.json()["channels"] == ["email"]
     async with db.session() as s:
         assert (await s.get(Delivery, queued)).status == "skipped"
-    assert (await service.get_subscription(db, both.id)).channels == ["email"]
+    assert (await subscribers.get_subscription(db, both.id)).channels == ["email"]
     await notify(notify_app, ks=["center"], topic="general", title="Po odjavi")
     await asyncio.sleep(0.5)
     assert sms_gateway.requests == []  # neither number gets SMS any more
@@ -174,9 +174,9 @@ async def test_delivery_outcomes_go_out_as_events_without_contact_data(
     app = create_app(settings)
     async with connection, app.router.lifespan_context(app):
         await queue.bind("kranj", routing_key="notify.delivery.*")
-        await service.add_subscriber(
+        await subscribers.add_subscriber(
             app.state.ctx.db,
-            service.SubscriberIn(email="ana.novak@example.si", phone="040 123 456", ks=["primskovo"], topics=["utilities"]),
+            subscribers.SubscriberIn(email="ana.novak@example.si", phone="040 123 456", ks=["primskovo"], topics=["utilities"]),
         )
         smtp_server.replies.append("550 5.1.1 <Ana.Novak@example.si>: no such user")
         sms_gateway.statuses.extend([500])  # temporary first: no event for it, then sent
@@ -217,8 +217,8 @@ async def test_sms_rate_limit_spaces_the_sends(tmp_path, amqp_url, sms_gateway):
     app = create_app(make_settings(tmp_path, amqp_url, sms_per_second=rate, **sms_gateway.settings()))
     async with app.router.lifespan_context(app):
         for i in range(count):
-            await service.add_subscriber(
-                app.state.ctx.db, service.SubscriberIn(phone=f"+3864055500{i}", ks=["huje"], topics=["safety"])
+            await subscribers.add_subscriber(
+                app.state.ctx.db, subscribers.SubscriberIn(phone=f"+3864055500{i}", ks=["huje"], topics=["safety"])
             )
         await notify(app, ks=["huje"], topic="safety", channels=["sms"], title="Toča")
         requests = await sms_gateway.wait_for(count, timeout=15)
@@ -275,8 +275,8 @@ async def test_manage_page_in_chromium_is_accessible_without_javascript(tmp_path
 
     app = create_app(make_settings(tmp_path, amqp_url))
     async with serve_app(app) as base:
-        sub = await service.add_subscriber(
-            app.state.ctx.db, service.SubscriberIn(email="brskalnik@example.si", ks=["huje"], topics=["general"])
+        sub = await subscribers.add_subscriber(
+            app.state.ctx.db, subscribers.SubscriberIn(email="brskalnik@example.si", ks=["huje"], topics=["general"])
         )
         link = app.state.ctx.extra["renderer"].manage_url(sub.id).replace("http://127.0.0.1:8004", base)
         context = await browser.new_context(java_script_enabled=False)
@@ -292,5 +292,5 @@ async def test_manage_page_in_chromium_is_accessible_without_javascript(tmp_path
         axe_page = await browser.new_page()  # axe-core needs JavaScript
         await axe_page.goto(link)
         assert await axe_serious_violations(axe_page) == []
-    after = await service.get_subscription(app.state.ctx.db, sub.id)
+    after = await subscribers.get_subscription(app.state.ctx.db, sub.id)
     assert after.ks == ["huje", "jost"] and after.language == "en"

@@ -19,7 +19,7 @@ import pytest
 from sqlmodel import select
 from support.settings import make_settings, wait_until
 
-from services.notify import service
+from services.notify import subscribers
 from services.notify.app import create_app
 from services.notify.models import Delivery
 from shared import clock
@@ -69,9 +69,9 @@ async def test_held_notices_are_released_when_notify_restarts_without_quiet_hour
     with clock.frozen(evening):
         app = create_app(settings("21:00-07:00"))
         async with app.router.lifespan_context(app):
-            await service.add_subscriber(
+            await subscribers.add_subscriber(
                 app.state.ctx.db,
-                service.SubscriberIn(
+                subscribers.SubscriberIn(
                     email="ana@example.si", phone="040 123 456", ks=["primskovo"], topics=["utilities"]
                 ),
             )

@@ -165,11 +165,11 @@ async def test_the_email_of_a_registration_carries_the_working_cancel_link_too(n
 
 
 async def test_a_shortened_sms_without_url_links_to_the_notices_own_page(notify_app, amqp_url, sms_gateway):
-    from services.notify import service
+    from services.notify import subscribers
 
-    await service.add_subscriber(
+    await subscribers.add_subscriber(
         notify_app.state.ctx.db,
-        service.SubscriberIn(phone="040 123 456", ks=["primskovo"], topics=["utilities"]),
+        subscribers.SubscriberIn(phone="040 123 456", ks=["primskovo"], topics=["utilities"]),
     )
     sentences = [f"{n}. V ulici Staneta Žagarja bodo menjali vodovodne cevi med hišnima številkama {n} in {n + 10}."
                  for n in range(1, 20)]  # fmt: skip

@@ -11,7 +11,7 @@ from conftest import axe_serious_violations, make_settings, serve_app, wait_unti
 from sqlmodel import select
 from staff_login import form_token
 
-from services.notify import service
+from services.notify import notices
 from services.notify.app import create_app
 from services.notify.models import Subscriber
 
@@ -47,7 +47,7 @@ async def test_email_sign_up_is_confirmed_by_link_before_anything_else_is_sent(n
         async with notify_app.state.ctx.db.session() as session:
             from services.notify.models import NoticeDraft
 
-            await service.record_notice(
+            await notices.record_notice(
                 session,
                 notify_app.state.ctx.settings,
                 NoticeDraft(source="/t", source_id="1", title="Obvestilo", body="Besedilo", ks=["planina"], channels=["email"]),

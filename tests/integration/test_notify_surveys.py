@@ -12,7 +12,7 @@ from support.settings import make_settings
 from support.times import iso, local_day, utc_iso
 from test_notify_fanout import publish_plain
 
-from services.notify import service
+from services.notify import notices, subscribers
 from services.notify.app import create_app
 from shared.contracts.surveys import SURVEY_CLOSING_SOON, SURVEY_OPENED
 from shared.invitations import invitee_for, read_invitation
@@ -33,11 +33,11 @@ async def test_invitations_are_personal_and_the_reminder_skips_who_answered(
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         db = app.state.ctx.db
-        ana = await service.add_subscriber(
-            db, service.SubscriberIn(email="ana@example.si", ks=["strazisce"], topics=["surveys"])
+        ana = await subscribers.add_subscriber(
+            db, subscribers.SubscriberIn(email="ana@example.si", ks=["strazisce"], topics=["surveys"])
         )
-        await service.add_subscriber(
-            db, service.SubscriberIn(email="bor@example.si", ks=["strazisce"], topics=["surveys"])
+        await subscribers.add_subscriber(
+            db, subscribers.SubscriberIn(email="bor@example.si", ks=["strazisce"], topics=["surveys"])
         )
         opened = SURVEY_OPENED.envelope(
             {
@@ -61,7 +61,7 @@ async def test_invitations_are_personal_and_the_reminder_skips_who_answered(
         assert tokens["ana@example.si"] == invitee_for(settings, ana.id)
         assert tokens["ana@example.si"] != tokens["bor@example.si"]
 
-        board = await service.noticeboard(db, "strazisce")
+        board = await notices.noticeboard(db, "strazisce")
         assert board[0].url == SURVEY["url"]  # the public board has no personal token
 
         closing = SURVEY_CLOSING_SOON.envelope(

@@ -32,7 +32,7 @@ from services.booking.app import create_app as create_booking
 from services.events import service as events_service
 from services.events.app import create_app as create_events
 from services.events.schemas import EventIn
-from services.notify import service as notify_service
+from services.notify import subscribers as notify_subscribers
 from services.notify.app import create_app as create_notify
 from services.surveys.app import create_app as create_surveys
 from shared.auth import Staff
@@ -99,9 +99,9 @@ async def site(tmp_path, amqp_url) -> AsyncIterator[dict[str, Any]]:
             made = await api.post("/api/v1/surveys", json={"template": "needs-assessment", "ks": "*"})
             survey_id = made.json()["id"]
             assert (await api.post(f"/api/v1/surveys/{survey_id}/open")).status_code == 200
-        sub = await notify_service.add_subscriber(
+        sub = await notify_subscribers.add_subscriber(
             apps["notify"].state.ctx.db,
-            notify_service.SubscriberIn(email="ana@example.si", phone="041 555 666", ks=["huje"], topics=["general"]),
+            notify_subscribers.SubscriberIn(email="ana@example.si", phone="041 555 666", ks=["huje"], topics=["general"]),
         )
         manage = apps["notify"].state.ctx.extra["renderer"].manage_token(sub.id)
         await add_staff(apps["events"].state.ctx.accounts, "tajnica@ks-huje.si", "ks-staff", ["huje"])

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 async def test_noticeboard_in_chromium_is_accessible(tmp_path, amqp_url, browser):
     from datetime import timedelta
 
-    from services.notify import service
+    from services.notify import notices
     from services.notify.models import NoticeDraft
 
     app = create_notify(make_settings(tmp_path, amqp_url))
@@ -42,7 +42,7 @@ async def test_noticeboard_in_chromium_is_accessible(tmp_path, amqp_url, browser
                 channels=["noticeboard"],
                 valid_until=utcnow() + timedelta(days=1),
             )
-            await service.record_notice(session, ctx.settings, notice)
+            await notices.record_notice(session, ctx.settings, notice)
             await session.commit()
         page = await browser.new_page()
         await page.goto(f"{base}/noticeboard/primskovo")

@@ -26,9 +26,10 @@ from staff_login import add_staff, browser_login, login, post_form
 from support.browser import axe_serious_violations, serve_app
 from support.settings import make_settings, wait_until
 
-from services.notify import service, staff
+from services.notify import staff
 from services.notify.app import create_app
 from services.notify.models import Delivery, Notice, ScheduledNotice
+from services.notify.subscribers import SubscriberIn, add_subscriber
 from shared import clock
 from shared.i18n import TZ
 from shared.models import OutboxMessage
@@ -72,7 +73,7 @@ async def seed(app: Any) -> None:
         dict(email="komunala.samo@example.si", ks=["primskovo"], topics=["utilities"]),  # other topic
     ]
     for data in subscribers:
-        await service.add_subscriber(ctx.db, service.SubscriberIn(**data), entered_by="staff:test")
+        await add_subscriber(ctx.db, SubscriberIn(**data), entered_by="staff:test")
 
 
 @pytest.fixture

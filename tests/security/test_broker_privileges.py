@@ -26,7 +26,7 @@ import pytest
 from conftest import RABBIT_HOST, RABBIT_PORT, make_settings, rabbitmqctl, require_broker, vhost_url
 from support.times import utc_iso
 
-from services.notify import service as notify_service
+from services.notify import subscribers as notify_subscribers
 from services.notify.app import create_app as create_notify
 from shared.bus import (
     DEAD_QUEUE_NAME,
@@ -297,9 +297,9 @@ async def test_the_real_notify_service_works_as_its_own_least_privileged_user(
     outcomes = await _drain_outcomes(vhost)  # what earlier runs left
     app = create_notify(settings)
     async with app.router.lifespan_context(app):
-        await notify_service.add_subscriber(
+        await notify_subscribers.add_subscriber(
             app.state.ctx.db,
-            notify_service.SubscriberIn(email="ana.novak@example.si", ks=["primskovo"], topics=["utilities"]),
+            notify_subscribers.SubscriberIn(email="ana.novak@example.si", ks=["primskovo"], topics=["utilities"]),
         )
         ack = await allowed(vhost.url("kranj-outside"), publish("notify.notice.requested"))
         assert isinstance(ack, aiormq.spec.Basic.Ack)

@@ -25,7 +25,7 @@ from support.rabbit import publish_bare, rabbitmqctl, vhost_of
 from support.settings import make_settings, wait_until
 
 from services.events.app import create_app as create_events
-from services.notify import service
+from services.notify import notices, subscribers
 from services.notify.app import create_app as create_notify
 from services.notify.models import Delivery
 from shared import clock
@@ -120,9 +120,9 @@ async def running_notify(tmp_path, amqp_url, smtp_server, sms_gateway, senders, 
             ("janez@example.si", "041 222 333", "huje"),
             ("meta@example.si", None, "center"),
         ):
-            await service.add_subscriber(
+            await subscribers.add_subscriber(
                 ctx.db,
-                service.SubscriberIn(
+                subscribers.SubscriberIn(
                     email=email, phone=phone, ks=[ks], topics=["general", "utilities", "safety", "events"]
                 ),
             )
@@ -264,7 +264,7 @@ async def test_the_3am_attack_is_dead_lettered_and_an_anonymous_ordinary_notice_
         # Nothing went out, nothing was even recorded, on no board.
         assert smtp_server.messages == [] and sms_gateway.requests == []
         assert await deliveries(app) == []
-        assert await service.noticeboard(app.state.ctx.db, None) == []
+        assert await notices.noticeboard(app.state.ctx.db, None) == []
 
     # (b) Quiet hours off (the test default): the same plain client, an ordinary notice.
     async with running_notify(tmp_path / "b", amqp_url, smtp_server, sms_gateway, senders) as app:
@@ -274,7 +274,7 @@ async def test_the_3am_attack_is_dead_lettered_and_an_anonymous_ordinary_notice_
         [sms] = await sms_gateway.wait_for(1)
         assert mail.rcpt_tos == ["ana@example.si"] and "Izklop vode na Primskovem" in mail.subject
         assert sms.json["to"] == "+38640123456"
-        assert [n.title for n in await service.noticeboard(app.state.ctx.db, "primskovo")] == [
+        assert [n.title for n in await notices.noticeboard(app.state.ctx.db, "primskovo")] == [
             "Izklop vode na Primskovem"
         ]
         assert ordinary_id not in await dead_letters(amqp_url)
@@ -335,7 +335,7 @@ async def test_senders_are_held_to_their_ks_topics_and_rights(tmp_path, amqp_url
         [mail] = await smtp_server.wait_for(1)
         assert mail.rcpt_tos == ["ana@example.si"] and "Zbor krajanov Primskovo" in mail.subject
         assert within_id not in await dead_letters(amqp_url)
-        assert {n.title for n in await service.noticeboard(app.state.ctx.db, None)} == {"Zbor krajanov Primskovo"}
+        assert {n.title for n in await notices.noticeboard(app.state.ctx.db, None)} == {"Zbor krajanov Primskovo"}
 
 
 async def test_platform_facts_are_accepted_only_from_their_owning_service(
@@ -351,7 +351,7 @@ async def test_platform_facts_are_accepted_only_from_their_owning_service(
         forged_anonymous = EVENT_PUBLISHED.envelope(event_fact("ev-anonymous"), source="/kranj/events")
         await publish_bare(amqp_url, json.dumps(forged_anonymous), routing_key="events.event.published")
         await expect_refused(amqp_url, forged_anonymous["id"], "events.event.published", "anonymous")
-        assert await service.noticeboard(notify.state.ctx.db, None) == []
+        assert await notices.noticeboard(notify.state.ctx.db, None) == []
 
         # The real events service, its outbox and relay (locally every service is `guest`).
         events = create_events(make_settings(tmp_path / "events", amqp_url))
@@ -361,7 +361,7 @@ async def test_platform_facts_are_accepted_only_from_their_owning_service(
                 await session.commit()
 
             async def on_the_board() -> bool:
-                board = await service.noticeboard(notify.state.ctx.db, "primskovo")
+                board = await notices.noticeboard(notify.state.ctx.db, "primskovo")
                 return [n.title for n in board] == ["Delavnica ev-own"]
 
             await wait_until(on_the_board, timeout=20, message="the events service's own fact on the board")
@@ -386,5 +386,5 @@ async def test_a_forged_user_id_is_refused_by_the_broker_itself(tmp_path, amqp_u
         await publish_as(stranger, after)
         [mail] = await smtp_server.wait_for(1)
         assert "Po ponaredku" in mail.subject
-        assert [t for t in (n.title for n in await service.noticeboard(app.state.ctx.db, None))] == ["Po ponaredku"]
+        assert [t for t in (n.title for n in await notices.noticeboard(app.state.ctx.db, None))] == ["Po ponaredku"]
         assert await dead_letters(amqp_url) == {}

@@ -56,8 +56,8 @@ def test_a_series_in_a_ks_room_is_refused_with_the_way_that_works() -> None:
 
 
 def test_field_errors_name_the_field_each_message_belongs_to_in_the_order_of_the_form() -> None:
-    from services.notify.service import SubscriberIn
     from services.notify.subscribe import _subscribe_errors
+    from services.notify.subscribers import SubscriberIn
     from shared.web.forms import Errors, field_errors
 
     exc = _errors(RegistrationIn, name=" ", email="not-an-address")
