@@ -20,7 +20,8 @@ from .links import links
 from .manage import manage
 from .render import Renderer
 from .retention import contact_retention_job
-from .staff import scheduled_notices_job, staff_pages
+from .staff import staff_pages
+from .staff_notices import notice_pages, scheduled_notices_job
 from .subscribe import subscribe
 from .transports import email_transport, sms_transport
 
@@ -55,7 +56,8 @@ def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = Tr
         build(settings),
         title="Kranj ZA vse — notify",
         description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
-        routers=[api, board, subscribe, manage, links, staff_pages, pages],  # board first: /noticeboard/feed.atom is not a KS
+        # board first: /noticeboard/feed.atom is not a KS
+        routers=[api, board, subscribe, manage, links, staff_pages, notice_pages, pages],
         migrate=migrate,
         start_bus=start_bus,
     )

@@ -40,9 +40,9 @@ from shared.invitations import invitee_for
 from shared.settings import Settings
 
 from . import exports, links, notices, relay, subscribers
+from .confirmation import start_confirmation
 from .models import KsContact, NoticeDraft
 from .render import Renderer, from_label
-from .subscribe import start_confirmation
 
 log = logging.getLogger("kranj.notify")
 

@@ -7,20 +7,16 @@ confirmation (`start_confirmation`)."""
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import secrets
-from datetime import timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 from pydantic import ValidationError
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
-from shared import clock
 from shared.contact import sms_refusal
 from shared.contracts import KS_NAMES
 from shared.contracts.notify import TOPICS
@@ -33,14 +29,22 @@ from shared.web.site import remembered_ks
 
 from . import consent as channel_consent
 from . import notices, subscribers
-from .models import ChannelConsent, Confirmation, NoticeDraft, Subscriber, SubscriberKs, SubscriberTopic
+from .confirmation import (
+    MAX_CODE_ATTEMPTS,
+    VALID_FOR,
+    code_after_link,
+    code_hash,
+    confirm_channel,
+    read_token,
+    read_token_at,
+    send_code,
+    token_for,
+)
+from .models import Confirmation, NoticeDraft, Subscriber, SubscriberKs, SubscriberTopic
 from .render import Renderer, from_label
 
 subscribe = APIRouter(include_in_schema=False)
 
-CONFIRM_SALT = "kranj.subscribe-confirm.v1"
-VALID_FOR = timedelta(hours=48)
-MAX_CODE_ATTEMPTS = 5
 CONSENT_HOW = "web"
 CONSENT_WORDING = {
     "sl": "Soglašam, da mi Kranj ZA vse pošilja obvestila izbranih krajevnih skupnosti na izbrane kanale. "
@@ -164,15 +168,6 @@ def _subscribe_errors(exc: ValidationError, lang: str) -> Errors:
 
 def _ctx(request: Request) -> ServiceApp:
     return request.app.state.ctx  # type: ignore[no-any-return]
-
-
-def _signer(ctx: ServiceApp) -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(ctx.settings.signing_key(), salt=CONFIRM_SALT)
-
-
-def _code_hash(ctx: ServiceApp, subscriber_id: str, code: str) -> str:
-    key = ctx.settings.signing_key().encode()
-    return hmac.new(key, f"{subscriber_id}:{code}".encode(), hashlib.sha256).hexdigest()
 
 
 def _page_language(request: Request, chosen: str | None = None) -> str:
@@ -301,7 +296,7 @@ async def subscribe_submit(
                 session, subscriber.id, channel, how=CONSENT_HOW, wording=subscriber.consent_text
             )
         where = from_label(list(data.ks))
-        token = _token(ctx, subscriber.id)
+        token = token_for(ctx, subscriber.id)
         if data.email:
             link = f"{ctx.settings.public_base('notify')}/subscribe/confirm/{token}"
             title, body = renderer.personal("subscribe_confirm", data.language, link=link, where=where)
@@ -312,7 +307,7 @@ async def subscribe_submit(
             title, body = renderer.personal("subscribe_code", data.language, code=code)
             confirmation = Confirmation(
                 subscriber_id=subscriber.id,
-                code_hash=_code_hash(ctx, subscriber.id, code),
+                code_hash=code_hash(ctx, subscriber.id, code),
                 expires_at=utcnow() + VALID_FOR,
             )
             email_to, phone_to, channels_used = None, data.phone, ["sms"]
@@ -346,158 +341,20 @@ async def _code_for_active(
 ) -> Response:
     """A phone sign-up of a number already subscribed: the same SMS code and code page as a
     new sign-up (so the answer does not tell), and the subscription stays as it was."""
-    await _send_code(ctx, session, renderer, subscriber, link=False, language=data.language)
+    await send_code(ctx, session, renderer, subscriber, link=False, language=data.language)
     await session.commit()
     ctx.extra["worker"].wake()
-    token = _token(ctx, subscriber.id)
+    token = token_for(ctx, subscriber.id)
     return RedirectResponse(f"/subscribe/code/{token}{LANDING}", status_code=status.HTTP_303_SEE_OTHER)
-
-
-def _token(ctx: ServiceApp, subscriber_id: str) -> str:
-    """A signed confirmation token: the subscriber and when it was issued (the platform clock),
-    so that a confirmation sent before an opt-out cannot undo it."""
-    return _signer(ctx).dumps([subscriber_id, clock.now().isoformat()])
-
-
-async def _send_code(
-    ctx: ServiceApp | Any,
-    session: Any,
-    renderer: Renderer,
-    subscriber: Subscriber,
-    *,
-    link: bool,
-    language: str | None = None,
-) -> None:
-    """A fresh 6-digit code to the subscriber's phone (hashed in `confirmations`); `link`
-    adds the page to enter it (when the person is not on that page already); `language`
-    is the form's when the person is on it (default: the subscriber's)."""
-    language = language or subscriber.language
-    code = f"{secrets.randbelow(1_000_000):06d}"
-    url = f"{ctx.settings.public_base('notify')}/subscribe/code/{_token(ctx, subscriber.id)}" if link else None
-    title, body = renderer.personal("subscribe_code", language, code=code, link=url)
-    old = await session.get(Confirmation, subscriber.id)
-    if old is not None:
-        await session.delete(old)
-        await session.flush()
-    session.add(
-        Confirmation(
-            subscriber_id=subscriber.id, code_hash=_code_hash(ctx, subscriber.id, code), expires_at=utcnow() + VALID_FOR
-        )
-    )
-    notice = NoticeDraft(
-        source="/kranj/notify/subscribe",
-        source_id=f"{subscriber.id}:sms:{secrets.token_hex(4)}",
-        title=title,
-        body=body,
-        topic="general",
-        channels=["sms"],
-        language=language,
-    )
-    await notices.record_personal(session, notice, email=None, phone=subscriber.phone, language=language)
-
-
-async def start_confirmation(
-    ctx: Any, session: Any, renderer: Renderer, subscriber: Subscriber, channels: list[str], ks: list[str]
-) -> None:
-    """Ask the person to confirm `channels` (not yet active): the email by its link — the
-    phone's code follows once the link is followed — or, without an email to confirm, the
-    phone by an SMS code with the page to enter it. `ctx` needs `settings` (a ServiceApp)."""
-    if "email" in channels and subscriber.email:
-        link = f"{ctx.settings.public_base('notify')}/subscribe/confirm/{_token(ctx, subscriber.id)}"
-        title, body = renderer.personal("subscribe_confirm", subscriber.language, link=link, where=from_label(ks))
-        notice = NoticeDraft(
-            source="/kranj/notify/subscribe",
-            source_id=f"{subscriber.id}:email:{secrets.token_hex(4)}",
-            title=title,
-            body=body,
-            ks=list(ks),
-            topic="general",
-            channels=["email"],
-            language=subscriber.language,
-        )
-        await notices.record_personal(session, notice, email=subscriber.email, phone=None, language=subscriber.language)
-    elif "sms" in channels and subscriber.phone:
-        await _send_code(ctx, session, renderer, subscriber, link=True)
-
-
-def _client_ip(request: Request) -> str | None:
-    return request.client.host if request.client else None
-
-
-async def _confirm(ctx: ServiceApp, subscriber_id: str, channel: str, issued_at: Any, request: Request) -> bool:
-    """The person followed the link (email) or entered the code (sms): that channel is active
-    from now, recorded with when and the pseudonymised address it came from."""
-    async with ctx.db.session() as session:
-        subscriber = await session.get(Subscriber, subscriber_id)
-        if subscriber is None:
-            return False
-        proof = channel_consent.ip_proof(ctx.settings, _client_ip(request))
-        done = await channel_consent.confirm(session, subscriber_id, channel, proof=proof, issued_at=issued_at)
-        if done:
-            if subscriber.status != "active":
-                subscriber.status = "active"
-                subscriber.consent_at = utcnow()  # consent counts from the confirmation
-            if channel not in subscriber.channels:
-                subscriber.channels = [*subscriber.channels, channel]
-            subscriber.updated_at = utcnow()
-            session.add(subscriber)
-        confirmation = await session.get(Confirmation, subscriber_id)
-        if confirmation is not None and (channel == "sms" or confirmation.code_hash is None):
-            await session.delete(confirmation)
-        await session.commit()
-    return True
-
-
-async def _code_after_link(ctx: ServiceApp, subscriber_id: str) -> str | None:
-    """After the email link of a sign-up that also chose SMS: the phone gets its code (once
-    while a code is valid); returns the token of the code page, or None (nothing to confirm)."""
-    renderer: Renderer = ctx.extra["renderer"]
-    async with ctx.db.session() as session:
-        subscriber = await session.get(Subscriber, subscriber_id)
-        row = await session.get(ChannelConsent, (subscriber_id, "sms"))
-        if subscriber is None or not subscriber.phone or row is None or row.status == "active":
-            return None
-        if row.status == "withdrawn" and "sms" not in subscriber.channels:
-            return None  # they stopped SMS; the email link does not ask again
-        live = await session.get(Confirmation, subscriber_id)
-        if live is None or live.code_hash is None or live.expires_at <= utcnow():
-            await _send_code(ctx, session, renderer, subscriber, link=False)
-            await session.commit()
-            ctx.extra["worker"].wake()
-    return _token(ctx, subscriber_id)
-
-
-def _read_token(ctx: ServiceApp, token: str) -> str:
-    return _read_token_at(ctx, token)[0]
-
-
-def _read_token_at(ctx: ServiceApp, token: str) -> tuple[str, Any]:
-    """The subscriber id of a confirmation token and when it was issued (None for a token of
-    the earlier form, which held the id alone)."""
-    from datetime import datetime
-
-    try:
-        value = _signer(ctx).loads(token, max_age=int(VALID_FOR.total_seconds()))
-    except SignatureExpired:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava je potekla. Prosimo, prijavite se znova.") from None
-    except BadSignature:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava ni veljavna. / The link is not valid.") from None
-    if isinstance(value, str):
-        return value, None
-    try:
-        subscriber_id, issued = value
-        return str(subscriber_id), datetime.fromisoformat(issued)
-    except (TypeError, ValueError):
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, "Povezava ni veljavna. / The link is not valid.") from None
 
 
 @subscribe.get("/subscribe/confirm/{token}", response_class=HTMLResponse)
 async def confirm_link(token: str, request: Request) -> Response:
     ctx = _ctx(request)
-    subscriber_id, issued_at = _read_token_at(ctx, token)
-    if not await _confirm(ctx, subscriber_id, "email", issued_at, request):
+    subscriber_id, issued_at = read_token_at(ctx, token)
+    if not await confirm_channel(ctx, subscriber_id, "email", issued_at, request):
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Te prijave ni več. / This sign-up no longer exists.")
-    code_token = await _code_after_link(ctx, subscriber_id)
+    code_token = await code_after_link(ctx, subscriber_id)
     if code_token is not None:  # the phone is confirmed on its own, by its code
         return ctx.templates.TemplateResponse(
             request, "subscribe_code.html", {"token": code_token, "error": None, "email_confirmed": True}
@@ -508,14 +365,14 @@ async def confirm_link(token: str, request: Request) -> Response:
 @subscribe.get("/subscribe/code/{token}", response_class=HTMLResponse)
 async def code_page(token: str, request: Request) -> Response:
     ctx = _ctx(request)
-    _read_token(ctx, token)
+    read_token(ctx, token)
     return ctx.templates.TemplateResponse(request, "subscribe_code.html", {"token": token, "error": None})
 
 
 @subscribe.post("/subscribe/code/{token}", response_class=HTMLResponse, dependencies=[rate_limit("sms_code")])
 async def code_submit(token: str, request: Request, code: Annotated[str, Form()] = "") -> Response:
     ctx = _ctx(request)
-    subscriber_id, issued_at = _read_token_at(ctx, token)
+    subscriber_id, issued_at = read_token_at(ctx, token)
     async with ctx.db.session() as session:
         confirmation = await session.get(Confirmation, subscriber_id)
         if confirmation is None or confirmation.code_hash is None or confirmation.expires_at <= utcnow():
@@ -526,7 +383,7 @@ async def code_submit(token: str, request: Request, code: Annotated[str, Form()]
                 "Preveč poskusov. Prosimo, prijavite se znova.",
                 {"Retry-After": "3600"},
             )
-        good = hmac.compare_digest(confirmation.code_hash, _code_hash(ctx, subscriber_id, code.strip()))
+        good = hmac.compare_digest(confirmation.code_hash, code_hash(ctx, subscriber_id, code.strip()))
         if not good:
             confirmation.attempts += 1
             session.add(confirmation)
@@ -543,5 +400,5 @@ async def code_submit(token: str, request: Request, code: Annotated[str, Form()]
                 },
                 status_code=422,
             )
-    await _confirm(ctx, subscriber_id, "sms", issued_at, request)
+    await confirm_channel(ctx, subscriber_id, "sms", issued_at, request)
     return ctx.templates.TemplateResponse(request, "subscribe_done.html", {})

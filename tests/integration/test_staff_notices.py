@@ -26,7 +26,7 @@ from staff_login import add_staff, browser_login, login, post_form
 from support.browser import axe_serious_violations, serve_app
 from support.settings import make_settings, wait_until
 
-from services.notify import staff
+from services.notify import staff_notices
 from services.notify.app import create_app
 from services.notify.models import Delivery, Notice, ScheduledNotice
 from services.notify.subscribers import SubscriberIn, add_subscriber
@@ -79,7 +79,7 @@ async def seed(app: Any) -> None:
 @pytest.fixture
 async def notify_app(tmp_path, amqp_url, database_url, smtp_server, sms_gateway, monkeypatch):
     """The real notify app on SQLite and on PostgreSQL (migration notify_0010 included)."""
-    monkeypatch.setattr(staff, "SCHEDULE_POLL_SECONDS", 0.2)
+    monkeypatch.setattr(staff_notices, "SCHEDULE_POLL_SECONDS", 0.2)
     settings = make_settings(
         tmp_path,
         amqp_url,
@@ -257,7 +257,7 @@ async def test_a_scheduled_notice_goes_out_only_at_its_time(notify_app, smtp_ser
     async with notify_app.state.ctx.db.session() as session:
         row = (await session.exec(select(ScheduledNotice))).one()
     assert row.sent_at is not None and command["id"] == row.id
-    assert await staff.release_due(notify_app.state.ctx.db) == 0  # once only
+    assert await staff_notices.release_due(notify_app.state.ctx.db) == 0  # once only
 
     # A scheduled notice cancelled before its time is never sent.
     async with client_of(notify_app) as client:
@@ -272,7 +272,7 @@ async def test_a_scheduled_notice_goes_out_only_at_its_time(notify_app, smtp_ser
         assert cancelled.status_code == 303 and cancelled.headers["location"].endswith("done=preklicano")
         assert "Preklicano" not in (await client.get(page)).text
     with clock.frozen(clock.now() + timedelta(days=3)):
-        assert await staff.release_due(notify_app.state.ctx.db) == 0
+        assert await staff_notices.release_due(notify_app.state.ctx.db) == 0
 
 
 async def test_compose_form_on_a_phone_passes_axe(tmp_path, amqp_url, browser):
