@@ -17,7 +17,7 @@ help:
 	@echo "make test-unit | test-component | test-integration | test-e2e"
 	@echo "make test-faults       crashes, restarts and outages (own RabbitMQ node and PostgreSQL; docs/reliability.md)"
 	@echo "make bench             the benchmark (README \"Benchmark\"; BENCH_ARGS=--quick for a short run), not part of make test"
-	@echo "make lint              ruff check, then the import layers (lint-imports, pyproject.toml)"
+	@echo "make lint              ruff check, the import layers (lint-imports), then mypy (pyproject.toml)"
 	@echo "make migrate           kranj db upgrade"
 	@echo "make gateway-conf      regenerate deploy/nginx/gateway.conf from the services' routes"
 	@echo "make clean             caches and build leftovers (keeps $(VENV) and ./var)"
@@ -67,6 +67,7 @@ bench: venv
 lint: venv
 	$(BIN)/ruff check kranj shared services tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy -p shared -p kranj -p services
 
 migrate: venv
 	$(BIN)/kranj db upgrade
@@ -77,7 +78,7 @@ gateway-conf: venv
 	mv deploy/nginx/gateway.conf.new deploy/nginx/gateway.conf
 
 clean:
-	rm -rf .pytest_cache .ruff_cache build dist *.egg-info
+	rm -rf .pytest_cache .ruff_cache .mypy_cache build dist *.egg-info
 	find . -path ./.venv -prune -o -path "./$(VENV)" -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
 
 distclean: clean

@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -142,7 +143,7 @@ class Supervisor:
 
     def run(self, *, install_signal_handlers: bool = True) -> int:
         """Start every child, supervise until SIGINT/SIGTERM/SIGHUP (or `request_stop`), stop all; 0."""
-        previous: dict[int, object] = {}
+        previous: dict[signal.Signals, Callable[..., Any] | int | None] = {}
         if install_signal_handlers:
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # SIGHUP: the terminal went away
                 previous[sig] = signal.signal(sig, self._on_signal)
@@ -155,7 +156,7 @@ class Supervisor:
             self.shutdown(self._stop_requested)
         finally:
             for sig, handler in previous.items():
-                signal.signal(sig, handler)  # type: ignore[arg-type]
+                signal.signal(sig, handler)
         return 0
 
     def shutdown(self, reason: str = "stopping") -> None:

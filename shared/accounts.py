@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 import sqlalchemy as sa
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from . import clock
 from .contracts.ks import ALL_KS, KS_NAMES
@@ -319,7 +319,7 @@ class AccountStore:
         return True
 
     @staticmethod
-    async def _revoke_sessions_of(conn: sa.ext.asyncio.AsyncConnection, account_id: str, now: datetime) -> None:
+    async def _revoke_sessions_of(conn: AsyncConnection, account_id: str, now: datetime) -> None:
         await conn.execute(
             sa.update(sessions_table)
             .where(sessions_table.c.account_id == account_id, sessions_table.c.revoked_at.is_(None))

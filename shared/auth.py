@@ -148,7 +148,7 @@ class IdentityMiddleware:
     @staticmethod
     async def _lookup(fn: Any, value: str) -> Identity | None:
         try:
-            return await fn(value)  # type: ignore[no-any-return]
+            return await fn(value)
         except Exception:  # noqa: BLE001 - the store is down: refuse, say so in the log
             log.exception("identity store lookup failed")
             return None
@@ -167,7 +167,7 @@ def _cookie(header: str, name: str) -> str | None:
 
 
 def auth_of(request: Request) -> Auth:
-    return getattr(request.state, STATE_KEY, NO_AUTH)  # type: ignore[no-any-return]
+    return getattr(request.state, STATE_KEY, NO_AUTH)
 
 
 def current_staff(request: Request) -> Staff:

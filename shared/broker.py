@@ -86,14 +86,17 @@ async def publish_envelope(
 def envelope_schema(message_type: MessageType) -> type[BaseModel]:
     """A pydantic model of the full CloudEvent for one message type (AsyncAPI payloads)."""
     name = "".join(part.title() for part in message_type.routing_key.replace("-", ".").split(".")) + "Event"
-    return create_model(  # type: ignore[call-overload,no-any-return]
+    fields: dict[str, Any] = {
+        "specversion": (Literal["1.0"], ...),
+        "id": (str, ...),
+        "source": (str, ...),
+        "type": (Literal[message_type.type], ...),
+        "time": (datetime | None, None),
+        "datacontenttype": (Literal["application/json"] | None, "application/json"),
+        "data": (message_type.data_model, ...),
+    }
+    return create_model(
         name,
         __doc__=f"CloudEvents 1.0 structured JSON; type `{message_type.type}`. {message_type.description}",
-        specversion=(Literal["1.0"], ...),
-        id=(str, ...),
-        source=(str, ...),
-        type=(Literal[message_type.type], ...),  # type: ignore[valid-type]
-        time=(datetime | None, None),
-        datacontenttype=(Literal["application/json"] | None, "application/json"),
-        data=(message_type.data_model, ...),
+        **fields,
     )

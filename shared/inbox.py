@@ -201,7 +201,7 @@ class Consumer:
                     await handles.func(session, envelope, data)
                     outcomes.append("processed")
                 if inbox:
-                    await session.exec(sa.insert(ProcessedMessage.__table__), params=inbox)  # type: ignore[attr-defined,call-overload]
+                    await session.exec(sa.insert(ProcessedMessage.__table__), params=inbox)  # type: ignore[attr-defined]
                 await session.commit()
         except BaseException as exc:  # noqa: BLE001 - whatever it was, each message gets its own try
             for *_, waiting in batch:

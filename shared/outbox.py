@@ -161,7 +161,7 @@ class OutboxRelay:
             )
         return len(sent)
 
-    async def _publish(self, rows: Sequence[sa.Row[Any]]) -> list[BaseException | None]:
+    async def _publish(self, rows: Sequence[sa.Row[*tuple[Any, ...]]]) -> list[BaseException | None]:
         return await asyncio.gather(
             *(
                 publish_envelope(
@@ -178,7 +178,7 @@ class OutboxRelay:
         )
 
     def _marks(
-        self, rows: Sequence[sa.Row[Any]], results: list[BaseException | None]
+        self, rows: Sequence[sa.Row[*tuple[Any, ...]]], results: list[BaseException | None]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """The parameters of `_mark`: (confirmed rows, rows to try again later)."""
         at = utcnow()

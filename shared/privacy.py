@@ -244,7 +244,7 @@ def identities_of(rows: Iterable[Any], *, name: str = "name", email: str = "emai
 async def forget_sent_outbox(session: AsyncSession, cutoff: datetime) -> int:
     """Outbox rows are the record of what was said; once published and older than the
     retention period they go (unsent rows stay until they are sent)."""
-    result = await session.exec(  # type: ignore[call-overload]
+    result = await session.exec(
         sa.delete(OutboxMessage).where(col(OutboxMessage.sent_at).is_not(None), col(OutboxMessage.sent_at) < cutoff)
     )
     return int(result.rowcount or 0)

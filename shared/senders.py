@@ -164,7 +164,7 @@ def default_senders(own_user: str | None) -> dict[str, SenderRights]:
     entries = {
         f"kranj-{service}": SenderRights(
             description=f"the {service} service",
-            services=[service],  # type: ignore[list-item]
+            services=[service],
             **SERVICE_NOTICE_RIGHTS.get(service, {}),
         )
         for service in SERVICE_NAMES

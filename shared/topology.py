@@ -8,13 +8,16 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 from faststream.rabbit import ExchangeType, QueueType, RabbitBroker, RabbitExchange, RabbitQueue
 
 from .contracts import MESSAGE_REJECTED
 from .senders import SERVICE_COMMANDS, SERVICE_FACTS
+
+if TYPE_CHECKING:
+    from faststream.rabbit.schemas.queue import QuorumQueueArgs
 
 EXCHANGE_NAME = "kranj"
 DLX_NAME = "kranj.dlx"
@@ -89,7 +92,7 @@ DELIVERY_OUTCOMES_QUEUE = RabbitQueue(
 )
 
 
-def quorum_arguments() -> dict[str, Any]:
+def quorum_arguments() -> QuorumQueueArgs:
     return {
         "x-delivery-limit": DELIVERY_LIMIT,
         "x-dead-letter-exchange": DLX_NAME,
@@ -112,7 +115,7 @@ class QueueSpec:
             self.name,
             queue_type=QueueType.QUORUM,
             durable=True,
-            arguments=quorum_arguments(),  # type: ignore[arg-type]
+            arguments=quorum_arguments(),
             routing_key=self.bindings[0],
         )
 

@@ -360,7 +360,7 @@ async def dlq_replay(settings: Settings, *, limit: int | None = None, ids: Itera
                 )
                 confirmation = await exchange.publish(republished, routing_key, mandatory=True, timeout=10)
                 if not isinstance(confirmation, aiormq.spec.Basic.Ack):
-                    raise aiormq.exceptions.DeliveryError(None, confirmation)  # type: ignore[arg-type]
+                    raise aiormq.exceptions.DeliveryError(None, confirmation)
             except aiormq.exceptions.PublishError:
                 result.failed.append((label, f"{where} does not exist (the message was returned)"))
                 continue

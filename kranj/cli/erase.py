@@ -212,7 +212,7 @@ async def erase_from_dead_letters(settings: Settings, person: Person) -> dict[st
                         rewritten, name, mandatory=True, timeout=10
                     )
                     if not isinstance(confirmation, aiormq.spec.Basic.Ack):  # the original stays queued
-                        raise aiormq.exceptions.DeliveryError(None, confirmation)  # type: ignore[arg-type]
+                        raise aiormq.exceptions.DeliveryError(None, confirmation)
                     await message.ack()
                     counts[name] += 1
             finally:

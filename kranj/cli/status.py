@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 
@@ -110,7 +110,7 @@ async def gather_status(settings: Settings) -> dict[str, Any]:
         "broker": broker,
         "queues": depths,
         "outbox": dict(zip(SERVICES, outbox, strict=True)),
-        "warnings": dead_letter_warnings(depths) if broker is None else [],
+        "warnings": dead_letter_warnings(cast("dict[str, tuple[int, int] | None]", depths)) if broker is None else [],
     }
 
 

@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -24,6 +24,9 @@ from .common import (
     quiet_broker_logs,
 )
 from .db import migrate
+
+if TYPE_CHECKING:
+    import socket
 
 
 # --------------------------------------------------------------------------------------
@@ -51,7 +54,7 @@ def _log_format(value: LogFormatChoice | None) -> None:
         os.environ["KRANJ_LOG_FORMAT"] = value.value
 
 
-def _front_door(settings: Settings) -> tuple[object | None, str | None, subprocess.Popen[str] | None]:
+def _front_door(settings: Settings) -> tuple[socket.socket | None, str | None, subprocess.Popen[str] | None]:
     """Bind the front door's port (KRANJ_GATEWAY_PORT; 0: none) and start building the route
     table in a short-lived process (it imports every service). A busy port is one warning
     line: the services still start, each on its own port."""

@@ -132,7 +132,7 @@ async def pending_of_contact(session: AsyncSession, *, email: str | None, phone:
     if email:
         contact.append(func.lower(Booking.email) == email.lower())
     if phone:
-        contact.append(Booking.phone == phone)
+        contact.append(col(Booking.phone) == phone)
     if not contact:
         return 0
     query = select(func.count(sa.distinct(func.coalesce(Booking.series_id, Booking.id)))).where(

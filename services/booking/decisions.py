@@ -167,7 +167,7 @@ async def expire_due(db: Database, settings: Settings, *, now: datetime | None =
             .limit(batch)
         )
         if not db.is_sqlite:
-            query = query.with_for_update(skip_locked=True, of=Booking)  # type: ignore[arg-type]
+            query = query.with_for_update(skip_locked=True, of=Booking)
         rows = list((await session.exec(query)).all())
         if not rows:
             await session.rollback()

@@ -231,12 +231,12 @@ def check_request(
             )
         )
     if slot.start > now + rules.max_ahead:
-        days = rules.max_ahead.days
+        ahead_days = rules.max_ahead.days
         found.append(
             Violation(
                 "max-ahead",
-                f"Rezervirate lahko največ {days} dni vnaprej.",
-                f"Bookings can be made at most {days} days ahead.",
+                f"Rezervirate lahko največ {ahead_days} dni vnaprej.",
+                f"Bookings can be made at most {ahead_days} days ahead.",
             )
         )
     if duration < rules.min_duration:
@@ -418,7 +418,7 @@ def occurrences(first: Interval, rrule_text: str, *, limit: int = 60) -> list[In
             parts.append(f"{key}={value}")
         text = ";".join(parts)
     rule = rrulestr(text, dtstart=local_start)
-    found = []
+    found: list[Interval] = []
     for start in rule:
         if len(found) >= limit:
             raise ValueError(f"a series may have at most {limit} dates")

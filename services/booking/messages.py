@@ -45,23 +45,23 @@ def message_data(settings: Settings, room: Room, booking: Booking, cancelled_by:
         starts_at=booking.starts_at,
         ends_at=booking.ends_at,
         purpose=booking.purpose,
-        category=booking.category,  # type: ignore[arg-type]
-        group_kind=booking.group_kind,  # type: ignore[arg-type]
+        category=booking.category,
+        group_kind=booking.group_kind,
         attendees=booking.attendees,
-        status=booking.status,  # type: ignore[arg-type]
+        status=booking.status,
         reason=booking.reason,
         requester=Requester(
             name=booking.name,
             email=booking.email,
             phone=booking.phone,
-            language=booking.language,  # type: ignore[arg-type]
+            language=booking.language,
         ),
-        cancelled_by=cancelled_by,  # type: ignore[arg-type]
+        cancelled_by=cancelled_by,
         expires_at=booking.expires_at if booking.status == "requested" else None,
         access_instructions=(room.access_instructions or None) if booking.status == "confirmed" else None,
-        status_url=status_url(settings, booking.id),  # type: ignore[arg-type]
-        cancel_url=cancel_url(settings, booking.id) if holding else None,  # type: ignore[arg-type]
-        review_url=(  # type: ignore[arg-type]
+        status_url=status_url(settings, booking.id),
+        cancel_url=cancel_url(settings, booking.id) if holding else None,
+        review_url=(
             f"{settings.public_base('booking')}/rooms/osebje/prosnje" if booking.status == "requested" else None
         ),
         event_id=booking.event_id,

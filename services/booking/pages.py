@@ -322,12 +322,12 @@ async def room_request(room_id: str, request: Request) -> Response:
             starts_at=start,
             ends_at=end,
             purpose=form.get("purpose", ""),
-            category=form.get("category") or "other",  # type: ignore[arg-type]
-            group_kind=form.get("group_kind") or "individual",  # type: ignore[arg-type]
+            category=form.get("category") or "other",
+            group_kind=form.get("group_kind") or "individual",
             name=form.get("name", ""),
             email=form.get("email") or None,
             phone=form.get("phone") or None,
-            attendees=form.get("attendees") or 0,  # type: ignore[arg-type]
+            attendees=form.get("attendees") or 0,
         )
     except ValidationError as exc:
         return await _room_page(request, room_id, week=None, form=form, errors=_request_errors(exc), status_code=422)

@@ -68,9 +68,7 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
     bookings = 0
     async with db.session() as session:
         if (mine := contact_filter(person, Booking.email, Booking.phone)) is not None:
-            result = await session.exec(  # type: ignore[call-overload]
-                sa.update(Booking).where(mine).values(name=ERASED, email=None, phone=None)
-            )
+            result = await session.exec(sa.update(Booking).where(mine).values(name=ERASED, email=None, phone=None))
             bookings = int(result.rowcount or 0)
         masked = await mask_text_columns(session, person, FREE_TEXT)
         outbox = await mask_outbox(session, person)
@@ -85,11 +83,11 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
     are deleted."""
     cutoff = (now or utcnow()) - timedelta(days=settings.record_retention_days)
     async with db.session() as session:
-        done = await session.exec(  # type: ignore[call-overload]
+        done = await session.exec(
             sa.update(Booking)
             .where(
                 col(Booking.ends_at) < cutoff,
-                sa.or_(col(Booking.email).is_not(None), col(Booking.phone).is_not(None), Booking.name != ERASED),
+                sa.or_(col(Booking.email).is_not(None), col(Booking.phone).is_not(None), col(Booking.name) != ERASED),
             )
             .values(name=ERASED, email=None, phone=None)
         )

@@ -25,7 +25,7 @@ NO_BOOKING = "Rezervacije ni. / No such booking."
 
 
 def ctx_of(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 async def room_or_404(ctx: ServiceApp, room_id: str) -> Room:

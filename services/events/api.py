@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import Response
@@ -46,18 +46,14 @@ async def event_record(request: Request) -> Record:
     return record_of(await load_event(context(request), request.path_params["event_id"]))
 
 
-def _on_event(action: str) -> Any:
-    """The staff member allowed `action` on the event of the path (shared/permissions.py)."""
-    return Annotated[Grant, Permit(action, record=event_record)]
-
-
 Create = Annotated[Grant, Permit("events.create")]
-Publish = _on_event("events.publish")
-Edit = _on_event("events.edit")
-CancelEvent = _on_event("events.cancel")
-Registrants = _on_event("events.registrants.read")
-AttendanceWrite = _on_event("events.attendance.write")
-AttendanceRead = _on_event("events.attendance.read")
+# The staff member allowed the action on the event of the path (shared/permissions.py).
+Publish = Annotated[Grant, Permit("events.publish", record=event_record)]
+Edit = Annotated[Grant, Permit("events.edit", record=event_record)]
+CancelEvent = Annotated[Grant, Permit("events.cancel", record=event_record)]
+Registrants = Annotated[Grant, Permit("events.registrants.read", record=event_record)]
+AttendanceWrite = Annotated[Grant, Permit("events.attendance.write", record=event_record)]
+AttendanceRead = Annotated[Grant, Permit("events.attendance.read", record=event_record)]
 
 
 def _conflict(exc: Refused) -> HTTPException:
@@ -339,7 +335,7 @@ async def put_attendance(event_id: str, body: AttendanceIn, request: Request, st
     ctx = context(request)
     try:
         return await attendance.record_attendance(
-            ctx.db, event_id, dict(body.counts), staff, occurrence=body.occurrence
+            ctx.db, event_id, cast("dict[str, int]", dict(body.counts)), staff, occurrence=body.occurrence
         )
     except Conflict as exc:
         raise _conflict(exc) from None

@@ -135,7 +135,7 @@ def events_atom(events: list[Event], base_url: str, *, title: str, self_url: str
         entry.summary(summary)
         if event.description:
             entry.content(plain_description(event.description), type="text")
-    return feed.atom_str(pretty=True)  # type: ignore[no-any-return]
+    return feed.atom_str(pretty=True)
 
 
 def event_url_from_base(base_url: str, event_id: str) -> str:

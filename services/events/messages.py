@@ -75,7 +75,7 @@ def registration_out(
     return RegistrationOut(
         id=reg.id,
         event_id=reg.event_id,
-        status=reg.status,  # type: ignore[arg-type]
+        status=reg.status,
         waitlist_position=position if reg.status == "waitlisted" else None,
         created_at=reg.created_at,
         cancel_url=cancel_url(settings, reg.id) if reg.status in ACTIVE else None,
@@ -99,13 +99,13 @@ def registration_notice(
         venue=event.venue,
         organiser=event.organiser,
         rrule=event.rrule,
-        url=event_url(settings, event.id),  # type: ignore[arg-type]
-        ics_url=ics_url(settings, event.id),  # type: ignore[arg-type]
-        cancel_url=cancel_url(settings, reg.id) if reg.status in ACTIVE else None,  # type: ignore[arg-type]
-        status=reg.status,  # type: ignore[arg-type]
+        url=event_url(settings, event.id),
+        ics_url=ics_url(settings, event.id),
+        cancel_url=cancel_url(settings, reg.id) if reg.status in ACTIVE else None,
+        status=reg.status,
         waitlist_position=position if reg.status == "waitlisted" else None,
-        channel=reg.channel,  # type: ignore[arg-type]
-        registrant=Registrant(name=reg.name, email=reg.email, phone=reg.phone, language=reg.language),  # type: ignore[arg-type]
+        channel=reg.channel,
+        registrant=Registrant(name=reg.name, email=reg.email, phone=reg.phone, language=reg.language),
         **extra,
     )
 
@@ -125,15 +125,15 @@ def event_changed(settings: Settings, event: Event, *, registrations: int, **ext
         venue=event.venue,
         capacity=event.capacity,
         organiser=event.organiser,
-        audience=event.audience,  # type: ignore[arg-type]
+        audience=event.audience,
         topics=event.topics,
         rrule=event.rrule,
         exdates=exdates_of(event),
         moved=[
             MovedOccurrence(original=k, starts_at=v.starts_at, ends_at=v.ends_at) for k, v in moved_of(event).items()
         ],
-        url=event_url(settings, event.id),  # type: ignore[arg-type]
-        status=event.status,  # type: ignore[arg-type]
+        url=event_url(settings, event.id),
+        status=event.status,
         registrations=registrations,
         **extra,
     )

@@ -88,19 +88,17 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
     registrations = organisers = 0
     async with db.session() as session:
         if (mine := contact_filter(person, Registration.email, Registration.phone)) is not None:
-            result = await session.exec(  # type: ignore[call-overload]
-                sa.update(Registration).where(mine).values(name=ERASED, email=None, phone=None)
-            )
+            result = await session.exec(sa.update(Registration).where(mine).values(name=ERASED, email=None, phone=None))
             registrations = int(result.rowcount or 0)
         if person.emails:
-            done = await session.exec(  # type: ignore[call-overload]
+            done = await session.exec(
                 sa.update(Event)
                 .where(sa.func.lower(Event.organiser_email).in_(sorted(person.emails)))
                 .values(organiser_email=None)
             )
             organisers += int(done.rowcount or 0)
         if person.phones:
-            done = await session.exec(  # type: ignore[call-overload]
+            done = await session.exec(
                 sa.update(Event)
                 .where(col(Event.organiser_phone).in_(sorted(person.phones)))
                 .values(organiser_phone=None)
@@ -123,20 +121,20 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
         over = [e.id for e in candidates if last_end(e) < cutoff]
         registrations = organisers = 0
         if over:
-            done = await session.exec(  # type: ignore[call-overload]
+            done = await session.exec(
                 sa.update(Registration)
                 .where(
                     col(Registration.event_id).in_(over),
                     sa.or_(
                         col(Registration.email).is_not(None),
                         col(Registration.phone).is_not(None),
-                        Registration.name != ERASED,
+                        col(Registration.name) != ERASED,
                     ),
                 )
                 .values(name=ERASED, email=None, phone=None)
             )
             registrations = int(done.rowcount or 0)
-            done = await session.exec(  # type: ignore[call-overload]
+            done = await session.exec(
                 sa.update(Event)
                 .where(
                     col(Event.id).in_(over),

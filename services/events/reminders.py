@@ -41,7 +41,7 @@ async def send_reminders(db: Database, settings: Settings, *, now: datetime | No
             .limit(batch)
         )
         if not db.is_sqlite:
-            query = query.with_for_update(skip_locked=True, of=Registration)  # type: ignore[arg-type]
+            query = query.with_for_update(skip_locked=True, of=Registration)
         rows = list((await session.exec(query)).all())
         sent = 0
         for reg, event in rows:

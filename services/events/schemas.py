@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, field_validator, model_validator
 
@@ -95,7 +95,8 @@ class EventIn(_EventFields):
     venue: str = Field(min_length=1, max_length=300)
     capacity: int | None = Field(default=None, ge=1, le=10000, description="Seats; registration required when set.")
     audience: list[AgeGroup] = Field(
-        default_factory=lambda: ["vsi"], description="Age groups: otroci, mladi, odrasli, starejsi, vsi."
+        default_factory=lambda: cast("list[AgeGroup]", ["vsi"]),
+        description="Age groups: otroci, mladi, odrasli, starejsi, vsi.",
     )
     topics: list[str] = Field(default_factory=list, max_length=10, description="Topic slugs, e.g. `delavnica`.")
     organiser: str = Field(default="", max_length=200)

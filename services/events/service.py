@@ -60,7 +60,7 @@ def _publish(session: AsyncSession, settings: Settings, event: Event) -> None:
             ends_at=event.ends_at,
             venue=event.venue,
             capacity=event.capacity,
-            url=event_url(settings, event.id),  # type: ignore[arg-type]
+            url=event_url(settings, event.id),
         ),
         source=SOURCE,
         subject=event.id,
@@ -119,7 +119,7 @@ def _ask_for_room(session: AsyncSession, settings: Settings, event: Event) -> No
             email=event.organiser_email,
             phone=event.organiser_phone,
             language="sl",
-            event_url=event_url(settings, event.id),  # type: ignore[arg-type]
+            event_url=event_url(settings, event.id),
         ),
         source=SOURCE,
         subject=event.id,

@@ -35,7 +35,7 @@ pages = APIRouter(include_in_schema=False)
 
 
 def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 def _known_ks(ks: str) -> str:
@@ -299,11 +299,11 @@ def atom_feed(ks: str | None, notices: list[Notice], base: str) -> bytes:
             entry.category(term=slug, label=ks_name(slug))
     if notices:
         fg.updated(max(n.created_at for n in notices))
-    return fg.atom_str(pretty=True)  # type: ignore[no-any-return]
+    return fg.atom_str(pretty=True)
 
 
 def _renderer(request: Request) -> Renderer:
-    return _ctx(request).extra["renderer"]  # type: ignore[no-any-return]
+    return _ctx(request).extra["renderer"]
 
 
 @pages.get("/unsubscribe/{token}", response_class=HTMLResponse)

@@ -30,7 +30,7 @@ KIOSK_NOTICES = 6
 
 
 def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 def _known_ks(ks: str) -> str:

@@ -284,10 +284,10 @@ class DeliveryWorker(Sender):
         has taken over meanwhile stay theirs."""
         if not self._stopping and self._alive():
             return
-        mine = Delivery.claimed_by == self.id if self._registered else col(Delivery.claimed_by).is_(None)
+        mine = col(Delivery.claimed_by) == self.id if self._registered else col(Delivery.claimed_by).is_(None)
         release = (
             update(Delivery)
-            .where(col(Delivery.id).in_([d.id for d in claimed]), Delivery.status == "sending", mine)
+            .where(col(Delivery.id).in_([d.id for d in claimed]), col(Delivery.status) == "sending", mine)
             .values(next_attempt_at=utcnow(), claimed_by=None)
         )
         await self.db.run(lambda conn, _info: conn.execute(release))

@@ -63,7 +63,7 @@ async def shorten(session: AsyncSession, settings: Settings, target: str) -> str
 
 
 def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 @links.get("/k/{code}", response_class=RedirectResponse, status_code=status.HTTP_303_SEE_OTHER)

@@ -71,7 +71,7 @@ class _Policy(EmailPolicy):
         text = str(value)
         if name.lower() == "subject" and not text.isascii():
             return f"{name}: {header_value(text, name)}{self.linesep}"
-        return super()._fold(name, value, refold_binary)  # type: ignore[misc, no-any-return]
+        return super()._fold(name, value, refold_binary)  # type: ignore[misc]
 
 
 POLICY = _Policy().clone(**{k: getattr(SMTP, k) for k in ("linesep", "max_line_length")})

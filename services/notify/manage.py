@@ -25,7 +25,7 @@ INVALID = "Povezava za urejanje obvestil ni veljavna. / This link is not valid."
 
 
 def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 def _subscriber_id(request: Request, token: str) -> str:

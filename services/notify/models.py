@@ -107,7 +107,7 @@ class NoticeDraft:
     created_at: datetime = field(default_factory=utcnow)
 
     def row(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in self.__slots__}  # type: ignore[attr-defined]
+        return {name: getattr(self, name) for name in self.__slots__}
 
 
 class NoticeKs(SQLModel, table=True):

@@ -72,11 +72,11 @@ async def record_notice(
                 }
             )
         if len(rows) >= 1000:  # bounded memory for big fan-outs: insert in batches
-            await session.exec(sa.insert(Delivery), params=rows)  # type: ignore[call-overload]
+            await session.exec(sa.insert(Delivery), params=rows)
             total += len(rows)
             rows = []
     if rows:
-        await session.exec(sa.insert(Delivery), params=rows)  # type: ignore[call-overload]
+        await session.exec(sa.insert(Delivery), params=rows)
         total += len(rows)
     if total:
         session.info["deliveries_written"] = True  # wakes the senders after commit (app.py)
@@ -131,8 +131,8 @@ async def expire_notices(session: AsyncSession, source: str, source_id: str, at:
     )
     if not ids:
         return 0
-    await session.exec(update(Notice).where(col(Notice.id).in_(ids)).values(valid_until=at))  # type: ignore[call-overload]
-    await session.exec(  # type: ignore[call-overload]
+    await session.exec(update(Notice).where(col(Notice.id).in_(ids)).values(valid_until=at))
+    await session.exec(
         update(Delivery)
         .where(col(Delivery.notice_id).in_(ids), col(Delivery.status).in_(["queued", "held", "failed-temporary"]))
         .values(status="skipped", last_error="its subject ended before it was sent", next_attempt_at=None)
@@ -206,7 +206,7 @@ async def _followers(
             return
         page = (
             await session.exec(
-                select(
+                select(  # type: ignore[call-overload]  # sqlmodel types select() for at most 4 columns
                     Subscriber.id,
                     Subscriber.email,
                     Subscriber.phone,
@@ -300,10 +300,10 @@ async def delivery_log(db: Database, notice_id: str, limit: int = 500) -> list[D
 async def resend_failed(db: Database, notice_id: str) -> int:
     """Put failed deliveries of a notice back in the queue (staff decided to try again)."""
     async with db.session() as session:
-        result = await session.exec(  # type: ignore[call-overload]
+        result = await session.exec(
             update(Delivery)
             .where(
-                Delivery.notice_id == notice_id,
+                col(Delivery.notice_id) == notice_id,
                 col(Delivery.status).in_(["failed-temporary", "failed-permanent"]),
                 col(Delivery.address).is_not(None),
             )

@@ -109,7 +109,7 @@ def render_poster(env: Environment, notice: Notice, base: str) -> bytes:
     assert document is not None
     if len(document.pages) > 1:  # an extreme text: keep the first page, the QR code leads to the rest
         document = document.copy(document.pages[:1])
-    return document.write_pdf()  # type: ignore[no-any-return]
+    return document.write_pdf()
 
 
 async def render_poster_async(env: Environment, notice: Notice, base: str) -> bytes:

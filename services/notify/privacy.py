@@ -115,15 +115,15 @@ async def erase(db: Database, person: Person, settings: Settings | None = None) 
         ids: list[str] = []
         if (mine := contact_filter(person, Subscriber.email, Subscriber.phone)) is not None:
             ids = list((await session.exec(select(Subscriber.id).where(mine))).all())
-        scrubbed = await session.exec(  # type: ignore[call-overload]
+        scrubbed = await session.exec(
             sa.update(Delivery)
             .where(sa.or_(col(Delivery.subscriber_id).in_(ids), col(Delivery.address).in_(_addresses(person))))
             .values(address=None, subscriber_id=None)
         )
         if (theirs := contact_filter(person, KsContact.email, KsContact.phone)) is not None:
-            await session.exec(delete(KsContact).where(theirs))  # type: ignore[call-overload]
+            await session.exec(delete(KsContact).where(theirs))
         await _delete_subscribers(session, ids)
-        exports = await session.exec(  # type: ignore[call-overload]
+        exports = await session.exec(
             delete(ExportRequest).where(
                 sa.or_(
                     col(ExportRequest.subscriber_id).in_(ids),
@@ -172,14 +172,15 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
                         Subscriber.status == "pending",
                         col(Subscriber.created_at) < stale,
                         ~sa.exists().where(
-                            ChannelConsent.subscriber_id == Subscriber.id, ChannelConsent.proof == CARRIED_OVER
+                            col(ChannelConsent.subscriber_id) == Subscriber.id,
+                            col(ChannelConsent.proof) == CARRIED_OVER,
                         ),
                     )
                 )
             ).all()
         )
         if pending:
-            await session.exec(  # type: ignore[call-overload]
+            await session.exec(
                 sa.update(Delivery)
                 .where(col(Delivery.subscriber_id).in_(pending))
                 .values(address=None, subscriber_id=None)
@@ -192,7 +193,7 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
                 .where(
                     ChannelConsent.status == "pending",
                     col(ChannelConsent.requested_at) < stale,
-                    sa.or_(col(ChannelConsent.proof).is_(None), ChannelConsent.proof != CARRIED_OVER),
+                    sa.or_(col(ChannelConsent.proof).is_(None), col(ChannelConsent.proof) != CARRIED_OVER),
                 )
             )
         ).all()
@@ -209,7 +210,7 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
         outbox = await forget_sent_outbox(session, now - timedelta(days=settings.record_retention_days))
         # An export's link lives EXPORT_DAYS days (services/notify/exports.py); a day more for
         # a request that completed late.
-        lapsed = await session.exec(  # type: ignore[call-overload]
+        lapsed = await session.exec(
             delete(ExportRequest).where(col(ExportRequest.requested_at) < now - timedelta(days=EXPORT_DAYS + 1))
         )
         await session.commit()

@@ -156,7 +156,7 @@ async def first_of_series(session: AsyncSession, settings: Settings, source: str
 async def forget_old_counts(session: AsyncSession, keep_days: int = 2) -> None:
     """Counts of past days serve nothing (the caps are per day)."""
     oldest = (clock.local_now().date() - timedelta(days=keep_days)).isoformat()
-    await session.exec(sa.delete(RelayCount).where(col(RelayCount.day) < oldest))  # type: ignore[call-overload]
+    await session.exec(sa.delete(RelayCount).where(col(RelayCount.day) < oldest))
 
 
 # What fixed wording may say: platform data only (a whitelist, so a new field of the message

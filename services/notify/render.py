@@ -21,6 +21,7 @@ from shared.settings import Settings
 
 from . import sms
 from .models import Notice
+from .sms import SmsInfo
 
 MESSAGES = Path(__file__).parent / "templates" / "messages"
 # Stand-ins for one recipient's signed links while a notice's email is rendered once
@@ -246,7 +247,7 @@ class Renderer:
     def sms(self, notice: Notice, language: str, unsubscribe_url: str | None) -> str:
         return self.sms_info(notice, language, unsubscribe_url).text
 
-    def sms_info(self, notice: Notice, language: str, unsubscribe_url: str | None) -> sms.SmsInfo:
+    def sms_info(self, notice: Notice, language: str, unsubscribe_url: str | None) -> SmsInfo:
         """The SMS text in its cheapest encoding, its body shortened at a word boundary when
         it would need more than `sms_max_segments` segments (the link leads to the rest)."""
         lang = language if language in i18n.LANGUAGES else "sl"
@@ -310,10 +311,10 @@ class Renderer:
                 mark = SMS_MARK_CHAR * size
                 text = self.sms(notice, language, mark)
                 fitted[size] = text if text.count(mark) == 1 and mark + SMS_MARK_CHAR not in text else None
-            text = fitted[size]
-            if text is None:  # the notice itself holds the mark: no shortcut
+            shortcut = fitted[size]
+            if shortcut is None:  # the notice itself holds the mark: no shortcut
                 return self.sms(notice, language, unsubscribe_url)
-            return text.replace(SMS_MARK_CHAR * size, unsubscribe_url)
+            return shortcut.replace(SMS_MARK_CHAR * size, unsubscribe_url)
 
         return for_recipient
 

@@ -82,12 +82,12 @@ async def apply_retention(db: Database, settings: Settings, now: datetime | None
                 if not rows:
                     break
                 quoted = [(i, e) for i, e in rows if e and scrub(e) != e]
-                await session.exec(  # type: ignore[call-overload]
+                await session.exec(
                     update(Delivery).where(col(Delivery.id).in_([i for i, _ in rows])).values(address=None)
                 )
                 for delivery_id, error in quoted:
-                    await session.exec(  # type: ignore[call-overload]
-                        update(Delivery).where(Delivery.id == delivery_id).values(last_error=scrub(error))
+                    await session.exec(
+                        update(Delivery).where(col(Delivery.id) == delivery_id).values(last_error=scrub(error))
                     )
                 run.deliveries += len(rows)
             await relay.forget_old_counts(session)  # the caps' counts of past days
@@ -97,9 +97,9 @@ async def apply_retention(db: Database, settings: Settings, now: datetime | None
         return None
     run.emails, run.sms = await asyncio.to_thread(_file_outboxes, settings.outbox_dir, run.cutoff)
     async with db.session() as session:
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(JobRun)
-            .where(JobRun.job == JOB, JobRun.run_key == now.date().isoformat())
+            .where(col(JobRun.job) == JOB, col(JobRun.run_key) == now.date().isoformat())
             .values(result=json.dumps(asdict(run), default=str))
         )
         await session.commit()

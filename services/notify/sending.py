@@ -191,7 +191,7 @@ class Sender:
         key = (notice.id, delivery.language)
         if key not in renderers:
             renderers[key] = self.renderer.sms_renderer(notice, delivery.language)
-        return renderers[key](unsubscribe_url)  # type: ignore[no-any-return]
+        return renderers[key](unsubscribe_url)
 
     def _email(self, delivery: Due, notice: Notice, unsubscribe_url: str | None) -> EmailMessage:
         rendered = self.renderer.email(notice, delivery.language, unsubscribe_url)
@@ -243,8 +243,8 @@ class Sender:
                         notice_id=delivery.notice_id,
                         source=source,
                         source_id=source_id,
-                        channel=delivery.channel,  # type: ignore[arg-type]
-                        status=outcome.status,  # type: ignore[arg-type]
+                        channel=delivery.channel,
+                        status=outcome.status,
                         attempts=attempts,
                         error=without_contact(outcome.error, delivery.address),
                         at=now,

@@ -53,7 +53,7 @@ RECIPIENTS = {"one": "prejemnik", "two": "prejemnika", "few": "prejemniki", "oth
 
 
 def ctx_of(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 # ======================================================================================

@@ -69,8 +69,10 @@ async def scheduled_record(request: Request) -> Record:
     return Record(ks=row.ks)
 
 
-SEE_OTHER = {303: {"description": "Done: on to the page that shows it (HTML forms post and get redirected)."}}
-FORM_ERRORS = {
+SEE_OTHER: dict[int | str, dict[str, Any]] = {
+    303: {"description": "Done: on to the page that shows it (HTML forms post and get redirected)."}
+}
+FORM_ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"description": "The form again, with what to correct (HTML).", "content": {"text/html": {}}},
     **SEE_OTHER,
 }
@@ -135,10 +137,10 @@ class Draft:
                 title=v["title"],
                 body=v["body"],
                 ks=[v["ks"]],
-                topic=v["topic"],  # type: ignore[arg-type]
-                channels=self.channels,  # type: ignore[arg-type]
-                urgency=v["urgency"],  # type: ignore[arg-type]
-                url=v["url"] or None,  # type: ignore[arg-type]
+                topic=v["topic"],
+                channels=self.channels,
+                urgency=v["urgency"],
+                url=v["url"] or None,
                 valid_until=valid_until,
                 language="sl",
             )
@@ -220,7 +222,7 @@ async def release_due(db: Database, limit: int = 100) -> int:
         ).all()
         released = 0
         for row in due:
-            claimed = await session.exec(  # type: ignore[call-overload]
+            claimed = await session.exec(
                 update(ScheduledNotice)
                 .where(
                     col(ScheduledNotice.id) == row.id,
@@ -349,7 +351,7 @@ async def _fields(request: Request) -> tuple[Mapping[str, Any], list[str]]:
 )
 async def cancel_scheduled(scheduled_id: str, request: Request, grant: CancelScheduled) -> Response:
     async with ctx_of(request).db.session() as session:
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(ScheduledNotice)
             .where(col(ScheduledNotice.id) == scheduled_id, col(ScheduledNotice.sent_at).is_(None))
             .values(cancelled_at=utcnow())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
@@ -167,7 +168,7 @@ def _subscribe_errors(exc: ValidationError, lang: str) -> Errors:
 
 
 def _ctx(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 def _page_language(request: Request, chosen: str | None = None) -> str:
@@ -176,7 +177,9 @@ def _page_language(request: Request, chosen: str | None = None) -> str:
     return lang if lang in ("sl", "en") else "sl"
 
 
-def _form(request: Request, values: dict[str, object], errors: Errors, code: int = 200, lang: str = "sl") -> Response:
+def _form(
+    request: Request, values: Mapping[str, object], errors: Errors, code: int = 200, lang: str = "sl"
+) -> Response:
     ctx = _ctx(request)
     return ctx.templates.TemplateResponse(
         request,
@@ -263,7 +266,7 @@ async def subscribe_submit(
     # changes nothing). An email or a phone that belongs to an active subscriber is never
     # taken over by a new sign-up, and a clash of the two is no longer a 500.
     async with ctx.db.session() as session:
-        found = []
+        found: list[Subscriber] = []
         if data.email:
             found += (await session.exec(select(Subscriber).where(col(Subscriber.email) == data.email))).all()
         if data.phone:

@@ -5,7 +5,7 @@ the KS contacts told of booking requests."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import sqlalchemy as sa
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, model_validator
@@ -47,7 +47,9 @@ class SubscriberIn(ContactFields):
     email: EmailStr | None = None
     phone: str | None = Field(default=None, description="E.164, e.g. +38640123456 (Slovenian formats accepted)")
     ks: list[KsOrAll] = Field(min_length=1, description='KS slugs, or ["*"] for the whole city')
-    topics: list[Topic] = Field(default_factory=lambda: ["general", "utilities", "events", "safety"], min_length=1)
+    topics: list[Topic] = Field(
+        default_factory=lambda: cast("list[Topic]", ["general", "utilities", "events", "safety"]), min_length=1
+    )
     channels: list[Literal["email", "sms"]] | None = Field(
         default=None, description="Default: every channel a contact was given for"
     )
@@ -61,7 +63,9 @@ class SubscriberIn(ContactFields):
         self.ks = list(dict.fromkeys(self.ks))
         self.topics = list(dict.fromkeys(self.topics))
         if self.channels is None:
-            self.channels = [c for c, v in (("email", self.email), ("sms", self.phone)) if v]
+            self.channels = cast(
+                "list[Literal['email', 'sms']]", [c for c, v in (("email", self.email), ("sms", self.phone)) if v]
+            )
         self.channels = list(dict.fromkeys(self.channels))
         if "email" in self.channels and not self.email:
             raise ValueError("channel email needs an email address")
@@ -111,8 +115,8 @@ async def add_subscriber(
         clash = await session.exec(
             select(Subscriber.id).where(
                 sa.or_(
-                    sa.and_(col(Subscriber.email).is_not(None), Subscriber.email == data.email),
-                    sa.and_(col(Subscriber.phone).is_not(None), Subscriber.phone == data.phone),
+                    sa.and_(col(Subscriber.email).is_not(None), col(Subscriber.email) == data.email),
+                    sa.and_(col(Subscriber.phone).is_not(None), col(Subscriber.phone) == data.phone),
                 )
             )
         )
@@ -158,11 +162,11 @@ async def unsubscribe_channel(db: Database, subscriber_id: str, channel: str) ->
         subscriber.updated_at = utcnow()
         session.add(subscriber)
         await consent.withdraw(session, subscriber_id, [channel])
-        await session.exec(  # type: ignore[call-overload]
+        await session.exec(
             update(Delivery)
             .where(
-                Delivery.subscriber_id == subscriber_id,
-                Delivery.channel == channel,
+                col(Delivery.subscriber_id) == subscriber_id,
+                col(Delivery.channel) == channel,
                 col(Delivery.status).in_(["queued", "held", "failed-temporary"]),
             )
             .values(status="skipped", last_error="unsubscribed", next_attempt_at=None)
@@ -194,8 +198,8 @@ async def add_volunteer(
         await session.exec(
             select(Subscriber).where(
                 sa.or_(
-                    sa.and_(col(Subscriber.email).is_not(None), Subscriber.email == email),
-                    sa.and_(col(Subscriber.phone).is_not(None), Subscriber.phone == phone),
+                    sa.and_(col(Subscriber.email).is_not(None), col(Subscriber.email) == email),
+                    sa.and_(col(Subscriber.phone).is_not(None), col(Subscriber.phone) == phone),
                 )
             )
         )
@@ -265,7 +269,7 @@ TOPICS_ORDER = ("general", "utilities", "events", "rooms", "surveys", "safety")
 
 
 async def _skip_open(session: AsyncSession, reason: str, *conditions: Any) -> int:
-    result = await session.exec(  # type: ignore[call-overload]
+    result = await session.exec(
         update(Delivery)
         .where(col(Delivery.status).in_(OPEN_STATES), *conditions)
         .values(status="skipped", last_error=reason, next_attempt_at=None)
@@ -313,9 +317,9 @@ async def change_subscription(
                 col(Delivery.channel).in_(dropped),
             )
         if language != subscriber.language:  # what is still waiting goes out in the new language
-            await session.exec(  # type: ignore[call-overload]
+            await session.exec(
                 update(Delivery)
-                .where(Delivery.subscriber_id == subscriber_id, col(Delivery.status).in_(OPEN_STATES))
+                .where(col(Delivery.subscriber_id) == subscriber_id, col(Delivery.status).in_(OPEN_STATES))
                 .values(language=language)
             )
         if dropped:
@@ -338,8 +342,8 @@ async def change_subscription(
             subscriber.consent_source, subscriber.consent_text, subscriber.consent_at = "web", REJOIN_TEXT, utcnow()
         subscriber.updated_at = utcnow()
         session.add(subscriber)
-        await session.exec(delete(SubscriberKs).where(SubscriberKs.subscriber_id == subscriber_id))  # type: ignore[call-overload]
-        await session.exec(delete(SubscriberTopic).where(SubscriberTopic.subscriber_id == subscriber_id))  # type: ignore[call-overload]
+        await session.exec(delete(SubscriberKs).where(col(SubscriberKs.subscriber_id) == subscriber_id))
+        await session.exec(delete(SubscriberTopic).where(col(SubscriberTopic.subscriber_id) == subscriber_id))
         session.add_all(SubscriberKs(subscriber_id=subscriber_id, ks=k) for k in ks)
         session.add_all(SubscriberTopic(subscriber_id=subscriber_id, topic=t) for t in topics)
         await session.flush()
@@ -402,7 +406,7 @@ async def stop_sms(db: Database, phone: str) -> dict[str, Any]:
 async def set_ks_contacts(db: Database, ks: str, contacts: list[dict[str, Any]]) -> None:
     """Replace who at `ks` is told of new booking requests."""
     async with db.session() as session:
-        await session.exec(delete(KsContact).where(KsContact.ks == ks))  # type: ignore[call-overload]
+        await session.exec(delete(KsContact).where(col(KsContact.ks) == ks))
         session.add_all(KsContact(ks=ks, name=c["name"], email=c.get("email"), phone=c.get("phone")) for c in contacts)
         await session.commit()
 

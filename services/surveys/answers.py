@@ -132,7 +132,7 @@ async def submit_response(
                     name=contact.name,
                     email=contact.email,
                     phone=contact.phone,
-                    channels=[c for c, v in (("email", contact.email), ("sms", contact.phone)) if v],  # type: ignore[misc]
+                    channels=[c for c, v in (("email", contact.email), ("sms", contact.phone)) if v],
                     language=contact.language,
                     consent_text=needs.consent_text(contact.language),
                     consent_at=now,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import cast
 
 from fastapi import FastAPI
 
@@ -32,7 +33,7 @@ def build(settings: Settings, config: SurveysConfig | None = None) -> ServiceApp
         ctx.bus.publisher(message_type)
     handlers.register(ctx.bus, settings)
 
-    config: SurveysConfig = ctx.extra["config"]
+    config = cast(SurveysConfig, ctx.extra["config"])
 
     async def close_due_surveys() -> int:
         """Surveys past their closing time are closed, and `surveys.survey.closed` announced."""

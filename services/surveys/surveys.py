@@ -5,6 +5,7 @@ one transaction and writes rows and outbox messages together."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import cast
 
 from sqlmodel import col, func, select, update
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -74,7 +75,7 @@ async def definition_of(session: AsyncSession, survey: Survey) -> SurveyDefiniti
         questions=[
             domain.QuestionDef.model_construct(
                 id=q.id,
-                type=q.type,
+                type=cast("domain.QuestionType", q.type),
                 text=q.text,
                 help=q.help,
                 text_en=q.text_en,
@@ -126,7 +127,7 @@ def to_out(settings: Settings, survey: Survey, definition: SurveyDefinition | No
         description=survey.description,
         title_en=survey.title_en,
         description_en=survey.description_en,
-        status=survey.status,  # type: ignore[arg-type]
+        status=survey.status,
         accepting_answers=accepting(survey),
         opens_at=survey.opens_at,
         closes_at=survey.closes_at,
@@ -250,8 +251,8 @@ async def open_survey(db: Database, settings: Settings, survey_id: str) -> Surve
                 ks=survey.ks,
                 title=survey.title,
                 description=survey.description,
-                url=survey_url(settings, survey.id),  # type: ignore[arg-type]
-                print_url=f"{survey_url(settings, survey.id)}/print",  # type: ignore[arg-type]
+                url=survey_url(settings, survey.id),
+                print_url=f"{survey_url(settings, survey.id)}/print",
                 opens_at=survey.opens_at or now,
                 closes_at=survey.closes_at,
                 question_count=len(definition.questions),
@@ -288,7 +289,7 @@ async def _close(session: AsyncSession, settings: Settings, survey: Survey) -> N
             survey_id=survey.id,
             ks=survey.ks,
             title=survey.title,
-            url=survey_url(settings, survey.id),  # type: ignore[arg-type]
+            url=survey_url(settings, survey.id),
             closed_at=now,
             response_count=await response_count(session, survey.id),
         ),
@@ -329,7 +330,7 @@ async def publish_results(db: Database, settings: Settings, survey_id: str) -> S
                 survey_id=survey.id,
                 ks=survey.ks,
                 title=survey.title,
-                url=f"{survey_url(settings, survey.id)}/results",  # type: ignore[arg-type]
+                url=f"{survey_url(settings, survey.id)}/results",
                 published_at=now,
                 response_count=await response_count(session, survey.id),
             ),
@@ -400,8 +401,8 @@ async def remind_closing_soon(
                     survey_id=survey.id,
                     ks=survey.ks,
                     title=survey.title,
-                    url=survey_url(settings, survey.id),  # type: ignore[arg-type]
-                    print_url=f"{survey_url(settings, survey.id)}/print",  # type: ignore[arg-type]
+                    url=survey_url(settings, survey.id),
+                    print_url=f"{survey_url(settings, survey.id)}/print",
                     closes_at=survey.closes_at,
                     response_count=await response_count(session, survey.id),
                     answered_invitees=list(answered),

@@ -22,11 +22,11 @@ NOT_FOUND = "Ankete ni. / No such survey."
 
 
 def service_app(request: Request) -> ServiceApp:
-    return request.app.state.ctx  # type: ignore[no-any-return]
+    return request.app.state.ctx
 
 
 def config_of(ctx: ServiceApp) -> SurveysConfig:
-    return ctx.extra["config"]  # type: ignore[no-any-return]
+    return ctx.extra["config"]
 
 
 async def survey_or_404(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDefinition]:

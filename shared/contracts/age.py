@@ -13,10 +13,10 @@ Slugs are what the APIs and stored rows carry; labels are what residents and sta
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, get_args
 
 AgeBand = Literal["0-14", "15-29", "30-49", "50-64", "65+"]
-AGE_BANDS: tuple[str, ...] = AgeBand.__args__  # type: ignore[attr-defined]
+AGE_BANDS: tuple[str, ...] = get_args(AgeBand)
 
 AGE_BAND_LABELS_SL: dict[str, str] = {
     "0-14": "0–14 let (otroci)",

@@ -11,7 +11,7 @@ Import from here directly: `from shared.contracts.booking import BOOKING_CONFIRM
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
@@ -19,11 +19,11 @@ from .envelope import MessageType
 from .ks import KsSlug
 
 BookingStatus = Literal["requested", "confirmed", "rejected", "cancelled", "expired"]
-BOOKING_STATUSES: tuple[str, ...] = BookingStatus.__args__  # type: ignore[attr-defined]
+BOOKING_STATUSES: tuple[str, ...] = get_args(BookingStatus)
 Category = Literal["social", "education", "culture", "sport", "meeting", "other"]
-CATEGORIES: tuple[str, ...] = Category.__args__  # type: ignore[attr-defined]
+CATEGORIES: tuple[str, ...] = get_args(Category)
 GroupKind = Literal["individual", "association", "informal-group", "ks", "public-body", "other"]
-GROUP_KINDS: tuple[str, ...] = GroupKind.__args__  # type: ignore[attr-defined]
+GROUP_KINDS: tuple[str, ...] = get_args(GroupKind)
 
 
 class Requester(BaseModel):

@@ -27,7 +27,7 @@ All times are UTC (RFC 3339); show them in Europe/Ljubljana time. A recurring ev
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field
 
@@ -35,7 +35,7 @@ from .envelope import MessageType
 from .ks import KsOrAll
 
 AgeGroup = Literal["otroci", "mladi", "odrasli", "starejsi", "vsi"]
-AGE_GROUPS: tuple[str, ...] = AgeGroup.__args__  # type: ignore[attr-defined]
+AGE_GROUPS: tuple[str, ...] = get_args(AgeGroup)
 RegistrationStatus = Literal["confirmed", "waitlisted", "cancelled"]
 RegistrationChannel = Literal["web", "phone", "staff"]
 

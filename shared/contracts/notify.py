@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
@@ -13,9 +13,9 @@ from .ks import ALL_KS, KsOrAll
 Topic = Literal["general", "utilities", "events", "rooms", "surveys", "safety"]
 Channel = Literal["email", "sms", "noticeboard"]
 Language = Literal["sl", "en"]
-TOPICS: tuple[str, ...] = Topic.__args__  # type: ignore[attr-defined]
-CHANNELS: tuple[str, ...] = Channel.__args__  # type: ignore[attr-defined]
-LANGUAGES: tuple[str, ...] = Language.__args__  # type: ignore[attr-defined]
+TOPICS: tuple[str, ...] = get_args(Topic)
+CHANNELS: tuple[Channel, ...] = get_args(Channel)
+LANGUAGES: tuple[str, ...] = get_args(Language)
 
 
 class NoticeRequested(BaseModel):

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exceptions import RequestValidationError
@@ -132,7 +132,7 @@ def create_service_app(
         if start_bus:
             await ctx.bus.start()
         for factory in ctx.background:
-            tasks.append(asyncio.create_task(factory(), name=f"{ctx.service}-{factory.__name__}"))
+            tasks.append(asyncio.create_task(cast("Coroutine[Any, Any, None]", factory()), name=f"{ctx.service}-{factory.__name__}"))
         log.info("service started", extra={"service_name": ctx.service})
         try:
             yield

@@ -82,7 +82,7 @@ def field_errors(
         raw = str(err.get("msg", ""))
         for entry in by_message:
             if entry[0] in raw:
-                field = entry[2] if len(entry) == 3 else fallback  # type: ignore[misc]
+                field = entry[2] if len(entry) == 3 else fallback
                 errors.add(ids.get(field, field), entry[1])
                 break
         else:

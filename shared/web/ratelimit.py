@@ -43,7 +43,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from fastapi import Depends, HTTPException, Request, status
 from limits import RateLimitItem, parse_many
@@ -176,7 +176,7 @@ class Limiter:
     def __init__(self, settings: Settings, service: str) -> None:
         self.service = service
         self.enabled = settings.rate_limit_enabled
-        self.storage: Storage = storage_from_string(_async_uri(settings.rate_limit_storage))
+        self.storage = cast(Storage, storage_from_string(_async_uri(settings.rate_limit_storage)))  # an async+ URI
         self.strategy: RateLimiter = (
             MovingWindowRateLimiter(self.storage)
             if isinstance(self.storage, MovingWindowSupport)
@@ -236,7 +236,7 @@ def limiter_for(request: Request) -> Limiter:
     limiter = ctx.extra.get("rate_limiter")
     if limiter is None:
         limiter = ctx.extra["rate_limiter"] = Limiter(ctx.settings, ctx.service)
-    return limiter  # type: ignore[no-any-return]
+    return limiter
 
 
 def rate_limit(kind: str) -> Any:
@@ -375,7 +375,7 @@ def login_throttle(request: Request) -> LoginThrottle:
     throttle = ctx.extra.get("login_throttle")
     if throttle is None:
         throttle = ctx.extra["login_throttle"] = LoginThrottle(limiter_for(request), ctx.settings)
-    return throttle  # type: ignore[no-any-return]
+    return throttle
 
 
 LOGIN_THROTTLED = (

@@ -25,7 +25,7 @@ DETAIL = (
 )
 # Exception classes a lost database connection surfaces as (SQLAlchemy's wrappers, the pool's
 # timeout, and the socket errors asyncpg raises while connecting).
-UNAVAILABLE_TYPES: tuple[type[BaseException], ...] = (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError)
+UNAVAILABLE_TYPES: tuple[type[Exception], ...] = (sa.exc.DBAPIError, sa.exc.TimeoutError, OSError)
 
 
 def install(app: FastAPI, templates: Any) -> None:
