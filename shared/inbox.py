@@ -34,7 +34,7 @@ from .contracts import MESSAGE_REJECTED, CloudEvent, MessageRejected, MessageTyp
 from .db import Database
 from .dead_letters import best_effort_meta, dead_letter_headers
 from .metrics import HANDLER_SECONDS, MESSAGES_CONSUMED, type_label
-from .models import ProcessedMessage, utcnow
+from .models import ProcessedMessage, table_of, utcnow
 from .senders import SenderRegistry
 from .topology import DLX, QueueSpec
 
@@ -201,7 +201,7 @@ class Consumer:
                     await handles.func(session, envelope, data)
                     outcomes.append("processed")
                 if inbox:
-                    await session.exec(sa.insert(ProcessedMessage.__table__), params=inbox)  # type: ignore[attr-defined]
+                    await session.exec(sa.insert(table_of(ProcessedMessage)), params=inbox)
                 await session.commit()
         except BaseException as exc:  # noqa: BLE001 - whatever it was, each message gets its own try
             for *_, waiting in batch:

@@ -41,6 +41,12 @@ class UTCDateTime(sa.types.TypeDecorator):
         return value.astimezone(UTC)
 
 
+def table_of(model: type[SQLModel]) -> sa.Table:
+    """The Core table of a table model, for Core statements (SQLModel does not declare
+    `__table__` to type checkers)."""
+    return model.__table__  # type: ignore[attr-defined]
+
+
 def ts_column(*, nullable: bool = False, index: bool = False) -> sa.Column:
     return sa.Column(UTCDateTime(), nullable=nullable, index=index)
 

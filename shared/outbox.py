@@ -23,7 +23,7 @@ from .broker import publish_envelope
 from .contracts import MessageType
 from .db import Database
 from .metrics import MESSAGES_PUBLISHED, OUTBOX_OLDEST_SECONDS, OUTBOX_UNSENT, PUBLISH_FAILURES
-from .models import OutboxMessage, utcnow
+from .models import OutboxMessage, table_of, utcnow
 
 log = logging.getLogger("kranj.bus")
 
@@ -129,7 +129,7 @@ class OutboxRelay:
         """Publish one batch of due rows; returns how many were confirmed. Rows are read and
         marked with Core statements (a fan-out writes thousands: no ORM unit of work)."""
         now = utcnow()
-        t = OutboxMessage.__table__  # type: ignore[attr-defined]
+        t = table_of(OutboxMessage)
         query = (
             sa.select(t.c.id, t.c.routing_key, t.c.type, t.c.body, t.c.attempts)
             .where(t.c.sent_at.is_(None), t.c.next_attempt_at <= now)
@@ -203,7 +203,7 @@ class OutboxRelay:
 
     @staticmethod
     def _mark(conn: sa.Connection, marks: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
-        t = OutboxMessage.__table__  # type: ignore[attr-defined]
+        t = table_of(OutboxMessage)
         sent, failed = marks
         where = t.c.id == sa.bindparam("b_id")
         if sent:

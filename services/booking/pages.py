@@ -45,7 +45,7 @@ async def rooms_page(request: Request, ks: str | None = None) -> HTMLResponse:
     found = await rooms.list_rooms(ctx.db, ks)
     by_ks = [(slug, list(group)) for slug, group in groupby(found, key=lambda r: r.ks)]
     page = ctx.templates.TemplateResponse(request, "rooms.html", {"by_ks": by_ks, "count": len(found), "ks": ks})
-    return remember_ks(request, page, picked, ctx.settings)  # type: ignore[return-value]
+    return remember_ks(request, page, picked, ctx.settings)
 
 
 # --- staff pages (login cookie from /login) ------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import date
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Body, HTTPException, Query, Request, status
 from fastapi.responses import Response
@@ -279,7 +279,7 @@ async def cancel_registration(
     token: Annotated[str | None, Query(description="The token of the registrant's signed cancel link.")] = None,
 ) -> RegistrationOut:
     ctx = context(request)
-    by = "registrant"
+    by: Literal["registrant", "staff"] = "registrant"
     if token is not None:
         if messages.registration_id_from_token(ctx.settings, token) != registration_id:
             raise HTTPException(status.HTTP_403_FORBIDDEN, "Povezava ni veljavna. / The token is not valid.")
@@ -292,7 +292,7 @@ async def cancel_registration(
         authorize(staff, "events.registrations.write", record_of(event))
         by = "staff"
     try:
-        reg, _promoted = await registrations.cancel_registration(ctx.db, ctx.settings, registration_id, by=by)  # type: ignore[arg-type]
+        reg, _promoted = await registrations.cancel_registration(ctx.db, ctx.settings, registration_id, by=by)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
     return messages.registration_out(ctx.settings, reg)

@@ -134,7 +134,7 @@ async def events_page(
             "age_groups": domain.AGE_GROUP_SL,
         },
     )
-    return remember_ks(request, page, picked, ctx.settings)  # type: ignore[return-value]
+    return remember_ks(request, page, picked, ctx.settings)
 
 
 DATES_SHOWN = 12

@@ -261,7 +261,7 @@ async def ks_board(ks: str, request: Request) -> HTMLResponse:
     ctx = _ctx(request)
     current = await notices.noticeboard(ctx.db, _known_ks(ks))
     page = ctx.templates.TemplateResponse(request, "noticeboard.html", {"ks": ks, "notices": current})
-    return remember_ks(request, page, ks, ctx.settings)  # type: ignore[return-value]
+    return remember_ks(request, page, ks, ctx.settings)
 
 
 @pages.get("/noticeboard/{ks}/feed.atom")

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlmodel import col, select, update
 
 from shared.db import Database
-from shared.models import new_id, utcnow
+from shared.models import new_id, table_of, utcnow
 from shared.settings import Settings
 
 from .domain import quiet_until
@@ -152,7 +152,7 @@ class DeliveryWorker(Sender):
         whatever this worker holds. Rows of workers gone longer than the lease are purged at
         registration."""
         now = utcnow()
-        workers = DeliveryWorkerRow.__table__  # type: ignore[attr-defined]
+        workers = table_of(DeliveryWorkerRow)
         beat = sa.update(workers).where(workers.c.id == self.id).values(heartbeat_at=now)
         register = sa.insert(workers).values(
             id=self.id, host=socket.gethostname()[:255], pid=os.getpid(), started_at=now, heartbeat_at=now
@@ -174,8 +174,8 @@ class DeliveryWorker(Sender):
 
     async def retire(self) -> None:
         """Graceful stop: hand back what this worker still holds (due at once) and leave."""
-        workers = DeliveryWorkerRow.__table__  # type: ignore[attr-defined]
-        deliveries = Delivery.__table__  # type: ignore[attr-defined]
+        workers = table_of(DeliveryWorkerRow)
+        deliveries = table_of(Delivery)
         release = (
             sa.update(deliveries)
             .where(deliveries.c.claimed_by == self.id, deliveries.c.status == "sending")
@@ -298,7 +298,7 @@ class DeliveryWorker(Sender):
         with no quiet hours now they are due at once. Returns how many were re-timed."""
         now = utcnow()
         until = quiet_until(now, self.settings.quiet_window) or now
-        table = Delivery.__table__  # type: ignore[attr-defined]
+        table = table_of(Delivery)
         statement = (
             sa.update(table)
             .where(table.c.status == "held", table.c.next_attempt_at != until)
@@ -317,7 +317,7 @@ class DeliveryWorker(Sender):
 
     async def _claim(self, channel: str) -> list[Due]:
         now = utcnow()
-        table = Delivery.__table__  # type: ignore[attr-defined]
+        table = table_of(Delivery)
         c = table.c
         # Held deliveries follow the quiet hours in force now, whatever time they were held
         # until: all due when it is not quiet now, none while it is.
@@ -333,7 +333,7 @@ class DeliveryWorker(Sender):
         query = sa.select(*columns).where(c.channel == channel, due).order_by(c.next_attempt_at).limit(self.batch)
         # First what workers that stopped heartbeating had claimed (killed, frozen, their host
         # gone): they were first in line, and their lease may be minutes away.
-        workers = DeliveryWorkerRow.__table__  # type: ignore[attr-defined]
+        workers = table_of(DeliveryWorkerRow)
         live = sa.select(workers.c.id).where(workers.c.heartbeat_at >= now - self.stale)
         orphaned = (
             sa.select(*columns)

@@ -5,7 +5,7 @@ forged or altered link gets 400 and changes nothing."""
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, Response
@@ -78,18 +78,18 @@ def _first_channel(sub: subscribers.SubscriberOut) -> str:
     return "channel-email" if sub.email else "channel-sms"
 
 
-def _manage_errors(sub: subscribers.SubscriberOut, chosen: dict[str, object]) -> Errors:
+def _manage_errors(sub: subscribers.SubscriberOut, chosen: dict[str, Any]) -> Errors:
     """What cannot be saved, by field (the ids of manage.html), in the order of the form."""
     errors = Errors()
     available = [c for c, v in (("email", sub.email), ("sms", sub.phone)) if v]
-    if not any(c in available for c in chosen["channels"]):  # type: ignore[attr-defined]
+    if not any(c in available for c in chosen["channels"]):
         errors.add(
             _first_channel(sub),
             "Izberite vsaj en kanal (e-pošta ali SMS). Če ne želite ničesar več, se odjavite spodaj.",
         )
-    if not any(k == "*" or k in KS_NAMES for k in chosen["ks"]):  # type: ignore[attr-defined]
+    if not any(k == "*" or k in KS_NAMES for k in chosen["ks"]):
         errors.add("ks-all", "Izberite vsaj eno krajevno skupnost ali »Vse krajevne skupnosti«.")
-    if not any(t in TOPIC_LABELS["sl"] for t in chosen["topics"]):  # type: ignore[attr-defined]
+    if not any(t in TOPIC_LABELS["sl"] for t in chosen["topics"]):
         errors.add("topic-general", "Izberite vsaj eno temo.")
     if chosen["language"] not in ("sl", "en"):
         errors.add("language-sl", "Izberite jezik sporočil: slovenščina ali angleščina.")

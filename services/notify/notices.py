@@ -14,7 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.contracts import ALL_KS, CloudEvent, EventPublished, NoticeRequested
 from shared.contracts.events import EventChanged
 from shared.db import Database, defer_insert
-from shared.models import new_id, utcnow
+from shared.models import new_id, table_of, utcnow
 from shared.settings import Settings
 
 from . import consent
@@ -22,8 +22,8 @@ from .domain import quiet_until
 from .models import Delivery, Notice, NoticeDraft, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 
 PERSONAL_CHANNELS = ("email", "sms")
-NOTICES: sa.Table = Notice.__table__  # type: ignore[attr-defined]
-NOTICE_KS: sa.Table = NoticeKs.__table__  # type: ignore[attr-defined]
+NOTICES: sa.Table = table_of(Notice)
+NOTICE_KS: sa.Table = table_of(NoticeKs)
 
 
 def _defer_notice(session: AsyncSession, notice: NoticeDraft) -> None:

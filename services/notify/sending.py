@@ -28,7 +28,7 @@ from shared.db import Database
 from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
-from shared.models import OutboxMessage, utcnow
+from shared.models import OutboxMessage, table_of, utcnow
 from shared.outbox import OUTBOX_WRITTEN, outbox_row
 from shared.settings import Settings
 
@@ -271,7 +271,7 @@ class Sender:
                     "error": outcome.error,
                 },
             )
-        table = Delivery.__table__  # type: ignore[attr-defined]
+        table = table_of(Delivery)
         statements = [
             (
                 sa.update(table)
@@ -286,7 +286,7 @@ class Sender:
             for statement, rows in statements:
                 conn.execute(statement, rows)
             if outbox:  # notify.delivery.*, published by the outbox relay after commit
-                conn.execute(sa.insert(OutboxMessage.__table__), outbox)  # type: ignore[attr-defined]
+                conn.execute(sa.insert(table_of(OutboxMessage)), outbox)
                 info[OUTBOX_WRITTEN] = True
 
         await self.db.run(work)

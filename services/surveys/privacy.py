@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from shared.db import Database
 from shared.models import utcnow
@@ -31,7 +31,7 @@ async def export(db: Database, person: Person) -> dict[str, Any]:
     texts: list[dict[str, Any]] = []
     if not person.empty:
         async with db.session() as session:
-            rows = (await session.exec(select(Answer).where(Answer.text.is_not(None)))).all()  # type: ignore[union-attr]
+            rows = (await session.exec(select(Answer).where(col(Answer.text).is_not(None)))).all()
         texts = [
             {"survey_id": a.survey_id, "question_id": a.question_id, "text": a.text}
             for a in rows

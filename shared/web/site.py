@@ -11,7 +11,7 @@ strictly necessary for the service the resident asked for, like a language choic
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
@@ -23,6 +23,7 @@ from .csrf import secure_cookies
 
 KS_COOKIE = "kranj_ks"
 KS_COOKIE_MAX_AGE = 365 * 24 * 3600  # a year
+ResponseT = TypeVar("ResponseT", bound=Response)
 
 # The residents' sections of the one header: (path, label). `aria-current` marks the one a
 # page belongs to (the first path segment).
@@ -58,7 +59,9 @@ def chosen_ks(request: Request, given: str | None) -> str | None:
     return given if given in KS_NAMES else None
 
 
-def remember_ks(request: Request, response: Response, given: str | None, settings: Settings | None = None) -> Response:
+def remember_ks(
+    request: Request, response: ResponseT, given: str | None, settings: Settings | None = None
+) -> ResponseT:
     """After a list page: a KS picked (`given` a KS slug) is remembered for a year; "every
     KS" ("") forgets it; no choice (None) changes nothing. Returns `response`."""
     if given is None:
