@@ -16,6 +16,7 @@ from shared.web import ServiceApp, create_service_app
 from . import handlers, privacy, reminders
 from .api import api
 from .pages import pages
+from .staff_actions import staff_actions
 from .staff_pages import staff_pages
 
 HERE = Path(__file__).parent
@@ -51,7 +52,8 @@ def create_app(
             "reminders, iCalendar and Atom feeds. Residents register without a token; staff create, change, "
             "publish and cancel with one. Times are RFC 3339; recurring events expand in Europe/Ljubljana time."
         ),
-        routers=[api, pages, staff_pages],  # the public pages first: /events/osebje before /events/{event_id}
+        # the public pages first (/events/osebje before /events/{event_id}); the editor's buttons before the editor
+        routers=[api, pages, staff_actions, staff_pages],
         migrate=migrate,
         start_bus=start_bus,
     )

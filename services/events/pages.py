@@ -14,7 +14,7 @@ from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
 from shared.i18n import plural
 from shared.models import utcnow
-from shared.web.forms import LANDING, Errors, field_errors, form_errors
+from shared.web.forms import LANDING, Confirmation, Errors, confirmed, field_errors, form_errors
 from shared.web.ratelimit import rate_limit
 from shared.web.site import chosen_ks, remember_ks
 
@@ -254,9 +254,70 @@ async def registration_page(token: str, request: Request, nova: str | None = Non
     )
 
 
+# Who waits on the list, for the sentence about the freed seat.
+WAITING = {"one": "oseba", "two": "osebi", "few": "osebe", "other": "oseb"}
+
+
+def cancel_registration_follows(reg: Registration, event: Event, waiting: int, *, own: bool) -> list[str]:
+    """What cancelling a registration will do, in plain sentences: for the registrant
+    (`own`, "vaša prijava") or for staff cancelling someone's; `waiting` is how many are on
+    the event's waiting list now."""
+    whose = "Vaša prijava" if own else f"Prijava osebe {reg.name}"
+    if reg.status == "waitlisted":
+        follows = [f"{whose} na dogodek »{event.title}« bo preklicana in umaknjena s čakalne liste."]
+    else:
+        follows = [f"{whose} na dogodek »{event.title}« bo preklicana in njeno mesto se sprosti."]
+        if event.status == "published" and waiting:
+            follows.append(
+                f"Mesto dobi prvi na čakalni listi (na njej je {plural(waiting, WAITING)}); o tem ga obvestimo."
+            )
+        elif event.status == "published":
+            follows.append("Na čakalni listi ni nikogar, zato mesto ostane prosto za nove prijave.")
+    if reg.email or reg.phone:
+        follows.append(
+            "Potrdilo o preklicu dobite po e-pošti ali SMS."
+            if own
+            else "Prijavljeni dobi obvestilo o preklicu po e-pošti ali SMS."
+        )
+    follows.append(
+        "Dokler so mesta prosta, se lahko znova prijavite."
+        if own
+        else "Dokler so mesta prosta, se lahko znova prijavi."
+    )
+    return follows
+
+
+async def _cancel_question(request: Request, token: str, reg: Registration, event: Event) -> Response:
+    ctx = context(request)
+    rows = await repository.list_registrations(ctx.db, event.id)
+    waiting = sum(1 for r, _ in rows if r.status == "waitlisted")
+    return Confirmation(
+        title="Ali res želite preklicati prijavo?",
+        follows=cancel_registration_follows(reg, event, waiting, own=True),
+        action=f"/events/prijava/{token}/preklic",
+        yes="Da, prekliči prijavo",
+        back=f"/events/prijava/{token}",
+    ).page(ctx.templates, request)
+
+
+@pages.get("/events/prijava/{token}/preklic", response_class=HTMLResponse)
+async def registration_cancel_page(token: str, request: Request) -> Response:
+    """The question before a registrant's cancellation: what will follow, yes or back."""
+    reg, event, _ = await _by_token(request, token)
+    if reg.status == "cancelled":
+        return RedirectResponse(f"/events/prijava/{token}", status_code=303)
+    return await _cancel_question(request, token, reg, event)
+
+
 @pages.post("/events/prijava/{token}/preklic", dependencies=[rate_limit("link")])
 async def registration_cancel(token: str, request: Request) -> Response:
-    reg, _event, _ = await _by_token(request, token)
+    """The "Prekliči prijavo" button asks first (the page above); its "Da, prekliči prijavo"
+    (`potrdi=da`) cancels."""
+    reg, event, _ = await _by_token(request, token)
+    if not confirmed(await request.form()):
+        if reg.status == "cancelled":
+            return RedirectResponse(f"/events/prijava/{token}", status_code=303)
+        return await _cancel_question(request, token, reg, event)
     ctx = context(request)
     await registrations.cancel_registration(ctx.db, ctx.settings, reg.id, by="registrant")
     return RedirectResponse(f"/events/prijava/{token}", status_code=303)

@@ -1,14 +1,15 @@
 """events: the staff pages (Jinja2, no JavaScript): the list of a staff member's events and
-the editor of one event — create, change, publish, cancel, register someone by phone, move
-or cancel one date of a series, record attendance, download the attendee list. Each action
-is checked against the permission table (shared/permissions.py)."""
+the editor of one event — create, change, download the attendee list. The editor's buttons
+(publish, cancel, register someone by phone, move or cancel one date of a series, record
+attendance, cancel a registration) are in staff_actions.py. Each action is checked against
+the permission table (shared/permissions.py)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
@@ -22,13 +23,11 @@ from shared.contracts import KS_NAMES
 from shared.models import utcnow
 from shared.web.forms import form_errors
 
-from . import attendance, domain, occurrences, registrations, repository, service
-from .errors import Conflict, NotFound
+from . import attendance, domain, repository, service
+from .errors import Conflict
 from .models import Event
-from .pages import registration_form_errors
-from .schemas import SERIES_IN_A_ROOM, EventIn, EventPatch, RegistrationIn
+from .schemas import SERIES_IN_A_ROOM, EventIn, EventPatch
 from .web import (
-    NO_REGISTRATION,
     context,
     load_event,
     record_of,
@@ -45,7 +44,7 @@ def _local_input(moment: datetime) -> str:
     return moment.astimezone(domain.TZ).strftime("%Y-%m-%dT%H:%M")
 
 
-def _event_form(event: Event | None) -> dict[str, str]:
+def event_form(event: Event | None) -> dict[str, str]:
     if event is None:
         return {"ks": "", "audience": "vsi"}
     return {
@@ -136,7 +135,7 @@ async def staff_list(request: Request) -> Response:
     )
 
 
-async def _editor(
+async def editor(
     request: Request,
     staff: Staff,
     event: Event | None,
@@ -204,7 +203,7 @@ async def staff_new(request: Request) -> Response:
     if isinstance(staff, RedirectResponse):
         return staff
     authorize(staff, "events.create")
-    return await _editor(request, staff, None, _event_form(None), [])
+    return await editor(request, staff, None, event_form(None), [])
 
 
 @staff_pages.post("/events/osebje/nov", response_class=HTMLResponse)
@@ -221,23 +220,15 @@ async def staff_create(request: Request) -> Response:
         body = EventIn.model_validate(_parse_event_form(form, audience))
     except ValidationError as exc:
         form["audience"] = " ".join(audience)
-        return await _editor(request, staff, None, form, _event_errors(exc), 422)
+        return await editor(request, staff, None, form, _event_errors(exc), 422)
     authorize(staff, "events.create", new_ks=body.ks)
     event = await service.create_event(ctx.db, staff, body)
     return RedirectResponse(f"/events/osebje/{event.id}", status_code=303)
 
 
-# What each button of the staff editor does, as an action of the permission table.
-PAGE_ACTIONS = {
-    "objavi": "events.publish",
-    "odpovej": "events.cancel",
-    "prisotnost": "events.attendance.write",
-    "prijava": "events.registrations.write",
-    "termin": "events.edit",
-}
-
-
-async def _staff_event(request: Request, event_id: str, action: str) -> tuple[Staff, Event] | RedirectResponse:
+async def staff_event_for(request: Request, event_id: str, action: str) -> tuple[Staff, Event] | RedirectResponse:
+    """The signed-in staff member allowed `action` on the event (403 otherwise), or the
+    redirect to the login page."""
     staff = page_staff(request)
     if isinstance(staff, RedirectResponse):
         return staff
@@ -247,16 +238,16 @@ async def _staff_event(request: Request, event_id: str, action: str) -> tuple[St
 
 @staff_pages.get("/events/osebje/{event_id}", response_class=HTMLResponse)
 async def staff_event(event_id: str, request: Request) -> Response:
-    found = await _staff_event(request, event_id, "events.edit")
+    found = await staff_event_for(request, event_id, "events.edit")
     if isinstance(found, RedirectResponse):
         return found
     staff, event = found
-    return await _editor(request, staff, event, _event_form(event), [])
+    return await editor(request, staff, event, event_form(event), [])
 
 
 @staff_pages.post("/events/osebje/{event_id}", response_class=HTMLResponse)
 async def staff_edit(event_id: str, request: Request) -> Response:
-    found = await _staff_event(request, event_id, "events.edit")
+    found = await staff_event_for(request, event_id, "events.edit")
     if isinstance(found, RedirectResponse):
         return found
     staff, event = found
@@ -269,102 +260,13 @@ async def staff_edit(event_id: str, request: Request) -> Response:
         body = EventIn.model_validate(values)
     except ValidationError as exc:
         form["audience"] = " ".join(audience)
-        return await _editor(request, staff, event, form, _event_errors(exc), 422)
+        return await editor(request, staff, event, form, _event_errors(exc), 422)
     data = body.model_dump(exclude={"ks", "room_id"})
     data["rrule"] = data["rrule"] or ""
     try:
         await service.update_event(ctx.db, ctx.settings, event_id, EventPatch(**data))
     except Conflict as exc:
-        return await _editor(request, staff, event, form, [exc.message.sl], 409)
-    return RedirectResponse(f"/events/osebje/{event_id}", status_code=303)
-
-
-@staff_pages.post("/events/osebje/{event_id}/{action}", response_class=HTMLResponse)
-async def staff_action(event_id: str, action: str, request: Request) -> Response:
-    permission = "events.registrations.write" if action.startswith("preklici-") else PAGE_ACTIONS.get(action)
-    if permission is None:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Ni take strani.")
-    found = await _staff_event(request, event_id, permission)
-    if isinstance(found, RedirectResponse):
-        return found
-    staff, event = found
-    ctx = context(request)
-    raw = await request.form()
-    if action == "objavi":
-        try:
-            await service.publish_event(ctx.db, ctx.settings, event_id)
-        except Conflict as exc:
-            return await _editor(request, staff, event, _event_form(event), [exc.message.sl], 409)
-    elif action == "odpovej":
-        await service.cancel_event(ctx.db, ctx.settings, event_id, str(raw.get("reason") or "").strip())
-    elif action == "prisotnost":
-        counts: dict[str, int] = {}
-        for band in domain.ATTENDANCE_BANDS:
-            value = str(raw.get(band) or "0").strip() or "0"
-            if not value.isdigit() or int(value) > 100000:
-                errors = ["Število udeležencev mora biti celo število (0 ali več)."]
-                return await _editor(request, staff, event, _event_form(event), errors, 422)
-            counts[band] = int(value)
-        try:
-            occurrence = datetime.fromisoformat(str(raw.get("occurrence"))) if raw.get("occurrence") else None
-            if occurrence is not None and occurrence.tzinfo is None:
-                raise ValueError(occurrence)
-        except ValueError:
-            return await _editor(request, staff, event, _event_form(event), ["Izberite termin."], 422)
-        try:
-            await attendance.record_attendance(ctx.db, event_id, counts, staff, occurrence=occurrence)
-        except Conflict as exc:
-            return await _editor(request, staff, event, _event_form(event), [exc.message.sl], 409)
-    elif action == "prijava":
-        form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
-        try:
-            body = RegistrationIn(
-                name=form.get("name", ""),
-                email=form.get("email") or None,
-                phone=form.get("phone") or None,
-                channel="phone" if form.get("channel") == "phone" else "staff",
-            )
-            await registrations.register(ctx.db, ctx.settings, event_id, body, staff=staff)
-        except ValidationError as exc:
-            return await _editor(request, staff, event, _event_form(event), registration_form_errors(exc), 422)
-        except Conflict as exc:
-            return await _editor(request, staff, event, _event_form(event), [exc.message.sl], exc.status)
-    elif action == "termin":
-        form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
-        errors = []
-        try:
-            occurrence = datetime.fromisoformat(form.get("occurrence", ""))
-        except ValueError:
-            occurrence = None
-            errors.append("Izberite termin.")
-        move_to = None
-        if form.get("what") != "cancel" and occurrence is not None:
-            try:
-                starts = datetime.fromisoformat(form.get("new_starts_at", "")).replace(tzinfo=domain.TZ)
-                ends = datetime.fromisoformat(form.get("new_ends_at", "")).replace(tzinfo=domain.TZ)
-                if ends <= starts:
-                    raise ValueError
-                move_to = (starts, ends)
-            except ValueError:
-                errors.append("Vpišite nov začetek in konec termina (konec po začetku).")
-        if errors or occurrence is None:
-            return await _editor(request, staff, event, _event_form(event), errors, 422)
-        try:
-            await occurrences.change_occurrence(
-                ctx.db, ctx.settings, event_id, occurrence, move_to=move_to, reason=form.get("reason", "")
-            )
-        except Conflict as exc:
-            return await _editor(request, staff, event, _event_form(event), [exc.message.sl], 409)
-    elif action.startswith("preklici-"):
-        registration_id = action.removeprefix("preklici-")
-        try:
-            if (await repository.get_registration(ctx.db, registration_id))[1].id != event_id:
-                raise NotFound(registration_id)  # only a registration of this event
-            await registrations.cancel_registration(ctx.db, ctx.settings, registration_id, by="staff")
-        except NotFound:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, NO_REGISTRATION) from None
-    else:
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Ni take strani.")
+        return await editor(request, staff, event, form, [exc.message.sl], 409)
     return RedirectResponse(f"/events/osebje/{event_id}", status_code=303)
 
 

@@ -9,10 +9,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from shared.auth import Record, Staff, authorize, current_staff
+from shared.i18n import plural
 from shared.models import utcnow
 from shared.web import ServiceApp
 from shared.web.csrf import secure_cookies
-from shared.web.forms import LANDING
+from shared.web.forms import LANDING, Confirmation, confirmed
 from shared.web.ratelimit import rate_limit, survey_browser_cookie
 
 from . import answers, domain, needs, surveys, tally, texts
@@ -388,8 +389,43 @@ async def staff_open(survey_id: str, request: Request) -> Response:
     return await _staff_page_action(request, survey_id, surveys.open_survey, "opened")
 
 
+ANSWERS = {"one": "odgovor", "two": "odgovora", "few": "odgovori", "other": "odgovorov"}
+
+
+async def _close_question(request: Request, survey_id: str) -> Response:
+    """Before closing: what will follow (no more answers, N so far; results can then be
+    published), "Da, zapri anketo" or back. A survey that is not open goes back to its page."""
+    ctx = service_app(request)
+    survey, _ = await survey_or_404(ctx, survey_id)
+    _page_staff(request, survey, "surveys.manage")
+    if survey.status != "open":
+        return RedirectResponse(f"/surveys/{survey_id}/staff", status_code=303)
+    _, _, results = await results_or_404(ctx, survey_id)
+    return Confirmation(
+        title=f"Ali res želite zapreti anketo »{survey.title}«?",
+        follows=[
+            f"Anketa bo zaprta: novih odgovorov na spletu ne bomo več sprejemali "
+            f"(do zdaj ste prejeli {plural(results.response_count, ANSWERS)}).",
+            "Papirnate ankete lahko še vnesete.",
+            "Nato lahko objavite rezultate.",
+            "Zaprte ankete ni mogoče znova odpreti.",
+        ],
+        action=f"/surveys/{survey_id}/staff/close",
+        yes="Da, zapri anketo",
+        back=f"/surveys/{survey_id}/staff",
+    ).page(ctx.templates, request)
+
+
+@pages.get("/surveys/{survey_id}/staff/close", response_class=HTMLResponse)
+async def staff_close_page(survey_id: str, request: Request) -> Response:
+    return await _close_question(request, survey_id)
+
+
 @pages.post("/surveys/{survey_id}/staff/close")
 async def staff_close(survey_id: str, request: Request) -> Response:
+    """"Zapri anketo" asks first; the confirmation's "Da, zapri anketo" (`potrdi=da`) closes."""
+    if not confirmed(await request.form()):
+        return await _close_question(request, survey_id)
     return await _staff_page_action(request, survey_id, surveys.close_survey, "closed")
 
 

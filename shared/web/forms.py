@@ -18,6 +18,8 @@ and the next page has no such id: nothing moves.)
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -104,3 +106,37 @@ def form_errors(exc: ValidationError, fields: Mapping[str, str], by_message: ByM
         if text not in messages:
             messages.append(text)
     return messages
+
+
+# ======================================================================================
+# Destructive actions ask once (shared/web/templates/confirm.html)
+# ======================================================================================
+CONFIRM_FIELD = "potrdi"
+CONFIRM_VALUE = "da"
+
+
+def confirmed(form: Mapping[str, Any]) -> bool:
+    """Whether a destructive form was sent from its confirmation page (`potrdi=da`). Its
+    first post (the button on the page before) only shows what will follow."""
+    return form.get(CONFIRM_FIELD) == CONFIRM_VALUE
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    """The one question a destructive action asks before it is done (GOV.UK: say what will
+    happen, then "Yes, …" and a way back): `title` is the page's heading, `follows` what
+    will follow in plain sentences, `action` where "yes" posts (with `potrdi=da`), `back`
+    the page the "Ne, nazaj" link returns to. `reason` keeps a reason field's value (None:
+    the action takes no reason)."""
+
+    title: str
+    follows: list[str]
+    action: str
+    yes: str
+    back: str
+    reason: str | None = None
+    reason_label: str = ""
+
+    def page(self, templates: Any, request: Any, status_code: int = 200) -> Any:
+        """The confirmation page (confirm.html) as a response."""
+        return templates.TemplateResponse(request, "confirm.html", {"confirm": self}, status_code=status_code)

@@ -86,6 +86,8 @@ async def test_staff_open_close_and_publish_with_buttons_in_chromium(tmp_path, a
         assert await axe_serious_violations(english) == []
 
         await page.get_by_role("button", name="Zapri anketo").click()
+        assert "novih odgovorov na spletu ne bomo več sprejemali" in await page.locator("#posledice").inner_text()
+        await page.get_by_role("button", name="Da, zapri anketo").click()
         await page.wait_for_url(f"{base}/surveys/{sid}/staff?done=closed")
         assert "Anketa je zaprta" in await page.locator("#potrditev").inner_text()
         assert await page.get_by_role("button", name="Odpri anketo").count() == 0  # a closed survey stays closed
