@@ -10,7 +10,7 @@ from services.booking.schemas import BookingIn
 from services.events.pages import registration_form_errors as _form_errors
 from services.events.schemas import EventIn, RegistrationIn
 from services.events.staff_pages import _event_errors
-from shared.web.forms import CHECK_INPUT, form_errors
+from shared.web.forms import CHECK_INPUT, confirmed, form_errors
 
 
 def _errors(model, **values) -> ValidationError:
@@ -82,3 +82,9 @@ def test_field_errors_name_the_field_each_message_belongs_to_in_the_order_of_the
     errors.add("datum", "Termin je že zaseden.")
     errors.add("datum", "Termin je že mimo.")
     assert errors == {"datum": "Termin je že mimo. Termin je že zaseden."}
+
+
+def test_only_the_confirmation_pages_yes_confirms_a_destructive_form() -> None:
+    assert confirmed({"potrdi": "da", "reason": "Neurje."})
+    for form in ({}, {"potrdi": ""}, {"potrdi": "ne"}, {"potrdi": "DA"}, {"reason": "da"}):
+        assert not confirmed(form), form
