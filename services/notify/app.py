@@ -22,6 +22,7 @@ from .render import Renderer
 from .retention import contact_retention_job
 from .staff import staff_pages
 from .staff_notices import notice_pages, scheduled_notices_job
+from .staff_subscribers import subscriber_pages
 from .subscribe import subscribe
 from .transports import email_transport, sms_transport
 
@@ -57,7 +58,7 @@ def create_app(settings: Settings, *, migrate: bool = True, start_bus: bool = Tr
         title="Kranj ZA vse — notify",
         description="Residents' subscriptions and notices over email, SMS and the KS noticeboard.",
         # board first: /noticeboard/feed.atom is not a KS
-        routers=[api, board, subscribe, manage, links, staff_pages, notice_pages, pages],
+        routers=[api, board, subscribe, manage, links, staff_pages, notice_pages, subscriber_pages, pages],
         migrate=migrate,
         start_bus=start_bus,
     )

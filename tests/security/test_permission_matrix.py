@@ -329,6 +329,10 @@ BODY_SCOPED: dict[str, Callable[[Platform, str], dict[str, Any]]] = {
     "POST /osebje/obvestila": lambda p, v: {
         "json": {"ks": _ks_of(v), "title": "Zapora", "body": "Cesta je zaprta.", "channels": ["noticeboard"]}
     },
+    # notify's subscribers page: a resident from a paper form, to the KS (tests/integration/test_staff_subscribers.py)
+    "POST /osebje/narocniki": lambda p, v: {
+        "json": {"ks": _ks_of(v), "email": f"papir{p.n()}@example.si", "topics": ["general"], "channels": ["email"]}
+    },
     "GET /api/v1/bookings": lambda p, v: {"params": {"ks": _ks_of(v)}},
     "GET /api/v1/figures": lambda p, v: {"params": {"ks": _ks_of(v)}},
     "GET /api/v1/figures.csv": lambda p, v: {"params": {"ks": _ks_of(v)}},
