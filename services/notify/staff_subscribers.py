@@ -158,7 +158,7 @@ async def subscribers_page(request: Request, grant: Write, done: str | None = No
 async def add_from_paper(request: Request, grant: Write) -> Response:
     ctx = ctx_of(request)
     form, lists = await _fields(request)
-    values = {k: str(form.get(k) or "").strip() for k in ("ks", "email", "phone", "language")}
+    values: dict[str, Any] = {k: str(form.get(k) or "").strip() for k in ("ks", "email", "phone", "language")}
     values.update(channels=lists.get("channels", []), topics=lists.get("topics", []))
     if values["ks"] in KS_NAMES or values["ks"] == ALL_KS:
         grant.require(None, values["ks"])  # 403 before anything is written
