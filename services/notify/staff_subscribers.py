@@ -190,7 +190,12 @@ async def add_from_paper(request: Request, grant: Write) -> Response:
     return await _home(request, grant, values=values, errors=errors.ordered(FIELD_IDS.values()), status_code=422)
 
 
-@subscriber_pages.get(f"{HOME}/predloga.csv", summary="The sign-up sheet's template: its header row (CSV)")
+@subscriber_pages.get(
+    f"{HOME}/predloga.csv",
+    summary="The sign-up sheet's template: its header row (CSV)",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}}}},
+)
 async def template_csv(grant: Write) -> Response:
     return csv_response([], header=list(COLUMNS), filename=TEMPLATE_FILE)
 
@@ -308,7 +313,9 @@ async def find_person(request: Request, grant: Write) -> HTMLResponse:
 
 
 @subscriber_pages.post(
-    f"{HOME}/izvoz", summary="Everything notify holds about one person, as a JSON download (GDPR access; admin)"
+    f"{HOME}/izvoz",
+    summary="Everything notify holds about one person, as a JSON download (GDPR access; admin)",
+    responses={422: FORM_ERRORS[422]},
 )
 async def export_person(request: Request, grant: Privacy) -> Response:
     form, _ = await _fields(request)

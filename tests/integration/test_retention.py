@@ -28,6 +28,7 @@ from services.events import privacy as events_privacy
 from services.events import registrations as events_registrations
 from services.events import repository as events_repository
 from services.events import service as events
+from services.events.schemas import EventIn, RegistrationIn
 from services.notify import privacy as notify_privacy
 from services.notify.models import ChannelConsent, Subscriber
 from shared.auth import Staff
@@ -56,13 +57,13 @@ async def test_registrations_lose_the_person_after_the_retention_period(database
             event = await events.create_event(
                 db,
                 STAFF,
-                events.EventIn(ks="primskovo", title="Delavnica", starts_at=starts, ends_at=starts + timedelta(hours=2),
+                EventIn(ks="primskovo", title="Delavnica", starts_at=starts, ends_at=starts + timedelta(hours=2),
                                venue="Dom KS Primskovo", capacity=10, organiser="Društvo",
                                organiser_email="vodja@example.si"),
             )  # fmt: skip
             await events.publish_event(db, settings, event.id)
             reg, _ = await events_registrations.register(
-                db, settings, event.id, events.RegistrationIn(name=f"Ana {label}", email=f"ana.{label}@example.si")
+                db, settings, event.id, RegistrationIn(name=f"Ana {label}", email=f"ana.{label}@example.si")
             )
             ids[label] = (event.id, reg.id)
         async with db.session() as session:  # the relay has sent all but one

@@ -210,6 +210,7 @@ async def test_what_a_volunteer_or_organiser_may_not_do_writes_nothing(notify_ap
         # A form error, not a send: nothing written either.
         empty = await post_form(client, "/osebje/obvestila", None, notice_form(title="", korak="zdaj"))
         assert empty.status_code == 422 and "Vpišite naslov obvestila" in empty.text
+        assert "<title>Napaka: Obvestila · Kranj ZA vse</title>" in empty.text  # "Napaka:" once
     assert await notice_commands(notify_app) == []
 
     async with client_of(notify_app) as organiser:

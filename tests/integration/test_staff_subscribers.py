@@ -93,6 +93,7 @@ async def test_a_resident_added_from_paper_gets_the_next_notice_by_email(notify_
         # A form error first: SMS ticked without a phone — the GOV.UK summary, in Slovenian.
         wrong = await post_form(client, PAGE, None, add_form(channels=["email", "sms"]))
         assert wrong.status_code == 422
+        assert "<title>Napaka: Naročniki · Kranj ZA vse</title>" in wrong.text  # "Napaka:" once
         assert 'id="napake"' in wrong.text and "Vpišite mobilno številko ali odstranite kljukico" in wrong.text
         assert await subscribers_of(notify_app) == []
 
