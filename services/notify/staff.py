@@ -22,15 +22,15 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 import sqlalchemy as sa
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import col, func, select
 
-from shared import clock, permissions
-from shared.auth import Grant, Record, RecordLoader, auth_of, authorize, current_staff, may
+from shared import clock
+from shared.auth import Grant, Record, StaffPage, may
 from shared.contracts import ALL_KS, KS_NAMES, ks_name
 from shared.db import Database
 from shared.i18n import TZ
@@ -54,30 +54,6 @@ RECIPIENTS = {"one": "prejemnik", "two": "prejemnika", "few": "prejemniki", "oth
 
 def ctx_of(request: Request) -> ServiceApp:
     return request.app.state.ctx
-
-
-# ======================================================================================
-# The declared action of a staff page (the permission table, shared/auth.py)
-# ======================================================================================
-def StaffPage(action: str, record: RecordLoader | None = None) -> Any:  # noqa: N802 - reads as a declaration
-    """`Permit` for HTML pages: the same check (401, 403, the record's KS) and the same
-    `x-permission` in the OpenAPI document; a browser without a valid session is sent to
-    `/login?next=<this page>` instead of a 401."""
-    permissions.scope_of("admin", action)  # an action the table does not know fails at import
-
-    async def staff_page(request: Request) -> Grant:
-        if auth_of(request).staff is None and "text/html" in request.headers.get("accept", ""):
-            here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            raise HTTPException(
-                status.HTTP_303_SEE_OTHER,
-                "Prijavite se. / Please log in.",
-                headers={"Location": f"/login?{urlencode({'next': here})}"},
-            )
-        staff = current_staff(request)
-        return authorize(staff, action, await record(request) if record is not None else None)
-
-    staff_page.permission = action  # type: ignore[attr-defined]
-    return Depends(staff_page)
 
 
 Home = Annotated[Grant, StaffPage("notify.staff-home")]
@@ -233,8 +209,6 @@ async def announced(db: Database, grant: Grant, kind: str, now: datetime) -> lis
 # Pages
 # ======================================================================================
 def page(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    who = auth_of(request).staff
-    context = {"nav_may": lambda action: may(who, action), **context}  # the staff header's sections
     return ctx_of(request).templates.TemplateResponse(request, template, context, status_code=status_code)
 
 

@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from sqlmodel import col, select, update
 
 from shared import clock
-from shared.auth import Grant, Record, authorize, may
+from shared.auth import Grant, Record, StaffPage, authorize, may
 from shared.contracts import ALL_KS, KS_NAMES, NoticeRequested
 from shared.contracts.notify import CHANNELS, NOTICE_REQUESTED, TOPICS
 from shared.db import Database
@@ -40,7 +40,6 @@ from .staff import (
     CHANNEL_LABELS,
     FAILED,
     RECIPIENTS,
-    StaffPage,
     counts_by_state,
     ctx_of,
     euro,

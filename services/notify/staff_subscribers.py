@@ -25,7 +25,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 from sqlmodel import col, select
 
-from shared.auth import Grant, may
+from shared.auth import Grant, StaffPage, may
 from shared.contact import sms_refusal
 from shared.contracts import ALL_KS, KS_NAMES
 from shared.contracts.notify import TOPICS
@@ -38,7 +38,7 @@ from . import privacy, subscribers
 from .csv_import import COLUMNS, CsvFormatError, RowError, load_rows, parse_subscribers_csv
 from .domain import normalise_phone
 from .models import Subscriber, SubscriberKs, SubscriberTopic
-from .staff import CHANNEL_LABELS, StaffPage, ctx_of, own_ks, page
+from .staff import CHANNEL_LABELS, ctx_of, own_ks, page
 from .staff_notices import FORM_ERRORS, SEE_OTHER
 from .subscribe import MESSAGES, TOPIC_LABELS
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
 from jinja2 import pass_context
 
+from ..auth import auth_of, may
 from ..contracts import KS_NAMES
 from ..settings import Settings
 from .csrf import secure_cookies
@@ -99,7 +100,16 @@ def nav_current(context: Any) -> str | None:
     return None
 
 
+@pass_context
+def nav_may(context: Any, action: str) -> bool:
+    """Jinja global `nav_may(action)`: may the staff member behind this page perform `action`
+    (the permission table)? The staff header shows only the sections that answer yes."""
+    request: Request | None = context.get("request")
+    return request is not None and may(auth_of(request).staff, action)
+
+
 def install_globals(env: Any) -> None:
+    env.globals["nav_may"] = nav_may
     env.globals["NAV"] = NAV
     env.globals["nav_current"] = nav_current
     env.globals["remembered_ks"] = remembered_ks_global
