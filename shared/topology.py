@@ -32,7 +32,13 @@ DELIVERY_LIMIT = 10  # broker backstop: redeliveries before the queue dead-lette
 # them where they are missing (a local broker whose user has every right).
 EXCHANGE = RabbitExchange(EXCHANGE_NAME, type=ExchangeType.TOPIC, durable=True, declare=False)
 DLX = RabbitExchange(DLX_NAME, type=ExchangeType.FANOUT, durable=True, declare=False)
-DEAD_QUEUE = RabbitQueue(DEAD_QUEUE_NAME, durable=True, arguments={"x-queue-mode": "lazy"})
+# Every queue of the platform is a quorum queue, replicated on every node of a cluster
+# (docs/scaling.md), the four below included: without a copy on a live node, the facts and
+# dead letters routed to them while their node is down would be lost. They had been classic
+# queues until 2026-12; `kranj queues migrate` turns an existing deployment's classic ones
+# into quorum queues without losing a message (kranj/cli/queues.py, docs/operations.md).
+# None of them has a delivery limit: `kranj dlq` takes dead letters and puts them back.
+DEAD_QUEUE = RabbitQueue(DEAD_QUEUE_NAME, queue_type=QueueType.QUORUM, durable=True)
 # kranj.dead is bounded by the policy `kranj-dead` (deploy/rabbitmq/definitions.json; a
 # policy, because changing the arguments of an existing queue makes RabbitMQ refuse its
 # redeclaration): at most DEAD_MAX_LENGTH messages and DEAD_MAX_BYTES bytes, the oldest
@@ -47,6 +53,7 @@ DEAD_OVERFLOW_NAME = "kranj.dead.overflow"
 DEAD_OVERFLOW_EXCHANGE = RabbitExchange(DEAD_OVERFLOW_NAME, type=ExchangeType.FANOUT, durable=True, declare=False)
 DEAD_OVERFLOW_QUEUE = RabbitQueue(
     DEAD_OVERFLOW_NAME,
+    queue_type=QueueType.QUORUM,
     durable=True,
     arguments={"x-max-length": 1_000, "x-max-length-bytes": 10 * 1024 * 1024, "x-overflow": "drop-head"},
 )
@@ -55,7 +62,6 @@ DEAD_OVERFLOW_QUEUE = RabbitQueue(
 def dead_policy(max_length: int = DEAD_MAX_LENGTH, max_bytes: int = DEAD_MAX_BYTES) -> dict[str, Any]:
     """The definition of the policy `kranj-dead` (deploy/rabbitmq/definitions.json)."""
     return {
-        "queue-mode": "lazy",
         "max-length": max_length,
         "max-length-bytes": max_bytes,
         "overflow": "drop-head",
@@ -76,6 +82,7 @@ def dead_bound() -> int:
 # why; it also keeps `bus.message.rejected` routable even when nobody else listens.
 REJECTED_QUEUE = RabbitQueue(
     REJECTED_QUEUE_NAME,
+    queue_type=QueueType.QUORUM,
     durable=True,
     arguments={"x-max-length": 10_000, "x-overflow": "drop-head", "x-message-ttl": 7 * 24 * 3600 * 1000},
     routing_key=MESSAGE_REJECTED.routing_key,
@@ -86,6 +93,7 @@ REJECTED_QUEUE = RabbitQueue(
 DELIVERY_OUTCOMES_QUEUE_NAME = "notify.delivery-outcomes"
 DELIVERY_OUTCOMES_QUEUE = RabbitQueue(
     DELIVERY_OUTCOMES_QUEUE_NAME,
+    queue_type=QueueType.QUORUM,
     durable=True,
     arguments={"x-max-length": 100_000, "x-overflow": "drop-head", "x-message-ttl": 7 * 24 * 3600 * 1000},
     routing_key="notify.delivery.*",
@@ -207,7 +215,7 @@ def _declaring(exchange: RabbitExchange) -> RabbitExchange:
     return RabbitExchange(exchange.name, type=exchange.type, durable=exchange.durable, declare=True)
 
 
-def _bindings() -> list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]]:
+def bindings() -> list[tuple[RabbitQueue, RabbitExchange, tuple[str, ...]]]:
     """Every queue of the platform, the exchange it is bound to and its binding keys."""
     return [
         (DEAD_QUEUE, DLX, ("",)),
@@ -257,7 +265,7 @@ async def declare_topology(broker: RabbitBroker, service: str | None = None, *, 
     A least-privilege service user may configure nothing but its own queues
     (deploy/rabbitmq/definitions.json, docs/security.md).
     """
-    every = _bindings()
+    every = bindings()
     exchanges = (EXCHANGE, DLX, DEAD_OVERFLOW_EXCHANGE)
     if service is None or amqp_url is None:
         missing = {e.name for e in exchanges} | {q.name for q, _, _ in every}
@@ -328,8 +336,8 @@ def service_permissions(service: str) -> dict[str, str]:
     SERVICE_COMMANDS: notify's staff notices);
     topic_read: the binding keys of its own queues on `kranj` (so never `#`).
     """
-    own = [q.name for q, _, _ in _bindings() if owned_by(service, q.name)]
-    keys = [key for q, exchange, ks in _bindings() if owned_by(service, q.name) and exchange is EXCHANGE for key in ks]
+    own = [q.name for q, _, _ in bindings() if owned_by(service, q.name)]
+    keys = [key for q, exchange, ks in bindings() if owned_by(service, q.name) and exchange is EXCHANGE for key in ks]
     escaped = [_escape(name) for name in own]
     return {
         "configure": _alternatives(escaped),

@@ -9,6 +9,7 @@ same broker and databases as the services started with that environment.
     kranj db upgrade              migrations of every service
     kranj subscriber add|import|erase
     kranj dlq list|replay         the dead letters in `kranj.dead`
+    kranj queues migrate          existing queues to the arguments the code declares (classic -> quorum)
     kranj status                  services, queues, dead letters, unsent outbox rows
     kranj token create|list|revoke staff API tokens (stored hashed, revocable)
     kranj staff add|passwd|disable|enable|list   staff accounts for the /login page
@@ -20,7 +21,7 @@ from typing import Annotated
 
 import typer
 
-from . import accounts, db, dlq, erase, status, subscribers, up
+from . import accounts, db, dlq, erase, queues, status, subscribers, up
 from .common import err, fail, out
 
 app = typer.Typer(
@@ -33,6 +34,7 @@ app = typer.Typer(
 app.add_typer(db.db_app, name="db")
 app.add_typer(subscribers.subscriber_app, name="subscriber")
 app.add_typer(dlq.dlq_app, name="dlq")
+app.add_typer(queues.queues_app, name="queues")
 app.add_typer(accounts.token_app, name="token")
 app.add_typer(accounts.staff_app, name="staff")
 app.command()(up.up)

@@ -36,21 +36,26 @@ DLQ_SCAN_LIMIT = 100_000  # `show`, `purge` and filtered `list` look at (at most
 class DeadScan:
     """Takes dead letters off `kranj.dead` one by one, oldest first, unacknowledged.
 
-    Each message taken is either removed for good by the caller (`remove`: acked) or held,
-    and every held message goes back in its original place when the scan ends (one
-    `nack(multiple, requeue)`; RabbitMQ requeues to the original positions), so the queue
-    keeps its order and nothing is lost, whatever the caller does in between."""
+    Each message taken is either removed for good by the caller (`remove`: acked) or held.
+    When the scan ends, the rest of what was there at its start is taken too, and every held
+    message is handed back one by one, oldest first. kranj.dead is a quorum queue, which puts
+    a returned message at the back: going once round the whole queue keeps its order (a
+    dead letter that arrives during the scan may end up before the ones handed back). A
+    classic queue puts each back in its old place, which keeps the order as well. Nothing is
+    lost, whatever the caller does in between."""
 
     def __init__(self, connection: Any, channel: Any, queue: Any) -> None:
         self.connection = connection
         self.channel = channel
         self.queue = queue
         self.total: int = queue.declaration_result.message_count or 0  # what is there now
+        self.taken = 0
         self.held: list[Any] = []
 
     async def take(self) -> Any | None:
         message = await self.queue.get(no_ack=False, fail=False, timeout=10)
         if message is not None:
+            self.taken += 1
             self.held.append(message)
         return message
 
@@ -61,10 +66,15 @@ class DeadScan:
             self.held.pop()
 
     async def _hand_back(self) -> None:
-        if self.held and not self.channel.is_closed:
-            await self.held[-1].nack(multiple=True, requeue=True)
-        if not self.channel.is_closed:
-            await self.channel.close()  # anything still unacknowledged goes back too
+        if self.channel.is_closed:
+            return  # the broker has them all back already
+        while self.held and self.taken < self.total and await self.take() is not None:
+            pass  # once round the queue (see the class)
+        for message in self.held:
+            if self.channel.is_closed:
+                break
+            await message.nack(requeue=True)
+        await self.channel.close()
 
 
 @contextlib.asynccontextmanager

@@ -187,19 +187,26 @@ async def erase_from_dead_letters(settings: Settings, person: Person) -> dict[st
                 continue
             budget = queue.declaration_result.message_count or 0
             others: list[Any] = []
+            named: list[Any] = []
             try:
                 for _ in range(budget):
                     message = await queue.get(no_ack=False, fail=False, timeout=10)
                     if message is None:
                         break
                     headers = dict(message.headers or {})
-                    named = pattern.search(message.body or b"") or pattern.search(repr(headers).encode())
-                    if not named:
+                    if pattern.search(message.body or b"") or pattern.search(repr(headers).encode()):
+                        named.append(message)
+                    else:
                         others.append(message)
-                        continue
+                # The others go back first, one by one in their order (a quorum queue puts a
+                # returned message at the back), then the scrubbed copies after them.
+                while others and not channel.is_closed:
+                    await others.pop(0).nack(requeue=True)
+                while named:
+                    message = named[0]
                     rewritten = aio_pika.Message(
                         pattern.sub(ERASED_BYTES, message.body or b""),
-                        headers=_scrub_header(headers, pattern),
+                        headers=_scrub_header(dict(message.headers or {}), pattern),
                         content_type=message.content_type,
                         content_encoding=message.content_encoding,
                         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
@@ -214,10 +221,13 @@ async def erase_from_dead_letters(settings: Settings, person: Person) -> dict[st
                     if not isinstance(confirmation, aiormq.spec.Basic.Ack):  # the original stays queued
                         raise aiormq.exceptions.DeliveryError(None, confirmation)
                     await message.ack()
+                    named.pop(0)
                     counts[name] += 1
             finally:
-                if others and not channel.is_closed:
-                    await others[-1].nack(multiple=True, requeue=True)
+                for message in [*others, *named]:  # what is still held goes back, in order
+                    if channel.is_closed:
+                        break
+                    await message.nack(requeue=True)
                 if not channel.is_closed:
                     await channel.close()  # anything still unacknowledged goes back too
     return counts

@@ -259,10 +259,9 @@ class RabbitCluster:
     """`size` private nodes (`kranjcluster<random>n<i>@localhost`, each a `RabbitNode` with
     its own ports and data dir, all with the same Erlang cookie), joined into one cluster:
     nodes 2.. `stop_app`, `join_cluster` the first, `start_app`. The platform declares its
-    queues as quorum queues without `x-quorum-initial-group-size`, so each has a member on
-    every node (the default group size, up to 5). `new_vhost()` also mirrors the vhost's
-    classic queues (kranj.dead, kranj.rejected, notify.delivery-outcomes) on every node with
-    the policy `kranj-cluster-ha`: a classic queue lives on one node and is gone with it."""
+    queues — every one, kranj.dead and the other kranj.* ones included — as quorum queues
+    without `x-quorum-initial-group-size`, so each has a member on every node (the default
+    group size, up to 5)."""
 
     def __init__(self, size: int = 3) -> None:
         tag = secrets.token_hex(3)
@@ -296,15 +295,11 @@ class RabbitCluster:
         return next(n for n in self.nodes if n.name == name)
 
     def new_vhost(self) -> str:
-        """A fresh vhost (its classic queues mirrored on every node); returns its name."""
+        """A fresh vhost; returns its name."""
         node = self.live()
         vhost = f"cluster-{secrets.token_hex(4)}"
         node.ctl("add_vhost", vhost)
         node.ctl("set_permissions", "-p", vhost, "guest", ".*", ".*", ".*")
-        node.ctl(
-            "set_policy", "-p", vhost, "--apply-to", "queues", "--priority", "0", "kranj-cluster-ha", ".*",
-            '{"ha-mode":"all","ha-sync-mode":"automatic"}',
-        )
         return vhost
 
     def leader(self, vhost: str, queue: str) -> RabbitNode:
@@ -465,8 +460,9 @@ class PgCluster:
             raise RuntimeError(f"{' '.join(argv)}: {(proc.stderr or proc.stdout).strip()[-2000:]}")
 
     def init(self) -> None:
-        self._run(str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8",
-                  "--no-sync")
+        self._run(
+            str(self.bin / "initdb"), "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"
+        )
         self.start()
 
     def start(self) -> None:
@@ -474,8 +470,19 @@ class PgCluster:
             f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.base} -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
-        self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-o", options, "-l", str(self.base / "pg.log"),
-                  "-w", "-t", "60", "start")
+        self._run(
+            str(self.bin / "pg_ctl"),
+            "-D",
+            str(self.data),
+            "-o",
+            options,
+            "-l",
+            str(self.base / "pg.log"),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        )
 
     def stop(self, mode: str = "fast") -> None:
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "-t", "60", "stop")
@@ -575,7 +582,9 @@ class KranjUp:
     def child_pid(self, service: str) -> int | None:
         assert self.proc is not None
         out = subprocess.run(
-            ["pgrep", "-P", str(self.proc.pid), "-f", "--", f" -m services\\.{service}$"], capture_output=True, text=True
+            ["pgrep", "-P", str(self.proc.pid), "-f", "--", f" -m services\\.{service}$"],
+            capture_output=True,
+            text=True,
         ).stdout.split()
         return int(out[0]) if out else None
 
@@ -601,8 +610,13 @@ class KranjUp:
     def kranj(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         """Run the `kranj` CLI with this system's environment."""
         return subprocess.run(
-            [str(KRANJ), *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-            cwd=self.data_dir.parent, check=False,
+            [str(KRANJ), *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=self.data_dir.parent,
+            check=False,
         )
 
 

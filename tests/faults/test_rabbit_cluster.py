@@ -2,8 +2,8 @@
 
 Three private RabbitMQ nodes on this machine (`kranjcluster<random>n1..n3@localhost`, ports
 and data dirs of their own, one Erlang cookie) form one cluster; the platform's quorum queues
-have a member on each (no initial group size is set, so all three), the classic queues are
-mirrored on all three (policy `kranj-cluster-ha`). HAProxy (Debian's) listens in front of
+— every one, kranj.dead, kranj.rejected and notify.delivery-outcomes included — have a member
+on each (no initial group size is set, so all three). HAProxy (Debian's) listens in front of
 them in TCP mode, and the platform (`kranj up`) reaches the cluster only through it.
 
 A notice fans out to 200 residents (400 deliveries). In its middle the node that leads
@@ -11,7 +11,7 @@ notify's queues is killed with `kill -9` (its Erlang VM, by its OS pid); a secon
 is published through HAProxy right after. Asserted:
 - every resident has both notices exactly once per channel, within 90 s of the kill;
 - notify's outbox drains: every `notify.delivery.*` fact is published (and is in the
-  mirrored `notify.delivery-outcomes`, at least once each);
+  replicated `notify.delivery-outcomes`, at least once each);
 - publishers and consumers moved to a live node: the second notice (published after the
   kill) reached everyone, the queue has a new leader and notify consumes from it again.
 
@@ -28,7 +28,7 @@ import time
 from support.rabbit import publish_bare
 from support.settings import wait_until
 
-from shared.topology import TOPOLOGY
+from shared.topology import DELIVERY_OUTCOMES_QUEUE_NAME, TOPOLOGY, iter_topology_queue_names
 
 from .conftest import (
     HAProxy,
@@ -47,6 +47,8 @@ KS = "bitnje"
 BOUND_SECONDS = 90  # from the kill to the last delivery of both notices
 NOTIFY_QUEUE = "notify.on-notice-requested"
 NOTIFY_QUEUES = [spec.name for spec in TOPOLOGY if spec.service == "notify"]  # quorum queues notify consumes
+# ... and the queue its facts go to: it is led by the node killed too, and keeps every fact.
+KILLED_LEADS = [*NOTIFY_QUEUES, DELIVERY_OUTCOMES_QUEUE_NAME]
 
 
 async def _publish_until_confirmed(url: str, envelope: dict, deadline: float) -> list[str]:
@@ -93,11 +95,14 @@ async def test_kill_9_of_the_node_leading_notifys_queues_mid_fan_out(
 
     members = {row[0]: row[1] for row in rabbit_cluster.queues(vhost, "members") if len(row) == 2}
     assert all(n.name in members[NOTIFY_QUEUE] for n in rabbit_cluster.nodes), members[NOTIFY_QUEUE]
+    # Every queue of the platform is a quorum queue (none lives on one node only).
+    kinds = {row[0]: row[1] for row in rabbit_cluster.queues(vhost, "type") if len(row) == 2}
+    assert {kinds.get(name) for name in iter_topology_queue_names()} == {"quorum"}, kinds
 
     # The node to kill carries notify's connection (its consumers and its outbox relay's
     # publishes) and leads notify's queues: Ra moves their leadership there first.
     (leader,) = rabbit_cluster.consumer_nodes(vhost, NOTIFY_QUEUE)
-    rabbit_cluster.move_leaders(vhost, NOTIFY_QUEUES, leader)
+    rabbit_cluster.move_leaders(vhost, KILLED_LEADS, leader)
     notify_leaders = {
         row[0]: row[1]
         for row in rabbit_cluster.queues(vhost, "leader")
@@ -156,7 +161,7 @@ async def test_kill_9_of_the_node_leading_notifys_queues_mid_fan_out(
     # suspected down: a quorum queue forgets it only when that node is back or removed.)
     moved_to = [n for n in rabbit_cluster.consumer_nodes(vhost, NOTIFY_QUEUE) if n is not leader]
     assert moved_to, "notify does not consume from a live node"
-    # Every fact notify published reached the (mirrored) outcomes queue: at least one per delivery.
+    # Every fact notify published reached the (replicated) outcomes queue: at least one per delivery.
     outcomes = {row[0]: row[1] for row in rabbit_cluster.queues(vhost, "messages") if len(row) == 2}
     assert int(outcomes["notify.delivery-outcomes"]) >= 4 * RESIDENTS, outcomes
     after_kill = system.log()[log_at_kill:]

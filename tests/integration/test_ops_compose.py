@@ -18,7 +18,7 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
 KRANJ = ("events", "booking", "surveys", "notify")
-ONE_SHOT = ("migrate", "rabbitmq-init")
+ONE_SHOT = ("migrate", "queues-migrate", "rabbitmq-init")
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +68,10 @@ def test_services_start_after_migrations_and_broker_users(config: dict[str, Any]
         assert depends["rabbitmq"]["condition"] == "service_healthy", name
         assert depends["postgres"]["condition"] == "service_healthy", name
     assert config["services"]["migrate"]["command"] == ["kranj", "db", "upgrade"]
+    # Queues of an older version get their new arguments before the definitions are imported.
+    init = config["services"]["rabbitmq-init"]["depends_on"]
+    assert init["queues-migrate"]["condition"] == "service_completed_successfully"
+    assert config["services"]["queues-migrate"]["command"] == ["kranj", "queues", "migrate"]
     for name in KRANJ:
         assert config["services"]["gateway"]["depends_on"][name]["condition"] == "service_healthy"
 
