@@ -25,15 +25,9 @@ from .schemas import (
     SurveyOut,
     TemplateRequest,
 )
-from .web import config_of, results_or_404, service_app, submit, survey_or_404
+from .web import config_of, results_or_404, service_app, submit, survey_or_404, survey_record
 
 api = APIRouter(prefix="/api/v1", tags=["surveys"])
-
-
-async def survey_record(request: Request) -> Record:
-    """A survey for the permission table (shared/permissions.py): its KS."""
-    survey, _definition = await survey_or_404(service_app(request), request.path_params["survey_id"])
-    return Record(ks=survey.ks, owner=survey.created_by)
 
 
 Create = Annotated[Grant, Permit("surveys.create")]
@@ -207,7 +201,9 @@ def _results_out(survey: Any, tallied: tally.Results, clusters: list[domain.Clus
     )
 
 
-@api.get("/surveys/{survey_id}/results", response_model=ResultsOut, summary="Counts, percentages, splits, free text (staff)")
+@api.get(
+    "/surveys/{survey_id}/results", response_model=ResultsOut, summary="Counts, percentages, splits, free text (staff)"
+)
 async def get_results(survey_id: str, request: Request, staff: ResultsRead) -> ResultsOut:
     ctx = service_app(request)
     survey, _definition, tallied = await results_or_404(ctx, survey_id)

@@ -17,7 +17,9 @@ from shared.web import ServiceApp, create_service_app
 from . import handlers, privacy, surveys
 from .api import api
 from .config import SurveysConfig
-from .pages import pages
+from .pages import pages, paper_pages
+from .staff_actions import survey_staff
+from .staff_pages import console
 from .tally import decimal_comma
 
 HERE = Path(__file__).parent
@@ -67,7 +69,7 @@ def create_app(
             "Answers are anonymous; one network address may answer a survey at most "
             "`KRANJ_SURVEYS_RESPONSES_PER_ADDRESS_PER_DAY` times in 24 hours (default 10; 429 with Retry-After)."
         ),
-        routers=[api, pages],
+        routers=[api, console, survey_staff, paper_pages, pages],  # the console's /surveys/osebje before /surveys/{id}
         migrate=migrate,
         start_bus=start_bus,
     )

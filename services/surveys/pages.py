@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
-from shared.auth import Record, Staff, authorize, current_staff
-from shared.i18n import plural
+from shared.auth import Grant, Staff, StaffPage
 from shared.models import utcnow
 from shared.web import ServiceApp
 from shared.web.csrf import secure_cookies
-from shared.web.forms import LANDING, Confirmation, confirmed
+from shared.web.forms import LANDING
 from shared.web.ratelimit import rate_limit, survey_browser_cookie
 
 from . import answers, domain, needs, surveys, tally, texts
 from .domain import AnswersInvalid, SurveyDefinition
 from .qr import qr_svg
-from .results import answer_clusters
 from .schemas import ResponseIn
-from .web import config_of, results_or_404, service_app, submit, survey_or_404
+from .web import results_or_404, service_app, submit, survey_or_404, survey_record
 
 pages = APIRouter(include_in_schema=False)
+paper_pages = APIRouter(tags=["staff pages"])  # staff enter paper answers (in the OpenAPI document)
 
 
 # ======================================================================================
@@ -153,7 +152,12 @@ def _parse_form(
         payload["contact"] = {**contact, "consent": consent, "language": lang}
     if form.get("t") and not paper:
         payload["invitation"] = form.get("t")
-    values = {"answers": answers, **{k: form.get(k) or "" for k in ("age_band", "ks")}, "contact": contact, "consent": consent}
+    values = {
+        "answers": answers,
+        **{k: form.get(k) or "" for k in ("age_band", "ks")},
+        "contact": contact,
+        "consent": consent,
+    }
     return payload, values
 
 
@@ -192,8 +196,15 @@ async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: 
                 request,
                 "survey_form.html",
                 _form_context(
-                    survey, definition, lang=lang, values=values, problem=None, answered=False,
-                    invitation=token, invitation_invalid=invalid, answered_invitation=not invalid,
+                    survey,
+                    definition,
+                    lang=lang,
+                    values=values,
+                    problem=None,
+                    answered=False,
+                    invitation=token,
+                    invitation_invalid=invalid,
+                    answered_invitation=not invalid,
                 ),  # fmt: skip
                 status_code=status.HTTP_400_BAD_REQUEST if invalid else status.HTTP_409_CONFLICT,
             )
@@ -202,7 +213,14 @@ async def _handle_form(request: Request, survey_id: str, *, paper: bool, staff: 
             request,
             "survey_form.html",
             _form_context(
-                survey, definition, lang=lang, values=values, errors=errors, paper=paper, problem=None, answered=False,
+                survey,
+                definition,
+                lang=lang,
+                values=values,
+                errors=errors,
+                paper=paper,
+                problem=None,
+                answered=False,
                 invitation=token,
             ),  # fmt: skip
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
@@ -248,9 +266,7 @@ async def submit_form(survey_id: str, request: Request) -> Response:
         return ctx.templates.TemplateResponse(
             request,
             "survey_form.html",
-            _form_context(
-                survey, definition, lang=_language(request, form.get("lang")), problem=None, answered=True
-            ),
+            _form_context(survey, definition, lang=_language(request, form.get("lang")), problem=None, answered=True),
             status_code=status.HTTP_409_CONFLICT,
         )
     return await _handle_form(request, survey_id, paper=False, staff=None)
@@ -278,40 +294,36 @@ async def print_version(survey_id: str, request: Request) -> HTMLResponse:
     )
 
 
-def _page_staff(request: Request, survey: Any, action: str) -> Staff:
-    return authorize(current_staff(request), action, Record(ks=survey.ks, owner=survey.created_by))
+Paper = Annotated[Grant, StaffPage("surveys.responses.paper", record=survey_record)]
 
 
-@pages.get("/surveys/{survey_id}/paper", response_class=HTMLResponse)
-async def paper_form(survey_id: str, request: Request, saved: int = 0) -> HTMLResponse:
+@paper_pages.get(
+    "/surveys/{survey_id}/paper",
+    response_class=HTMLResponse,
+    summary="Enter the answers of a paper form: the survey's form, for staff (staff page)",
+)
+async def paper_form(survey_id: str, request: Request, grant: Paper, saved: int = 0) -> HTMLResponse:
     ctx = service_app(request)
     survey, definition = await survey_or_404(ctx, survey_id)
-    _page_staff(request, survey, "surveys.responses.paper")
     return ctx.templates.TemplateResponse(
-        request, "survey_form.html", _form_context(survey, definition, paper=True, saved=bool(saved), problem=None, answered=False)
+        request,
+        "survey_form.html",
+        _form_context(survey, definition, paper=True, saved=bool(saved), problem=None, answered=False),
     )
 
 
-@pages.post("/surveys/{survey_id}/paper", response_class=HTMLResponse)
-async def paper_submit(survey_id: str, request: Request) -> Response:
-    ctx = service_app(request)
-    survey, _ = await survey_or_404(ctx, survey_id)
-    staff = _page_staff(request, survey, "surveys.responses.paper")
-    return await _handle_form(request, survey_id, paper=True, staff=staff)
-
-
-def _charts(results: tally.Results) -> dict[str, Any]:
-    bands = [*domain.AGE_BANDS, domain.UNKNOWN]
-    reach = tally.bar_chart(
-        [
-            (domain.AGE_BAND_LABELS[b], results.by_age_band[b], tally.percent(results.by_age_band[b], results.response_count))
-            for b in bands
-        ]
-    )
-    per_question = {
-        q.id: tally.bar_chart([(o.text, o.count, o.percent) for o in q.options]) for q in results.questions if q.options
-    }
-    return {"reach": reach, "per_question": per_question}
+@paper_pages.post(
+    "/surveys/{survey_id}/paper",
+    response_class=HTMLResponse,
+    summary="Store the answers of one paper form (channel paper); the form again after it (staff page)",
+    responses={
+        303: {"description": "Stored: the empty form again, for the next paper form."},
+        409: {"description": "The survey takes no answers (never opened).", "content": {"text/html": {}}},
+        422: {"description": "The form again, with what to correct (HTML).", "content": {"text/html": {}}},
+    },
+)
+async def paper_submit(survey_id: str, request: Request, grant: Paper) -> Response:
+    return await _handle_form(request, survey_id, paper=True, staff=grant)
 
 
 @pages.get("/surveys/{survey_id}/results", response_class=HTMLResponse)
@@ -323,112 +335,11 @@ async def public_results(survey_id: str, request: Request) -> HTMLResponse:
     return ctx.templates.TemplateResponse(
         request,
         "results.html",
-        {"survey": survey, "results": results, "charts": _charts(results), "staff": False, "age_labels": domain.AGE_BAND_LABELS},
-    )
-
-
-# What staff read after pressing a button on their page (Slovenian; `?done=` after the redirect).
-STAFF_DONE = {
-    "opened": "Anketa je odprta. Krajani jo lahko izpolnijo na spletu in na papirju; naročniki KS bodo prejeli vabilo.",
-    "closed": "Anketa je zaprta. Novih odgovorov ne sprejemamo več; papirnate ankete lahko še vnesete.",
-    "published": "Rezultati so objavljeni na javni strani (brez odgovorov z besedilom); naročniki bodo obveščeni.",
-}
-
-
-@pages.get("/surveys/{survey_id}/staff", response_class=HTMLResponse)
-async def staff_results(survey_id: str, request: Request, done: str = "") -> HTMLResponse:
-    ctx = service_app(request)
-    survey, definition, results = await results_or_404(ctx, survey_id)
-    _page_staff(request, survey, "surveys.results.read")
-    return ctx.templates.TemplateResponse(
-        request,
-        "results.html",
         {
             "survey": survey,
             "results": results,
-            "charts": _charts(results),
-            "staff": True,
+            "charts": tally.charts_of(results),
+            "staff": False,
             "age_labels": domain.AGE_BAND_LABELS,
-            "done": STAFF_DONE.get(done),
-            "action_error": None,
-            "clusters": await answer_clusters(ctx.db, survey_id, config_of(ctx).cluster_threshold),
-            "cluster_threshold": config_of(ctx).cluster_threshold,
         },
     )
-
-
-async def _staff_page_action(request: Request, survey_id: str, action: Any, done: str) -> Response:
-    """The staff page's buttons: plain HTML forms posting here; the same service functions
-    as the API, then back to the staff page with a Slovenian confirmation (or the reason)."""
-    ctx = service_app(request)
-    survey, _ = await survey_or_404(ctx, survey_id)
-    _page_staff(request, survey, "surveys.manage")
-    try:
-        await action(ctx.db, ctx.settings, survey_id)
-    except surveys.Conflict as exc:
-        survey, definition, results = await results_or_404(ctx, survey_id)
-        return ctx.templates.TemplateResponse(
-            request,
-            "results.html",
-            {
-                "survey": survey,
-                "results": results,
-                "charts": _charts(results),
-                "staff": True,
-                "age_labels": domain.AGE_BAND_LABELS,
-                "done": None,
-                "action_error": exc.message.sl,
-            },
-            status_code=status.HTTP_409_CONFLICT,
-        )
-    return RedirectResponse(f"/surveys/{survey_id}/staff?done={done}", status_code=303)
-
-
-@pages.post("/surveys/{survey_id}/staff/open")
-async def staff_open(survey_id: str, request: Request) -> Response:
-    return await _staff_page_action(request, survey_id, surveys.open_survey, "opened")
-
-
-ANSWERS = {"one": "odgovor", "two": "odgovora", "few": "odgovori", "other": "odgovorov"}
-
-
-async def _close_question(request: Request, survey_id: str) -> Response:
-    """Before closing: what will follow (no more answers, N so far; results can then be
-    published), "Da, zapri anketo" or back. A survey that is not open goes back to its page."""
-    ctx = service_app(request)
-    survey, _ = await survey_or_404(ctx, survey_id)
-    _page_staff(request, survey, "surveys.manage")
-    if survey.status != "open":
-        return RedirectResponse(f"/surveys/{survey_id}/staff", status_code=303)
-    _, _, results = await results_or_404(ctx, survey_id)
-    return Confirmation(
-        title=f"Ali res želite zapreti anketo »{survey.title}«?",
-        follows=[
-            f"Anketa bo zaprta: novih odgovorov na spletu ne bomo več sprejemali "
-            f"(do zdaj ste prejeli {plural(results.response_count, ANSWERS)}).",
-            "Papirnate ankete lahko še vnesete.",
-            "Nato lahko objavite rezultate.",
-            "Zaprte ankete ni mogoče znova odpreti.",
-        ],
-        action=f"/surveys/{survey_id}/staff/close",
-        yes="Da, zapri anketo",
-        back=f"/surveys/{survey_id}/staff",
-    ).page(ctx.templates, request)
-
-
-@pages.get("/surveys/{survey_id}/staff/close", response_class=HTMLResponse)
-async def staff_close_page(survey_id: str, request: Request) -> Response:
-    return await _close_question(request, survey_id)
-
-
-@pages.post("/surveys/{survey_id}/staff/close")
-async def staff_close(survey_id: str, request: Request) -> Response:
-    """"Zapri anketo" asks first; the confirmation's "Da, zapri anketo" (`potrdi=da`) closes."""
-    if not confirmed(await request.form()):
-        return await _close_question(request, survey_id)
-    return await _staff_page_action(request, survey_id, surveys.close_survey, "closed")
-
-
-@pages.post("/surveys/{survey_id}/staff/publish")
-async def staff_publish(survey_id: str, request: Request) -> Response:
-    return await _staff_page_action(request, survey_id, surveys.publish_results, "published")

@@ -175,36 +175,36 @@ async def create_survey(
     async with db.session() as session:
         session.add(survey)
         await session.flush()
-        for position, q in enumerate(definition.questions):
-            session.add(
-                Question(
-                    survey_id=survey.id,
-                    id=q.id,
-                    position=position,
-                    type=q.type,
-                    text=q.text,
-                    help=q.help,
-                    text_en=q.text_en,
-                    help_en=q.help_en,
-                    required=q.required,
-                    show_if=q.show_if.model_dump() if q.show_if else None,
-                )
-            )
-        await session.flush()
-        for q in definition.questions:
-            for position, o in enumerate(q.options):
-                session.add(
-                    Option(
-                        survey_id=survey.id,
-                        question_id=q.id,
-                        id=o.id,
-                        position=position,
-                        text=o.text,
-                        text_en=o.text_en,
-                    )
-                )
+        await write_questions(session, survey.id, definition)
         await session.commit()
     return survey
+
+
+async def write_questions(session: AsyncSession, survey_id: str, definition: SurveyDefinition) -> None:
+    """The definition's questions and options as rows of `survey_id` (in their order)."""
+    for position, q in enumerate(definition.questions):
+        session.add(
+            Question(
+                survey_id=survey_id,
+                id=q.id,
+                position=position,
+                type=q.type,
+                text=q.text,
+                help=q.help,
+                text_en=q.text_en,
+                help_en=q.help_en,
+                required=q.required,
+                show_if=q.show_if.model_dump() if q.show_if else None,
+            )
+        )
+    await session.flush()
+    for q in definition.questions:
+        for position, o in enumerate(q.options):
+            session.add(
+                Option(
+                    survey_id=survey_id, question_id=q.id, id=o.id, position=position, text=o.text, text_en=o.text_en
+                )
+            )
 
 
 async def locked(db: Database, session: AsyncSession, survey_id: str) -> Survey:

@@ -233,3 +233,28 @@ def bar_chart(items: list[tuple[str, int, float]], *, scale_to: int | None = Non
         for i, (label, value, pct) in enumerate(items)
     ]
     return BarChart(bars=bars, height=len(items) * chart.row + 8)
+
+
+def charts_of(results: Results, band: str | None = None) -> dict[str, object]:
+    """The results page's charts: who answered by age band ("reach"), and each choice or
+    scale question's answers — of everyone, or of one age band (`band`) only."""
+    bands = [*AGE_BANDS, UNKNOWN]
+    reach = bar_chart(
+        [
+            (AGE_BAND_LABELS[b], results.by_age_band[b], percent(results.by_age_band[b], results.response_count))
+            for b in bands
+        ]
+    )
+    per_question = {}
+    for q in results.questions:
+        if not q.options:
+            continue
+        if band in bands:
+            answered = q.answered_by_age_band.get(band, 0)
+            items = [
+                (o.text, o.by_age_band.get(band, 0), percent(o.by_age_band.get(band, 0), answered)) for o in q.options
+            ]
+        else:
+            items = [(o.text, o.count, o.percent) for o in q.options]
+        per_question[q.id] = bar_chart(items)
+    return {"reach": reach, "per_question": per_question}

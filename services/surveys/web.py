@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import HTTPException, Request, status
 
-from shared.auth import Staff
+from shared.auth import Record, Staff
 from shared.web import ServiceApp
 from shared.web.ratelimit import survey_browser_cookie
 
@@ -41,6 +41,12 @@ async def results_or_404(ctx: ServiceApp, survey_id: str) -> tuple[Any, SurveyDe
         return await results.results(ctx.db, survey_id)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NOT_FOUND) from None
+
+
+async def survey_record(request: Request) -> Record:
+    """A survey for the permission table (shared/permissions.py): its KS and who created it."""
+    survey, _definition = await survey_or_404(service_app(request), request.path_params["survey_id"])
+    return Record(ks=survey.ks, owner=survey.created_by)
 
 
 def unprocessable(errors: list[domain.AnswerError]) -> HTTPException:
