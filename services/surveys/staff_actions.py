@@ -98,6 +98,7 @@ async def _act(request: Request, grant: Grant, survey_id: str, action: Any, done
 
 @survey_staff.post(
     "/surveys/{survey_id}/staff/open",
+    response_class=HTMLResponse,
     summary="Open the survey for answers (staff page button; surveys.survey.opened)",
     responses=REFUSED,
 )
@@ -152,6 +153,7 @@ async def staff_close(survey_id: str, request: Request, grant: Manage) -> Respon
 
 @survey_staff.post(
     "/surveys/{survey_id}/staff/publish",
+    response_class=HTMLResponse,
     summary="Publish the results on the public page (staff page button; surveys.results.published)",
     responses=REFUSED,
 )

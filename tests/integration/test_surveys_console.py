@@ -6,7 +6,7 @@ A ks-staff volunteer of Primskovo builds a survey in steps — details and a fir
 after the confirmation — and every step is stored at once in the draft survey, the same
 definition the JSON API reads back. The needs-assessment template is one form. The list
 shows only the KS's surveys, with their answers and next step. An open survey's questions
-no longer change. An organiser gets 403 on every console page and no "Ankete" in the header;
+no longer change. On SQLite and PostgreSQL. An organiser gets 403 on every console page and no "Ankete" in the header;
 a volunteer cannot build for another KS nor touch another KS's draft.
 """
 
@@ -50,8 +50,8 @@ def first_step(**values: Any) -> dict[str, Any]:
 
 
 @pytest.fixture
-async def app(tmp_path, amqp_url):
-    app = create_app(make_settings(tmp_path, amqp_url))
+async def app(tmp_path, amqp_url, database_url):
+    app = create_app(make_settings(tmp_path, amqp_url, surveys_database_url=database_url))
     async with app.router.lifespan_context(app):
         accounts = app.state.ctx.accounts
         await add_staff(accounts, VOLUNTEER, "ks-staff", ["primskovo"])

@@ -6,7 +6,7 @@ error summary), moves the third one up, opens it; a resident answers it on the p
 and she enters a paper answer; she closes it (the page asks once), publishes the results,
 reads them with the charts — of everyone and of one age band — and downloads the CSV.
 axe-core finds nothing on any staff page, the error state included, and no page scrolls
-sideways. An organiser of the same KS gets no survey console.
+sideways. The needs-assessment template is one form. An organiser of the same KS gets no survey console.
 """
 
 from __future__ import annotations
@@ -157,6 +157,20 @@ async def test_a_volunteer_runs_a_survey_in_pages_on_a_phone(tmp_path, amqp_url,
         closed = await page.locator("#seznam-closed").inner_text()
         assert TITLE in closed and "2 odgovora" in closed and "Rezultati so objavljeni" in closed
         await check(page, "the list with a closed survey")
+
+        # The needs-assessment template: one form (a closing time already past first).
+        await click(page, "link", "Nova anketa iz predloge o potrebah")
+        await check(page, "the template form")
+        await page.get_by_label("Do (datum in ura)").fill(input_value(local_day(-1, hour=8)))
+        await click(page, "button", "Shrani osnutek ankete")
+        assert "Konec mora biti v prihodnosti." in await page.get_by_role("alert").inner_text()
+        await check(page, "the template form with an error")
+        await page.get_by_label("Do (datum in ura)").fill(input_value(local_day(21, hour=20)))
+        await click(page, "button", "Shrani osnutek ankete")
+        assert "Osnutek ankete je shranjen" in await page.locator("#potrditev").inner_text()
+        assert await page.locator("h1").inner_text() == "Osnutek: Skupnostni prostor v KS Primskovo: kaj potrebujemo?"
+        await click(page, "link", "Vse ankete")
+        assert "Skupnostni prostor v KS Primskovo" in await page.locator("#seznam-draft").inner_text()
 
         # An organiser of the same KS: no console.
         organiser = await (await browser.new_context(**PHONE)).new_page()
