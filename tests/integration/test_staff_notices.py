@@ -122,7 +122,7 @@ async def test_a_volunteer_writes_previews_and_sends_a_notice_to_her_ks(notify_a
             "/rooms/osebje/prosnje",
             "/rooms/osebje/uporaba",
             "/events/osebje/",
-            "/surveys",
+            "/surveys/osebje",
         ):
             assert f'href="{link}"' in home.text, link
         assert "KS Primskovo" in home.text and 'aria-label="Osebje"' in home.text
