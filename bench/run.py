@@ -69,6 +69,9 @@ def pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1]
 
 
+# Slovenian mobile prefixes (shared.contact.is_mobile), one per seeded group of residents.
+MOBILE_PREFIXES = ("40", "41", "31", "51", "70", "64", "68", "69")
+
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -178,6 +181,8 @@ class Bench:
 
     # ---------------------------------------------------------------- notify's data
     async def seed(self, db_url: str, ks: str, n: int, prefix: str, digit: int) -> None:
+        # `digit` picks a mobile network (notify texts only mobile numbers: +386 42… is a
+        # Kranj landline, and its SMS would all be skipped).
         """`n` active residents of `ks` with email and SMS, written straight into notify's
         database in batches (as `kranj subscriber import` would leave them)."""
         from services.notify.models import ChannelConsent, Subscriber, SubscriberKs, SubscriberTopic
@@ -193,7 +198,7 @@ class Bench:
                         {
                             "id": sid,
                             "email": f"{prefix}{i}@example.si",
-                            "phone": f"+3864{digit}{i:06d}",
+                            "phone": f"+386{MOBILE_PREFIXES[digit]}{i:06d}",
                             "language": "sl",
                             "channels": ["email", "sms"],
                             "digest": False,
