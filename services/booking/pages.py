@@ -13,14 +13,12 @@ from pydantic import ValidationError
 from shared import clock
 from shared.auth import authorize, page_staff
 from shared.contracts import KS_NAMES
-from shared.i18n import format_date
 from shared.web import ServiceApp
 from shared.web.forms import LANDING, Errors, field_errors, form_errors
 from shared.web.ratelimit import rate_limit
 from shared.web.site import chosen_ks, remember_ks
 
-from . import bookings, decisions, domain, messages, rooms
-from .domain import TZ, Interval
+from . import bookings, decisions, domain, messages, room_view, rooms
 from .errors import Conflict, NotFound, RuleBroken
 from .figures import CATEGORY_SL, GROUP_SL
 from .models import Booking, Room
@@ -160,62 +158,58 @@ async def room_calendar(room_id: str, request: Request) -> Response:
     )
 
 
-def _week_start(value: str | None) -> date:
-    today = clock.local_now().date()
+def _day(value: str | None) -> date | None:
     try:
-        day = date.fromisoformat(value) if value else today
+        return date.fromisoformat(value) if value else None
     except ValueError:
-        day = today
-    return day - timedelta(days=day.weekday())
+        return None
 
 
 async def _room_page(
     request: Request,
     room_id: str,
     *,
-    week: str | None,
+    day: str | None,
     form: dict[str, str] | None = None,
     errors: Errors | None = None,
     status_code: int = 200,
 ) -> Response:
+    """The room, its coming days with their free time (one line each) and the request form
+    right under them: a day, a start and a duration."""
     ctx = ctx_of(request)
-    start = _week_start(week or (form or {}).get("datum"))
-    window = Interval(domain.local_instant(start, 0), domain.local_instant(start + timedelta(days=7), 0))
+    form = form or {}
+    now = clock.now()
+    rules = domain.Rules.from_room(await room_or_404(ctx, room_id))
+    start = room_view.shown_from(rules, now, _day(day or form.get("datum")))
+    chosen = _day(form.get("datum"))
+    if chosen is not None and chosen < start:  # a day no longer bookable stays shown, with the form's choice
+        start = chosen
     try:
-        room, rules, avail = await bookings.room_availability(ctx.db, room_id, window)
+        room, rules, avail = await bookings.room_availability(ctx.db, room_id, room_view.window(start), now=now)
     except NotFound:
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_ROOM) from None
-    days = [(start + timedelta(days=i)) for i in range(7)]
-    week_days = []
-    for day in days:
-        slots = domain.day_slots(rules, day, avail)
-        holiday = domain.holiday_name(day)
-        week_days.append(
-            {
-                "date": day,
-                "heading": format_date(domain.local_instant(day, 720)),
-                "slots": slots,
-                "holiday": holiday,
-                "free": sum(s.state == "free" for s in slots),
-            }
-        )
+    days = room_view.coming_days(rules, avail, start)
+    first = room_view.first_bookable_day(rules, now)
+    later = start + timedelta(days=room_view.DAYS_SHOWN)
     return ctx.templates.TemplateResponse(
         request,
         "room.html",
         {
             "room": room,
-            "rules": rules,
-            "days": week_days,
-            "week": start,
-            "prev_week": start - timedelta(days=7),
-            "next_week": start + timedelta(days=7),
-            "form": form or {},
+            "days": days,
+            "free_text": room_view.free_text,
+            "chosen_day": form.get("datum", ""),
+            "starts": room_view.start_times(rules, days, form.get("od", "")),
+            "durations": room_view.durations(rules),
+            "earlier": max(first, start - timedelta(days=room_view.DAYS_SHOWN)) if start > first else None,
+            "later": later if domain.local_instant(later, 0) <= now + rules.max_ahead else None,
+            "form": form,
             "errors": errors or Errors(),
             "category_sl": CATEGORY_SL,
             "group_sl": GROUP_SL,
             "office": _week_text(room.office_hours),
             "opening": _week_text(room.opening_hours),
-            "TZ": TZ,
+            "duration_label": room_view.duration_label,
         },
         status_code=status_code,
     )
@@ -245,13 +239,18 @@ def _week_text(hours: dict[str, Any]) -> list[str]:
 async def room_page(
     room_id: str,
     request: Request,
+    dan: str | None = None,
     teden: str | None = None,
     datum: str | None = None,
     od: str | None = None,
     do: str | None = None,
+    trajanje: str | None = None,
 ) -> Response:
-    form = {k: v for k, v in {"datum": datum, "od": od, "do": do}.items() if v}
-    return await _room_page(request, room_id, week=teden or datum, form=form)
+    """`dan` (or an old link's `teden`): the first of the days shown; `datum`, `od` and
+    `trajanje` (or an old link's `do`) fill in the form."""
+    trajanje = trajanje or (room_view.duration_of(od, do) if od and do else None)
+    form = {k: v for k, v in {"datum": datum, "od": od, "trajanje": trajanje}.items() if v}
+    return await _room_page(request, room_id, day=dan or teden or datum, form=form)
 
 
 _FIELD_SL = {
@@ -271,12 +270,20 @@ _BY_MESSAGE_SL = [
         "Vpišite e-poštni naslov ali telefonsko številko, da vas lahko obvestimo o odločitvi.",
         "email",
     ),
-    ("ends_at", "Konec mora biti za začetkom.", "do"),
+    ("ends_at", "Izberite, koliko časa boste prostor uporabljali.", "trajanje"),
 ]
 # The request form's fields in the order of room.html (the ids of its inputs).
-_FORM_ORDER = ("datum", "od", "do", "purpose", "category", "group_kind", "attendees", "name", "email", "phone")
-# Which field a broken room rule concerns (the rest concern the chosen time).
-_RULE_FIELD = {"capacity": "attendees", "sms-country": "phone"}
+_FORM_ORDER = (
+    "datum", "od", "trajanje", "purpose", "category", "group_kind", "attendees", "name", "email", "phone",
+)  # fmt: skip
+# Which field a broken room rule concerns (the rest concern the chosen start).
+_RULE_FIELD = {
+    "capacity": "attendees",
+    "sms-country": "phone",
+    "min-duration": "trajanje",
+    "max-duration": "trajanje",
+    "pending-limit": "email",
+}
 
 
 def _form_errors(exc: ValidationError) -> list[str]:
@@ -288,19 +295,30 @@ def _request_errors(exc: ValidationError) -> Errors:
     return field_errors(exc, _FIELD_SL, _BY_MESSAGE_SL, default_field="datum").ordered(_FORM_ORDER)
 
 
-def _time_errors(form: dict[str, str]) -> Errors:
-    """The date and the two times, each checked on its own."""
+def _time_errors(form: dict[str, str]) -> tuple[Errors, int]:
+    """The day, the start and the duration, each checked on its own; and the duration in
+    minutes (from `trajanje`, or the end time `do` of an older form)."""
     errors = Errors()
     try:
         date.fromisoformat(form.get("datum", ""))
     except ValueError:
-        errors.add("datum", "Izberite datum (dan, mesec in leto).")
-    for field, what in (("od", "začetka"), ("do", "konca")):
-        try:
-            domain.parse_hhmm(form.get(field, ""))
-        except ValueError:
-            errors.add(field, f"Vpišite uro {what}, na primer 18:00.")
-    return errors
+        errors.add("datum", "Izberite dan.")
+    try:
+        start = domain.parse_hhmm(form.get("od", ""))
+    except ValueError:
+        errors.add("od", "Izberite uro začetka, na primer 18.00.")
+        start = 0
+    minutes = 0
+    try:
+        if form.get("trajanje"):
+            minutes = int(form["trajanje"])
+        elif form.get("do"):
+            minutes = domain.parse_hhmm(form["do"]) - start
+    except ValueError:
+        minutes = 0
+    if minutes <= 0 and "od" not in errors:
+        errors.add("trajanje", "Izberite, koliko časa boste prostor uporabljali.")
+    return errors, minutes
 
 
 @pages.post("/rooms/{room_id}/rezervacija", response_class=HTMLResponse, dependencies=[rate_limit("booking")])
@@ -310,12 +328,13 @@ async def room_request(room_id: str, request: Request) -> Response:
     ctx = ctx_of(request)
     raw = await request.form()
     form = {k: str(v).strip() for k, v in raw.items() if isinstance(v, str)}
-    errors = _time_errors(form)
+    errors, minutes = _time_errors(form)
     if errors:
-        return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=422)
+        return await _room_page(request, room_id, day=None, form=form, errors=errors, status_code=422)
     day = date.fromisoformat(form["datum"])
     start = domain.local_instant(day, domain.parse_hhmm(form["od"]))
-    end = domain.local_instant(day, domain.parse_hhmm(form["do"]))
+    end = start + timedelta(minutes=minutes)
+    form["trajanje"] = str(minutes)
     try:
         body = BookingIn(
             room_id=room_id,
@@ -330,14 +349,14 @@ async def room_request(room_id: str, request: Request) -> Response:
             attendees=form.get("attendees") or 0,
         )
     except ValidationError as exc:
-        return await _room_page(request, room_id, week=None, form=form, errors=_request_errors(exc), status_code=422)
+        return await _room_page(request, room_id, day=None, form=form, errors=_request_errors(exc), status_code=422)
     await room_or_404(ctx, room_id)
     try:
         made = await bookings.request_booking(ctx.db, ctx.settings, body)
     except RuleBroken as exc:
         for v in exc.violations:
-            errors.add(_RULE_FIELD.get(v.rule, "datum"), v.sl)
+            errors.add(_RULE_FIELD.get(v.rule, "od"), v.sl)
         errors = errors.ordered(_FORM_ORDER)
-        return await _room_page(request, room_id, week=None, form=form, errors=errors, status_code=exc.status)
+        return await _room_page(request, room_id, day=None, form=form, errors=errors, status_code=exc.status)
     token = messages.requester_token(ctx.settings, made.bookings[0].id)
     return RedirectResponse(f"/rooms/prosnja/{token}{LANDING}", status_code=303)
