@@ -166,7 +166,7 @@ BOOKING_FACTS = (
     "cancelled_by", "expires_at", "access_instructions", "status_url", "cancel_url", "event_id",
 )  # fmt: skip
 REGISTRATION_FACTS = (
-    "registration_id", "event_id", "ks", "title", "starts_at", "ends_at", "venue", "url", "cancel_url", "status",
+    "registration_id", "event_id", "ks", "title", "starts_at", "ends_at", "venue", "url", "ics_url", "cancel_url", "status",
     "waitlist_position", "change", "changes",
 )  # fmt: skip
 

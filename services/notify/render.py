@@ -13,7 +13,7 @@ from typing import Any
 from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import escape
+from markupsafe import Markup, escape
 
 from shared import clock, i18n
 from shared.contracts import ALL_KS, ks_name
@@ -118,6 +118,7 @@ class Renderer:
         self.env.filters["date"] = i18n.format_date
         self.env.globals["plural"] = i18n.plural
         self.env.filters["relative_day"] = relative_day
+        self.env.filters["short_url"] = short_url
         self._signer = _LinkSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
         # Not timed: a link in last year's email must still let the resident leave.
         self._manage_signer = _LinkSerializer(settings.signing_key(), salt=MANAGE_SALT)
@@ -169,11 +170,10 @@ class Renderer:
             "manage_url": self.manage_url_for(unsubscribe_url),
             "frame_lang": lang,
             "content_lang": content_language(notice, lang),
+            **email_parts(notice),
         }
 
-    def email(
-        self, notice: Notice, language: str, unsubscribe_url: str | None, manage_url: str | None = None
-    ) -> Email:
+    def email(self, notice: Notice, language: str, unsubscribe_url: str | None, manage_url: str | None = None) -> Email:
         lang = language if language in i18n.LANGUAGES else "sl"
         ctx = self._context(notice, unsubscribe_url, lang)
         if manage_url and unsubscribe_url:
@@ -208,6 +208,7 @@ class Renderer:
                     "manage_url": MANAGE_MARK if personal else None,
                     "frame_lang": lang,
                     "content_lang": content_language(notice, lang),
+                    **email_parts(notice),
                 }
                 subject = self.env.get_template(f"{lang}/email_subject.txt").render(ctx).strip()
                 rendered[personal] = Email(
@@ -281,16 +282,18 @@ class Renderer:
 
     def sms_action(self, notice: Notice) -> tuple[str, str | None]:
         """A personal message's body without its action paragraph (the one holding a short
-        link, services.notify.links), and that paragraph: the SMS cut never removes it."""
+        link, services.notify.links), and that paragraph: the SMS cut never removes it. An
+        "add to calendar" line is left out (a file for an email's reader, not worth a segment)."""
         if notice.kind != "personal":
             return notice.body, None
         marker = self.settings.public_base("notify") + "/k/"
         paragraphs = re.split(r"\n\s*\n", notice.body)
-        for i in range(len(paragraphs) - 1, -1, -1):
-            if marker in paragraphs[i]:
-                rest = "\n\n".join(p for j, p in enumerate(paragraphs) if j != i)
-                return rest, " ".join(paragraphs[i].split())
-        return notice.body, None
+        kept = [p for p in paragraphs if not _is_calendar_line(p)]  # the calendar file is for email
+        for i in range(len(kept) - 1, -1, -1):
+            if marker in kept[i]:
+                rest = "\n\n".join(p for j, p in enumerate(kept) if j != i)
+                return rest, " ".join(kept[i].split())
+        return (notice.body if len(kept) == len(paragraphs) else "\n\n".join(kept)), None
 
     def sms_renderer(self, notice: Notice, language: str) -> Callable[[str | None], str]:
         """`sms(notice, language, unsubscribe_url)` for many recipients of one notice: the
@@ -338,3 +341,89 @@ def digest_context(notice: Notice) -> dict[str, Any]:
     data["place_en"] = "the Municipality of Kranj" if data["city"] else f"KS {data['scope_name']}"
     data["fmt_date"] = i18n.format_date
     return data
+
+
+# --------------------------------------------------------------------------------------
+# The email's one action
+# --------------------------------------------------------------------------------------
+# A line of a message that is a link: "<label>: <address>" ("Potrdite prijavo: https://…").
+# Personal messages (messages/<lang>/*.txt) end with their one action written so: the text
+# part and the SMS say it as it is, the HTML part makes it a button with that label.
+LINK_LINE = re.compile(r"^(?P<label>[^\s:/][^:/]{0,59}):[ \t]+(?P<url>https?://\S*[^\s.,;:!?)])$")
+URL = re.compile(r"https?://[^\s<>\"']+[^\s<>\"'.,;:!?)]")
+EVENT_PAGE = re.compile(r"^https?://\S+/events/[A-Za-z0-9_-]+$")
+
+
+@dataclass(frozen=True)
+class Link:
+    url: str
+    label: str = ""  # empty: the template's words for the notice's own link (by kind)
+
+
+def _is_calendar_line(paragraph: str) -> bool:
+    found = LINK_LINE.match(paragraph.strip())
+    return found is not None and _is_calendar(found["url"])
+
+
+def _is_calendar(url: str) -> bool:
+    return url.split("?", 1)[0].endswith(".ics")
+
+
+def short_url(url: str) -> str:
+    """What an HTML email shows of an address written in a message's text: its host and
+    "/…" (a long signed address would widen a phone's screen); the link goes to all of it."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    return host + ("/…" if len(url.split("://", 1)[-1]) > len(host) + 1 else "")
+
+
+def _text_html(text: str) -> Markup:
+    """Text with every address in it a link that shows `short_url`."""
+    out, last = [], 0
+    for found in URL.finditer(text):
+        out.append(escape(text[last : found.start()]))
+        url = found.group(0)
+        out.append(Markup('<a href="{}">{}</a>').format(url, short_url(url)))
+        last = found.end()
+    out.append(escape(text[last:]))
+    return Markup("").join(out)
+
+
+def email_parts(notice: Notice) -> dict[str, Any]:
+    """What an email's HTML part shows of `notice`: its text as paragraphs with no bare long
+    address (`body_html`), its one action (`action`: a message's last link line, or the
+    notice's own link; a button), the other links (`links`, short labelled links), and an
+    event's "add to calendar" file (`calendar_url`; `calendar_extra` when the text part
+    does not say it already: an announced event's file, next to its page)."""
+    if notice.kind == "digest":
+        return {}
+    paragraphs: list[Markup] = []
+    lines_found: list[Link] = []
+    calendar_url: str | None = None
+    for paragraph in re.split(r"\n\s*\n", notice.body.strip()):
+        kept = []
+        for line in paragraph.splitlines():
+            found = LINK_LINE.match(line.strip())
+            if found and _is_calendar(found["url"]):
+                calendar_url = calendar_url or found["url"]
+            elif found:
+                lines_found.append(Link(found["url"], found["label"].strip()))
+            else:
+                kept.append(_text_html(line))
+        if kept:
+            paragraphs.append(Markup("<br>\n").join(kept))
+    own = Link(notice.url) if notice.url else None
+    if notice.kind == "personal" and lines_found:
+        action: Link | None = lines_found.pop()
+    else:
+        action, own = own, None
+    links = lines_found + ([own] if own and own.url != (action.url if action else None) else [])
+    calendar_extra = None
+    if calendar_url is None and notice.kind == "event" and notice.url and EVENT_PAGE.match(notice.url):
+        calendar_url = calendar_extra = notice.url + "/event.ics"  # the events service's file of the event
+    return {
+        "body_html": paragraphs,
+        "action": action,
+        "links": links,
+        "calendar_url": calendar_url,
+        "calendar_extra": calendar_extra,
+    }

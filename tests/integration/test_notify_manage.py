@@ -266,7 +266,7 @@ async def test_ks_staff_are_told_of_a_booking_request_by_email(tmp_path, amqp_ur
     assert staff.subject.startswith("Nova prošnja za prostor")
     assert "Tajnica KS" in text and "Kdo: Mojca Novak" in text and "Namen: Vaje pevskega zbora" in text
     assert "Udeleženci: 12 udeležencev" in text and "18.00–20.00" in text
-    assert re.search(r"Odobrite ali zavrnite jo tukaj \(potrebna je prijava\): http\S+", text)
+    assert re.search(r"Odločite o prošnji: http\S+", text)  # the action line: a button in the HTML part
     assert "mojca@example.si" not in text  # who asked, by name; contacts stay on the review page
 
 
