@@ -20,7 +20,17 @@ from .domain import TZ, Interval
 from .errors import Conflict, NotFound, RuleBroken
 from .figures import FIGURES_CSV_HEADER, figures_csv_rows
 from .schemas import BookingCreated, BookingIn, BookingOut, RoomOut, RoomRulesIn
-from .web import NO_ROOM, booking_or_404, ctx_of, decide, ks_scope, room_or_404, usage_figures
+from .web import (
+    NO_ROOM,
+    booking_or_404,
+    booking_record,
+    ctx_of,
+    decide,
+    ks_scope,
+    room_or_404,
+    room_record,
+    usage_figures,
+)
 
 api = APIRouter(prefix="/api/v1", tags=["booking"])
 
@@ -32,17 +42,6 @@ def _conflict(exc: RuleBroken) -> JSONResponse:
     if exc.conflicts:
         body["conflicts"] = exc.conflicts
     return JSONResponse(body, status_code=exc.status)
-
-
-# The records of the permission table (shared/permissions.py): a room and a booking belong
-# to the room's KS; organisers have no booking rights, so no owner is needed.
-async def room_record(request: Request) -> Record:
-    return Record(ks=(await room_or_404(ctx_of(request), request.path_params["room_id"])).ks)
-
-
-async def booking_record(request: Request) -> Record:
-    _booking_row, room = await booking_or_404(ctx_of(request), request.path_params["booking_id"])
-    return Record(ks=room.ks)
 
 
 RoomsEdit = Annotated[Grant, Permit("rooms.edit", record=room_record)]
@@ -109,6 +108,7 @@ class ClosureIn(BaseModel):
 class ClosureOut(ClosureIn):
     id: str
     room_id: str
+    cancelled: list[str] = Field(default_factory=list, description="The bookings and requests the closure cancelled.")
 
 
 @api.post(
@@ -116,13 +116,17 @@ class ClosureOut(ClosureIn):
     status_code=status.HTTP_201_CREATED,
     response_model=ClosureOut,
     summary="Close a room for a while (staff)",
+    description="Residents cannot book the room then. The bookings and requests that hold the room in that "
+    "time (and are not over yet) are cancelled by staff, with the closure's reason; each requester is told "
+    "(`booking.booking.cancelled`). `cancelled` lists their ids.",
 )
 async def add_closure(room_id: str, body: ClosureIn, request: Request, staff: RoomsEdit) -> ClosureOut:
     ctx = ctx_of(request)
     if body.ends_at <= body.starts_at:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "ends_at: must be after starts_at")
-    closure = await rooms.add_closure(ctx.db, room_id, body.starts_at, body.ends_at, body.reason, staff)
-    return ClosureOut.model_validate(closure, from_attributes=True)
+    closed = await rooms.add_closure(ctx.db, ctx.settings, room_id, body.starts_at, body.ends_at, body.reason, staff)
+    out = ClosureOut.model_validate(closed.closure, from_attributes=True)
+    return out.model_copy(update={"cancelled": [b.id for b in closed.cancelled]})
 
 
 class IntervalOut(BaseModel):

@@ -16,6 +16,8 @@ from . import handlers, privacy
 from .api import api
 from .decisions import expire_due
 from .pages import pages
+from .staff_pages import staff_pages
+from .staff_rooms import room_pages
 
 HERE = Path(__file__).parent
 SERVICE = "booking"
@@ -51,7 +53,7 @@ def create_app(
             "Residents request a room without a token; staff approve, reject and cancel with one. "
             "Times are RFC 3339; the rooms' rules are in Europe/Ljubljana time."
         ),
-        routers=[api, pages],
+        routers=[api, staff_pages, room_pages, pages],
         migrate=migrate,
         start_bus=start_bus,
     )

@@ -81,6 +81,8 @@ async def room_availability(
 class Created:
     bookings: list[Booking]
     skipped: list[SkippedDate] = field(default_factory=list)
+    # why each skipped date was skipped, as the rules say it (the pages show the Slovenian)
+    why_skipped: list[list[Violation]] = field(default_factory=list)
 
 
 def _is_exclusion_violation(exc: IntegrityError) -> bool:
@@ -243,6 +245,7 @@ async def book_in_session(
     taken = [Interval(b.starts_at, b.ends_at) for b in holding]
     accepted: list[Interval] = []
     skipped: list[SkippedDate] = []
+    why_skipped: list[list[Violation]] = []
     first_violations: list[Violation] = []
     for slot in slots:
         found = domain.check_request(
@@ -257,6 +260,7 @@ async def book_in_session(
         if found:
             first_violations = first_violations or found
             skipped.append(SkippedDate(starts_at=slot.start, ends_at=slot.end, reasons=[v.text() for v in found]))
+            why_skipped.append(found)
         else:
             accepted.append(slot)
     if data.recurrence is None and first_violations:
@@ -297,7 +301,7 @@ async def book_in_session(
         session.add(booking)
         announce(session, settings, room, booking)
         made.append(booking)
-    return Created(made, skipped)
+    return Created(made, skipped, why_skipped)
 
 
 def _hold_until(settings: Settings, room: Room, slot: Interval, now: datetime) -> datetime:

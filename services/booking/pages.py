@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 from itertools import groupby
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from shared import clock
-from shared.auth import authorize, page_staff
-from shared.contracts import KS_NAMES
 from shared.web import ServiceApp
 from shared.web.forms import LANDING, Errors, field_errors, form_errors
 from shared.web.ratelimit import rate_limit
@@ -23,7 +21,7 @@ from .errors import Conflict, NotFound, RuleBroken
 from .figures import CATEGORY_SL, GROUP_SL
 from .models import Booking, Room
 from .schemas import BookingIn
-from .web import NO_ROOM, booking_or_404, ctx_of, decide, ks_scope, room_or_404, usage_figures
+from .web import NO_ROOM, booking_or_404, ctx_of, room_or_404
 
 pages = APIRouter(include_in_schema=False)
 
@@ -44,65 +42,6 @@ async def rooms_page(request: Request, ks: str | None = None) -> HTMLResponse:
     by_ks = [(slug, list(group)) for slug, group in groupby(found, key=lambda r: r.ks)]
     page = ctx.templates.TemplateResponse(request, "rooms.html", {"by_ks": by_ks, "count": len(found), "ks": ks})
     return remember_ks(request, page, picked, ctx.settings)
-
-
-# --- staff pages (login cookie from /login) ------------------------------------------
-@pages.get("/rooms/osebje/prosnje", response_class=HTMLResponse)
-async def staff_requests_page(request: Request, done: str | None = None) -> Response:
-    staff = page_staff(request)
-    if isinstance(staff, RedirectResponse):
-        return staff
-    authorize(staff, "booking.read")
-    ctx = ctx_of(request)
-    rows = await bookings.list_bookings(ctx.db, status="requested", ks=ks_scope(staff, None))
-    return ctx.templates.TemplateResponse(
-        request,
-        "staff_requests.html",
-        {"rows": rows, "done": done, "category_sl": CATEGORY_SL, "group_sl": GROUP_SL},
-    )
-
-
-@pages.post("/rooms/osebje/prosnje/{booking_id}/{action}")
-async def staff_decide(booking_id: str, action: str, request: Request) -> Response:
-    staff = page_staff(request)
-    if isinstance(staff, RedirectResponse):
-        return staff
-    if action not in ("odobri", "zavrni"):
-        raise HTTPException(status.HTTP_404_NOT_FOUND, "Ni take strani.")
-    form = await request.form()
-    reason = str(form.get("reason") or "").strip()
-    if action == "zavrni" and not reason:
-        reason = "Prostor v tem času ni na voljo."
-    await decide(request, booking_id, staff, "approve" if action == "odobri" else "reject", reason)
-    return RedirectResponse(f"/rooms/osebje/prosnje?done={action}", status_code=303)
-
-
-@pages.get("/rooms/osebje/uporaba", response_class=HTMLResponse)
-async def staff_figures_page(
-    request: Request, obdobje: Literal["week", "month"] = "month", ks: str | None = None
-) -> Response:
-    staff = page_staff(request)
-    if isinstance(staff, RedirectResponse):
-        return staff
-    authorize(staff, "booking.figures.read")
-    ctx = ctx_of(request)
-    ks = ks if ks in KS_NAMES else None
-    rows = await usage_figures(request, staff, obdobje, None, None, ks)
-    totals: dict[str, dict[str, Any]] = {}
-    for row in rows:
-        entry = totals.setdefault(
-            row["room_id"], {"name": row["room_name"], "ks": row["ks"], "hours": 0.0, "bookings": 0}
-        )
-        entry["hours"] += row["hours_outside_office_hours"]
-        entry["bookings"] += row["bookings"]
-    bars = sorted(totals.values(), key=lambda e: -e["hours"])[:30]
-    top = max([b["hours"] for b in bars] + [1.0])
-    query = f"period={obdobje}" + (f"&ks={ks}" if ks else "")
-    return ctx.templates.TemplateResponse(
-        request,
-        "staff_figures.html",
-        {"rows": rows, "bars": bars, "top": top, "period": obdobje, "ks": ks, "query": query},
-    )
 
 
 # --- residents: a room's week, the request form, the requester's link ------------------

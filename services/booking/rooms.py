@@ -1,6 +1,6 @@
 """Use cases of the rooms: listing them in the order of the KS list, changing a room's
-details and rules, closing it for a while, and importing rooms from a KS office's
-spreadsheet (CSV)."""
+details and rules, closing it for a while (which cancels what it held then), and importing
+rooms from a KS office's spreadsheet (CSV)."""
 
 from __future__ import annotations
 
@@ -11,17 +11,20 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.auth import Staff, change_refusal, require_change
 from shared.contracts import KS_SLUGS
 from shared.db import Database
 from shared.errors import Bilingual
+from shared.models import utcnow
+from shared.settings import Settings
 
 from .domain import Interval
 from .errors import Conflict, NotFound
-from .models import Closure, Room
+from .messages import announce
+from .models import HOLDING, Booking, Closure, Room
 from .schemas import RoomOut, RoomRulesIn
 
 KS_ORDER = {slug: i for i, slug in enumerate(KS_SLUGS)}
@@ -72,19 +75,88 @@ async def update_room(db: Database, room_id: str, changes: RoomRulesIn, staff: S
     return room
 
 
-async def add_closure(
-    db: Database, room_id: str, starts_at: datetime, ends_at: datetime, reason: str, staff: Staff | None = None
-) -> Closure:
+async def bookings_in_period(
+    db: Database, room_id: str, window: Interval, *, now: datetime | None = None
+) -> list[Booking]:
+    """What closing the room for `window` would cancel: its bookings and requests that still
+    hold their slot, overlap the window and are not over yet (in the order of their start)."""
     async with db.session() as session:
-        room = await session.get(Room, room_id)
+        return await _holding_in(session, room_id, window, now or utcnow())
+
+
+async def _holding_in(session: AsyncSession, room_id: str, window: Interval, now: datetime) -> list[Booking]:
+    rows = await session.exec(
+        select(Booking)
+        .where(
+            Booking.room_id == room_id,
+            col(Booking.status).in_(HOLDING),
+            Booking.starts_at < window.end,
+            Booking.ends_at > window.start,
+            Booking.ends_at > now,
+        )
+        .order_by(col(Booking.starts_at))
+    )
+    # a request past its expiry holds nothing any more (the expiry sweep ends it)
+    return [b for b in rows.all() if not (b.status == "requested" and b.expires_at and b.expires_at <= now)]
+
+
+@dataclass
+class Closed:
+    closure: Closure
+    cancelled: list[Booking]  # what the closure cancelled (each requester is told)
+
+
+def closure_reason(reason: str) -> str:
+    """The reason a booking cancelled by a closure carries (its requester reads it)."""
+    return f"Prostor je v tem času zaprt: {reason}"[:1000]
+
+
+async def add_closure(
+    db: Database,
+    settings: Settings,
+    room_id: str,
+    starts_at: datetime,
+    ends_at: datetime,
+    reason: str,
+    staff: Staff | None = None,
+    *,
+    now: datetime | None = None,
+) -> Closed:
+    """Close a room for a while: residents cannot book it then, and the bookings and requests
+    it held in that time (not yet over) are cancelled by staff with the closure's reason,
+    each announced (`booking.booking.cancelled`: notify tells the requester). One transaction,
+    serialised per room like every booking's check and insert (bookings.py)."""
+    now = now or utcnow()
+    async with db.session() as session:
+        query = select(Room).where(Room.id == room_id)
+        if not db.is_sqlite:
+            query = query.with_for_update()  # no booking slips in while the room closes
+        room = (await session.exec(query)).first()
         if room is None:
             raise NotFound(room_id)
         if staff is not None:
             require_change(staff, room.ks)
         closure = Closure(room_id=room_id, starts_at=starts_at, ends_at=ends_at, reason=reason)
         session.add(closure)
+        cancelled = await _holding_in(session, room_id, Interval(starts_at, ends_at), now)
+        for booking in cancelled:
+            booking.status = "cancelled"
+            booking.reason = closure_reason(reason)
+            booking.decided_by = staff.subject if staff else "closure"
+            booking.decided_at = now
+            session.add(booking)
+            announce(session, settings, room, booking, cancelled_by="staff")
         await session.commit()
-    return closure
+    return Closed(closure, cancelled)
+
+
+async def upcoming_closures(db: Database, room_id: str, now: datetime) -> list[Closure]:
+    """The room's closures that are not over yet, soonest first."""
+    async with db.session() as session:
+        rows = await session.exec(
+            select(Closure).where(Closure.room_id == room_id, Closure.ends_at > now).order_by(col(Closure.starts_at))
+        )
+        return list(rows.all())
 
 
 async def closures_in(session: AsyncSession, room_id: str, window: Interval) -> list[tuple[Interval, str]]:

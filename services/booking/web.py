@@ -1,6 +1,7 @@
-"""The request helpers booking's JSON API (api.py) and its pages (pages.py) share: the
-service's context, a room or booking or a 404, the KS a staff member may read, a staff
-decision on a booking, and the room-use figures of a period."""
+"""The request helpers booking's JSON API (api.py) and its pages (pages.py, staff_pages.py,
+staff_rooms.py) share: the service's context, a room or booking or a 404, the records of the
+permission table, the KS a staff member may read, a staff decision on a booking, and the
+room-use figures of a period."""
 
 from __future__ import annotations
 
@@ -42,6 +43,17 @@ async def booking_or_404(ctx: ServiceApp, booking_id: str) -> tuple[Booking, Roo
         raise HTTPException(status.HTTP_404_NOT_FOUND, NO_BOOKING) from None
 
 
+# The records of the permission table (shared/permissions.py): a room and a booking belong
+# to the room's KS; organisers have no booking rights, so no owner is needed.
+async def room_record(request: Request) -> Record:
+    return Record(ks=(await room_or_404(ctx_of(request), request.path_params["room_id"])).ks)
+
+
+async def booking_record(request: Request) -> Record:
+    _booking_row, room = await booking_or_404(ctx_of(request), request.path_params["booking_id"])
+    return Record(ks=room.ks)
+
+
 def ks_scope(staff: Staff, ks: str | None) -> list[str] | None:
     """The KS whose bookings the staff member reads: the one asked for (if theirs), else all
     of theirs (None: every KS)."""
@@ -55,20 +67,24 @@ def ks_scope(staff: Staff, ks: str | None) -> list[str] | None:
     return list(staff.ks)
 
 
-async def decide(request: Request, booking_id: str, staff: Staff, action: str, reason: str | None = None) -> BookingOut:
-    """Approve, reject or cancel (`action`) as staff of the room's KS; a 409 with both
-    languages where the booking's state does not allow it."""
+async def decision(request: Request, booking_id: str, staff: Staff, action: str, reason: str | None = None) -> Booking:
+    """Approve, reject or cancel (`action`) as staff of the room's KS (403 otherwise); raises
+    `Conflict` where the booking's state does not allow it (the pages say why in Slovenian)."""
     ctx = ctx_of(request)
     _booking_row, room = await booking_or_404(ctx, booking_id)
     staff = authorize(staff, "booking.cancel" if action == "cancel" else "booking.approve", Record(ks=room.ks))
     # (the use case checks the KS again, on the locked row)
+    if action == "approve":
+        return await decisions.approve(ctx.db, ctx.settings, booking_id, staff)
+    if action == "reject":
+        return await decisions.reject(ctx.db, ctx.settings, booking_id, staff, reason or "")
+    return await decisions.cancel(ctx.db, ctx.settings, booking_id, by="staff", reason=reason, staff=staff)
+
+
+async def decide(request: Request, booking_id: str, staff: Staff, action: str, reason: str | None = None) -> BookingOut:
+    """`decision` for the JSON API: a 409 with both languages where the state does not allow it."""
     try:
-        if action == "approve":
-            booking = await decisions.approve(ctx.db, ctx.settings, booking_id, staff)
-        elif action == "reject":
-            booking = await decisions.reject(ctx.db, ctx.settings, booking_id, staff, reason or "")
-        else:
-            booking = await decisions.cancel(ctx.db, ctx.settings, booking_id, by="staff", reason=reason, staff=staff)
+        booking = await decision(request, booking_id, staff, action, reason)
     except Conflict as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc.message)) from None
     return bookings.booking_out(booking, personal=True)
