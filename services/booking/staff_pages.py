@@ -13,6 +13,7 @@ the JSON API (`web.decide` → decisions.py).
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request, status
@@ -159,6 +160,19 @@ async def reject(booking_id: str, request: Request, grant: Decide) -> Response:
 # ======================================================================================
 # Room-use figures
 # ======================================================================================
+MONTHS_SL = (
+    "januar", "februar", "marec", "april", "maj", "junij",
+    "julij", "avgust", "september", "oktober", "november", "december",
+)  # fmt: skip
+
+
+def period_label(start: date, period: str) -> str:
+    """`december 2026`, or `teden od 30. 11. 2026`."""
+    if period == "week":
+        return f"teden od {start.day}. {start.month}. {start.year}"
+    return f"{MONTHS_SL[start.month - 1]} {start.year}"
+
+
 @staff_pages.get(FIGURES, response_class=HTMLResponse, summary="Room-use figures with a chart (staff page)")
 async def figures_page(
     request: Request, grant: Figures, obdobje: Literal["week", "month"] = "month", ks: str | None = None
@@ -175,6 +189,8 @@ async def figures_page(
     bars = sorted(totals.values(), key=lambda e: -e["hours"])[:30]
     top = max([b["hours"] for b in bars] + [1.0])
     query = f"period={obdobje}" + (f"&ks={ks}" if ks else "")
+    for row in rows:
+        row["period_label"] = period_label(date.fromisoformat(row["period_start"]), obdobje)
     context = {
         "rows": rows,
         "bars": bars,

@@ -52,7 +52,12 @@ WEEKDAYS_SL = ("ponedeljek", "torek", "sreda", "četrtek", "petek", "sobota", "n
 DURATIONS = tuple(range(30, 8 * 60 + 1, 30))  # minutes the series form offers
 MAX_DATES = 60  # domain.occurrences' limit
 TERMS = {"one": "termin", "two": "termina", "few": "termine", "other": "terminov"}  # accusative
-BOOKINGS = {"one": "rezervacijo", "two": "rezervaciji", "few": "rezervacije", "other": "rezervacij"}
+HELD = {  # accusative: what a closure cancelled
+    "one": "rezervacijo ali prošnjo",
+    "two": "rezervaciji ali prošnji",
+    "few": "rezervacije ali prošnje",
+    "other": "rezervacij ali prošenj",
+}
 CONFIRMED = {
     "one": "potrjeno rezervacijo",
     "two": "potrjeni rezervaciji",
@@ -273,7 +278,7 @@ async def close_form(room_id: str, request: Request, grant: Edit, zaprto: int | 
     if zaprto is not None:
         done = "Prostor je zaprt za izbrano obdobje; krajani ga takrat ne morejo rezervirati."
         if zaprto > 0:
-            done += f" Preklicali smo {plural(zaprto, BOOKINGS)} in prošenj; prosilci dobijo obvestilo z razlogom."
+            done += f" Preklicali smo {plural(zaprto, HELD)}; prosilci dobijo obvestilo z razlogom."
     return await _close_page(request, room, dict.fromkeys(CLOSE_FIELDS, ""), done=done)
 
 
