@@ -18,6 +18,7 @@ from .decisions import expire_due
 from .pages import pages
 from .staff_pages import staff_pages
 from .staff_rooms import room_pages
+from .staff_rules import rules_pages
 
 HERE = Path(__file__).parent
 SERVICE = "booking"
@@ -53,7 +54,7 @@ def create_app(
             "Residents request a room without a token; staff approve, reject and cancel with one. "
             "Times are RFC 3339; the rooms' rules are in Europe/Ljubljana time."
         ),
-        routers=[api, staff_pages, room_pages, pages],
+        routers=[api, staff_pages, room_pages, rules_pages, pages],
         migrate=migrate,
         start_bus=start_bus,
     )

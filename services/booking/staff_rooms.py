@@ -8,14 +8,13 @@
 - `zapora`: close the room for some days (renovation, a holiday) — it asks once, saying what
   becomes of the bookings and requests in that time (`rooms.add_closure` cancels them and
   their requesters are told).
-- `pravila`: the room's rules (seats, opening and office hours, durations, notice, approval).
+- `pravila`: the room's rules, in staff_rules.py.
 
 The forms follow the GOV.UK error pattern (shared/web/forms.py, _forms.html).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Annotated, Any
@@ -32,10 +31,10 @@ from shared.web.forms import Confirmation, Errors, confirmed, field_errors
 
 from . import bookings, domain, rooms
 from .domain import Interval
-from .errors import Conflict, RuleBroken
+from .errors import RuleBroken
 from .figures import CATEGORY_SL, GROUP_SL
 from .models import Room
-from .schemas import BookingIn, Recurrence, RoomRulesIn
+from .schemas import BookingIn, Recurrence
 from .staff_pages import FORM_ERRORS, HOME, page
 from .web import ctx_of, room_or_404, room_record
 
@@ -46,7 +45,6 @@ Edit = Annotated[Grant, StaffPage("rooms.edit", record=room_record)]
 
 SERIES = HOME + "/{room_id}/serija"
 CLOSE = HOME + "/{room_id}/zapora"
-RULES = HOME + "/{room_id}/pravila"
 
 WEEKDAYS_SL = ("ponedeljek", "torek", "sreda", "četrtek", "petek", "sobota", "nedelja")
 DURATIONS = tuple(range(30, 8 * 60 + 1, 30))  # minutes the series form offers
@@ -79,7 +77,7 @@ def _date(value: str) -> date | None:
         return None
 
 
-def _fields(form: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
+def fields_of(form: Mapping[str, Any], names: tuple[str, ...]) -> dict[str, str]:
     return {name: str(form.get(name) or "").strip() for name in names}
 
 
@@ -182,7 +180,7 @@ async def series_form(room_id: str, request: Request, grant: Book) -> HTMLRespon
 async def series_book(room_id: str, request: Request, grant: Book) -> Response:
     ctx = ctx_of(request)
     room = await room_or_404(ctx, room_id)
-    values = _fields(await request.form(), SERIES_FIELDS)
+    values = fields_of(await request.form(), SERIES_FIELDS)
     errors = Errors()
     when = series_dates(values, errors)
     data: BookingIn | None = None
@@ -330,7 +328,7 @@ async def close_room(room_id: str, request: Request, grant: Edit) -> Response:
     ctx = ctx_of(request)
     room = await room_or_404(ctx, room_id)
     form = await request.form()
-    values = _fields(form, CLOSE_FIELDS)
+    values = fields_of(form, CLOSE_FIELDS)
     for name in ("from_day", "to_day"):  # the confirmation carries the days in its address
         values[name] = values[name] or str(request.query_params.get(name) or "").strip()
     errors = Errors()
@@ -344,123 +342,3 @@ async def close_room(room_id: str, request: Request, grant: Edit) -> Response:
     return RedirectResponse(
         f"{HOME}/{room.id}/zapora?zaprto={len(closed.cancelled)}", status_code=status.HTTP_303_SEE_OTHER
     )
-
-
-# ======================================================================================
-# The room's rules
-# ======================================================================================
-NUMBERS = {
-    "capacity": "Vpišite število mest v prostoru (1–1000).",
-    "min_duration_minutes": "Najkrajša rezervacija: vpišite od 15 do 1440 minut.",
-    "max_duration_minutes": "Najdaljša rezervacija: vpišite od 15 do 1440 minut.",
-    "min_notice_hours": "Vpišite, koliko ur vnaprej je treba rezervirati (0–1440).",
-    "max_ahead_days": "Vpišite, koliko dni vnaprej je mogoče rezervirati (1–1095).",
-    "buffer_minutes": "Vpišite minute za pospravljanje med rezervacijami (0–240).",
-    "request_ttl_hours": "Vpišite, v koliko urah odločite o prošnji (1–720).",
-}
-HOURS_FIELDS = tuple(f"{kind}_{day}" for kind in ("open", "office") for day in domain.WEEKDAYS)
-RULES_FIELDS = ("capacity", *HOURS_FIELDS, *tuple(NUMBERS)[1:], "requires_approval")
-HOURS_WRONG = "Vpišite ure kot 8.00–22.00 (več obdobij ločite z vejico) ali pustite prazno."
-SPAN_RE = re.compile(r"^(\d{1,2})(?:[.:](\d{2}))?\s*[-–—]\s*(\d{1,2})(?:[.:](\d{2}))?$")
-
-
-def hours_text(spans: list[list[str]] | None) -> str:
-    out = []
-    for a, b in spans or []:
-        out.append(f"{domain.fmt_minutes(domain.parse_hhmm(a))}–{domain.fmt_minutes(domain.parse_hhmm(b))}")
-    return ", ".join(out)
-
-
-def parse_hours(text: str) -> list[list[str]]:
-    """`8.00–12.00, 16–20` -> [["08:00", "12:00"], ["16:00", "20:00"]]; ValueError if not so."""
-    spans = []
-    for part in filter(None, (p.strip() for p in text.split(","))):
-        found = SPAN_RE.match(part)
-        if not found:
-            raise ValueError(part)
-        h1, m1, h2, m2 = found.groups()
-        start, end = f"{int(h1):02d}:{m1 or '00'}", f"{int(h2):02d}:{m2 or '00'}"
-        if domain.parse_hhmm(end) <= domain.parse_hhmm(start):
-            raise ValueError(part)
-        spans.append([start, end])
-    return spans
-
-
-def rules_values(room: Room) -> dict[str, str]:
-    values = {name: str(getattr(room, name)) for name in NUMBERS}
-    for day in domain.WEEKDAYS:
-        values[f"open_{day}"] = hours_text(room.opening_hours.get(day))
-        values[f"office_{day}"] = hours_text(room.office_hours.get(day))
-    values["requires_approval"] = "da" if room.requires_approval else "ne"
-    return values
-
-
-async def _rules_page(
-    request: Request,
-    room: Room,
-    values: dict[str, str],
-    *,
-    errors: Errors | None = None,
-    done: bool = False,
-    status_code: int = 200,
-) -> HTMLResponse:
-    context = {
-        "room": room,
-        "values": values,
-        "errors": errors or Errors(),
-        "done": done,
-        "weekdays": list(zip(domain.WEEKDAYS, WEEKDAYS_SL, strict=True)),
-        "labels": NUMBERS,
-    }
-    return page(request, "staff_rules.html", context, status_code)
-
-
-@room_pages.get(RULES, response_class=HTMLResponse, summary="A room's rules: the form (staff page)")
-async def rules_form(room_id: str, request: Request, grant: Edit, shranjeno: int | None = None) -> HTMLResponse:
-    room = await room_or_404(ctx_of(request), room_id)
-    return await _rules_page(request, room, rules_values(room), done=bool(shranjeno))
-
-
-def rules_changes(values: dict[str, str], errors: Errors) -> RoomRulesIn | None:
-    data: dict[str, Any] = {"opening_hours": {}, "office_hours": {}}
-    for name, message in NUMBERS.items():
-        if not re.fullmatch(r"\d{1,6}", values[name]):
-            errors.add(name, message)
-        else:
-            data[name] = int(values[name])
-    for kind, key in (("open", "opening_hours"), ("office", "office_hours")):
-        for day in domain.WEEKDAYS:
-            try:
-                spans = parse_hours(values[f"{kind}_{day}"])
-            except ValueError:
-                errors.add(f"{kind}_{day}", HOURS_WRONG)
-                continue
-            if spans:
-                data[key][day] = spans
-    data["requires_approval"] = values["requires_approval"] != "ne"
-    try:
-        changes = RoomRulesIn.model_validate(data)
-    except ValidationError as exc:
-        for name, message in field_errors(exc, NUMBERS).items():
-            errors.add(name, message)
-        return None
-    return None if errors else changes
-
-
-@room_pages.post(
-    RULES, response_class=HTMLResponse, summary="Change a room's rules (staff page)", responses=FORM_ERRORS
-)
-async def rules_save(room_id: str, request: Request, grant: Edit) -> Response:
-    ctx = ctx_of(request)
-    room = await room_or_404(ctx, room_id)
-    values = _fields(await request.form(), RULES_FIELDS)
-    errors = Errors()
-    changes = rules_changes(values, errors)
-    if changes is not None:
-        try:
-            await rooms.update_room(ctx.db, room.id, changes, grant)
-        except Conflict as exc:
-            errors.add("max_duration_minutes", exc.message.in_language("sl"))
-        else:
-            return RedirectResponse(f"{HOME}/{room.id}/pravila?shranjeno=1", status_code=status.HTTP_303_SEE_OTHER)
-    return await _rules_page(request, room, values, errors=errors.ordered(RULES_FIELDS), status_code=422)

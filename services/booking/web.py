@@ -1,7 +1,7 @@
 """The request helpers booking's JSON API (api.py) and its pages (pages.py, staff_pages.py,
-staff_rooms.py) share: the service's context, a room or booking or a 404, the records of the
-permission table, the KS a staff member may read, a staff decision on a booking, and the
-room-use figures of a period."""
+staff_rooms.py, staff_rules.py) share: the service's context, a room or booking or a 404,
+the records of the permission table, the KS a staff member may read, a staff decision on a
+booking, and the room-use figures of a period."""
 
 from __future__ import annotations
 
