@@ -206,6 +206,13 @@ TOPOLOGY: tuple[QueueSpec, ...] = (
         "A booking changed status; events acts on those answering its room requests (event_id set): confirmed "
         "publishes the event, rejected|cancelled|expired marks it room-refused. Others are acknowledged and ignored.",
     ),
+    QueueSpec(
+        "events.on-room-updated",
+        "events",
+        ("booking.room.updated",),
+        "The KS rooms as booking has them (name, capacity, closures): the event editor offers the KS's rooms "
+        "from this copy, never from booking's database.",
+    ),
 )
 QUEUES: dict[str, QueueSpec] = {spec.name: spec for spec in TOPOLOGY}
 

@@ -6,13 +6,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared.contracts.booking import BOOKING_MESSAGE_TYPES
+from shared.contracts.booking import BOOKING_MESSAGE_TYPES, ROOM_UPDATED
 from shared.periodic import every
 from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
 
-from . import handlers, privacy
+from . import handlers, privacy, rooms
 from .api import api
 from .decisions import expire_due
 from .pages import pages
@@ -23,12 +23,14 @@ from .staff_rules import rules_pages
 HERE = Path(__file__).parent
 SERVICE = "booking"
 EXPIRY_INTERVAL = 60.0  # seconds between sweeps for lapsed requests
+CATALOGUE_INTERVAL = 24 * 3600.0  # every room announced at start and once a day (booking.room.updated)
 
 
 def build(settings: Settings, *, expiry_interval: float = EXPIRY_INTERVAL) -> ServiceApp:
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
     for message_type in BOOKING_MESSAGE_TYPES.values():
         ctx.bus.publisher(message_type)
+    ctx.bus.publisher(ROOM_UPDATED)
     handlers.register(ctx.bus, settings)
 
     async def expire_lapsed_requests() -> int:
@@ -38,6 +40,11 @@ def build(settings: Settings, *, expiry_interval: float = EXPIRY_INTERVAL) -> Se
         return total
 
     ctx.background.append(every(expiry_interval, expire_lapsed_requests, name="lapsed room requests expired"))
+
+    async def announce_rooms() -> int:
+        return await rooms.announce_rooms(ctx.db)
+
+    ctx.background.append(every(CATALOGUE_INTERVAL, announce_rooms, name="room catalogue announced"))
     ctx.background.append(retention_job(privacy.retain, ctx.db, settings))
     return ctx
 

@@ -1,17 +1,25 @@
 """What booking tells the others: the data of its `booking.booking.*` facts (the contract
-`BookingChanged`), staged in the caller's transaction, and the requester's signed links
-(status page, cancelling) those messages carry."""
+`BookingChanged`) and of `booking.room.updated` (the room catalogue, `RoomUpdated`), staged in
+the caller's transaction, and the requester's signed links (status page, cancelling) those
+messages carry."""
 
 from __future__ import annotations
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.contracts.booking import BOOKING_MESSAGE_TYPES, BookingChanged, Requester
+from shared.contracts.booking import (
+    BOOKING_MESSAGE_TYPES,
+    ROOM_UPDATED,
+    BookingChanged,
+    Requester,
+    RoomClosure,
+    RoomUpdated,
+)
 from shared.links import SignedIds
 from shared.outbox import add_to_outbox
 from shared.settings import Settings
 
-from .models import HOLDING, Booking, Room
+from .models import HOLDING, Booking, Closure, Room
 
 SOURCE = "/kranj/booking"
 TOKEN_SALT = "kranj.booking.requester-link.v1"
@@ -84,3 +92,24 @@ def announce(
         source=SOURCE,
         subject=booking.id,
     )
+
+
+def room_data(room: Room, closures: list[Closure]) -> RoomUpdated:
+    """The room as the catalogue fact tells it: no personal data, no access instructions."""
+    return RoomUpdated(
+        room_id=room.id,
+        ks=room.ks,
+        name=room.name,
+        address=room.address,
+        capacity=room.capacity,
+        requires_approval=room.requires_approval,
+        closures=[
+            RoomClosure(starts_at=c.starts_at, ends_at=c.ends_at, reason=c.reason)
+            for c in sorted(closures, key=lambda c: c.starts_at)[:100]
+        ],
+    )
+
+
+def announce_room(session: AsyncSession, room: Room, closures: list[Closure]) -> None:
+    """Stage `booking.room.updated` for the room (`closures`: those not ended yet)."""
+    add_to_outbox(session, ROOM_UPDATED, room_data(room, closures), source=SOURCE, subject=room.id)

@@ -1,6 +1,8 @@
 """Use cases of the rooms: listing them in the order of the KS list, changing a room's
 details and rules, closing it for a while (which cancels what it held then), and importing
-rooms from a KS office's spreadsheet (CSV)."""
+rooms from a KS office's spreadsheet (CSV). Each change tells the others the room as it is now
+(`booking.room.updated`, in the same transaction); `announce_rooms` tells every room (once a
+day and at start: a new copy of the catalogue, such as the events service's, catches up)."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from shared.settings import Settings
 
 from .domain import Interval
 from .errors import Conflict, NotFound
-from .messages import announce
+from .messages import announce, announce_room
 from .models import HOLDING, Booking, Closure, Room
 from .schemas import RoomOut, RoomRulesIn
 
@@ -71,6 +73,7 @@ async def update_room(db: Database, room_id: str, changes: RoomRulesIn, staff: S
                 Bilingual("Najdaljše trajanje je krajše od najkrajšega.", "max_duration is below min_duration.")
             )
         session.add(room)
+        announce_room(session, room, await _open_closures(session, room.id))
         await session.commit()
     return room
 
@@ -146,6 +149,8 @@ async def add_closure(
             booking.decided_at = now
             session.add(booking)
             announce(session, settings, room, booking, cancelled_by="staff")
+        await session.flush()
+        announce_room(session, room, await _open_closures(session, room.id))
         await session.commit()
     return Closed(closure, cancelled)
 
@@ -157,6 +162,22 @@ async def upcoming_closures(db: Database, room_id: str, now: datetime) -> list[C
             select(Closure).where(Closure.room_id == room_id, Closure.ends_at > now).order_by(col(Closure.starts_at))
         )
         return list(rows.all())
+
+
+async def _open_closures(session: AsyncSession, room_id: str) -> list[Closure]:
+    """The room's closures that have not ended yet."""
+    query = select(Closure).where(Closure.room_id == room_id, Closure.ends_at > utcnow())
+    return list((await session.exec(query)).all())
+
+
+async def announce_rooms(db: Database) -> int:
+    """`booking.room.updated` for every room (the catalogue once more); how many."""
+    async with db.session() as session:
+        rooms = list((await session.exec(select(Room))).all())
+        for room in rooms:
+            announce_room(session, room, await _open_closures(session, room.id))
+        await session.commit()
+    return len(rooms)
 
 
 async def closures_in(session: AsyncSession, room_id: str, window: Interval) -> list[tuple[Interval, str]]:
@@ -251,13 +272,14 @@ async def import_rooms(db: Database, staff: Staff, content: bytes) -> RoomImport
                 result.errors.append(f"vrstica {line}: {refusal}")
                 continue
             if room is None:
-                session.add(Room(**values, opening_hours=_DEFAULT_OPENING, office_hours={}, requires_approval=True))
+                room = Room(**values, opening_hours=_DEFAULT_OPENING, office_hours={}, requires_approval=True)
                 result.created += 1
             else:
                 for key, value in values.items():
                     setattr(room, key, value)
-                session.add(room)
                 result.updated += 1
+            session.add(room)
+            announce_room(session, room, await _open_closures(session, room.id))
         await session.commit()
     result.errors.sort(key=_line_number)
     return result

@@ -37,6 +37,9 @@ class Event(SQLModel, table=True):
     room_id: str | None = Field(default=None, max_length=64)
     booking_id: str | None = Field(default=None, max_length=64)
     room_note: str | None = Field(default=None, max_length=1000)
+    # when the room was last asked for (booking.room.requested): a request left unanswered
+    # for long is told to staff plainly, never silently pending
+    room_requested_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     rrule: str | None = Field(default=None, max_length=500)
     exdates: list[Any] = Field(default_factory=list, sa_type=sa.JSON)  # UTC RFC 3339 strings
     # single occurrences of a series moved elsewhere in time (RFC 5545 RECURRENCE-ID):
@@ -83,3 +86,22 @@ class Attendance(SQLModel, table=True):
     count: int
     recorded_by: str = Field(max_length=200)
     recorded_at: datetime = Field(default_factory=utcnow, sa_column=ts_column())
+
+
+class KsRoom(SQLModel, table=True):
+    """The community rooms as booking announces them (`booking.room.updated`): events' own
+    copy of the catalogue, from which the editor offers the KS's rooms. Never read from
+    booking's database. `announced_at` is the message's time: an older message changes nothing."""
+
+    __tablename__ = "ks_rooms"
+
+    id: str = Field(primary_key=True, max_length=64)
+    ks: str = Field(max_length=40, index=True)
+    name: str = Field(max_length=200)
+    address: str = Field(default="", max_length=300)
+    capacity: int = Field(default=1)
+    active: bool = Field(default=True)
+    requires_approval: bool = Field(default=True)
+    # [{"starts_at": UTC RFC 3339, "ends_at": ..., "reason": ...}] not ended when announced
+    closures: list[Any] = Field(default_factory=list, sa_type=sa.JSON)
+    announced_at: datetime = Field(sa_column=ts_column())

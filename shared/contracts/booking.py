@@ -192,3 +192,48 @@ ROOM_RELEASED = MessageType(
     "Command (events -> booking): release the room booked for this event. Answered by `booking.booking.cancelled` "
     "with `event_id` = `request_id` for each booking that was holding it; nothing held, nothing answered.",
 )
+
+
+# --------------------------------------------------------------------------------------
+# The room catalogue (a fact for every service that offers a KS's rooms; no personal data)
+# --------------------------------------------------------------------------------------
+class RoomClosure(BaseModel):
+    """A time a room is closed (renovation, elections, a KS event of its own)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    starts_at: datetime = Field(description="UTC (RFC 3339).")
+    ends_at: datetime = Field(description="UTC (RFC 3339).")
+    reason: str = Field(default="", max_length=300, description="Why, in Slovenian (e.g. `prenova`).")
+
+
+class RoomUpdated(BaseModel):
+    """One community room as booking has it now: sent whenever a room is imported or changed
+    or a closure is added, and for every room once a day (and when booking starts), so a
+    service that keeps a copy of the catalogue catches up by itself. The latest message (by
+    the envelope's `time`) is the truth. The room's public page, with its free times, is
+    `/rooms/{room_id}` under booking's address."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    room_id: str = Field(min_length=1, max_length=64, description="Stable room id, e.g. `ks-primskovo`.")
+    ks: KsSlug = Field(description="KS that owns the room.")
+    name: str = Field(min_length=1, max_length=200, description="The room's name for residents.")
+    address: str = Field(default="", max_length=300)
+    capacity: int = Field(ge=1, description="Most people the room holds.")
+    active: bool = Field(
+        default=True, description="False when the room is no longer offered (nothing can be booked in it)."
+    )
+    requires_approval: bool = Field(default=True, description="Whether KS staff approve each request.")
+    closures: list[RoomClosure] = Field(
+        default_factory=list, max_length=100, description="The room's closures that have not ended yet, in order."
+    )
+
+
+ROOM_UPDATED = MessageType(
+    "booking.room.updated",
+    1,
+    RoomUpdated,
+    "Fact: a community room as booking has it now (name, capacity, closures). Sent when rooms are imported or "
+    "changed, and for every room once a day; the events service keeps the KS's rooms to offer them in its editor.",
+)

@@ -45,11 +45,13 @@ class BookingApp:
         return self.app.state.ctx  # type: ignore[no-any-return]
 
     async def messages(self) -> list[tuple[str, BookingChanged]]:
-        """Every outbox row, validated as a CloudEvent of a booking.* type: (verb, data)."""
+        """Every booking.booking.* outbox row, validated as a CloudEvent of its type: (verb, data)."""
         async with self.ctx.db.session() as session:
             rows = list((await session.exec(select(OutboxMessage).order_by(OutboxMessage.created_at))).all())
         found = []
         for row in rows:
+            if not row.routing_key.startswith("booking.booking."):
+                continue  # booking.room.updated: the room catalogue, not a booking
             envelope = parse_envelope(row.body.encode())
             verb = row.routing_key.rsplit(".", 1)[1]
             message_type = BOOKING_MESSAGE_TYPES[verb]
@@ -378,7 +380,7 @@ async def test_exclusion_constraint_is_the_last_line_on_postgresql(pg_database_u
 async def test_rooms_import_from_a_slovenian_spreadsheet(booking: BookingApp):
     """Semicolons, a BOM, Slovenian letters; a bad row is reported by line number and the
     good rows still load; an existing room is updated, a new one bookable at once."""
-    
+
     csv_file = (
         "\ufeffid;ks;name;address;capacity;accessibility;equipment\n"
         "ks-zabnica;zabnica;Dom KS Žabnica (prenovljen);Žabnica 24;45;Dostop za invalidske vozičke;Projektor\n"

@@ -97,6 +97,10 @@ def valid_data() -> dict[str, tuple[str, dict[str, Any]]]:
         "notify.on-event-published": ("events.event.published", event),
         "notify.on-booking-changed": ("booking.booking.confirmed", booking),
         "events.on-booking-changed": ("booking.booking.confirmed", booking),
+        "events.on-room-updated": (
+            "booking.room.updated",
+            {"room_id": "ks-primskovo", "ks": "primskovo", "name": "Dom KS Primskovo", "capacity": 40},
+        ),
         "notify.on-surveys": (
             "surveys.survey.opened",
             {
