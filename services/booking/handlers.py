@@ -14,6 +14,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.bus import QUEUES, Bus, Handles, add_to_outbox
 from shared.contracts import CloudEvent, Rejection
 from shared.contracts.booking import BOOKING_REJECTED, ROOM_RELEASED, ROOM_REQUESTED, RoomReleased, RoomRequested
+from shared.errors import Bilingual
 from shared.models import new_id, utcnow
 from shared.privacy import answer_exports
 from shared.settings import Settings
@@ -75,12 +76,13 @@ def register(bus: Bus, settings: Settings) -> None:
             raise Rejection(f"unknown room {data.room_id!r}")
         # Answered, not dead-lettered: the event's staff see why it has no room. An event asks
         # only for a room of its own KS: another KS's room is theirs to give.
+        # The reason in the organiser's language (the events staff page shows it as it comes).
         wrong = None
         if room is None:
-            wrong = f"Prostor z oznako »{data.room_id}« ne obstaja. / No such room."
+            wrong = Bilingual(f"Prostor z oznako »{data.room_id}« ne obstaja.", "No such room.")
             room = Room(id=data.room_id, ks=data.ks, name=data.room_id, address="")  # type: ignore[call-arg, arg-type]  # for the answer only (a table model is not validated; ks is set, see above)
         elif data.ks is not None and room.ks != data.ks:
-            wrong = f"Prostor {room.name} ni prostor KS dogodka. / The room belongs to another KS."
+            wrong = Bilingual(f"Prostor {room.name} ni prostor KS dogodka.", "The room belongs to another KS.")
         existing = await bookings_of_event(session, data.request_id)
         holding = [b for b in existing if b.status in HOLDING]
         same = next(
@@ -96,7 +98,7 @@ def register(bus: Bus, settings: Settings) -> None:
             )
             await session.flush()
         if wrong is not None:
-            refuse(session, settings, envelope, data, room, wrong)
+            refuse(session, settings, envelope, data, room, wrong.in_language(data.language))
             return
         now = utcnow()
         booking_in = room_booking_in(data)
@@ -115,7 +117,7 @@ def register(bus: Bus, settings: Settings) -> None:
                 event_id=data.request_id,
             )
         except RuleBroken as refused:
-            refuse(session, settings, envelope, data, room, str(refused.message))
+            refuse(session, settings, envelope, data, room, refused.message.in_language(data.language))
             return
         log.info(
             "room request booked",

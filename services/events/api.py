@@ -14,7 +14,6 @@ from shared.auth import (
     Grant,
     MaybeStaff,
     Permit,
-    Record,
     Staff,
     authorize,
     current_staff,
@@ -37,13 +36,17 @@ from .schemas import (
     RegistrationIn,
     RegistrationOut,
 )
-from .web import NO_REGISTRATION, context, event_filter, load_event, record_of, registrations_csv_response
+from .web import (
+    NO_REGISTRATION,
+    context,
+    event_filter,
+    event_record,
+    load_event,
+    record_of,
+    registrations_csv_response,
+)
 
 api = APIRouter(prefix="/api/v1", tags=["events"])
-
-
-async def event_record(request: Request) -> Record:
-    return record_of(await load_event(context(request), request.path_params["event_id"]))
 
 
 Create = Annotated[Grant, Permit("events.create")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from markupsafe import Markup
@@ -35,6 +35,71 @@ STATUS_SL = {
 REGISTRATION_SL = {"confirmed": "potrjena", "waitlisted": "na čakalni listi", "cancelled": "preklicana"}
 CHANNEL_SL = {"web": "splet", "phone": "telefon", "staff": "osebje"}
 MAX_OCCURRENCES = 200
+# Booking answers a room request within seconds; unanswered this long, the request is told
+# to staff as stuck (lost, or dead-lettered on the bus), never left silently pending.
+ROOM_ANSWER_WAIT = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class RoomNotice:
+    """What the staff pages tell about an event's room: `problem` (staff must act: an alert)
+    or news (a status), `short` for the list of events, `text` for the event's page."""
+
+    problem: bool
+    short: str
+    text: str
+
+
+def room_notice(
+    status: str,
+    room_name: str | None,
+    *,
+    booking_id: str | None,
+    note: str | None,
+    requested_at: datetime | None,
+    now: datetime,
+) -> RoomNotice | None:
+    """The room's story in plain Slovenian for staff (None: the event has no room to tell about)."""
+    if room_name is None:
+        return None
+    reason = (note or "").strip().rstrip(".")
+    if status == "room-refused":
+        why = f" Razlog: {reason}." if reason else ""
+        return RoomNotice(
+            True,
+            f"prostor ni odobren{': ' + reason if reason else ''}",
+            f"Prostor {room_name} za ta dogodek ni odobren.{why} Dogodek zato ni objavljen. Izberite drug prostor "
+            "ali čas in ga znova objavite, ali pa vpišite drug kraj in prostor KS odstranite.",
+        )
+    if status == "pending-room" and booking_id is None:
+        if requested_at is not None and now - requested_at > ROOM_ANSWER_WAIT:
+            return RoomNotice(
+                True,
+                "rezervacija prostorov se ni odzvala",
+                f"Rezervacija prostorov se na zahtevo za prostor {room_name} ni odzvala (poslana "
+                f"{format_local(requested_at)}). Zahteva se je verjetno izgubila. Pošljite jo znova; če se tudi "
+                "potem ne odzove, o tem obvestite skrbnika platforme.",
+            )
+        return RoomNotice(
+            False,
+            "zahteva za prostor je poslana",
+            f"Zahteva za prostor {room_name} je poslana rezervaciji prostorov; odgovor pričakujemo v nekaj minutah.",
+        )
+    if status == "pending-room":
+        return RoomNotice(
+            False,
+            "čaka na odobritev prostora",
+            f"Prostor {room_name} čaka na odobritev krajevne skupnosti. Dogodek bo objavljen, ko ga odobri.",
+        )
+    if status == "published" and reason:
+        return RoomNotice(True, f"prostor: {reason}", f"Prostor {room_name}: {reason}.")
+    return None
+
+
+def format_local(moment: datetime) -> str:
+    """`3. 12. 2026 ob 18.00` (Europe/Ljubljana) for staff messages."""
+    local = moment.astimezone(TZ)
+    return f"{local.day}. {local.month}. {local.year} ob {local.hour}.{local.minute:02d}"
 
 
 @dataclass(frozen=True)

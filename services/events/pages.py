@@ -205,7 +205,7 @@ def registration_form_errors(exc: ValidationError) -> list[str]:
     return form_errors(exc, _FIELD_SL, _CONTACT_SL)
 
 
-def _registration_errors(exc: ValidationError) -> Errors:
+def registration_errors(exc: ValidationError) -> Errors:
     """The registration form's errors by field (the ids of event.html's inputs)."""
     return field_errors(exc, _FIELD_SL, _CONTACT_SL)
 
@@ -222,7 +222,7 @@ async def register_form(event_id: str, request: Request) -> Response:
             name=form.get("name", ""), email=form.get("email") or None, phone=form.get("phone") or None
         )
     except ValidationError as exc:
-        return await _event_page(request, event_id, form=form, errors=_registration_errors(exc), status_code=422)
+        return await _event_page(request, event_id, form=form, errors=registration_errors(exc), status_code=422)
     await load_event(ctx, event_id)
     try:
         reg, _ = await registrations.register(ctx.db, ctx.settings, event_id, body)

@@ -6,6 +6,7 @@ contracts in shared/contracts/events.py, not these."""
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import datetime
 from typing import Literal, cast
 
@@ -35,7 +36,15 @@ CONTROL_CHARACTERS = (
 )
 
 
-_TOPIC = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+# A topic is a word or a few, in any letters (šport, družabništvo, ples za starejše): letters
+# and digits of any script, spaces and hyphens, at most 40 characters, in lower case.
+TOPIC_MAX = 40
+_TOPIC = re.compile(r"[^\W_](?:[^\W_]|[ -])*")
+
+
+def normalise_topic(text: str) -> str:
+    """The topic as stored: NFC (č typed as c + caron is č), inner spaces collapsed, lower case."""
+    return " ".join(unicodedata.normalize("NFC", text).split()).lower()
 
 
 class _EventFields(BaseModel):
@@ -73,10 +82,13 @@ class _EventFields(BaseModel):
         if value is None:
             return None
         out = []
-        for topic in value:
-            topic = topic.strip().lower()
-            if not _TOPIC.match(topic):
-                raise ValueError(f"topic {topic!r} must be a slug (a-z, 0-9, -)")
+        for raw in value:
+            topic = normalise_topic(raw)
+            if len(topic) > TOPIC_MAX or not _TOPIC.fullmatch(topic):
+                raise ValueError(
+                    f"topic {topic[:60]!r} must be letters or digits (any script), spaces and hyphens, "
+                    f"1-{TOPIC_MAX} characters"
+                )
             if topic not in out:
                 out.append(topic)
         return out
@@ -98,7 +110,12 @@ class EventIn(_EventFields):
         default_factory=lambda: cast("list[AgeGroup]", ["vsi"]),
         description="Age groups: otroci, mladi, odrasli, starejsi, vsi.",
     )
-    topics: list[str] = Field(default_factory=list, max_length=10, description="Topic slugs, e.g. `delavnica`.")
+    topics: list[str] = Field(
+        default_factory=list,
+        max_length=10,
+        description="Topics: words in any letters (e.g. `delavnica`, `družabništvo`, `ples za starejše`), 1-40 "
+        "characters each, stored in lower case.",
+    )
     organiser: str = Field(default="", max_length=200)
     organiser_email: EmailStr | None = Field(
         default=None, description="Personal data: told by email when the KS room is refused (never shown publicly)."
@@ -149,6 +166,12 @@ class EventPatch(_EventFields):
     organiser_email: EmailStr | None = Field(default=None, description="Personal data.")
     organiser_phone: str | None = Field(default=None, max_length=30, description="Personal data.")
     accessibility: str | None = Field(default=None, max_length=1000)
+    room_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description='Another KS room, or "" for none: only while the event is a draft or its room was refused '
+        "(409 otherwise). The room is asked for when the event is published.",
+    )
     rrule: str | None = Field(default=None, max_length=500, description='RRULE; "" removes the recurrence.')
     exdates: list[AwareDatetime] | None = None
 

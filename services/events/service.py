@@ -103,6 +103,7 @@ def _request_room(session: AsyncSession, settings: Settings, event: Event) -> No
 def _ask_for_room(session: AsyncSession, settings: Settings, event: Event) -> None:
     event.room_note = None
     event.booking_id = None
+    event.room_requested_at = utcnow()
     session.add(event)
     add_to_outbox(
         session,
@@ -124,6 +125,24 @@ def _ask_for_room(session: AsyncSession, settings: Settings, event: Event) -> No
         source=SOURCE,
         subject=event.id,
     )
+
+
+async def ask_for_room_again(db: Database, settings: Settings, event_id: str) -> Event:
+    """Send an event's room request once more (`pending-room` only): what staff do when booking
+    has not answered (the request may have been lost or dead-lettered). Booking answers a
+    request it holds already by repeating its answer, so asking twice books nothing twice."""
+    async with db.session() as session:
+        event = await lock_event(session, db, event_id)
+        if event.status != "pending-room" or not event.room_id:
+            raise Conflict(
+                Bilingual(
+                    "Zahtevo za prostor je mogoče poslati znova le, ko dogodek čaka na prostor.",
+                    "Only an event waiting for its room can ask for it again.",
+                )
+            )
+        _ask_for_room(session, settings, event)
+        await session.commit()
+    return event
 
 
 async def on_booking_changed(session: AsyncSession, settings: Settings, data: BookingChanged) -> str:
@@ -171,13 +190,22 @@ async def on_booking_changed(session: AsyncSession, settings: Settings, data: Bo
     return "ignored"
 
 
+ROOM_FIXED = Bilingual(
+    "Prostor KS lahko zamenjate le pri osnutku ali ko prostor ni bil odobren; dogodek, ki je že objavljen ali čaka "
+    "na prostor, najprej odpovejte.",
+    "The room can change only while the event is a draft or its room was refused.",
+)
+
+
 NOTIFY_CHANGES = ("starts_at", "ends_at", "venue", "rrule", "exdates")
 
 
 SEQUENCE_CHANGES = {"title", "starts_at", "ends_at", "venue", "rrule", "exdates"}
 
 
-ROOM_WAITING_NOTE = "Prostor za novi termin čaka na potrditev KS. / The room for the new time awaits the KS."
+ROOM_WAITING_NOTE = (
+    "Prostor za novi termin čaka na potrditev KS."  # staff read it (room_note: Slovenian, as booking sends)
+)
 
 
 async def update_event(db: Database, settings: Settings, event_id: str, patch: EventPatch) -> Event:
@@ -194,9 +222,11 @@ async def update_event(db: Database, settings: Settings, event_id: str, patch: E
         for key, value in changes.items():
             if key == "exdates":
                 value = [d.isoformat() for d in domain.parse_exdates(value or [])]
-            if key == "rrule":
+            if key in ("rrule", "room_id"):
                 value = value or None
-            if value is None and key not in ("capacity", "rrule"):
+            if key == "room_id" and value != event.room_id and event.status not in ("draft", "room-refused"):
+                raise Conflict(ROOM_FIXED)
+            if value is None and key not in ("capacity", "rrule", "room_id"):
                 continue
             if getattr(event, key) != value:
                 setattr(event, key, value)

@@ -42,6 +42,12 @@ def record_of(event: Event) -> Record:
     return Record(ks=event.ks, owner=event.created_by)
 
 
+async def event_record(request: Request) -> Record:
+    """The event of the path (`event_id`) as a record of the permission table, or 404: the
+    loader of every route's declared action on one event (`Permit`, `StaffPage`)."""
+    return record_of(await load_event(context(request), request.path_params["event_id"]))
+
+
 def event_filter(
     ks: str | None, age: str | None, topic: str | None, since: date | None, until: date | None
 ) -> EventFilter:

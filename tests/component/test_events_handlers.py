@@ -206,9 +206,7 @@ async def test_unknown_event_is_404(events: EventsApp) -> None:
 
 async def test_past_event_cannot_be_published(events: EventsApp) -> None:
     past = datetime.now(UTC) - timedelta(days=2)
-    created = await create(
-        events, starts_at=past.isoformat(), ends_at=(past + timedelta(hours=1)).isoformat()
-    )
+    created = await create(events, starts_at=past.isoformat(), ends_at=(past + timedelta(hours=1)).isoformat())
     response = await events.client.post(f"/api/v1/events/{created['id']}/publish", headers=ADMIN)
     assert response.status_code == 409
     assert "already ended" in response.json()["detail"]
@@ -287,3 +285,32 @@ async def test_relay_publishes_the_outbox_row_into_test_broker(events: EventsApp
     assert message.raw_message.routing_key == "events.event.published"
     [row] = await events.outbox()
     assert row.sent_at is not None and row.attempts == 0 and row.last_error is None
+
+
+async def test_the_room_catalogue_keeps_the_latest_of_each_room(events: EventsApp) -> None:
+    """booking.room.updated keeps events' copy of the rooms: a later message wins, an older one
+    arriving late changes nothing; rooms no longer in use and other KS' rooms are not offered."""
+    from services.events import rooms
+    from shared.contracts import CloudEvent
+    from shared.contracts.booking import ROOM_UPDATED, RoomUpdated
+
+    now = datetime.now(UTC)
+
+    async def announce(when: datetime, **data: Any) -> str:
+        body = ROOM_UPDATED.envelope(data, source="/kranj/booking", time=when)
+        async with events.ctx.db.session() as session:
+            outcome = await rooms.on_room_updated(
+                session, CloudEvent.model_validate(body), RoomUpdated.model_validate(data)
+            )
+            await session.commit()
+        return outcome
+
+    room = {"room_id": "ks-primskovo-mala", "ks": "primskovo", "capacity": 20}
+    assert await announce(now, **room, name="Mala dvorana") == "kept"
+    assert await announce(now - timedelta(minutes=5), **room, name="Stara mala dvorana") == "older"
+    assert await announce(now, room_id="ks-huje", ks="huje", name="Dom KS Huje", capacity=30) == "kept"
+    assert await announce(now, room_id="ks-star", ks="primskovo", name="Stari dom", capacity=9, active=False) == "kept"
+    offered = await rooms.rooms_of(events.ctx.db, events.settings, ["primskovo"])
+    assert [(r.id, r.name, r.capacity) for r in offered] == [("ks-primskovo-mala", "Mala dvorana", 20)]
+    assert offered[0].page_url.endswith("/rooms/ks-primskovo-mala")
+    assert [r.ks for r in await rooms.rooms_of(events.ctx.db, events.settings, ["*"])] == ["huje", "primskovo"]

@@ -9,7 +9,7 @@ from services.booking.pages import _form_errors as booking_form_errors
 from services.booking.schemas import BookingIn
 from services.events.pages import registration_form_errors as _form_errors
 from services.events.schemas import EventIn, RegistrationIn
-from services.events.staff_pages import _event_errors
+from services.events.staff_form import event_errors
 from shared.web.forms import CHECK_INPUT, confirmed, form_errors
 
 
@@ -29,7 +29,7 @@ def _event_errors_for(**overrides) -> list[str]:
         "ends_at": "2027-01-05T20:00:00+01:00",
         **overrides,
     }
-    return _event_errors(_errors(EventIn, **values))
+    return event_errors(_errors(EventIn, **values)).messages
 
 
 def test_field_messages_then_phrases_then_the_fallback() -> None:
@@ -42,7 +42,7 @@ def test_field_messages_then_phrases_then_the_fallback() -> None:
 def test_event_and_booking_forms_speak_slovenian() -> None:
     assert _event_errors_for(ends_at="2027-01-05T17:00:00+01:00") == ["Konec mora biti za začetkom."]
     # a series without an end
-    assert _event_errors_for(rrule="FREQ=WEEKLY") == ["Ponavljanje ni pravilno zapisano."]
+    assert _event_errors_for(rrule="FREQ=WEEKLY") == ["Ponavljanja ni mogoče shraniti: preverite dneve in zadnji dan."]
     booking = _errors(BookingIn, room_id="ks-primskovo")
     messages = booking_form_errors(booking)
     assert messages and all(m.endswith(".") for m in messages)
@@ -88,3 +88,16 @@ def test_only_the_confirmation_pages_yes_confirms_a_destructive_form() -> None:
     assert confirmed({"potrdi": "da", "reason": "Neurje."})
     for form in ({}, {"potrdi": ""}, {"potrdi": "ne"}, {"potrdi": "DA"}, {"reason": "da"}):
         assert not confirmed(form), form
+
+
+def test_topics_take_any_letters() -> None:
+    from support.times import local_day
+
+    starts = local_day(10)
+    base = {"ks": "primskovo", "title": "Vaje", "venue": "Dom", "starts_at": starts, "ends_at": starts.replace(hour=20)}
+    made = EventIn.model_validate({**base, "topics": ["Družabništvo", " šport ", "ples  za starejše", "šport"]})
+    assert made.topics == ["družabništvo", "šport", "ples za starejše"]
+    for bad in ("<b>", "a" * 41, "_x"):
+        assert _event_errors_for(topics=[bad]) == [
+            "Teme so besede (tudi s č, š, ž in presledki), ločene z vejico: največ 10 tem po 40 znakov."
+        ]
