@@ -130,6 +130,7 @@ async def editor(
             "room_changeable": event is None or event.status in ROOM_CHANGEABLE,
             "weekdays": repeat.WEEKDAYS,
             "repeat_dates": dates,
+            "dates_editable": event is None or event.status != "published",
             "repeat_summary": repeat.describe(form.repeat),
             "skipped_count": sum(1 for _, skipped in dates if skipped),
             "age_groups": domain.AGE_GROUP_SL,
@@ -229,6 +230,8 @@ async def staff_edit(event_id: str, request: Request, grant: Edit) -> Response:
     form = staff_form.read_form(raw)
     if event.status not in ROOM_CHANGEABLE:
         form.values["room_id"] = event.room_id or ""  # the room of a pending or published event stays
+    if event.status == "published":  # its dates drop out one by one below ("Posamezen termin": asks once)
+        form.repeat.skipped = set(repository.exdates_of(event))
     if _showing_dates(raw):
         return await editor(request, grant, event, form)
     offered = await rooms.rooms_of(ctx.db, ctx.settings, [event.ks])
@@ -242,7 +245,7 @@ async def staff_edit(event_id: str, request: Request, grant: Edit) -> Response:
     if errors:
         return await editor(request, grant, event, form, staff_form.page_errors(errors), 422)
     data = body.model_dump(exclude={"ks"})
-    data["rrule"] = _same_rule(event, data["rrule"]) or ""
+    data["rrule"] = _same_rule(event, body) or ""
     data["room_id"] = data["room_id"] or ""
     try:
         await service.update_event(ctx.db, ctx.settings, event_id, EventPatch(**data))
@@ -251,12 +254,13 @@ async def staff_edit(event_id: str, request: Request, grant: Edit) -> Response:
     return back(event_id)
 
 
-def _same_rule(event: Event, rule: str | None) -> str | None:
+def _same_rule(event: Event, body: EventIn) -> str | None:
     """The stored rule where the picker's gives the same dates (a rule written by the JSON API,
     e.g. with COUNT): saving the page unchanged changes nothing and tells no registrant."""
+    rule = body.rrule
     if rule and event.rrule and rule != event.rrule:
-        mine = repeat.all_dates(rule, event.starts_at, event.ends_at)
-        if mine == repeat.all_dates(event.rrule, event.starts_at, event.ends_at):
+        mine = repeat.all_dates(rule, body.starts_at, body.ends_at)
+        if mine == repeat.all_dates(event.rrule, body.starts_at, body.ends_at):
             return event.rrule
     return rule
 

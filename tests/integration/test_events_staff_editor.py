@@ -224,3 +224,38 @@ async def test_a_room_request_nobody_answers_is_told_and_asked_again(tmp_path, a
                 ).all()
             assert len(asked) == 2
             assert "odgovor pričakujemo v nekaj minutah" in (await client.get(page)).text
+
+
+async def test_saving_a_published_series_unchanged_changes_nothing(tmp_path, amqp_url):
+    """A weekly series made by the JSON API (COUNT, one date dropped), published: the editor
+    shows it in the picker; saving the page as it is keeps the rule, the dropped date and the
+    SEQUENCE, and announces nothing (no registrant is told of a change that is none)."""
+    events = create_events(make_settings(tmp_path, amqp_url), start_bus=False)
+    async with events.router.lifespan_context(events):
+        await add_staff(events.state.ctx.accounts, VOLUNTEER, "ks-staff", ["primskovo"])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(events), base_url="http://e") as client:
+            first = weekday_ahead(1, weeks=2)
+            dropped = first + timedelta(weeks=1)
+            body = {"ks": "primskovo", "title": "Telovadba za starejše", "starts_at": iso(first),
+                    "ends_at": iso(first + timedelta(hours=1)), "venue": "Dom KS", "rrule": "FREQ=WEEKLY;COUNT=4",
+                    "exdates": [iso(dropped)], "topics": ["šport"]}  # fmt: skip
+            event_id = (await client.post("/api/v1/events", json=body, headers=ADMIN)).json()["id"]
+            assert (await client.post(f"/api/v1/events/{event_id}/publish", headers=ADMIN)).status_code == 200
+            await login(client, VOLUNTEER)
+            page = f"/events/osebje/{event_id}"
+            shown = (await client.get(page)).text
+            assert 'id="ponavljanje-tedensko" name="ponavljanje" value="tedensko" checked' in shown
+            last = (first + timedelta(weeks=3)).date()
+            assert f'name="do" type="date" value="{last.isoformat()}"' in shown
+            assert f"{format_span(dropped, dropped + timedelta(hours=1))} — odpade" in shown
+            form = {"title": body["title"], "starts_at": local_input(first), "venue": "Dom KS",
+                    "ends_at": local_input(first + timedelta(hours=1)), "ponavljanje": "tedensko", "dan": "TU",
+                    "do": last.isoformat(), "topics": "šport", "audience": "vsi"}  # fmt: skip
+            saved = await post_form(client, page, None, form, follow_redirects=False)
+            assert saved.status_code == 303, saved.text
+            after = (await client.get(f"/api/v1/events/{event_id}", headers=ADMIN)).json()
+            assert (after["rrule"], after["sequence"]) == ("FREQ=WEEKLY;COUNT=4", 0)
+            assert [e.replace("+00:00", "Z") for e in after["exdates"]] == [iso(dropped.astimezone(UTC))]
+            async with events.state.ctx.db.session() as session:
+                keys = (await session.exec(select(OutboxMessage.routing_key))).all()
+            assert "events.event.updated" not in keys
