@@ -12,6 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from shared.contracts.events import (
     REGISTRATION_MESSAGE_TYPES,
     EventChanged,
+    EventDate,
     MovedOccurrence,
     Registrant,
     RegistrationNotice,
@@ -22,7 +23,7 @@ from shared.settings import Settings
 
 from . import domain
 from .models import Event, Registration
-from .repository import ACTIVE, exdates_of, moved_of
+from .repository import ACTIVE, dates_of, exdates_of, moved_of
 from .schemas import EventOut, RegistrationOut
 
 SOURCE = "/kranj/events"
@@ -63,6 +64,7 @@ def to_out(settings: Settings, event: Event, seats_taken: int | None = None, *, 
         moved=[
             MovedOccurrence(original=k, starts_at=v.starts_at, ends_at=v.ends_at) for k, v in moved_of(event).items()
         ],
+        dates=event_dates(event),
         url=event_url(settings, event.id),
         ics_url=ics_url(settings, event.id),
         seats_taken=seats_taken,
@@ -114,6 +116,11 @@ def tell_registrant(session: AsyncSession, kind: str, notice: RegistrationNotice
     add_to_outbox(session, REGISTRATION_MESSAGE_TYPES[kind], notice, source=SOURCE, subject=notice.registration_id)
 
 
+def event_dates(event: Event) -> list[EventDate]:
+    """Every date of the event, expanded here so no consumer needs an RRULE engine."""
+    return [EventDate(starts_at=o.starts_at, ends_at=o.ends_at) for o in dates_of(event)]
+
+
 def event_changed(settings: Settings, event: Event, *, registrations: int, **extra: Any) -> EventChanged:
     return EventChanged(
         event_id=event.id,
@@ -132,6 +139,7 @@ def event_changed(settings: Settings, event: Event, *, registrations: int, **ext
         moved=[
             MovedOccurrence(original=k, starts_at=v.starts_at, ends_at=v.ends_at) for k, v in moved_of(event).items()
         ],
+        dates=event_dates(event),
         url=event_url(settings, event.id),
         status=event.status,
         registrations=registrations,

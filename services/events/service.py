@@ -27,7 +27,7 @@ from shared.settings import Settings
 
 from . import domain
 from .errors import CANCELLED_UNCHANGEABLE, Conflict
-from .messages import SOURCE, event_changed, event_url, registration_notice, tell_registrant
+from .messages import SOURCE, event_changed, event_dates, event_url, registration_notice, tell_registrant
 from .models import Event
 from .registrations import promote
 from .repository import active_registrations, last_end, lock_event
@@ -61,6 +61,8 @@ def _publish(session: AsyncSession, settings: Settings, event: Event) -> None:
             venue=event.venue,
             capacity=event.capacity,
             url=event_url(settings, event.id),
+            rrule=event.rrule,
+            dates=event_dates(event),
         ),
         source=SOURCE,
         subject=event.id,

@@ -22,6 +22,10 @@ Who is told what — every message is self-sufficient for writing ONE email/SMS:
 All times are UTC (RFC 3339); show them in Europe/Ljubljana time. A recurring event has
 `rrule` (RFC 5545, expanded in Europe/Ljubljana wall-clock time from `starts_at`) and
 `exdates` (cancelled occurrences, UTC); `starts_at`/`ends_at` are then its first occurrence.
+`dates` (since issue 18) lists every date of the event already expanded — a series' dates
+without the cancelled ones, moved ones where they went — so a consumer (the noticeboard,
+the weekly bulletin) needs no RRULE engine; absent in older messages (then the event has
+the one date `starts_at`–`ends_at`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,22 @@ RegistrationStatus = Literal["confirmed", "waitlisted", "cancelled"]
 RegistrationChannel = Literal["web", "phone", "staff"]
 
 
+class EventDate(BaseModel):
+    """One date of an event (UTC)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    starts_at: datetime
+    ends_at: datetime
+
+
+DATES_DESCRIPTION = (
+    "Every date of the event in order (UTC): one for a single event; a series' dates without the cancelled "
+    "ones and moved ones where they went (at most 200). Empty in messages from before it was added: then the "
+    "event has the one date starts_at–ends_at."
+)
+
+
 class EventPublished(BaseModel):
     """A community event or workshop is now public."""
 
@@ -56,6 +76,8 @@ class EventPublished(BaseModel):
     venue: str = Field(min_length=1, max_length=300)
     capacity: int | None = Field(default=None, ge=1)
     url: AnyHttpUrl
+    rrule: str | None = Field(default=None, description="RFC 5545 RRULE of a recurring event.")
+    dates: list[EventDate] = Field(default_factory=list, max_length=200, description=DATES_DESCRIPTION)
 
 
 EVENT_PUBLISHED = MessageType(
@@ -103,6 +125,7 @@ class EventChanged(BaseModel):
     moved: list[MovedOccurrence] = Field(
         default_factory=list, description="Occurrences of the series moved to another time (RECURRENCE-ID overrides)."
     )
+    dates: list[EventDate] = Field(default_factory=list, max_length=200, description=DATES_DESCRIPTION)
     url: AnyHttpUrl
     status: Literal["published", "cancelled"]
     changes: list[str] = Field(
