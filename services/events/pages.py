@@ -12,10 +12,12 @@ from pydantic import ValidationError
 
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
-from shared.i18n import plural
+from shared.i18n import format_span, plural
 from shared.models import utcnow
+from shared.settings import Settings
 from shared.web.forms import LANDING, Confirmation, Errors, confirmed, field_errors, form_errors
 from shared.web.ratelimit import rate_limit
+from shared.web.share import share
 from shared.web.site import chosen_ks, remember_ks
 
 from . import calendar, domain, messages, registrations, repository
@@ -87,6 +89,15 @@ async def event_ics(event_id: str, request: Request) -> Response:
     )
 
 
+def calendar_links(settings: Settings, ks: str | None) -> dict[str, str]:
+    """The calendar a resident subscribes to (`webcal://`: the phone's calendar app opens
+    it and keeps it up to date) and the same feed as a plain download: the KS's, or the
+    whole city's for `ks=None` or a city-wide event."""
+    base = settings.public_base("events")
+    path = f"/events/ks/{ks}/calendar.ics" if ks and ks != "*" else "/events/calendar.ics"
+    return {"webcal": "webcal://" + base.split("://", 1)[-1] + path, "ics": path}
+
+
 # ======================================================================================
 # Pages: residents
 # ======================================================================================
@@ -132,6 +143,7 @@ async def events_page(
             "do": until.isoformat() if until else "",
             "topics": all_topics,
             "age_groups": domain.AGE_GROUP_SL,
+            "calendar": calendar_links(ctx.settings, ks),
         },
     )
     return remember_ks(request, page, picked, ctx.settings)
@@ -157,6 +169,9 @@ async def _event_page(
     taken = await repository.seats_taken(ctx.db, event_id)
     upcoming = repository.dates_of(event, since=utcnow())
     more = 0 if every_date else max(0, len(upcoming) - DATES_SHOWN)
+    when = upcoming[0] if upcoming else domain.Occurrence(event.starts_at, event.ends_at)
+    where = "vsa Mestna občina Kranj" if event.ks == "*" else f"KS {ks_name(event.ks)}"
+    repeats = " · ponavlja se" if event.rrule else ""
     return ctx.templates.TemplateResponse(
         request,
         "event.html",
@@ -173,6 +188,15 @@ async def _event_page(
             "form": form or {},
             "errors": errors or Errors(),
             "open": event.status == "published" and bool(upcoming),
+            "calendar": calendar_links(ctx.settings, event.ks),
+            "share": share(
+                ctx.settings,
+                "events",
+                f"/events/{event.id}",
+                kind="event",
+                title=("ODPOVEDANO: " if event.status == "cancelled" else "") + event.title,
+                description=f"{format_span(when.starts_at, when.ends_at)}{repeats} · {event.venue} · {where}",
+            ),
         },
         status_code=status_code,
     )

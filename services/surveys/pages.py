@@ -19,7 +19,7 @@ from . import answers, domain, needs, surveys, tally, texts
 from .domain import AnswersInvalid, SurveyDefinition
 from .qr import qr_svg
 from .schemas import ResponseIn
-from .web import results_or_404, service_app, submit, survey_or_404, survey_record
+from .web import results_or_404, service_app, submit, survey_or_404, survey_record, survey_share
 
 pages = APIRouter(include_in_schema=False)
 paper_pages = APIRouter(tags=["staff pages"])  # staff enter paper answers (in the OpenAPI document)
@@ -95,7 +95,15 @@ async def survey_form(survey_id: str, request: Request, t: str | None = None) ->
     page = ctx.templates.TemplateResponse(
         request,
         "survey_form.html",
-        _form_context(survey, definition, lang=_language(request), problem=problem, answered=answered, **invitation),
+        _form_context(
+            survey,
+            definition,
+            lang=_language(request),
+            problem=problem,
+            answered=answered,
+            share=survey_share(ctx, survey),
+            **invitation,
+        ),
     )
     _give_browser_token(ctx, request, page, survey_id)
     return page

@@ -9,8 +9,11 @@ from typing import Any
 from fastapi import HTTPException, Request, status
 
 from shared.auth import Record, Staff
+from shared.contracts import ks_name
+from shared.i18n import format_date
 from shared.web import ServiceApp
 from shared.web.ratelimit import survey_browser_cookie
+from shared.web.share import Share, share
 
 from . import answers, domain, results, tally
 from .config import SurveysConfig
@@ -23,6 +26,22 @@ NOT_FOUND = "Ankete ni. / No such survey."
 
 def service_app(request: Request) -> ServiceApp:
     return request.app.state.ctx
+
+
+def survey_share(ctx: ServiceApp, survey: Any) -> Share:
+    """The survey's link preview (Viber, WhatsApp, Facebook): its title, whose survey it is
+    and until when it is open."""
+    whose = "vse Mestne občine Kranj" if survey.ks == "*" else f"KS {ks_name(survey.ks)}"
+    until = f" · odprta do {format_date(survey.closes_at)}" if survey.closes_at else ""
+    line = f"Anketa {whose}{until}"
+    return share(
+        ctx.settings,
+        "surveys",
+        f"/surveys/{survey.id}",
+        kind="survey",
+        title=survey.title,
+        description=f"{line}. {survey.description}" if survey.description else line,
+    )
 
 
 def config_of(ctx: ServiceApp) -> SurveysConfig:
