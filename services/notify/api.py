@@ -267,7 +267,7 @@ async def ks_board(ks: str, request: Request) -> HTMLResponse:
 @pages.get("/noticeboard/{ks}/feed.atom")
 async def ks_feed(ks: str, request: Request) -> Response:
     ctx = _ctx(request)
-    current = await notices.noticeboard(ctx.db, _known_ks(ks))
+    current = await notices.noticeboard(ctx.db, _known_ks(ks), urgent_first=False)
     base = ctx.settings.public_base("notify")
     return Response(atom_feed(ks, current, base), media_type="application/atom+xml; charset=utf-8")
 

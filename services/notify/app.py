@@ -14,6 +14,7 @@ from shared.web import ServiceApp, create_service_app
 from . import handlers, privacy
 from .api import api, pages
 from .board import board
+from .board import install_globals as install_board_globals
 from .delivery import DeliveryWorker
 from .digest import weekly_digest_job
 from .links import links
@@ -43,6 +44,7 @@ def build(settings: Settings) -> ServiceApp:
     # claim (make bench, ingest).
     ctx.db.on_commit(lambda info: worker.wake() if info.pop("deliveries_written", False) else None)
     handlers.register(ctx.bus, settings, renderer)
+    install_board_globals(ctx.templates.env)  # a series' next date on cards, kiosk, poster, bulletin
     ctx.extra.update(renderer=renderer, worker=worker)
     ctx.background.append(worker.run)
     ctx.background.append(weekly_digest_job(ctx.db, settings, on_new_deliveries=worker.wake))

@@ -9,24 +9,68 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from datetime import timedelta
+from typing import Any
 
 from fastapi import APIRouter, HTTPException, Request, Response, status
 from fastapi.responses import HTMLResponse
+from jinja2 import Environment
 from sqlmodel import select
 
 from shared.contracts import KS_NAMES
+from shared.i18n import format_span
 from shared.models import utcnow
 from shared.web import ServiceApp
+from shared.web.headers import EMBEDDABLE_HEADERS
+from shared.web.share import Share, share
 
-from . import notices, posters
+from . import agenda, bulletin, notices, posters
 from .api import atom_feed
 from .models import Notice
+from .render import from_label
 
 board = APIRouter(include_in_schema=False)
 
 KIOSK_REFRESH_SECONDS = 300
 KIOSK_EVENTS = 6
 KIOSK_NOTICES = 6
+WIDGET_EVENTS = 5
+WIDGET_NOTICES = 3
+
+
+def install_globals(env: Environment) -> None:
+    """What the cards, the kiosk, the poster and the bulletin ask of a notice: its next date
+    (a series shows the coming one, not its first), how many dates are left, whose it is."""
+    env.globals["next_date"] = lambda notice: agenda.next_date(notice, utcnow())
+    env.globals["dates_left"] = lambda notice: agenda.coming(notice, utcnow())
+    env.globals["last_date"] = lambda notice: agenda.last_end(notice)
+    env.filters["from_label"] = from_label
+    env.filters["numeric"] = lambda day: f"{day.day}. {day.month}. {day.year}"  # 7. 12. 2026
+    env.globals["next_week"] = lambda: (bulletin.chosen_week(None).monday + timedelta(days=7)).isoformat()
+
+
+def coming_events(current: list[Notice], now: Any) -> list[tuple[Notice, agenda.Date]]:
+    """The events on the board with their next date (a series: the coming one), soonest first."""
+    dated = ((n, agenda.next_date(n, now)) for n in current if n.kind == "event")
+    return sorted(((n, d) for n, d in dated if d is not None), key=lambda pair: pair[1].starts_at)
+
+
+def notice_share(ctx: ServiceApp, notice: Notice) -> Share:
+    """A notice's link preview: the title, whose it is and (an event) its next date and place."""
+    if notice.kind == "event":
+        when = agenda.next_date(notice, utcnow())
+        span = format_span(when.starts_at, when.ends_at) if when else ""
+        line = " · ".join(part for part in (span, notice.venue or "", from_label(notice.ks)) if part)
+    else:
+        line = f"{from_label(notice.ks)}: {notice.body}" if notice.body else from_label(notice.ks)
+    return share(
+        ctx.settings,
+        "notify",
+        f"/noticeboard/notices/{notice.id}",
+        kind="event" if notice.kind == "event" else "survey" if notice.kind == "survey" else "notice",
+        title=("NUJNO: " if notice.urgency == "urgent" else "") + notice.title,
+        description=line,
+    )
 
 
 def _ctx(request: Request) -> ServiceApp:
@@ -43,7 +87,7 @@ def _known_ks(ks: str) -> str:
 async def city_feed(request: Request) -> Response:
     """Every current notice of every KS, newest first."""
     ctx = _ctx(request)
-    current = await notices.noticeboard(ctx.db, None)
+    current = await notices.noticeboard(ctx.db, None, urgent_first=False)
     base = ctx.settings.public_base("notify")
     return Response(atom_feed(None, current, base), media_type="application/atom+xml; charset=utf-8")
 
@@ -56,10 +100,7 @@ async def kiosk(ks: str, request: Request, refresh: str = "on") -> HTMLResponse:
     ctx = _ctx(request)
     current = await notices.noticeboard(ctx.db, _known_ks(ks), limit=100)
     now = utcnow()
-    events = sorted(
-        (n for n in current if n.kind == "event" and n.starts_at is not None and (n.ends_at or n.starts_at) > now),
-        key=lambda n: n.starts_at or now,
-    )[:KIOSK_EVENTS]
+    events = coming_events(current, now)[:KIOSK_EVENTS]
     others = [n for n in current if n.kind != "event"][:KIOSK_NOTICES]
     board_url = f"{ctx.settings.public_base('notify')}/noticeboard/{ks}"
     signup_url = f"{ctx.settings.public_base('notify')}/subscribe?ks={ks}"  # the sign-up, this KS ticked
@@ -107,7 +148,9 @@ async def notice_page(notice_id: str, request: Request) -> HTMLResponse:
         raise HTTPException(status.HTTP_404_NOT_FOUND, "Tega obvestila ni. / No such notice.")
     if notice.valid_until is not None and notice.valid_until <= utcnow():
         raise HTTPException(status.HTTP_410_GONE, "Obvestilo ne velja več. / This notice has expired.")
-    return _ctx(request).templates.TemplateResponse(request, "notice.html", {"notice": notice})
+    ctx = _ctx(request)
+    context: dict[str, Any] = {"notice": notice, "share": notice_share(ctx, notice)}
+    return ctx.templates.TemplateResponse(request, "notice.html", context)
 
 
 def _filename(title: str) -> str:
@@ -127,6 +170,45 @@ async def poster(notice_id: str, request: Request) -> Response:
         media_type="application/pdf",
         headers={
             "Content-Disposition": f'inline; filename="{_filename(notice.title)}"',
+            "Cache-Control": "no-cache",
+        },
+    )
+
+
+@board.get("/noticeboard/{ks}/pripomocek", response_class=HTMLResponse)
+async def widget(ks: str, request: Request) -> HTMLResponse:
+    """The "Kaj se dogaja v KS …" box for KS and municipal websites to frame (`<iframe>`; the code
+    to paste is on the KS's noticeboard page): the next events and the current notices,
+    each link opening our page in a new tab. The one page any site may frame
+    (shared.web.headers.EMBEDDABLE_HEADERS); every other page refuses to be framed."""
+    ctx = _ctx(request)
+    current = await notices.noticeboard(ctx.db, _known_ks(ks), limit=100)
+    return ctx.templates.TemplateResponse(
+        request,
+        "widget.html",
+        {
+            "ks": ks,
+            "events": coming_events(current, utcnow())[:WIDGET_EVENTS],
+            "notices": [n for n in current if n.kind != "event"][:WIDGET_NOTICES],
+            "base": ctx.settings.public_base("notify"),
+        },
+        headers=EMBEDDABLE_HEADERS,
+    )
+
+
+@board.get("/noticeboard/{ks}/bilten.pdf")
+async def weekly_bulletin(ks: str, request: Request, teden: str | None = None) -> Response:
+    """The KS's weekly bulletin, A4 PDF: this week's events and notices and a QR code to
+    the sign-up; `?teden=<any day of another week, YYYY-MM-DD>` for that week."""
+    ctx = _ctx(request)
+    week = bulletin.chosen_week(teden)
+    content = await bulletin.gather(ctx.db, _known_ks(ks), week)
+    pdf = await bulletin.render_bulletin_async(ctx.templates.env, content, ctx.settings.public_base("notify"))
+    return Response(
+        pdf,
+        media_type="application/pdf",
+        headers={
+            "Content-Disposition": f'inline; filename="bilten-{ks}-{week.monday.isoformat()}.pdf"',
             "Cache-Control": "no-cache",
         },
     )

@@ -75,6 +75,9 @@ class Notice(SQLModel, table=True):
     starts_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     ends_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     venue: str | None = Field(default=None, max_length=300)
+    # An event's dates as [[start, end], ...] in UTC ISO 8601 (a series: every date; see
+    # services.notify.agenda); empty for a notice and for events announced before notify_0012.
+    dates: list[list[str]] = Field(default_factory=list, sa_type=sa.JSON)
     valid_until: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
     on_noticeboard: bool = True
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(index=True))
@@ -101,6 +104,7 @@ class NoticeDraft:
     starts_at: datetime | None = None
     ends_at: datetime | None = None
     venue: str | None = None
+    dates: list[list[str]] = field(default_factory=list)
     valid_until: datetime | None = None
     on_noticeboard: bool = True
     id: str = field(default_factory=new_id)

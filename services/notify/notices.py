@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Callable, Iterable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, func, select, update
@@ -17,7 +18,7 @@ from shared.db import Database, defer_insert
 from shared.models import new_id, table_of, utcnow
 from shared.settings import Settings
 
-from . import consent
+from . import agenda, consent
 from .domain import quiet_until
 from .models import Delivery, Notice, NoticeDraft, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 
@@ -117,9 +118,11 @@ async def update_event_notice(session: AsyncSession, source: str, data: EventCha
     if data.status == "cancelled":
         await expire_notices(session, source, data.event_id, utcnow())
         return len(notices)
+    dates = agenda.stored(data.dates, data.starts_at, data.ends_at)
     for notice in notices:
         notice.title, notice.body, notice.venue = data.title, data.description, data.venue
-        notice.starts_at, notice.ends_at, notice.valid_until = data.starts_at, data.ends_at, data.ends_at
+        notice.starts_at, notice.ends_at, notice.dates = data.starts_at, data.ends_at, dates
+        notice.valid_until = agenda.last_end(notice)  # a series stays until its last date
         session.add(notice)
     return len(notices)
 
@@ -248,7 +251,9 @@ def notice_from_request(envelope: CloudEvent, data: NoticeRequested) -> NoticeDr
 
 
 def notice_from_event(envelope: CloudEvent, data: EventPublished) -> NoticeDraft:
-    return NoticeDraft(
+    """An announced event's noticeboard entry: on the board until its last date ends (a
+    weekly series until its last week, not only its first date)."""
+    draft = NoticeDraft(
         kind="event",
         source=envelope.source,
         source_id=data.event_id,
@@ -263,13 +268,17 @@ def notice_from_event(envelope: CloudEvent, data: EventPublished) -> NoticeDraft
         starts_at=data.starts_at,
         ends_at=data.ends_at,
         venue=data.venue,
-        valid_until=data.ends_at,
+        dates=agenda.stored(data.dates, data.starts_at, data.ends_at),
         on_noticeboard=True,
     )
+    draft.valid_until = agenda.last_end(draft)
+    return draft
 
 
-async def noticeboard(db: Database, ks: str | None, limit: int = 50) -> list[Notice]:
-    """Current notices of one KS (and city-wide ones), newest first; `ks=None` = whole city."""
+async def noticeboard(db: Database, ks: str | None, limit: int = 50, *, urgent_first: bool = True) -> list[Notice]:
+    """Current notices of one KS (and city-wide ones), urgent ones first (the board; a feed
+    asks for newest first only), then newest first; `ks=None` = whole city. An event stays
+    until its last date has ended."""
     now = utcnow()
     async with db.session() as session:
         query = select(Notice).where(
@@ -280,7 +289,10 @@ async def noticeboard(db: Database, ks: str | None, limit: int = 50) -> list[Not
             query = query.where(
                 col(Notice.id).in_(select(NoticeKs.notice_id).where(col(NoticeKs.ks).in_([ks, ALL_KS])))
             )
-        rows = (await session.exec(query.order_by(col(Notice.created_at).desc()).limit(limit))).all()
+        order: list[Any] = [col(Notice.created_at).desc()]
+        if urgent_first:
+            order.insert(0, sa.case((col(Notice.urgency) == "urgent", 0), else_=1))
+        rows = (await session.exec(query.order_by(*order).limit(limit))).all()
     return list(rows)
 
 
