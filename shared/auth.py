@@ -31,7 +31,6 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlencode
 
 from fastapi import Depends, HTTPException, Request, status
-from fastapi.responses import RedirectResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from . import permissions
@@ -198,18 +197,6 @@ def current_staff(request: Request) -> Staff:
 
 
 StaffDep = Annotated[Staff, Depends(current_staff)]
-
-
-def page_staff(request: Request) -> Staff | RedirectResponse:
-    """For staff HTML pages: the staff member, or a redirect to /login that comes back here
-    afterwards (`?next=` this page's path and query)."""
-    try:
-        return current_staff(request)
-    except HTTPException as exc:
-        if exc.status_code != status.HTTP_401_UNAUTHORIZED:
-            raise
-    here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-    return RedirectResponse(f"/login?{urlencode({'next': here})}", status_code=status.HTTP_303_SEE_OTHER)
 
 
 def require_ks(staff: Staff, ks: str) -> None:
