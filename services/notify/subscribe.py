@@ -360,7 +360,7 @@ async def confirm_link(token: str, request: Request) -> Response:
     code_token = await code_after_link(ctx, subscriber_id)
     if code_token is not None:  # the phone is confirmed on its own, by its code
         return ctx.templates.TemplateResponse(
-            request, "subscribe_code.html", {"token": code_token, "error": None, "email_confirmed": True}
+            request, "subscribe_code.html", {"token": code_token, "errors": None, "email_confirmed": True}
         )
     return ctx.templates.TemplateResponse(request, "subscribe_done.html", {})
 
@@ -369,7 +369,7 @@ async def confirm_link(token: str, request: Request) -> Response:
 async def code_page(token: str, request: Request) -> Response:
     ctx = _ctx(request)
     read_token(ctx, token)
-    return ctx.templates.TemplateResponse(request, "subscribe_code.html", {"token": token, "error": None})
+    return ctx.templates.TemplateResponse(request, "subscribe_code.html", {"token": token, "errors": None})
 
 
 @subscribe.post("/subscribe/code/{token}", response_class=HTMLResponse, dependencies=[rate_limit("sms_code")])
@@ -397,9 +397,11 @@ async def code_submit(token: str, request: Request, code: Annotated[str, Form()]
                 "subscribe_code.html",
                 {
                     "token": token,
-                    "error": "Koda ni pravilna. Še "
-                    + plural(left, {"one": "poskus", "two": "poskusa", "few": "poskusi", "other": "poskusov"})
-                    + ".",
+                    "errors": {
+                        "code": "Koda ni pravilna. Še "
+                        + plural(left, {"one": "poskus", "two": "poskusa", "few": "poskusi", "other": "poskusov"})
+                        + "."
+                    },
                 },
                 status_code=422,
             )

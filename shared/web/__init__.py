@@ -254,6 +254,8 @@ def _safe_next(value: str | None) -> str:
 def _add_login_routes(app: FastAPI, ctx: ServiceApp) -> None:
     def page(request: Request, *, status_code: int = 200, headers: dict[str, str] | None = None, **values: Any) -> Response:
         context = {"error": None, "notice": None, "email": "", "next": STAFF_HOME, **values}
+        # The GOV.UK error pattern (_forms.html): the summary links to the email field.
+        context["errors"] = {"email": context["error"]} if context["error"] else None
         return ctx.templates.TemplateResponse(request, "login.html", context, status_code=status_code, headers=headers)
 
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)

@@ -94,7 +94,8 @@ async def test_login_with_argon2_password_session_cookie_and_logout(tmp_path, da
             "/login", data={"email": "mojca@ks-primskovo.si", "password": "napačno geslo", "csrf_token": csrf_of(page.text)}
         )
         assert wrong.status_code == 401
-        assert "Napačen e-naslov ali geslo" in wrong.text and 'aria-describedby="login-error"' in wrong.text
+        assert "Napačen e-naslov ali geslo" in wrong.text and 'aria-describedby="email-napaka"' in wrong.text
+        assert "<title>Napaka: " in wrong.text and 'href="#email"' in wrong.text  # the GOV.UK error summary
         assert "kranj_staff" not in wrong.headers.get("set-cookie", "")
 
         answer = await login(client, "mojca@ks-primskovo.si")
@@ -290,9 +291,14 @@ async def test_chromium_login_staff_page_staff_form_and_logout(tmp_path, amqp_ur
         await page.get_by_label("Geslo").fill("napačno-geslo-123")
         await page.get_by_role("button", name="Prijava").click()
         await page.wait_for_load_state()
-        error = page.locator("#login-error")
+        error = page.locator("#email-napaka")
         assert "Napačen e-naslov ali geslo" in await error.inner_text()
-        assert await page.get_by_label("Geslo").get_attribute("aria-describedby") == "login-error"
+        assert await page.get_by_label("Geslo").get_attribute("aria-describedby") == "email-napaka"
+        # The summary comes first, focused, its link leads to the field; the title says Napaka.
+        assert await page.evaluate("document.activeElement.id") == "napake"
+        assert (await page.title()).startswith("Napaka: ")
+        await page.locator("#napake a").click()
+        assert await page.evaluate("document.activeElement.id") == "email"
         assert await axe_serious_violations(page) == []
         assert await page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")  # fits a phone
 

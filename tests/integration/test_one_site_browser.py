@@ -266,6 +266,12 @@ async def test_forms_never_trap_a_keyboard_user_on_a_phone(site, browser):
     assert (await _active(page))["tag"] == "button"
     await page.keyboard.press("Enter")
     await page.wait_for_url("**/subscribe/code/**")
+    # A mistyped code: the same error pattern, and the code field ready for the next try.
+    await page.locator("#code").fill("000000")
+    await _press_and_load(page)
+    await _assert_landed_on_summary(page, ["#code"])
+    assert "Koda ni pravilna. Še 4 poskusi." in await page.locator("#code-napaka").inner_text()
+    assert await axe_serious_violations(page) == []
 
     # --- the event registration: a name, no contact ------------------------------------
     await page.goto(f"{base}/events/{site['event']}")

@@ -69,7 +69,7 @@ def per_address() -> int:
 
 def shown(answer: httpx.Response) -> tuple[int, str]:
     """What a login answer tells: its status and its error text (without the email echoed back)."""
-    start = answer.text.find('id="login-error"')
+    start = answer.text.find('<a href="#email">')  # the error summary's link to the email field
     return answer.status_code, answer.text[start : start + 400].split("</")[0] if start >= 0 else ""
 
 
