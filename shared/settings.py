@@ -81,6 +81,12 @@ class Settings(BaseSettings):
         "heartbeats every sixth of this (5 s by default), and a living one keeps its claims however long its "
         "sending takes",
     )
+    delivery_facts_v1: bool = Field(
+        default=True,
+        description="Deprecated: also publish one `notify.delivery.sent|failed` v1 event per delivery beside the "
+        "v2 pages `notify.delivery.outcomes` (one per group commit of outcomes). The default turns false after "
+        "2027-06-30; set it false once no consumer reads v1 (docs/operations.md)",
+    )
     smtp_connections: int = Field(
         default=1,
         ge=1,

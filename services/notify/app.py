@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, NOTICE_REQUESTED
+from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_OUTCOMES, DELIVERY_SENT, NOTICE_REQUESTED
 from shared.privacy import retention_job
 from shared.settings import Settings
 from shared.web import ServiceApp, create_service_app
@@ -33,7 +33,8 @@ SERVICE = "notify"
 
 def build(settings: Settings) -> ServiceApp:
     ctx = ServiceApp.for_service(SERVICE, settings, HERE / "templates")
-    ctx.bus.publisher(DELIVERY_SENT)
+    ctx.bus.publisher(DELIVERY_OUTCOMES)  # a page of outcomes per group commit (services/notify/sending.py)
+    ctx.bus.publisher(DELIVERY_SENT)  # deprecated v1, one per delivery, while KRANJ_DELIVERY_FACTS_V1 is true
     ctx.bus.publisher(DELIVERY_FAILED)
     ctx.bus.publisher(NOTICE_REQUESTED)  # the notices staff write on its pages (services/notify/staff.py)
     renderer = Renderer(settings)

@@ -1,6 +1,8 @@
 """Sending one claimed delivery and recording what became of it: render it (once per notice and
 language of a batch), hand it to SMTP or the SMS gateway (or their file outboxes), and write the
-outcome with its `notify.delivery.*` fact in one transaction, batched in group commits.
+outcome with its `notify.delivery.*` facts in one transaction, batched in group commits: one
+`notify.delivery.outcomes` v2 page per commit (and, while KRANJ_DELIVERY_FACTS_V1 is true,
+the deprecated `notify.delivery.sent|failed` v1 event per delivery).
 
 `Sender` is what `DeliveryWorker` (services/notify/delivery.py: the loops, the claims, the
 heartbeats) sends with; it holds no claims of its own.
@@ -23,7 +25,14 @@ import sqlalchemy as sa
 
 from shared import clock
 from shared.contact import is_mobile
-from shared.contracts.notify import DELIVERY_FAILED, DELIVERY_SENT, DeliveryOutcome
+from shared.contracts.notify import (
+    DELIVERY_FAILED,
+    DELIVERY_OUTCOMES,
+    DELIVERY_SENT,
+    OUTCOMES_PAGE_SIZE,
+    DeliveryOutcome,
+    DeliveryOutcomes,
+)
 from shared.db import Database
 from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
@@ -44,9 +53,10 @@ SOURCE = "/kranj/notify"  # CloudEvent source of notify.delivery.* (the Bus's so
 
 
 def without_contact(error: str | None, address: str | None) -> str | None:
-    """A server's words may quote the recipient (`550 <ana@…>: no such user`): not in events."""
+    """A server's words may quote the recipient (`550 <ana@…>: no such user`): not in events.
+    At most 1,000 characters (a page of outcomes stays well under a consumer's size limit)."""
     if not error or not address:
-        return error
+        return error[:1000] if error else error
     return re.sub(re.escape(address), "[naslov]", error, flags=re.IGNORECASE)[:1000]
 
 
@@ -216,6 +226,8 @@ class Sender:
         # outcomes costs a few statements, not a few per delivery.
         updates: dict[tuple[str, ...], list[dict[str, object]]] = {}
         outbox: list[dict[str, object]] = []
+        facts: list[DeliveryOutcome] = []  # notify.delivery.outcomes v2: pages of these
+        v1 = self.settings.delivery_facts_v1
         for delivery, outcome in results:
             values: dict[str, object] = {"status": outcome.status, "last_error": outcome.error, "claimed_by": None}
             attempts = delivery.attempts + (1 if outcome.status != "skipped" else 0)
@@ -236,23 +248,22 @@ class Sender:
             if (outcome.status == "sent" or final_failure) and delivery.channel in ("email", "sms"):
                 # notify.delivery.* in the same transaction as the status: no contact data in it.
                 source, source_id = origins.get(delivery.notice_id, ("", ""))
-                message_type = DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED
-                envelope = message_type.envelope(
-                    DeliveryOutcome(
-                        delivery_id=delivery.id,
-                        notice_id=delivery.notice_id,
-                        source=source,
-                        source_id=source_id,
-                        channel=delivery.channel,
-                        status=outcome.status,
-                        attempts=attempts,
-                        error=without_contact(outcome.error, delivery.address),
-                        at=now,
-                    ),
-                    source=SOURCE,
-                    subject=delivery.id,
+                fact = DeliveryOutcome(
+                    delivery_id=delivery.id,
+                    notice_id=delivery.notice_id,
+                    source=source,
+                    source_id=source_id,
+                    channel=delivery.channel,
+                    status=outcome.status,
+                    attempts=attempts,
+                    error=without_contact(outcome.error, delivery.address),
+                    at=now,
                 )
-                outbox.append(outbox_row(message_type, envelope, at=now))
+                facts.append(fact)
+                if v1:  # deprecated: one event per delivery (KRANJ_DELIVERY_FACTS_V1)
+                    message_type = DELIVERY_SENT if outcome.status == "sent" else DELIVERY_FAILED
+                    envelope = message_type.envelope(fact, source=SOURCE, subject=delivery.id)
+                    outbox.append(outbox_row(message_type, envelope, at=now))
             DELIVERIES.labels(delivery.channel, outcome.status).inc()
             level = logging.INFO if outcome.status in ("sent", "skipped") else logging.WARNING
             if not log.isEnabledFor(level):
@@ -271,6 +282,9 @@ class Sender:
                     "error": outcome.error,
                 },
             )
+        for first in range(0, len(facts), OUTCOMES_PAGE_SIZE):  # one page per commit (a batch is 100)
+            page = DeliveryOutcomes(outcomes=facts[first : first + OUTCOMES_PAGE_SIZE])
+            outbox.append(outbox_row(DELIVERY_OUTCOMES, DELIVERY_OUTCOMES.envelope(page, source=SOURCE), at=now))
         table = table_of(Delivery)
         statements = [
             (

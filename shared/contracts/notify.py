@@ -107,3 +107,35 @@ DELIVERY_FAILED = MessageType(
     "Fact: a message could not be delivered and will not be tried again (a permanent refusal, or a temporary "
     "failure after the last attempt). Staff may still resend it. No contact data.",
 )
+
+
+# A page holds the outcomes of one group commit (services/notify/sending.py), at most this
+# many. One outcome is about 350 bytes of JSON plus its `error` (notify cuts it at 1,000
+# characters): a full page stays under half a MiB even if every error is that long, well
+# under the 1 MiB a consumer of the platform takes (envelope.MAX_BODY_BYTES).
+OUTCOMES_PAGE_SIZE = 100
+
+
+class DeliveryOutcomes(BaseModel):
+    """A page of delivery outcomes, in the order notify recorded them."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    outcomes: list[DeliveryOutcome] = Field(
+        min_length=1,
+        max_length=OUTCOMES_PAGE_SIZE,
+        description="The same fields as one `notify.delivery.sent|failed` v1 event's `data`, one per delivery; "
+        "a delivery's outcome is in one page only (at least once, like every event: dedupe on `delivery_id` "
+        "and `status`).",
+    )
+
+
+DELIVERY_OUTCOMES = MessageType(
+    "notify.delivery.outcomes",
+    2,
+    DeliveryOutcomes,
+    "Fact: the outcomes of up to 100 deliveries recorded together: `sent` (handed over to the SMTP server or "
+    "the SMS gateway), `failed-permanent` or `failed-temporary` (final, will not be tried again). Replaces one "
+    "`notify.delivery.sent|failed` v1 event per delivery; those are still published while "
+    "KRANJ_DELIVERY_FACTS_V1 is true (deprecated: the default turns false after 2027-06-30). No contact data.",
+)

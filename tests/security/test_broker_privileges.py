@@ -285,7 +285,8 @@ async def test_the_real_notify_service_works_as_its_own_least_privileged_user(
     vhost: Vhost, tmp_path: Path, database_url: str, smtp_server: Any, sms_gateway: Any
 ) -> None:
     """notify starts (declares its queues, binds them, consumes), takes an outside system's
-    notice, sends it and publishes notify.delivery.sent as `kranj-notify`."""
+    notice, sends it and publishes notify.delivery.sent (v1) and its page of outcomes
+    (notify.delivery.outcomes v2) as `kranj-notify`."""
     settings = make_settings(
         tmp_path,
         vhost.url("kranj-notify"),
@@ -305,16 +306,22 @@ async def test_the_real_notify_service_works_as_its_own_least_privileged_user(
         assert isinstance(ack, aiormq.spec.Basic.Ack)
         [mail] = await smtp_server.wait_for(1, timeout=20)
         assert mail.rcpt_tos == ["ana.novak@example.si"]
+        outcomes = []
         for _ in range(100):
-            outcomes = await _drain_outcomes(vhost)
-            if outcomes:
+            outcomes += await _drain_outcomes(vhost)
+            if {m.routing_key for m in outcomes} == {"notify.delivery.sent", "notify.delivery.outcomes"}:
                 break
             await asyncio.sleep(0.1)
-    # One outcome of one delivery. The outbox relay publishes at least once: a copy of the
-    # same message (same id) after a mark that did not commit is allowed; consumers dedupe.
-    assert {(m.routing_key, m.message_id) for m in outcomes} == {("notify.delivery.sent", outcomes[0].message_id)}
+    # One outcome of one delivery, as a v1 fact and in a v2 page. The outbox relay publishes at
+    # least once: a copy of the same message (same id) after a mark that did not commit is
+    # allowed; consumers dedupe.
+    ids = {m.routing_key: m.message_id for m in outcomes}
+    assert {(m.routing_key, m.message_id) for m in outcomes} == {
+        ("notify.delivery.sent", ids.get("notify.delivery.sent")),
+        ("notify.delivery.outcomes", ids.get("notify.delivery.outcomes")),
+    }
     assert len(smtp_server.messages) == 1, [(m.message["Subject"], m.message["Message-ID"]) for m in smtp_server.messages]  # and the email went once
-    assert outcomes[0].user_id == vhost.users["kranj-notify"]
+    assert {m.user_id for m in outcomes} == {vhost.users["kranj-notify"]}
 
 
 async def _drain_outcomes(vhost: Vhost) -> list[aio_pika.abc.AbstractIncomingMessage]:
