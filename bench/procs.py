@@ -129,6 +129,10 @@ def base_env(amqp_url: str, data_dir: Path, extra: dict[str, str] | None = None)
             "KRANJ_RATE_LIMIT_ENABLED": "false",
             # As many SMTP connections as the plain-client ceiling uses (default 1; see README).
             "KRANJ_SMTP_CONNECTIONS": os.environ.get("BENCH_SMTP_CONNECTIONS", "16"),
+            # What the platform is heading to: delivery outcomes only as `notify.delivery.outcomes`
+            # v2 pages, one per group commit, without the deprecated per-delivery v1 events (whose
+            # default turns false after 2027-06-30). BENCH_DELIVERY_FACTS_V1=1 measures both.
+            "KRANJ_DELIVERY_FACTS_V1": "true" if os.environ.get("BENCH_DELIVERY_FACTS_V1") == "1" else "false",
         }
     )
     if os.environ.get("BENCH_PREFETCH"):  # to try another KRANJ_PREFETCH

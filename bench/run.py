@@ -82,6 +82,7 @@ class Bench:
         self.smtp = Sink("smtp", free_port(), self.marks)
         self.sms = Sink("sms", free_port(), self.marks)
         self.tmp = Path(tempfile.mkdtemp(prefix="kranj-bench-"))
+        self.smtp_client_cpu_ms = float("nan")  # set by smtp_ceiling
 
     # ---------------------------------------------------------------- ceilings
     async def broker_ceiling(self, amqp_url: str, n: int, window: int = 500) -> float:
@@ -144,9 +145,12 @@ class Bench:
                 await smtp.sendmail("obvestila@kranj.si", [f"ceiling{i}@example.si"], raw)
             await smtp.quit()
 
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         await asyncio.gather(*(one_connection(messages[k::connections]) for k in range(connections)))
         elapsed = time.perf_counter() - started
+        # The client's own CPU per email (this process; the SMTP server is another): what
+        # notify's CPU per delivery is held against (issue 20 §4: at most twice this).
+        self.smtp_client_cpu_ms = (time.process_time() - cpu) * 1000 / n
         assert self.smtp.accepted - base == n, "the SMTP sink missed ceiling messages"
         return n / elapsed
 
@@ -517,6 +521,7 @@ class Bench:
             "databases": "SQLite (one file per service) for notify, events, surveys; PostgreSQL for booking",
             "smtp_connections": smtp_connections,
             "sms_concurrency": sms_concurrency,
+            "delivery_facts_v1": os.environ.get("BENCH_DELIVERY_FACTS_V1") == "1",  # bench/procs.py base_env
         }
         self.smtp.start()
         self.sms.start()
@@ -544,6 +549,7 @@ class Bench:
             "sms_requests_per_second_httpx": round(await self.sms_ceiling(ceiling_n // 2, sms_concurrency), 1),
             "sms_requests_per_second_aiohttp": round(await self.sms_ceiling_aiohttp(ceiling_n, sms_concurrency), 1),
         }
+        r["ceilings"]["smtp_client_cpu_ms_per_email"] = round(self.smtp_client_cpu_ms, 3)
         # notify's GatewaySms transport uses aiohttp; its share is taken of the faster plain client
         r["ceilings"]["sms_requests_per_second"] = max(
             r["ceilings"]["sms_requests_per_second_httpx"], r["ceilings"]["sms_requests_per_second_aiohttp"]
@@ -590,6 +596,11 @@ class Bench:
                 print(f"fan-out to {big} residents ...", flush=True)
                 r["fanout_big"] = await self.fanout(exchange, "primskovo", big, timeout=600, notify_pids=notify_pid)
                 print(f"  {r['fanout_big']}", flush=True)
+                notify_cpu = r["fanout_big"]["cpu_seconds_per_1000_deliveries"]["notify"]
+                plain = r["ceilings"]["smtp_client_cpu_ms_per_email"]
+                print(f"  notify {notify_cpu:.3f} ms of CPU per delivery (v1 facts "
+                      f"{'on' if r['run']['delivery_facts_v1'] else 'off'}); the plain SMTP client {plain:.3f} ms "
+                      f"per email: {notify_cpu / plain:.1f} times (target at most 2)", flush=True)  # fmt: skip
                 await asyncio.sleep(2)
                 for n, s in services.items():
                     memory[n]["after_big_fanout_mb"] = round(s.rss_mb(), 1)
@@ -636,6 +647,11 @@ class Bench:
             "latency_p99_max_500ms": all(r["latency"][ch]["p99_ms"] <= 500 for ch in ("email", "sms")),
             "service_rss_max_150mb": all(v <= 150 for s in m.values() for v in s.values()),
             "notify_memory_flat": m["notify"]["after_big_fanout_mb"] - m["notify"]["after_small_fanout_mb"] <= 15,
+            # issue 20 §4: notify's CPU per delivery at most twice the plain SMTP client's per email
+            "notify_cpu_per_delivery_max_2x_plain_smtp_client": r["fanout_big"]["cpu_seconds_per_1000_deliveries"][
+                "notify"
+            ]
+            <= 2 * c["smtp_client_cpu_ms_per_email"],
         }
 
 
