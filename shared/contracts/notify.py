@@ -125,8 +125,8 @@ class DeliveryOutcomes(BaseModel):
         min_length=1,
         max_length=OUTCOMES_PAGE_SIZE,
         description="The same fields as one `notify.delivery.sent|failed` v1 event's `data`, one per delivery; "
-        "a delivery's outcome is in one page only (at least once, like every event: dedupe on `delivery_id` "
-        "and `status`).",
+        "each outcome notify records is in exactly one page (delivered at least once, like every event: "
+        "dedupe on the CloudEvent `id`, or on `delivery_id` and `status`).",
     )
 
 
