@@ -127,7 +127,7 @@ def subscriber_import(
     except CsvFormatError as exc:
         raise fail(f"kranj: {file}: {exc}", 2) from None
     for warning in parsed.warnings:
-        err(f"warning: {warning}")
+        err(f"warning: {warning.en}")
 
     settings = Settings()
     errors = list(parsed.errors)

@@ -7,7 +7,9 @@ empty cells mean the default, lists inside a cell separated by `|`.
 
 Parsing is pure (bytes in, rows and errors out); `load_rows` writes the good rows with
 consent source "import". A bad row never stops the others: it is reported by its line
-number in the file (the header is line 1), the way a spreadsheet shows it.
+number in the file (the header is line 1), the way a spreadsheet shows it. Every reason
+and warning carries Slovenian and English (`shared.errors.Bilingual`): the volunteer's upload
+page shows the Slovenian, `kranj subscriber import` prints the English.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pydantic import ValidationError
 from shared.contact import SmsCountries, sms_refusal
 from shared.contracts.ks import ALL_KS, KS_NAMES
 from shared.db import Database
+from shared.errors import Bilingual
 
 from .subscribers import Conflict, SubscriberIn, add_subscriber
 
@@ -45,7 +48,11 @@ COLUMN_ALIASES: dict[str, str] = {
 
 
 class CsvFormatError(ValueError):
-    """The file as a whole cannot be read (not a row problem)."""
+    """The file as a whole cannot be read (not a row problem); `str()` is the English."""
+
+    def __init__(self, message: Bilingual) -> None:
+        super().__init__(message.en)
+        self.message = message
 
 
 @dataclass(frozen=True)
@@ -57,17 +64,48 @@ class GoodRow:
 @dataclass(frozen=True)
 class RowError:
     line: int
-    reason: str
+    message: Bilingual
+
+    @property
+    def reason(self) -> str:
+        """The reason in English (the command line)."""
+        return self.message.en
+
+    @property
+    def reason_sl(self) -> str:
+        """The reason in Slovenian (the volunteer's upload page)."""
+        return self.message.sl
 
     def __str__(self) -> str:
         return f"line {self.line}: {self.reason}"
+
+
+ALREADY = Bilingual(
+    "oseba je že prijavljena (ta e-naslov ali telefonska številka je že na seznamu)",
+    "already subscribed (this email or phone is already on the list)",
+)
+# What a volunteer reads for a cell the subscription model refuses, by column.
+COLUMN_PROBLEMS_SL: dict[str, str] = {
+    "email": "e-naslov ni pravilen (oblika ime@primer.si)",
+    "phone": "to ni slovenska mobilna številka (na primer 040 123 456)",
+    "ks": "neznana krajevna skupnost (napišite npr. primskovo ali več kot a|b)",
+    "topics": "neznana tema (general, utilities, events, safety)",
+    "channels": "neznan kanal (email ali sms)",
+    "language": "jezik je sl ali en",
+}
+CONTACT_PROBLEMS_SL: tuple[tuple[str, str], ...] = (
+    ("channel email needs", "kanal email potrebuje e-naslov"),
+    ("channel sms needs", "kanal sms potrebuje mobilno številko"),
+    ("at least one channel", "izberite vsaj en kanal (email ali sms)"),
+    ("or a phone number", "manjka e-naslov ali mobilna številka"),
+)
 
 
 @dataclass
 class ParsedCsv:
     rows: list[GoodRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Bilingual] = field(default_factory=list)
     encoding: str = "utf-8"
     delimiter: str = ","
 
@@ -75,14 +113,16 @@ class ParsedCsv:
         return iter((self.rows, self.errors))
 
 
-def decode(data: bytes) -> tuple[str, str, list[str]]:
+def decode(data: bytes) -> tuple[str, str, list[Bilingual]]:
     """UTF-8 (BOM or not); a file that is not UTF-8 is read as Windows-1250, with a warning."""
     try:
         return data.decode("utf-8-sig"), "utf-8", []
     except UnicodeDecodeError as exc:
-        warning = (
+        warning = Bilingual(
+            f"datoteka ni v kodiranju UTF-8 (bajt {exc.start + 1}); prebrali smo jo kot Windows-1250 — "
+            "preverite, ali so č, š in ž pravilni, ali jo shranite kot »CSV UTF-8«",
             f"the file is not UTF-8 (byte {exc.start + 1}); read it as Windows-1250 — "
-            "check that č, š and ž came out right, or save it as CSV UTF-8"
+            "check that č, š and ž came out right, or save it as CSV UTF-8",
         )
         return data.decode("cp1250", errors="replace"), "cp1250", [warning]
 
@@ -135,6 +175,25 @@ def describe_errors(exc: ValidationError) -> str:
     return "; ".join(dict.fromkeys(parts))
 
 
+def describe_errors_sl(exc: ValidationError) -> str:
+    """The same in Slovenian, one reason per column: `phone: to ni slovenska mobilna številka …`."""
+    parts = []
+    for error in exc.errors():
+        loc = [str(p) for p in error.get("loc", ()) if not isinstance(p, int)]
+        if loc and loc[0] in COLUMN_PROBLEMS_SL:
+            parts.append(f"{loc[0]}: {COLUMN_PROBLEMS_SL[loc[0]]}")
+            continue
+        raw = str(error.get("msg", ""))
+        parts.append(
+            next((sl for phrase, sl in CONTACT_PROBLEMS_SL if phrase in raw), "podatki v vrstici niso pravilni")
+        )
+    return "; ".join(dict.fromkeys(parts))
+
+
+def _validation(exc: ValidationError) -> Bilingual:
+    return Bilingual(describe_errors_sl(exc), describe_errors(exc))
+
+
 def parse_subscribers_csv(data: bytes | str, *, settings: SmsCountries | None = None) -> ParsedCsv:
     """Rows that make valid subscriptions (with their line numbers) and readable row errors.
     With `settings`, a phone of a country `KRANJ_SMS_COUNTRY_CODES` leaves out is a row error.
@@ -149,7 +208,7 @@ def parse_subscribers_csv(data: bytes | str, *, settings: SmsCountries | None = 
     lines = text.splitlines()
     header_index = next((i for i, line in enumerate(lines) if line.strip()), None)
     if header_index is None:
-        raise CsvFormatError("the file is empty")
+        raise CsvFormatError(Bilingual("datoteka je prazna", "the file is empty"))
     delimiter = sniff_delimiter(lines[header_index])
     result = ParsedCsv(warnings=warnings, encoding=encoding, delimiter=delimiter)
 
@@ -169,9 +228,16 @@ def parse_subscribers_csv(data: bytes | str, *, settings: SmsCountries | None = 
                 continue
             _parse_row(line, cells, header, seen, result, settings)
     except csv.Error as exc:
-        result.errors.append(RowError(previous_end + 1, f"the file cannot be read from here on: {exc}"))
+        result.errors.append(
+            RowError(
+                previous_end + 1,
+                Bilingual(
+                    f"datoteke od tu naprej ni mogoče prebrati: {exc}", f"the file cannot be read from here on: {exc}"
+                ),
+            )
+        )
     if header is None:
-        raise CsvFormatError("the file is empty")
+        raise CsvFormatError(Bilingual("datoteka je prazna", "the file is empty"))
     return result
 
 
@@ -179,17 +245,34 @@ def _check_header(header: list[str | None], result: ParsedCsv) -> None:
     present = [h for h in header if h]
     duplicates = sorted({h for h in present if present.count(h) > 1})
     if duplicates:
-        raise CsvFormatError(f"column {', '.join(duplicates)} appears more than once in the header")
-    if "ks" not in present:
+        names = ", ".join(duplicates)
         raise CsvFormatError(
-            f"the header has no `ks` column; expected columns: {', '.join(COLUMNS)} "
-            f"(found: {', '.join(present) or 'none'})"
+            Bilingual(f"stolpec {names} je v glavi večkrat", f"column {names} appears more than once in the header")
+        )
+    if "ks" not in present:
+        expected, found = ", ".join(COLUMNS), ", ".join(present)
+        raise CsvFormatError(
+            Bilingual(
+                f"v glavi ni stolpca ks; pričakovani stolpci: {expected} (najdeni: {found or 'nobeden'})",
+                f"the header has no `ks` column; expected columns: {expected} (found: {found or 'none'})",
+            )
         )
     if "email" not in present and "phone" not in present:
-        raise CsvFormatError("the header needs an `email` or a `phone` column (or both)")
+        raise CsvFormatError(
+            Bilingual(
+                "glava potrebuje stolpec email ali phone (ali oba)",
+                "the header needs an `email` or a `phone` column (or both)",
+            )
+        )
     unknown = [h for h in present if h not in COLUMNS]
     if unknown:
-        result.warnings.append(f"ignored column(s) not in the format: {', '.join(unknown)}")
+        names = ", ".join(unknown)
+        result.warnings.append(
+            Bilingual(
+                f"stolpcev, ki jih oblika ne pozna, nismo upoštevali: {names}",
+                f"ignored column(s) not in the format: {names}",
+            )
+        )
 
 
 def _parse_row(
@@ -203,7 +286,13 @@ def _parse_row(
     extra = [c for c in cells[len(header) :] if c.strip()]
     if extra:
         result.errors.append(
-            RowError(line, f"{len(cells)} cells but the header has {len(header)}; is there a stray separator?")
+            RowError(
+                line,
+                Bilingual(
+                    f"vrstica ima {len(cells)} celic, glava pa {len(header)}; je kje odvečno ločilo?",
+                    f"{len(cells)} cells but the header has {len(header)}; is there a stray separator?",
+                ),
+            )
         )
         return
     values: dict[str, object] = {}
@@ -226,19 +315,35 @@ def _parse_row(
         else:
             values[name] = cell
     if "ks" not in values:
-        result.errors.append(RowError(line, "ks: no KS given (write e.g. primskovo, or several as a|b)"))
+        result.errors.append(
+            RowError(
+                line,
+                Bilingual(
+                    "ks: manjka krajevna skupnost (napišite npr. primskovo ali več kot a|b)",
+                    "ks: no KS given (write e.g. primskovo, or several as a|b)",
+                ),
+            )
+        )
         return
     try:
         subscriber = SubscriberIn.model_validate(values)
     except ValidationError as exc:
-        result.errors.append(RowError(line, describe_errors(exc)))
+        result.errors.append(RowError(line, _validation(exc)))
         return
     if settings is not None and (refusal := sms_refusal(subscriber.phone, settings)):
-        result.errors.append(RowError(line, f"phone: {refusal}"))
+        result.errors.append(RowError(line, refusal.prefixed("phone: ", "phone: ")))
         return
     for key in (subscriber.email, subscriber.phone):
         if key and key in seen:
-            result.errors.append(RowError(line, f"the same contact as line {seen[key]} — already in this file"))
+            result.errors.append(
+                RowError(
+                    line,
+                    Bilingual(
+                        f"isti kontakt kot v vrstici {seen[key]} — v tej datoteki je že",
+                        f"the same contact as line {seen[key]} — already in this file",
+                    ),
+                )
+            )
             return
     for key in (subscriber.email, subscriber.phone):
         if key:
@@ -261,7 +366,7 @@ async def load_rows(
         try:
             out = await add_subscriber(db, row.subscriber, consent_source=consent_source, entered_by=entered_by)
         except Conflict:
-            result.errors.append(RowError(row.line, "already subscribed (this email or phone is already on the list)"))
+            result.errors.append(RowError(row.line, ALREADY))
             continue
         result.loaded.append((row.line, out.id))
     return result
@@ -289,8 +394,4 @@ async def already_subscribed(db: Database, rows: list[GoodRow]) -> list[RowError
             for email, phone in found.all():
                 known.update(v for v in (email, phone) if v)
         await session.rollback()
-    return [
-        RowError(r.line, "already subscribed (this email or phone is already on the list)")
-        for r in rows
-        if (r.subscriber.email in known) or (r.subscriber.phone in known)
-    ]
+    return [RowError(r.line, ALREADY) for r in rows if (r.subscriber.email in known) or (r.subscriber.phone in known)]

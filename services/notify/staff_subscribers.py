@@ -222,13 +222,13 @@ async def upload_sheet(request: Request, grant: Write) -> Response:
     try:
         parsed = parse_subscribers_csv(raw, settings=ctx.settings)
     except CsvFormatError as exc:
-        errors.add("datoteka", f"Datoteke ni mogoče prebrati: {exc}. Uporabite predlogo CSV s te strani.")
+        errors.add("datoteka", f"Datoteke ni mogoče prebrati: {exc.message.sl}. Uporabite predlogo CSV s te strani.")
         return await _home(request, grant, errors=errors, status_code=422)
     mine, row_errors = [], list(parsed.errors)
     for row in parsed.rows:
         refusals = [r for k in row.subscriber.ks if (r := grant.refusal(None, k)) is not None]
         if refusals:  # a volunteer loads only their own KS's residents
-            row_errors.append(RowError(row.line, f"ks: {refusals[0].in_language('sl')}"))
+            row_errors.append(RowError(row.line, refusals[0].prefixed("ks: ", "ks: ")))
         else:
             mine.append(row)
     result = await load_rows(ctx.db, mine, consent_source="import", entered_by=f"import by staff:{grant.subject}")

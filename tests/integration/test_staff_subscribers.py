@@ -150,6 +150,9 @@ async def test_an_uploaded_sheet_loads_the_good_rows_and_names_the_bad_lines(sql
         assert "Naloženih: 3. Vrstic z napako: 2." in result.text
         assert "Vrstica 3:" in result.text and "Vrstica 5:" in result.text
         assert "Vrstica 2:" not in result.text and "Vrstica 4:" not in result.text
+        # The volunteer reads why in Slovenian, never the validator's English.
+        assert "Vrstica 3: email: e-naslov ni pravilen (oblika ime@primer.si)" in result.text
+        assert "Vrstica 5: ks: " in result.text and "value is not a valid" not in result.text
 
         empty = await post_form(client, PAGE, f"{PAGE}/uvoz", {})
         assert empty.status_code == 422 and "Izberite datoteko CSV" in empty.text

@@ -119,14 +119,14 @@ def test_windows_1250_file_is_read_with_a_warning() -> None:
     text = "email;ks\nana@example.si;Žabnica\n"
     parsed = parse_subscribers_csv(text.encode("cp1250"))
     assert parsed.encoding == "cp1250"
-    assert parsed.warnings and "Windows-1250" in parsed.warnings[0]
+    assert parsed.warnings and "Windows-1250" in parsed.warnings[0].en and "Windows-1250" in parsed.warnings[0].sl
     assert parsed.rows[0].subscriber.ks == ["zabnica"]
 
 
 def test_unknown_columns_are_ignored_with_a_warning() -> None:
     parsed = parse_subscribers_csv(b"ime;email;ks;podpis\nAna;ana@example.si;center;x\n")
     assert parsed.errors == []
-    assert "ime" in parsed.warnings[0] and "podpis" in parsed.warnings[0]
+    assert "ime" in parsed.warnings[0].en and "podpis" in parsed.warnings[0].sl
 
 
 @pytest.mark.parametrize(
@@ -164,6 +164,33 @@ def test_a_phone_of_a_country_the_settings_leave_out_is_a_row_error() -> None:
     parsed = parse_subscribers_csv(text, settings=Settings(sms_country_codes="386"))
     assert [r.line for r in parsed.rows] == [3]
     [error] = parsed.errors
-    assert error.line == 2 and "kodo države +386" in error.reason
+    assert error.line == 2 and "kodo države +386" in error.reason_sl and "country code +386" in error.reason
     widened = parse_subscribers_csv(text, settings=Settings(sms_country_codes="386,43"))
     assert [r.line for r in widened.rows] == [2, 3] and widened.errors == []
+
+
+def test_every_row_reason_has_a_slovenian_text_for_the_upload_page() -> None:
+    text = (
+        "email;phone;ks;topics;channels;language\n"
+        "ni-naslov;;center;;;\n"  # 2: not an email
+        ";041 000;center;;sms;\n"  # 3: not a mobile number
+        "b@example.si;;;;;\n"  # 4: no KS
+        "c@example.si;;center;vreme;;\n"  # 5: unknown topic
+        "d@example.si;;center;;sms;\n"  # 6: SMS without a phone
+        "e@example.si;;center;;;de;x\n"  # 7: a stray cell
+        "f@example.si;;center;;;\n"  # 8
+        "F@example.si;;center;;;\n"  # 9: the same contact as line 8
+    )
+    errors = {e.line: e for e in parse_subscribers_csv(text.encode()).errors}
+    assert sorted(errors) == [2, 3, 4, 5, 6, 7, 9]
+    assert errors[2].reason_sl == "email: e-naslov ni pravilen (oblika ime@primer.si)"
+    assert errors[3].reason_sl.startswith("phone: ") and "mobilna" in errors[3].reason_sl
+    assert errors[4].reason_sl.startswith("ks: manjka krajevna skupnost")
+    assert errors[5].reason_sl.startswith("topics: neznana tema")
+    assert errors[6].reason_sl == "kanal sms potrebuje mobilno številko"
+    assert "celic" in errors[7].reason_sl and errors[9].reason_sl.startswith("isti kontakt kot v vrstici 8")
+    for error in errors.values():  # and the English stays for the command line
+        assert error.reason and error.reason != error.reason_sl, error
+    with pytest.raises(CsvFormatError) as refused:
+        parse_subscribers_csv(b"email;phone\na@example.si;\n")
+    assert "ks" in refused.value.message.sl and "stolpca" in refused.value.message.sl
