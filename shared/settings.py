@@ -194,6 +194,7 @@ class Settings(BaseSettings):
     rate_limit_login_account: str = "5/15 minutes"
     rate_limit_login_account_global: str = "20/15 minutes"
     rate_limit_sms_inbound: str = "20/minute"
+    rate_limit_pdf: str = "20/minute; 200/hour"
 
     @field_validator("admin_token")
     @classmethod
@@ -234,6 +235,7 @@ class Settings(BaseSettings):
         "rate_limit_link",
         "rate_limit_link_address",
         "rate_limit_sms_inbound",
+        "rate_limit_pdf",
         "rate_limit_login",
         "rate_limit_login_account",
         "rate_limit_login_account_global",

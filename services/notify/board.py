@@ -22,6 +22,7 @@ from shared.i18n import format_span
 from shared.models import utcnow
 from shared.web import ServiceApp
 from shared.web.headers import EMBEDDABLE_HEADERS
+from shared.web.ratelimit import rate_limit
 from shared.web.share import Share, share
 
 from . import agenda, bulletin, notices, posters
@@ -159,7 +160,7 @@ def _filename(title: str) -> str:
     return f"plakat-{slug or 'obvestilo'}.pdf"
 
 
-@board.get("/noticeboard/notices/{notice_id}/poster.pdf")
+@board.get("/noticeboard/notices/{notice_id}/poster.pdf", dependencies=[rate_limit("pdf")])
 async def poster(notice_id: str, request: Request) -> Response:
     """An A4 poster to print and pin up, with a QR code leading to the notice."""
     ctx = _ctx(request)
@@ -196,7 +197,7 @@ async def widget(ks: str, request: Request) -> HTMLResponse:
     )
 
 
-@board.get("/noticeboard/{ks}/bilten.pdf")
+@board.get("/noticeboard/{ks}/bilten.pdf", dependencies=[rate_limit("pdf")])
 async def weekly_bulletin(ks: str, request: Request, teden: str | None = None) -> Response:
     """The KS's weekly bulletin, A4 PDF: this week's events and notices and a QR code to
     the sign-up; `?teden=<any day of another week, YYYY-MM-DD>` for that week."""

@@ -11,7 +11,6 @@ posters (posters.py), in a worker thread.
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -26,7 +25,7 @@ from shared.db import Database
 
 from . import agenda
 from .models import Notice, NoticeKs
-from .posters import short_url, shorten
+from .posters import render_pdf_async, short_url, shorten
 
 BULLETIN_NOTICES = 8
 NOTICE_CHARS = 320
@@ -161,4 +160,4 @@ def render_bulletin(env: Environment, bulletin: Bulletin, base: str) -> bytes:
 
 
 async def render_bulletin_async(env: Environment, bulletin: Bulletin, base: str) -> bytes:
-    return await asyncio.to_thread(render_bulletin, env, bulletin, base)
+    return await render_pdf_async(render_bulletin, env, bulletin, base)

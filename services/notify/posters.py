@@ -9,7 +9,9 @@ made when it is asked for.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import segno
@@ -112,5 +114,17 @@ def render_poster(env: Environment, notice: Notice, base: str) -> bytes:
     return document.write_pdf()
 
 
+# Making a PDF takes WeasyPrint a good part of a second of CPU: one at a time per process,
+# so public poster and bulletin links (rate-limited per address, `rate_limit("pdf")`) can
+# never starve the deliveries of the same process, whoever asks how often.
+PDF_RENDERS = asyncio.Semaphore(1)
+
+
+async def render_pdf_async(render: Callable[..., bytes], *args: Any) -> bytes:
+    """`render(*args)` in a worker thread, one PDF at a time (PDF_RENDERS)."""
+    async with PDF_RENDERS:
+        return await asyncio.to_thread(render, *args)
+
+
 async def render_poster_async(env: Environment, notice: Notice, base: str) -> bytes:
-    return await asyncio.to_thread(render_poster, env, notice, base)
+    return await render_pdf_async(render_poster, env, notice, base)

@@ -118,6 +118,8 @@ KINDS: dict[str, Kind] = {
         Kind("unsubscribe", None, token="rate_limit_link"),
         # The SMS gateway forwards every reply from one address: count per sender number.
         Kind("sms_inbound", None, "rate_limit_sms_inbound", phone_fields=("from",), email_fields=()),
+        # Printable PDFs (a notice's poster, a KS's weekly bulletin) are made on request.
+        Kind("pdf", "rate_limit_pdf"),
     )
 }
 

@@ -261,6 +261,16 @@ async def test_notify_public_writes_are_limited(tmp_path, amqp_url):
         assert SLOVENIAN["token"] in refused.text
         assert (await client.post("/unsubscribe/link-b", headers={"X-Forwarded-For": "203.0.113.30"})).status_code == 400
 
+        # Printable PDFs are made on request: counted per address (a script cannot keep
+        # notify's CPU busy making them; notify also makes one at a time).
+        for _ in range(2):
+            pdf = await client.get("/noticeboard/planina/bilten.pdf", headers={"X-Forwarded-For": "203.0.113.50"})
+            assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+        refused = await client.get("/noticeboard/planina/bilten.pdf", headers={**HTML, "X-Forwarded-For": "203.0.113.50"})
+        assert refused.status_code == 429 and SLOVENIAN["address"] in refused.text
+        other = await client.get("/noticeboard/planina/bilten.pdf", headers={"X-Forwarded-For": "203.0.113.51"})
+        assert other.status_code == 200
+
         # The SMS gateway forwards every reply from one address: counted per sender number.
         gateway = {"Authorization": "Bearer gateway-secret"}
         for _ in range(2):

@@ -31,6 +31,7 @@ GENEROUS_RATE_LIMITS = (
     "survey_answer",
     "link",
     "sms_inbound",
+    "pdf",
 )
 
 
