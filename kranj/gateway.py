@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.cookiejar
 import json
 import logging
 import os
@@ -173,6 +174,9 @@ class FrontDoor:
                 trust_env=False,  # never through an HTTP(S)_PROXY of the environment
                 limits=httpx.Limits(max_connections=200, max_keepalive_connections=40),
                 transport=self._transport,  # retries: none (httpx's default transport)
+                # No cookie jar: a door that kept the services' Set-Cookie would send one
+                # resident's cookies (CSRF secret, a staff session) with the next request.
+                cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
             )
         return self._client
 
