@@ -16,18 +16,20 @@ the local front door in front of the four real services:
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
-from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings, serve_app
+from conftest import TEST_ADMIN_TOKEN, axe_serious_violations, make_settings
 from staff_login import add_staff, browser_login
+from support.resident import active as _active
+from support.resident import front_door as _front_door
+from support.resident import press_and_load as _press_and_load
+from support.resident import tab_to as _tab_to
+from support.resident import tab_to_link as _tab_to_link
 
-from kranj.gateway import FrontDoor, bind, uvicorn_config
-from kranj.routes import route_table
 from services.booking.app import create_app as create_booking
 from services.events import service as events_service
 from services.events.app import create_app as create_events
@@ -43,31 +45,6 @@ pytestmark = pytest.mark.integration
 PHONE = {"viewport": {"width": 390, "height": 844}, "locale": "sl-SI"}
 NAV = ["/events", "/rooms", "/surveys", "/noticeboard", "/subscribe"]
 NAV_LABELS = ["Dogodki", "Prostori", "Ankete", "Oglasna deska", "Prejemajte obvestila"]
-
-
-@contextlib.asynccontextmanager
-async def _front_door(apps: dict[str, Any]) -> AsyncIterator[str]:
-    """The four services on their own ports and the local front door (as `kranj up` serves
-    it) in front of them; yields the front door's address."""
-    import asyncio
-
-    import uvicorn
-
-    async with contextlib.AsyncExitStack() as stack:
-        direct = {name: await stack.enter_async_context(serve_app(app)) for name, app in apps.items()}
-        sock = bind("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn_config(FrontDoor(route_table(), direct), graceful_timeout=5))
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started and not task.done():
-                await asyncio.sleep(0.05)
-            if task.done():
-                task.result()
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=30)
-            sock.close()
 
 
 @pytest.fixture
@@ -101,35 +78,13 @@ async def site(tmp_path, amqp_url) -> AsyncIterator[dict[str, Any]]:
             assert (await api.post(f"/api/v1/surveys/{survey_id}/open")).status_code == 200
         sub = await notify_subscribers.add_subscriber(
             apps["notify"].state.ctx.db,
-            notify_subscribers.SubscriberIn(email="ana@example.si", phone="041 555 666", ks=["huje"], topics=["general"]),
+            notify_subscribers.SubscriberIn(
+                email="ana@example.si", phone="041 555 666", ks=["huje"], topics=["general"]
+            ),
         )
         manage = apps["notify"].state.ctx.extra["renderer"].manage_token(sub.id)
         await add_staff(apps["events"].state.ctx.accounts, "tajnica@ks-huje.si", "ks-staff", ["huje"])
         yield {"base": base, "event": event.id, "survey": survey_id, "manage": f"/manage/{manage}"}
-
-
-async def _active(page: Any) -> dict[str, Any]:
-    return await page.evaluate(
-        "() => { const e = document.activeElement;"
-        " return {id: e.id, tag: e.tagName.toLowerCase(), cls: e.className, href: e.getAttribute('href')}; }"
-    )
-
-
-async def _tab_to(page: Any, element_id: str, *, back: bool = False, limit: int = 80) -> None:
-    """Tab (Shift+Tab with `back`) until the element with `element_id` has the focus."""
-    for _ in range(limit):
-        if (await _active(page))["id"] == element_id:
-            return
-        await page.keyboard.press("Shift+Tab" if back else "Tab")
-    raise AssertionError(f"#{element_id} never got the focus by keyboard")
-
-
-async def _tab_to_link(page: Any, href: str, *, back: bool = False, limit: int = 80) -> None:
-    for _ in range(limit):
-        await page.keyboard.press("Shift+Tab" if back else "Tab")
-        if (await _active(page))["href"] == href:
-            return
-    raise AssertionError(f"the link {href} never got the focus by keyboard")
 
 
 async def _assert_landed_on_summary(page: Any, links: list[str]) -> None:
@@ -154,12 +109,6 @@ async def _assert_landed_on_summary(page: Any, links: list[str]) -> None:
     text = await page.locator("main").inner_text()
     for english in ("List should", "needs an email", "Field required", "value is not", "Input should"):
         assert english not in text
-
-
-async def _press_and_load(page: Any, key: str = "Enter", locator: Any = None) -> None:
-    """Press `key` (on `locator`, else where the focus is) and wait for the page it submits to."""
-    async with page.expect_navigation():
-        await (locator.press(key) if locator is not None else page.keyboard.press(key))
 
 
 async def _follow_summary_link(page: Any, href: str) -> None:
