@@ -28,7 +28,7 @@ import time
 from support.rabbit import publish_bare
 from support.settings import wait_until
 
-from shared.topology import DELIVERY_OUTCOMES_QUEUE_NAME, TOPOLOGY, iter_topology_queue_names
+from shared.topology import TOPOLOGY, iter_topology_queue_names
 
 from .conftest import (
     HAProxy,
@@ -47,8 +47,6 @@ KS = "bitnje"
 BOUND_SECONDS = 90  # from the kill to the last delivery of both notices
 NOTIFY_QUEUE = "notify.on-notice-requested"
 NOTIFY_QUEUES = [spec.name for spec in TOPOLOGY if spec.service == "notify"]  # quorum queues notify consumes
-# ... and the queue its facts go to: it is led by the node killed too, and keeps every fact.
-KILLED_LEADS = [*NOTIFY_QUEUES, DELIVERY_OUTCOMES_QUEUE_NAME]
 
 
 async def _publish_until_confirmed(url: str, envelope: dict, deadline: float) -> list[str]:
@@ -102,7 +100,7 @@ async def test_kill_9_of_the_node_leading_notifys_queues_mid_fan_out(
     # The node to kill carries notify's connection (its consumers and its outbox relay's
     # publishes) and leads notify's queues: Ra moves their leadership there first.
     (leader,) = rabbit_cluster.consumer_nodes(vhost, NOTIFY_QUEUE)
-    rabbit_cluster.move_leaders(vhost, KILLED_LEADS, leader)
+    rabbit_cluster.move_leaders(vhost, NOTIFY_QUEUES, leader)
     notify_leaders = {
         row[0]: row[1]
         for row in rabbit_cluster.queues(vhost, "leader")
