@@ -22,9 +22,7 @@ every one of these pages.
 
 from __future__ import annotations
 
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
 
@@ -32,12 +30,11 @@ import httpx
 import pytest
 from sqlmodel import select
 from staff_login import add_staff, browser_login
-from support.browser import axe_serious_violations, serve_app
+from support.browser import axe_serious_violations
+from support.resident import front_door
 from support.settings import TEST_ADMIN_TOKEN, make_settings, wait_until
 from support.times import iso, weekday_ahead
 
-from kranj.gateway import FrontDoor, bind, uvicorn_config
-from kranj.routes import SHARED_OWNER, route_table
 from services.booking import domain
 from services.booking.app import create_app as create_booking
 from services.booking.models import Booking, Room
@@ -56,32 +53,6 @@ CHOIR = "zbor@example.si"
 RESIDENT = "bor.kranjc@example.si"
 REASON = "Ta večer ima prostor občni zbor KS."
 THURSDAY = 3
-
-
-@contextlib.asynccontextmanager
-async def front_door(apps: dict[str, Any]) -> AsyncIterator[str]:
-    """The services on their own ports and the local front door in front of them."""
-    import asyncio
-
-    import uvicorn
-
-    async with contextlib.AsyncExitStack() as stack:
-        direct = {name: await stack.enter_async_context(serve_app(app)) for name, app in apps.items()}
-        # What every service serves alike (/login) goes to SHARED_OWNER (events, not started
-        # here): booking serves the same shared code.
-        upstreams = {SHARED_OWNER: direct["booking"], **direct}
-        sock = bind("127.0.0.1", 0)
-        server = uvicorn.Server(uvicorn_config(FrontDoor(route_table(apps), upstreams), graceful_timeout=5))
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            await wait_until(lambda: server.started or task.done(), timeout=30, message="the front door")
-            if task.done():
-                task.result()
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=30)
-            sock.close()
 
 
 async def fits_and_passes(page: Any, what: str) -> None:

@@ -14,16 +14,19 @@ from support.browser import serve_app
 @contextlib.asynccontextmanager
 async def front_door(apps: dict[str, Any], port: int = 0) -> AsyncIterator[str]:
     """The services of `apps` on their own ports and the local front door (as `kranj up`
-    serves it) in front of them on `port` (0: any free one); yields the door's address."""
+    serves it) in front of them on `port` (0: any free one); yields the door's address.
+    With only some of the services, the door routes theirs, and what every service serves
+    alike (the staff login: SHARED_OWNER) goes to the first of them."""
     import uvicorn
 
     from kranj.gateway import FrontDoor, bind, uvicorn_config
-    from kranj.routes import route_table
+    from kranj.routes import SHARED_OWNER, route_table
 
     async with contextlib.AsyncExitStack() as stack:
         direct = {name: await stack.enter_async_context(serve_app(app)) for name, app in apps.items()}
+        upstreams = {SHARED_OWNER: next(iter(direct.values())), **direct}
         sock = bind("127.0.0.1", port)
-        server = uvicorn.Server(uvicorn_config(FrontDoor(route_table(), direct), graceful_timeout=5))
+        server = uvicorn.Server(uvicorn_config(FrontDoor(route_table(apps), upstreams), graceful_timeout=5))
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:
             while not server.started and not task.done():
