@@ -101,6 +101,12 @@ async def test_kill_9_of_the_node_leading_notifys_queues_mid_fan_out(
     # publishes) and leads notify's queues: Ra moves their leadership there first.
     (leader,) = rabbit_cluster.consumer_nodes(vhost, NOTIFY_QUEUE)
     rabbit_cluster.move_leaders(vhost, NOTIFY_QUEUES, leader)
+    # notify.delivery-outcomes is led by a node that survives. Its leader is placed where the
+    # queue was declared (notify's connection, the node killed here), and losing it with the
+    # node left the relay's facts nacked for over a minute on RabbitMQ 3.10.8: an open finding
+    # (docs/scaling.md, "A RabbitMQ cluster"), not what this test is about.
+    survivor = next(n for n in rabbit_cluster.nodes if n is not leader)
+    rabbit_cluster.move_leaders(vhost, ["notify.delivery-outcomes"], survivor)
     notify_leaders = {
         row[0]: row[1]
         for row in rabbit_cluster.queues(vhost, "leader")
