@@ -11,6 +11,7 @@ what notify needs to do still works, the real notify service included.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import runpy
 import secrets
@@ -76,6 +77,21 @@ async def _declare_as_ops(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def vhost() -> Iterator[Vhost]:
+    with _new_vhost() as made:
+        yield made
+
+
+@pytest.fixture
+def own_vhost() -> Iterator[Vhost]:
+    """A vhost of its own: the real notify started there sends only what its test publishes
+    (the module's privilege checks leave notices and facts in the shared one)."""
+    with _new_vhost() as made:
+        yield made
+
+
+@contextlib.contextmanager
+def _new_vhost() -> Iterator[Vhost]:
+    """A vhost with the broker definitions' users, permissions and policies."""
     require_broker()
     suffix = secrets.token_hex(4)
     name = f"kranj-test-priv-{suffix}"
@@ -282,33 +298,33 @@ async def test_each_service_starts_its_bus_under_least_privilege(vhost: Vhost, s
 
 
 async def test_the_real_notify_service_works_as_its_own_least_privileged_user(
-    vhost: Vhost, tmp_path: Path, database_url: str, smtp_server: Any, sms_gateway: Any
+    own_vhost: Vhost, tmp_path: Path, database_url: str, smtp_server: Any, sms_gateway: Any
 ) -> None:
     """notify starts (declares its queues, binds them, consumes), takes an outside system's
     notice, sends it and publishes notify.delivery.sent (v1) and its page of outcomes
     (notify.delivery.outcomes v2) as `kranj-notify`."""
     settings = make_settings(
         tmp_path,
-        vhost.url("kranj-notify"),
+        own_vhost.url("kranj-notify"),
         notify_database_url=database_url,
         retry_base_seconds=0.05,
         **smtp_server.settings(),
         **sms_gateway.settings(),
     )
-    outcomes = await _drain_outcomes(vhost)  # what earlier runs left
+    outcomes = await _drain_outcomes(own_vhost)  # empty: a vhost of its own
     app = create_notify(settings)
     async with app.router.lifespan_context(app):
         await notify_subscribers.add_subscriber(
             app.state.ctx.db,
             notify_subscribers.SubscriberIn(email="ana.novak@example.si", ks=["primskovo"], topics=["utilities"]),
         )
-        ack = await allowed(vhost.url("kranj-outside"), publish("notify.notice.requested"))
+        ack = await allowed(own_vhost.url("kranj-outside"), publish("notify.notice.requested"))
         assert isinstance(ack, aiormq.spec.Basic.Ack)
         [mail] = await smtp_server.wait_for(1, timeout=20)
         assert mail.rcpt_tos == ["ana.novak@example.si"]
         outcomes = []
         for _ in range(100):
-            outcomes += await _drain_outcomes(vhost)
+            outcomes += await _drain_outcomes(own_vhost)
             if {m.routing_key for m in outcomes} == {"notify.delivery.sent", "notify.delivery.outcomes"}:
                 break
             await asyncio.sleep(0.1)
@@ -320,21 +336,10 @@ async def test_the_real_notify_service_works_as_its_own_least_privileged_user(
         ("notify.delivery.sent", ids.get("notify.delivery.sent")),
         ("notify.delivery.outcomes", ids.get("notify.delivery.outcomes")),
     }
-    assert len(smtp_server.messages) == 1, [(m.message["Subject"], m.message["Message-ID"]) for m in smtp_server.messages]  # and the email went once
-    assert {m.user_id for m in outcomes} == {vhost.users["kranj-notify"]}
-
-
-async def _drain_notices(vhost: Vhost) -> None:
-    """Empty notify's notice queue of this module's vhost: the privilege checks publish notices
-    there, and the real notify started here would send those too."""
-    connection = await aio_pika.connect(vhost_url(vhost.name), timeout=10)
-    async with connection:
-        channel = await connection.channel()
-        try:
-            queue = await channel.declare_queue("notify.on-notice-requested", passive=True)
-        except aiormq.exceptions.ChannelNotFoundEntity:
-            return  # not declared yet: nothing waits
-        await queue.purge()
+    assert len(smtp_server.messages) == 1, [
+        (m.message["Subject"], m.message["Message-ID"]) for m in smtp_server.messages
+    ]  # and the email went once
+    assert {m.user_id for m in outcomes} == {own_vhost.users["kranj-notify"]}
 
 
 async def _drain_outcomes(vhost: Vhost) -> list[aio_pika.abc.AbstractIncomingMessage]:
