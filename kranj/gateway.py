@@ -9,8 +9,11 @@ behaves as that nginx does:
   body streamed both ways), with `Host` kept and `X-Forwarded-For` / `X-Real-IP` set to the
   peer's address (never what the client wrote: the services trust the header and count
   rate limits by it), `X-Forwarded-Proto` and `X-Forwarded-Host`;
-- nothing is ever retried (a POST is never sent twice); a service that does not answer is
-  a 502 with a short Slovenian page (504 when it accepted but did not answer in time);
+- a request with a body is never retried (a POST is never sent twice); a GET or HEAD that
+  met a pooled connection the service had just closed goes once more, on a new one (the
+  pool gives idle connections up long before the services close them, shared/serve.py);
+  a service that does not answer is a 502 with a short Slovenian page (504 when it
+  accepted but did not answer in time);
 - bodies above 2 MB are refused (413), as `client_max_body_size 2m`;
 - `/` redirects to /events, `/gateway/healthz` answers `ok`, `/docs/<service>/openapi.json`
   and `/asyncapi.json` are the service's documents, and everything else (the services'
@@ -35,6 +38,7 @@ import httpx
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.serve import KEEP_ALIVE_SECONDS
 from shared.settings import SERVICES, Settings
 
 from .routes import HEALTHZ, HOME, RouteTable, normalise
@@ -47,6 +51,9 @@ ROUTES_ENV = "KRANJ_GATEWAY_ROUTES"  # internal: the table as JSON, from `kranj 
 FD_ENV = "KRANJ_GATEWAY_FD"  # internal: the listening socket `kranj up` bound for us
 
 # Hop-by-hop headers (RFC 9110 7.6.1) and what the door sets itself: never passed on.
+REPLAYABLE = frozenset({"GET", "HEAD"})  # safe to send twice, when sent without a body
+# What a request meets on a pooled connection the other end has just closed.
+STALE_CONNECTION = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
 HOP_BY_HOP = frozenset(
     {"connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding", "upgrade", "expect"}
 )
@@ -172,8 +179,12 @@ class FrontDoor:
                 timeout=self.timeout,
                 follow_redirects=False,
                 trust_env=False,  # never through an HTTP(S)_PROXY of the environment
-                limits=httpx.Limits(max_connections=200, max_keepalive_connections=40),
-                transport=self._transport,  # retries: none (httpx's default transport)
+                limits=httpx.Limits(
+                    max_connections=200,
+                    max_keepalive_connections=40,
+                    keepalive_expiry=KEEP_ALIVE_SECONDS / 3,  # given up long before the service closes it
+                ),
+                transport=self._transport,  # retries: see _send
                 # No cookie jar: a door that kept the services' Set-Cookie would send one
                 # resident's cookies (CSRF secret, a staff session) with the next request.
                 cookies=http.cookiejar.CookieJar(http.cookiejar.DefaultCookiePolicy(allowed_domains=[])),
@@ -279,6 +290,17 @@ class FrontDoor:
             headers.append((b"x-forwarded-host", host))
         return headers, has_body, length
 
+    async def _send(self, request: httpx.Request, *, retry: bool) -> httpx.Response:
+        """Send `request`; a bodiless GET or HEAD that found its pooled connection closed
+        under it (the service's keep-alive ran out as it was sent) goes once more. A
+        request with a body never does: the service may have acted on it."""
+        try:
+            return await self.client.send(request, stream=True)
+        except STALE_CONNECTION:
+            if not retry:
+                raise
+        return await self.client.send(request, stream=True)
+
     async def _proxy(
         self, scope: dict[str, Any], receive: Any, send: Any, service: str, target: bytes, path: str
     ) -> None:
@@ -297,7 +319,7 @@ class FrontDoor:
             await self._answer(send, 400, path, method)
             return
         try:
-            response = await self.client.send(request, stream=True)
+            response = await self._send(request, retry=content is None and method in REPLAYABLE)
         except _BodyTooLarge:
             await self._answer(send, 413, path, method)
             return

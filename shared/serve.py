@@ -17,6 +17,13 @@ import uvicorn
 from . import logs
 from .settings import Settings, load_or_exit
 
+# How long a service keeps an idle keep-alive connection open. Whatever pools connections
+# to a service (the front door, kranj/gateway.py) gives them up well before this: with
+# uvicorn's default of 5 s, exactly httpx's own pool expiry, the door now and then sent a
+# request on a connection the service was closing that same moment (ReadError, a 502 for
+# the resident: seen in CI on GET /rooms).
+KEEP_ALIVE_SECONDS = 75
+
 
 async def broker_problem(url: str, timeout: float = 5.0) -> str | None:
     """None when RabbitMQ at `url` accepts a connection, else a one-line reason."""
@@ -57,4 +64,5 @@ def serve(name: str, create_app: Callable[[Settings], Any], settings: Settings |
         lifespan="on",
         timeout_graceful_shutdown=int(settings.graceful_timeout),
         proxy_headers=True,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )

@@ -8,6 +8,7 @@ import os
 from collections.abc import AsyncIterator
 from typing import Any
 
+from shared.serve import KEEP_ALIVE_SECONDS
 from support.settings import free_port, wait_until
 
 # ======================================================================================
@@ -41,7 +42,15 @@ async def serve_app(app: Any) -> AsyncIterator[str]:
 
     port = free_port()
     server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", access_log=False)
+        uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            lifespan="on",
+            access_log=False,
+            timeout_keep_alive=KEEP_ALIVE_SECONDS,  # as shared/serve.py serves a service
+        )
     )
     task = asyncio.create_task(server.serve())
     try:
