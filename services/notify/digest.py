@@ -3,7 +3,8 @@ email per notice (`Subscriber.digest`).
 
 Every Monday at 07:00 Europe/Ljubljana, for each KS (and once for the followers of the
 whole city), one digest notice (`kind="digest"`, not on the noticeboard) lists that KS's
-notices of the past week and its events of the coming week, and gets one email delivery
+notices of the past week and its events of the coming week (each date of a series in that
+week, and how many come later), and gets one email delivery
 per digest subscriber. The DeliveryWorker sends them like any other delivery; the Renderer
 uses the `digest_*` templates for this kind. The items are a snapshot in the notice's body
 (JSON), so what was sent stays what the delivery log points to.
@@ -27,6 +28,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -41,6 +43,7 @@ from shared.models import utcnow
 from shared.periodic import every
 from shared.settings import Settings
 
+from . import agenda
 from .domain import quiet_until
 from .models import ChannelConsent, Delivery, Notice, NoticeKs, Subscriber, SubscriberKs, SubscriberTopic
 from .posters import notice_link, shorten
@@ -54,6 +57,7 @@ DIGEST_CATCH_UP = timedelta(hours=24)
 DIGEST_CHECK_EVERY = 300.0  # seconds between checks of the background job
 DIGEST_SOURCE = "/notify/digest"
 MAX_ITEMS = 20  # per section; the link to the noticeboard leads to the rest
+MAX_CANDIDATES = 500  # events read to find the week's (a series that began long ago included)
 WEEK = timedelta(days=7)
 
 
@@ -77,8 +81,9 @@ def _board_url(base: str, scope: str) -> str:
     return f"{base}/noticeboard" if scope == ALL_KS else f"{base}/noticeboard/{scope}"
 
 
-async def _items(session: Any, scope: str, slot: datetime, now: datetime) -> tuple[list[Notice], list[Notice]]:
-    """Upcoming events (this week, or newly announced) and last week's notices of `scope`."""
+async def _items(session: Any, scope: str, slot: datetime, now: datetime) -> tuple[list[Listed], list[Notice]]:
+    """Upcoming events (with their dates in the coming week, or newly announced ones with
+    their next date) and last week's notices of `scope`."""
     query = select(Notice).where(
         col(Notice.on_noticeboard).is_(True),
         sa.or_(col(Notice.valid_until).is_(None), col(Notice.valid_until) > now),
@@ -86,18 +91,21 @@ async def _items(session: Any, scope: str, slot: datetime, now: datetime) -> tup
     if scope != ALL_KS:
         query = query.where(col(Notice.id).in_(select(NoticeKs.notice_id).where(col(NoticeKs.ks).in_([scope, ALL_KS]))))
     since = slot - WEEK
-    events = (
+    # A series' notice keeps its first date in starts_at/ends_at and all of them in `dates`
+    # (services/notify/agenda.py): which dates are this week's is decided below, not in SQL.
+    candidates = (
         await session.exec(
             query.where(
                 Notice.kind == "event",
                 col(Notice.starts_at).is_not(None),
-                sa.or_(col(Notice.ends_at) > now, sa.and_(col(Notice.ends_at).is_(None), col(Notice.starts_at) > now)),
                 sa.or_(col(Notice.starts_at) < slot + WEEK, col(Notice.created_at) >= since),
             )
             .order_by(col(Notice.starts_at))
-            .limit(MAX_ITEMS)
+            .limit(MAX_CANDIDATES)
         )
     ).all()
+    events = [listed for n in candidates if (listed := _listed(n, now, slot + WEEK, since)) is not None]
+    events.sort(key=lambda listed: (listed.dates[0].starts_at, listed.notice.title))
     notices = (
         await session.exec(
             query.where(Notice.kind == "notice", col(Notice.created_at) >= since, col(Notice.created_at) < slot)
@@ -105,7 +113,28 @@ async def _items(session: Any, scope: str, slot: datetime, now: datetime) -> tup
             .limit(MAX_ITEMS)
         )
     ).all()
-    return list(events), list(notices)
+    return events[:MAX_ITEMS], list(notices)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """An event in the digest: the dates it lists and how many dates come after them."""
+
+    notice: Notice
+    dates: list[agenda.Date]
+    later: int
+
+
+def _listed(notice: Notice, now: datetime, until: datetime, since: datetime) -> Listed | None:
+    """Every date of the event from now until the end of the digest's week; an event newly
+    announced in the past week with no date in it, its next date; else nothing."""
+    upcoming = [d for d in agenda.dates_of(notice) if d.ends_at > now]
+    week = [d for d in upcoming if d.starts_at < until]
+    if not week and upcoming and notice.created_at >= since:
+        week = upcoming[:1]
+    if not week:
+        return None
+    return Listed(notice, week, len(upcoming) - len(week))
 
 
 async def _recipients(session: Any, scope: str, topics: set[str]) -> list[tuple[str, str, str]]:
@@ -134,7 +163,7 @@ async def _recipients(session: Any, scope: str, topics: set[str]) -> list[tuple[
     return [(r[0], r[1], r[2]) for r in rows if "email" in (r[3] or [])]
 
 
-def _snapshot(scope: str, slot: datetime, base: str, events: list[Notice], notices: list[Notice]) -> str:
+def _snapshot(scope: str, slot: datetime, base: str, events: list[Listed], notices: list[Notice]) -> str:
     def when(value: datetime | None) -> str | None:
         return value.isoformat() if value else None
 
@@ -146,15 +175,18 @@ def _snapshot(scope: str, slot: datetime, base: str, events: list[Notice], notic
             "board_url": _board_url(base, scope),
             "events": [
                 {
-                    "id": n.id,
-                    "title": n.title,
-                    "starts_at": when(n.starts_at),
-                    "ends_at": when(n.ends_at or n.starts_at),
-                    "venue": n.venue,
-                    "link": notice_link(n, base),
-                    "ks": n.ks,
+                    "id": e.notice.id,
+                    "title": e.notice.title,
+                    # the first listed date (what a snapshot from before `dates` had)
+                    "starts_at": when(e.dates[0].starts_at),
+                    "ends_at": when(e.dates[0].ends_at),
+                    "dates": [[when(d.starts_at), when(d.ends_at)] for d in e.dates],
+                    "later": e.later,
+                    "venue": e.notice.venue,
+                    "link": notice_link(e.notice, base),
+                    "ks": e.notice.ks,
                 }
-                for n in events
+                for e in events
             ],
             "notices": [
                 {
@@ -191,7 +223,7 @@ async def make_digest(db: Database, settings: Settings, scope: str, slot: dateti
             events, notices = await _items(session, scope, slot, now)
             if not events and not notices:
                 return 0
-            recipients = await _recipients(session, scope, {n.topic for n in (*events, *notices)})
+            recipients = await _recipients(session, scope, {n.topic for n in (*(e.notice for e in events), *notices)})
             if not recipients:
                 return 0
             place = "Mestni občini Kranj" if scope == ALL_KS else f"KS {ks_name(scope)}"  # locative

@@ -331,6 +331,9 @@ def digest_context(notice: Notice) -> dict[str, Any]:
 
     for item in data["events"]:
         item["starts_at"], item["ends_at"] = parse(item["starts_at"]), parse(item["ends_at"])
+        # a snapshot from before 2026-12 has its one date and no `dates`
+        item["dates"] = [(parse(a), parse(b)) for a, b in item.get("dates") or []] or [(item["starts_at"], item["ends_at"])]
+        item.setdefault("later", 0)
     for item in data["notices"]:
         item["valid_until"] = parse(item["valid_until"])
     data["since"], data["until"] = parse(data["since"]), parse(data["until"])

@@ -25,7 +25,8 @@ from services.notify.app import create_app
 from services.notify.digest import run_digests
 from services.notify.models import Delivery, Subscriber
 from shared import clock
-from shared.i18n import TZ
+from shared.i18n import TZ, format_span
+from shared.senders import amqp_user
 
 pytestmark = pytest.mark.integration
 
@@ -72,14 +73,14 @@ async def publish_notice(amqp_url: str, title: str, body: str) -> None:
         )
 
 
-async def sign_up_for_the_digest(app, smtp_server, email: str) -> None:
+async def sign_up_for_the_digest(app, smtp_server, email: str, topics: tuple[str, ...] = ("utilities",)) -> None:
     async with client(app) as c:
         page = await c.get("/subscribe")
         assert 'name="digest" value="weekly"' in page.text  # the choice is on the sign-up page
         form = {
             "email": email,
             "ks": ["primskovo"],
-            "topics": ["utilities"],
+            "topics": list(topics),
             "channels": ["email"],
             "digest": "weekly",
             "consent": "yes",
@@ -132,6 +133,68 @@ async def test_a_digest_subscriber_gets_the_weekly_digest_by_the_real_worker(not
     assert digest.message["List-Unsubscribe"].startswith("<http://127.0.0.1:8004/unsubscribe/")
     assert digest.message["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert digest.message["Content-Language"] == "sl"
+
+
+async def test_a_weekly_series_lists_each_of_its_dates_of_the_week(notify_app, amqp_url, smtp_server):
+    """A series that began last week: the digest lists its dates of the coming week (not only
+    the first date, long past) and says how many come after (found in issue 18's review: the
+    digest showed an event's first date only, and a series whose first date had passed fell
+    out of the digest altogether)."""
+    db = notify_app.state.ctx.db
+    await sign_up_for_the_digest(notify_app, smtp_server, "serija@example.si", topics=("events",))
+    monday = next_monday_morning(clock.now())
+    first = clock.now() + timedelta(hours=1)  # over by Monday
+    evening = monday.astimezone(TZ).replace(hour=18, minute=0)
+    dates = [(first, first + timedelta(hours=2))] + [
+        ((evening + timedelta(days=d)).astimezone(UTC), (evening + timedelta(days=d, hours=2)).astimezone(UTC))
+        for d in (1, 3, 8)  # Tuesday and Thursday of the digest's week, and the Tuesday after
+    ]
+    title = f"Telovadba za starejše {uuid.uuid4().hex[:6]}"
+    envelope = {
+        "specversion": "1.0",
+        "id": str(uuid.uuid4()),
+        "source": "/events",
+        "type": "si.kranj.events.event.published.v1",
+        "time": clock.now().isoformat(),
+        "data": {
+            "event_id": str(uuid.uuid4()),
+            "ks": "primskovo",
+            "title": title,
+            "starts_at": dates[0][0].isoformat(),
+            "ends_at": dates[0][1].isoformat(),
+            "venue": "Dom krajanov Primskovo",
+            "url": "http://127.0.0.1:8001/events/serija",
+            "rrule": "FREQ=WEEKLY",
+            "dates": [{"starts_at": a.isoformat(), "ends_at": b.isoformat()} for a, b in dates],
+        },
+    }
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        exchange = await channel.get_exchange("kranj")
+        await exchange.publish(
+            aio_pika.Message(json.dumps(envelope).encode(), user_id=amqp_user(amqp_url)),
+            routing_key="events.event.published",
+        )
+
+    async def on_the_board() -> bool:
+        async with db.session() as s:
+            from services.notify.models import Notice
+
+            return (await s.exec(select(Notice).where(Notice.title == title))).first() is not None
+
+    await wait_until(on_the_board, message="the series consumed from the broker")
+    with clock.frozen(monday):
+        assert await run_digests(db, notify_app.state.ctx.settings) == 1
+        notify_app.state.ctx.extra["worker"].wake()
+        mails = await smtp_server.wait_for(2, timeout=15)
+    digest = mails[1]
+    assert digest.rcpt_tos == ["serija@example.si"]
+    text, html = digest.part("text/plain"), digest.part("text/html")
+    listed = [format_span(*dates[1]), format_span(*dates[2])]
+    assert f"* {title}\n  Kdaj:\n  - {listed[0]}\n  - {listed[1]}\n  Pozneje še 1 termin.\n" in text
+    assert format_span(*dates[0]) not in text and format_span(*dates[3]) not in text
+    assert f"{listed[0]}<br>\n{listed[1]}<br>\nPozneje še 1 termin." in html
 
 
 async def _equals(read, expected) -> bool:
