@@ -48,8 +48,16 @@ def registration_id_from_token(settings: Settings, token: str) -> str | None:
     return SignedIds(settings, TOKEN_SALT).read(token)
 
 
-def cancel_url(settings: Settings, registration_id: str) -> str:
+def registration_url(settings: Settings, registration_id: str) -> str:
+    """The registration's own page: what it is, its place on the waiting list."""
     return f"{settings.public_base('events')}/events/prijava/{registration_token(settings, registration_id)}"
+
+
+def cancel_url(settings: Settings, registration_id: str) -> str:
+    """Straight to the question "Ali res želite preklicati prijavo?" (yes, or back to the
+    registration's page): the email's button and the SMS link cancel in two steps, as a
+    room request's cancel_url does (services/booking/messages.py)."""
+    return registration_url(settings, registration_id) + "/preklic"
 
 
 def to_out(settings: Settings, event: Event, seats_taken: int | None = None, *, personal: bool = False) -> EventOut:
