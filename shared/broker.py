@@ -10,10 +10,14 @@ waits `graceful_timeout` seconds for running handlers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import datetime
 from typing import Any, Literal
 
+import aio_pika
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractExchange
 from faststream import AckPolicy
 from faststream.rabbit import Channel, RabbitBroker, RabbitExchange
 from pydantic import BaseModel, create_model
@@ -52,8 +56,57 @@ def make_broker(settings: Settings, service: str) -> RabbitBroker:
 # --------------------------------------------------------------------------------------
 # Publishing
 # --------------------------------------------------------------------------------------
+class ConfirmChannel:
+    """A publishing channel of its own on `broker`'s connection, with confirms, for the
+    outbox relay: not the channel the consumers share, and one the relay can renew.
+
+    Why renew: on RabbitMQ 3.10.8 a channel whose quorum-queue client lost the queue's
+    leader with a node (`kill -9`) went on nacking every publish to that queue for minutes,
+    while the queue already had a new leader and the same publishes on a new channel were
+    confirmed (tests/faults/test_rabbit_cluster.py; docs/scaling.md, "A RabbitMQ cluster").
+    The relay calls `renew()` after a nack: its next publish opens a fresh channel."""
+
+    def __init__(self, broker: RabbitBroker, app_id: str) -> None:
+        self.broker = broker
+        self.app_id = app_id
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._opening = asyncio.Lock()
+        self.renewals = 0  # how many times a nack made it open a new channel
+
+    async def exchange(self) -> AbstractExchange:
+        """The `kranj` exchange on the open channel (opened on first use, and after renew)."""
+        if self._exchange is not None and self._channel is not None and not self._channel.is_closed:
+            return self._exchange
+        async with self._opening:
+            if self._exchange is None or self._channel is None or self._channel.is_closed:
+                # FastStream 0.7 keeps its robust connection here (shared/bus.py stops it so too).
+                connection = getattr(self.broker, "_connection", None)
+                if connection is None:
+                    raise aiormq.exceptions.AMQPConnectionError("not connected to RabbitMQ")
+                self._channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                self._exchange = await self._channel.get_exchange(EXCHANGE.name, ensure=False)
+        return self._exchange
+
+    async def renew(self) -> None:
+        """Close the channel; the next publish opens a new one."""
+        self.renewals += 1
+        await self.close()
+
+    async def close(self) -> None:
+        channel, self._channel, self._exchange = self._channel, None, None
+        if channel is not None and not channel.is_closed:
+            with contextlib.suppress(Exception):  # a channel the broker already closed, or a lost connection
+                await asyncio.wait_for(channel.close(), timeout=2.0)
+
+
+def is_nack(error: BaseException | None) -> bool:
+    """The broker refused a publish (Basic.Nack), as opposed to returning it unroutable."""
+    return isinstance(error, aio_pika.exceptions.DeliveryError) and isinstance(error.frame, aiormq.spec.Basic.Nack)
+
+
 async def publish_envelope(
-    broker: RabbitBroker,
+    broker: RabbitBroker | ConfirmChannel,
     body: str | bytes,
     *,
     routing_key: str,
@@ -66,10 +119,32 @@ async def publish_envelope(
     """Persistent, mandatory, confirmed; raises if the broker refuses or returns it, or
     does not confirm within `PUBLISH_TIMEOUT` seconds (a silent broker or a resource alarm).
     `user_id` must be the connection's own user (the broker closes the channel otherwise):
-    it is what makes consumers accept the platform's facts (shared/senders.py)."""
+    it is what makes consumers accept the platform's facts (shared/senders.py). On a
+    `ConfirmChannel` (the outbox relay) it goes on that channel, to the `kranj` exchange."""
+    data = body.encode() if isinstance(body, str) else body
     async with asyncio.timeout(PUBLISH_TIMEOUT):
+        if isinstance(broker, ConfirmChannel):
+            assert exchange is EXCHANGE, "a ConfirmChannel publishes to the kranj exchange"
+            target = await broker.exchange()
+            await target.publish(
+                aio_pika.Message(
+                    data,
+                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    message_id=message_id,
+                    correlation_id=message_id,
+                    type=message_type,
+                    content_type=CONTENT_TYPE,
+                    headers=headers,
+                    timestamp=clock.now(),
+                    user_id=user_id,
+                    app_id=broker.app_id,
+                ),
+                routing_key=routing_key,
+                mandatory=True,
+            )
+            return
         await broker.publish(
-            body.encode() if isinstance(body, str) else body,
+            data,
             exchange=exchange,
             routing_key=routing_key,
             persist=True,

@@ -182,6 +182,7 @@ class Bus:
             except (TimeoutError, asyncio.CancelledError):
                 self._relay_task.cancel()
             self._relay_task = None
+        await self.relay.close()
         try:  # a silent broker must not keep a stopping service alive
             async with asyncio.timeout(self.settings.graceful_timeout + 1):
                 await self.broker.stop()

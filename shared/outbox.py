@@ -19,7 +19,7 @@ from pydantic import BaseModel
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from .broker import publish_envelope
+from .broker import ConfirmChannel, is_nack, publish_envelope
 from .contracts import MessageType
 from .db import Database
 from .metrics import MESSAGES_PUBLISHED, OUTBOX_OLDEST_SECONDS, OUTBOX_UNSENT, PUBLISH_FAILURES
@@ -85,6 +85,7 @@ class OutboxRelay:
     ):
         self.db = db
         self.broker = broker
+        self.channel = ConfirmChannel(broker, app_id=f"kranj-{service}")  # the relay's own
         self.service = service
         self.user_id = user_id  # the broker user of `broker`'s connection, set on every publish
         self.batch = batch
@@ -125,6 +126,10 @@ class OutboxRelay:
         self._stopping = True
         self._wake.set()
 
+    async def close(self) -> None:
+        """Close the relay's channel (after `run` has returned)."""
+        await self.channel.close()
+
     async def flush_once(self) -> int:
         """Publish one batch of due rows; returns how many were confirmed. Rows are read and
         marked with Core statements (a fan-out writes thousands: no ORM unit of work)."""
@@ -162,10 +167,10 @@ class OutboxRelay:
         return len(sent)
 
     async def _publish(self, rows: Sequence[sa.Row[*tuple[Any, ...]]]) -> list[BaseException | None]:
-        return await asyncio.gather(
+        results: list[BaseException | None] = await asyncio.gather(
             *(
                 publish_envelope(
-                    self.broker,
+                    self.channel,
                     row.body,
                     routing_key=row.routing_key,
                     message_id=row.id,
@@ -176,6 +181,11 @@ class OutboxRelay:
             ),
             return_exceptions=True,
         )
+        if any(is_nack(result) for result in results):
+            # Nacked: the rows are tried again later, on a new channel (ConfirmChannel).
+            log.warning("outbox: the broker refused messages; the next try goes on a new channel")
+            await self.channel.renew()
+        return results
 
     def _marks(
         self, rows: Sequence[sa.Row[*tuple[Any, ...]]], results: list[BaseException | None]
