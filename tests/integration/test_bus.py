@@ -537,6 +537,53 @@ async def test_unroutable_publish_raises(tmp_path: Path, amqp_url: str) -> None:
         await db.dispose()
 
 
+async def test_a_nacked_publish_stays_in_the_outbox_and_the_relay_renews_its_channel(
+    tmp_path: Path, amqp_url: str
+) -> None:
+    """A broker that refuses a publish (Basic.Nack; here a full queue that rejects, in a
+    cluster a channel that lost a quorum queue's leader with a node, docs/scaling.md): the
+    row stays with the reason, and the next try goes on a new channel of the relay's own."""
+    settings = make_settings(tmp_path, amqp_url)
+    await upgrade_async("events", settings.database_url("events"))
+    db = Database(settings.database_url("events"))
+    bus = Bus(settings, "events", db)
+    await bus.start(relay=False)
+    connection = await aio_pika.connect(amqp_url)
+    try:
+        channel = await connection.channel()
+        full = await channel.declare_queue(
+            f"test.full-{uuid.uuid4().hex[:6]}",
+            arguments={"x-max-length": 1, "x-overflow": "reject-publish"},
+        )
+        await full.bind("kranj", "test.nacked")
+        await channel.default_exchange.publish(aio_pika.Message(b"first"), routing_key=full.name)  # now full
+        body = json.dumps({"specversion": "1.0", "id": "n", "source": "/t", "type": "si.kranj.test.nacked.v1"})
+        async with db.session() as session:
+            session.add(OutboxMessage(id="n", routing_key="test.nacked", type="t", body=body))
+            await session.commit()
+        assert await bus.relay.flush_once() == 0
+        [row] = await outbox_rows(db)
+        assert row.sent_at is None and row.attempts == 1 and "Nack" in (row.last_error or "")
+        assert bus.relay.channel.renewals == 1  # the channel closed: the next try opens another
+
+        await full.purge()  # room again
+        async with db.session() as session:  # due now
+            stored = await session.get(OutboxMessage, "n")
+            stored.next_attempt_at = utcnow()
+            await session.commit()
+        assert await bus.relay.flush_once() == 1
+        [row] = await outbox_rows(db)
+        assert row.sent_at is not None and row.last_error is None
+        assert bus.relay.channel.renewals == 1  # confirmed: nothing renewed
+        message = await full.get(no_ack=True)
+        assert message.body == body.encode() and message.message_id == "n" and message.user_id == bus.user
+        assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT and message.app_id == "kranj-events"
+    finally:
+        await connection.close()
+        await bus.stop()
+        await db.dispose()
+
+
 # --------------------------------------------------------------------------------------
 # A broker that stops answering (a silent network; a memory or disk alarm, which makes
 # RabbitMQ block publishing connections) while the TCP connection stays up
