@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous import BadSignature, Signer, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
@@ -89,13 +89,36 @@ def content_language(notice: Notice, frame: str) -> str:
     return notice.language if notice.language in i18n.LANGUAGES else frame
 
 
+class _KeyOnceSigner(Signer):
+    """itsdangerous' signer, its key derived once (the library derives it anew for every
+    signature: an HMAC per link, two links per email of a fan-out)."""
+
+    _derived: bytes | None = None
+
+    def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
+        if secret_key is not None:  # verifying with an older key (key rotation)
+            return super().derive_key(secret_key)
+        if self._derived is None:
+            self._derived = super().derive_key()
+        return self._derived
+
+
 class _LinkSerializer(URLSafeSerializer):
     """itsdangerous' URL-safe tokens without trying zlib on every one (a link's few bytes of
-    JSON never shrink; a fan-out signs tens of thousands). `loads` is the library's own, so
-    tokens of either form verify."""
+    JSON never shrink; a fan-out signs tens of thousands), signed by one signer whose key is
+    derived once. `loads` is the library's own, so tokens of either form verify."""
+
+    default_signer = _KeyOnceSigner
 
     def dump_payload(self, obj: object) -> bytes:
         return base64_encode(self.serializer.dumps(obj, **self.serializer_kwargs).encode("utf-8"))
+
+    def make_signer(self, salt: str | bytes | None = None) -> Signer:
+        if salt is not None:
+            return super().make_signer(salt)
+        if (signer := self.__dict__.get("_signer")) is None:
+            signer = self.__dict__["_signer"] = super().make_signer()
+        return signer
 
 
 class Renderer:
