@@ -48,3 +48,28 @@ def test_the_floor_holds():
         window.record(Signal.CONGESTION, 0.0)
         window._last_decrease = -1e9  # each in its own round trip
     assert window.size == 1
+
+
+async def test_slots_go_in_order_and_a_cancelled_waiter_keeps_none():
+    import asyncio
+
+    window = AdaptiveWindow(start=1, floor=1)
+    order: list[str] = []
+
+    async def request(name: str) -> None:
+        async with window.slot():
+            order.append(name)
+
+    await window._acquire()  # one request in flight: the window (1) is full
+    waiting = [asyncio.create_task(request(n)) for n in ("second", "third", "fourth")]
+    await asyncio.sleep(0)
+    assert window.in_flight == 1 and len(window._waiters) == 3
+    waiting[0].cancel()  # gives up while waiting: it took no slot
+    await asyncio.gather(waiting[0], return_exceptions=True)
+    window._release()  # the request in flight ends: its slot is handed to "third" ...
+    waiting[1].cancel()  # ... which is cancelled before it runs: the slot goes on to "fourth"
+    await asyncio.gather(*waiting, return_exceptions=True)
+    assert order == ["fourth"]
+    assert window.in_flight == 0 and not window._waiters
+    async with window.slot():  # free at once
+        assert window.in_flight == 1 and window.peak == 1
