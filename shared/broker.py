@@ -122,40 +122,35 @@ async def publish_envelope(
     it is what makes consumers accept the platform's facts (shared/senders.py). On a
     `ConfirmChannel` (the outbox relay) it goes on that channel, to the `kranj` exchange."""
     data = body.encode() if isinstance(body, str) else body
+    properties: dict[str, Any] = {
+        "message_id": message_id,
+        "content_type": CONTENT_TYPE,
+        "headers": headers,
+        "timestamp": clock.now(),
+        "user_id": user_id,
+    }
     async with asyncio.timeout(PUBLISH_TIMEOUT):
         if isinstance(broker, ConfirmChannel):
             assert exchange is EXCHANGE, "a ConfirmChannel publishes to the kranj exchange"
-            target = await broker.exchange()
-            await target.publish(
-                aio_pika.Message(
-                    data,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    message_id=message_id,
-                    correlation_id=message_id,
-                    type=message_type,
-                    content_type=CONTENT_TYPE,
-                    headers=headers,
-                    timestamp=clock.now(),
-                    user_id=user_id,
-                    app_id=broker.app_id,
-                ),
-                routing_key=routing_key,
-                mandatory=True,
+            message = aio_pika.Message(
+                data,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                correlation_id=message_id,
+                type=message_type,
+                app_id=broker.app_id,
+                **properties,
             )
-            return
-        await broker.publish(
-            data,
-            exchange=exchange,
-            routing_key=routing_key,
-            persist=True,
-            mandatory=True,
-            message_id=message_id,
-            message_type=message_type,
-            content_type=CONTENT_TYPE,
-            headers=headers,
-            timestamp=clock.now(),
-            user_id=user_id,
-        )
+            await (await broker.exchange()).publish(message, routing_key=routing_key, mandatory=True)
+        else:
+            await broker.publish(
+                data,
+                exchange=exchange,
+                routing_key=routing_key,
+                persist=True,
+                mandatory=True,
+                message_type=message_type,
+                **properties,
+            )
 
 
 def envelope_schema(message_type: MessageType) -> type[BaseModel]:

@@ -54,16 +54,24 @@ def next_monday_morning(after: datetime) -> datetime:
         day += timedelta(days=1)
 
 
-async def publish_notice(amqp_url: str, title: str, body: str) -> None:
-    """An outside system's notice, published as a plain AMQP client would."""
-    envelope = {
+def cloud_event(event_type: str, source: str, data: dict) -> dict:
+    return {
         "specversion": "1.0",
         "id": str(uuid.uuid4()),
-        "source": "/komunala-kranj/outages",
-        "type": "si.kranj.notify.notice.requested.v1",
+        "source": source,
+        "type": event_type,
         "time": clock.now().isoformat(),
-        "data": {"title": title, "body": body, "ks": ["primskovo"], "topic": "utilities"},
+        "data": data,
     }
+
+
+async def publish_notice(amqp_url: str, title: str, body: str) -> None:
+    """An outside system's notice, published as a plain AMQP client would."""
+    envelope = cloud_event(
+        "si.kranj.notify.notice.requested.v1",
+        "/komunala-kranj/outages",
+        {"title": title, "body": body, "ks": ["primskovo"], "topic": "utilities"},
+    )
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()
@@ -150,13 +158,10 @@ async def test_a_weekly_series_lists_each_of_its_dates_of_the_week(notify_app, a
         for d in (1, 3, 8)  # Tuesday and Thursday of the digest's week, and the Tuesday after
     ]
     title = f"Telovadba za starejše {uuid.uuid4().hex[:6]}"
-    envelope = {
-        "specversion": "1.0",
-        "id": str(uuid.uuid4()),
-        "source": "/events",
-        "type": "si.kranj.events.event.published.v1",
-        "time": clock.now().isoformat(),
-        "data": {
+    envelope = cloud_event(
+        "si.kranj.events.event.published.v1",
+        "/events",
+        {
             "event_id": str(uuid.uuid4()),
             "ks": "primskovo",
             "title": title,
@@ -167,7 +172,7 @@ async def test_a_weekly_series_lists_each_of_its_dates_of_the_week(notify_app, a
             "rrule": "FREQ=WEEKLY",
             "dates": [{"starts_at": a.isoformat(), "ends_at": b.isoformat()} for a, b in dates],
         },
-    }
+    )
     connection = await aio_pika.connect(amqp_url)
     async with connection:
         channel = await connection.channel()

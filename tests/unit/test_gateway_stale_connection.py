@@ -52,23 +52,23 @@ class ClosingUpstream:
 
 
 @pytest.fixture
-async def upstream() -> AsyncIterator[tuple[ClosingUpstream, str]]:
+async def upstream() -> AsyncIterator[tuple[ClosingUpstream, httpx.AsyncClient]]:
+    """The closing service, and a resident's client of the front door in front of it."""
     service = ClosingUpstream()
     server = await asyncio.start_server(service.handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    async with server:
-        yield service, f"http://127.0.0.1:{port}"
+    door = FrontDoor(RouteTable(prefixes={"/rooms": "booking"}), {"booking": f"http://127.0.0.1:{port}"})
+    async with server, httpx.AsyncClient(transport=httpx.ASGITransport(app=door), base_url="http://door") as resident:
+        try:
+            yield service, resident
+        finally:
+            await door.aclose()
 
 
 async def test_a_get_on_a_connection_the_service_just_closed_goes_again(upstream) -> None:
-    service, base = upstream
-    door = FrontDoor(RouteTable(prefixes={"/rooms": "booking"}), {"booking": base})
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=door), base_url="http://door") as resident:
-            first = await resident.get("/rooms")
-            second = await resident.get("/rooms?ks=huje")  # on the pooled connection: dropped, then sent anew
-    finally:
-        await door.aclose()
+    service, resident = upstream
+    first = await resident.get("/rooms")
+    second = await resident.get("/rooms?ks=huje")  # on the pooled connection: dropped, then sent anew
     assert (first.status_code, first.text) == (200, "ok")
     assert (second.status_code, second.text) == (200, "ok")
     assert service.requests == ["GET /rooms HTTP/1.1", "GET /rooms?ks=huje HTTP/1.1", "GET /rooms?ks=huje HTTP/1.1"]
@@ -76,14 +76,9 @@ async def test_a_get_on_a_connection_the_service_just_closed_goes_again(upstream
 
 
 async def test_a_post_is_never_sent_twice(upstream) -> None:
-    service, base = upstream
-    door = FrontDoor(RouteTable(prefixes={"/rooms": "booking"}), {"booking": base})
-    try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=door), base_url="http://door") as resident:
-            first = await resident.get("/rooms")
-            booking = await resident.post("/rooms/huje-dvorana/rezervacija", data={"ime": "Ana"})
-    finally:
-        await door.aclose()
+    service, resident = upstream
+    first = await resident.get("/rooms")
+    booking = await resident.post("/rooms/huje-dvorana/rezervacija", data={"ime": "Ana"})
     assert first.status_code == 200
     assert booking.status_code == 502  # the service may have acted on it: the resident is told, not replayed
     assert "Storitev trenutno ni dosegljiva" in booking.text
