@@ -131,7 +131,8 @@ async def publish_envelope(
     }
     async with asyncio.timeout(PUBLISH_TIMEOUT):
         if isinstance(broker, ConfirmChannel):
-            assert exchange is EXCHANGE, "a ConfirmChannel publishes to the kranj exchange"
+            if exchange is not EXCHANGE:
+                raise ValueError("a ConfirmChannel publishes to the kranj exchange only")
             message = aio_pika.Message(
                 data,
                 delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
