@@ -5,11 +5,13 @@ staff editor is in staff_pages.py, the JSON API in api.py."""
 from __future__ import annotations
 
 from datetime import date
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
+from shared import clock
 from shared.contracts import KS_NAMES, ks_name
 from shared.contracts.events import AGE_GROUPS
 from shared.i18n import format_span, plural
@@ -31,6 +33,7 @@ from .web import (
     context,
     event_filter,
     load_event,
+    when_choices,
 )
 
 pages = APIRouter(include_in_schema=False)
@@ -113,6 +116,24 @@ def _page_date(value: str | None) -> date | None:
         return None
 
 
+def _when_links(
+    ks: str | None, age: str | None, topic: str | None, since: date | None, until: date | None
+) -> list[dict[str, object]]:
+    """The ready-made spans of days as links that keep the other choices; the one shown now
+    is marked (aria-current)."""
+    links = []
+    for choice in when_choices(clock.local_now().date()):
+        query = {"ks": ks, "starost": age, "tema": topic, "od": choice.first, "do": choice.last}
+        links.append(
+            {
+                "label": choice.label,
+                "href": "/events?" + urlencode({k: str(v) for k, v in query.items() if v}),
+                "current": (choice.first, choice.last) == (since, until),
+            }
+        )
+    return links
+
+
 @pages.get("/events", response_class=HTMLResponse)
 async def events_page(
     request: Request,
@@ -141,6 +162,7 @@ async def events_page(
             "topic": topic,
             "od": since.isoformat() if since else "",
             "do": until.isoformat() if until else "",
+            "when_links": _when_links(ks, age, topic, since, until),
             "topics": all_topics,
             "age_groups": domain.AGE_GROUP_SL,
             "calendar": calendar_links(ctx.settings, ks),

@@ -7,7 +7,6 @@ The real-broker behaviour of the same relay is in tests/integration/test_bus.py.
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -17,13 +16,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from faststream.rabbit import RabbitQueue, TestRabbitBroker
-from faststream.rabbit.annotations import RabbitMessage
 from sqlmodel import select
 from support.settings import TEST_ADMIN_TOKEN, make_settings
 
 from services.events.app import create_app
-from shared.bus import EXCHANGE
 from shared.contracts import EVENT_PUBLISHED, parse_data, parse_envelope
 from shared.migrations import upgrade_async
 from shared.models import OutboxMessage
@@ -253,38 +249,6 @@ async def test_listing_shows_only_published_events(events: EventsApp) -> None:
     page = await events.client.get("/events")
     assert "Objavljeno" in page.text and "Osnutek" not in page.text
     assert draft["id"] not in page.text
-
-
-# --------------------------------------------------------------------------------------
-# The relay and FastStream's TestRabbitBroker
-# --------------------------------------------------------------------------------------
-async def test_relay_publishes_the_outbox_row_into_test_broker(events: EventsApp) -> None:
-    bus = events.ctx.bus
-    received: list[tuple[bytes, RabbitMessage]] = []
-
-    # application/cloudevents+json is not decoded by FastStream: the body arrives as bytes.
-    # The brokers run without FastDepends (shared.bus.make_broker): the message is in the context.
-    @bus.broker.subscriber(RabbitQueue("test.events-published", routing_key="events.event.published"), EXCHANGE)
-    async def on_published(body: bytes) -> None:
-        received.append((body, bus.broker.context.get_local("message")))
-
-    created = await create(events)
-    await events.client.post(f"/api/v1/events/{created['id']}/publish", headers=ADMIN)
-    [row] = await events.outbox()
-
-    async with TestRabbitBroker(bus.broker):
-        assert await bus.relay.flush_once() == 1
-        assert await bus.relay.flush_once() == 0  # sent rows are not sent again
-        on_published.mock.assert_called_once()
-
-    [(body, message)] = received
-    assert json.loads(body) == json.loads(row.body)
-    assert json.loads(body)["type"] == "si.kranj.events.event.published.v1"
-    assert message.message_id == row.id
-    assert message.content_type == "application/cloudevents+json"
-    assert message.raw_message.routing_key == "events.event.published"
-    [row] = await events.outbox()
-    assert row.sent_at is not None and row.attempts == 0 and row.last_error is None
 
 
 async def test_the_room_catalogue_keeps_the_latest_of_each_room(events: EventsApp) -> None:

@@ -578,6 +578,8 @@ async def test_a_nacked_publish_stays_in_the_outbox_and_the_relay_renews_its_cha
         message = await full.get(no_ack=True)
         assert message.body == body.encode() and message.message_id == "n" and message.user_id == bus.user
         assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT and message.app_id == "kranj-events"
+        assert message.content_type == "application/cloudevents+json" and message.type == "t"
+        assert message.routing_key == "test.nacked" and message.exchange == "kranj"
     finally:
         await connection.close()
         await bus.stop()

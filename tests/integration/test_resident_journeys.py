@@ -161,21 +161,6 @@ async def _fine(page: Any, h1: str | None = None) -> None:
     assert await axe_serious_violations(page) == [], page.url
 
 
-async def _type_date(page: Any, field_id: str, day: date) -> None:
-    """Into the date field with the focus: day, month and year in the order the browser's
-    date field asks for them (dd. mm. llll in Slovenian, mm/dd/yyyy in a US build)."""
-    probe = await page.context.new_page()  # which order this Chromium's field has
-    await probe.set_content("<input id=probe type=date>")
-    await probe.locator("#probe").press("0")
-    await probe.keyboard.type("1022003")
-    order = {"2003-02-01": "dmy", "2003-01-02": "mdy"}.get(await probe.locator("#probe").input_value())
-    await probe.close()
-    assert order, "a date field in neither day-month-year nor month-day-year order"
-    parts = {"d": f"{day.day:02d}", "m": f"{day.month:02d}", "y": f"{day.year}"}
-    await page.keyboard.type("".join(parts[p] for p in order))
-    assert await page.locator(f"#{field_id}").input_value() == day.isoformat()
-
-
 async def _tab_to_button(page: Any, name: str) -> None:
     button = page.get_by_role("button", name=name, exact=True)
     for _ in range(60):
@@ -211,14 +196,17 @@ async def test_what_is_on_this_week_in_my_ks(system: System, chromium: Any) -> N
             if await page.locator("#ks").input_value() == "huje":
                 break
             await page.keyboard.press("ArrowDown")
-        today = clock.local_now().date()
-        await tab_to(page, "od")
-        await _type_date(page, "od", today)
-        await tab_to(page, "do")
-        await _type_date(page, "do", today + timedelta(days=6))
+        await _tab_to_button(page, "Prikaži")
         await press_and_load(page)
-        assert f"ks=huje&starost=&tema=&od={today.isoformat()}" in page.url
         await _fine(page, "Kaj se dogaja v KS Huje")
+        # "Naslednjih 7 dni": one tap, no date fields (a phone's may ask month/day/year)
+        today = clock.local_now().date()
+        week = f"/events?ks=huje&od={today.isoformat()}&do={(today + timedelta(days=6)).isoformat()}"
+        await tab_to_link(page, week, back=True)  # the choices are above the form
+        await press_and_load(page)
+        assert page.url.endswith(week), page.url
+        await _fine(page, "Kaj se dogaja v KS Huje")
+        assert await page.locator("nav.when a[aria-current]").all_inner_texts() == ["Naslednjih 7 dni"]
         assert await page.locator(titles).all_inner_texts() == ["Medgeneracijsko druženje"]
         assert await page.locator("p[role=status]").inner_text() == "1 dogodek"
 
