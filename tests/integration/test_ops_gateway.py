@@ -34,9 +34,10 @@ from typing import Any
 import httpx
 import pytest
 from support.browser import serve_app
+from support.resident import serve_door
 from support.settings import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, make_settings, wait_until
 
-from kranj.gateway import FrontDoor, bind, uvicorn_config
+from kranj.gateway import FrontDoor
 from kranj.routes import NGINX_CONF, SHARED_OWNER, RouteTable, ServiceRoute, route_table
 
 pytestmark = pytest.mark.integration
@@ -137,25 +138,6 @@ async def _wait_healthy(base: str, proc: subprocess.Popen[bytes] | None = None, 
                 pass
             assert time.monotonic() < deadline, f"{base} did not answer within {timeout} s"
             await asyncio.sleep(0.05)
-
-
-@contextlib.asynccontextmanager
-async def serve_door(door: FrontDoor) -> AsyncIterator[str]:
-    """The local front door served as `kranj up` serves it (kranj.gateway.uvicorn_config)."""
-    import uvicorn
-
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn_config(door, graceful_timeout=5))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await wait_until(lambda: server.started or task.done(), timeout=30, message="the front door to start")
-        if task.done():
-            task.result()
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, timeout=30)
-        sock.close()
 
 
 # --------------------------------------------------------------------------------------

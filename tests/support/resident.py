@@ -9,6 +9,29 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from support.browser import serve_app
+from support.settings import wait_until
+
+
+@contextlib.asynccontextmanager
+async def serve_door(door: Any, port: int = 0) -> AsyncIterator[str]:
+    """The local front door `door` served as `kranj up` serves it (kranj.gateway.uvicorn_config)
+    on `port` (0: any free one); yields its address."""
+    import uvicorn
+
+    from kranj.gateway import bind, uvicorn_config
+
+    sock = bind("127.0.0.1", port)
+    server = uvicorn.Server(uvicorn_config(door, graceful_timeout=5))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await wait_until(lambda: server.started or task.done(), timeout=30, message="the front door to start")
+        if task.done():
+            task.result()
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=30)
+        sock.close()
 
 
 @contextlib.asynccontextmanager
@@ -17,27 +40,13 @@ async def front_door(apps: dict[str, Any], port: int = 0) -> AsyncIterator[str]:
     serves it) in front of them on `port` (0: any free one); yields the door's address.
     With only some of the services, the door routes theirs, and what every service serves
     alike (the staff login: SHARED_OWNER) goes to the first of them."""
-    import uvicorn
-
-    from kranj.gateway import FrontDoor, bind, uvicorn_config
+    from kranj.gateway import FrontDoor
     from kranj.routes import SHARED_OWNER, route_table
 
     async with contextlib.AsyncExitStack() as stack:
         direct = {name: await stack.enter_async_context(serve_app(app)) for name, app in apps.items()}
         upstreams = {SHARED_OWNER: next(iter(direct.values())), **direct}
-        sock = bind("127.0.0.1", port)
-        server = uvicorn.Server(uvicorn_config(FrontDoor(route_table(apps), upstreams), graceful_timeout=5))
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        try:
-            while not server.started and not task.done():
-                await asyncio.sleep(0.05)
-            if task.done():
-                task.result()
-            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-        finally:
-            server.should_exit = True
-            await asyncio.wait_for(task, timeout=30)
-            sock.close()
+        yield await stack.enter_async_context(serve_door(FrontDoor(route_table(apps), upstreams), port))
 
 
 async def active(page: Any) -> dict[str, Any]:
