@@ -122,15 +122,14 @@ def _when_links(
     """The ready-made spans of days as links that keep the other choices; the one shown now
     is marked (aria-current)."""
     links = []
+    marked = False
     for choice in when_choices(clock.local_now().date()):
-        query = {"ks": ks, "starost": age, "tema": topic, "od": choice.first, "do": choice.last}
-        links.append(
-            {
-                "label": choice.label,
-                "href": "/events?" + urlencode({k: str(v) for k, v in query.items() if v}),
-                "current": (choice.first, choice.last) == (since, until),
-            }
-        )
+        query = urlencode({k: str(v) for k, v in (("ks", ks), ("starost", age), ("tema", topic),
+                                                  ("od", choice.first), ("do", choice.last)) if v})  # fmt: skip
+        # one marked: on a Sunday "Ta vikend" is the same day as "Danes"
+        current = not marked and (choice.first, choice.last) == (since, until)
+        marked = marked or current
+        links.append({"label": choice.label, "href": f"/events?{query}" if query else "/events", "current": current})
     return links
 
 
