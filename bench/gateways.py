@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
+import os
 import shutil
 import tempfile
 import time
@@ -32,7 +33,14 @@ KINDS = ("keepalive", "close", "slow")
 TEXT = "Jutri od 8. do 12. ure ne bo vode v KS Primskovo. Komunala Kranj"
 
 
-async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path) -> tuple[float, int]:
+def facts_v1() -> bool:
+    """As `make bench` measures notify (bench/procs.py): the deprecated per-delivery v1 events
+    off, where the platform is heading; BENCH_DELIVERY_FACTS_V1=1 measures them too."""
+    return os.environ.get("BENCH_DELIVERY_FACTS_V1") == "1"
+
+
+async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path) -> tuple[float, int, float]:
+    """SMS per second, the window's peak, and ms of this process's CPU per SMS while sending."""
     from services.notify.delivery import DeliveryWorker
     from services.notify.models import Delivery, Notice
     from services.notify.render import Renderer
@@ -47,6 +55,7 @@ async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path) -> tupl
     settings = Settings(
         data_dir=tmp, notify_database_url=url, sms_gateway_url=sink.url, sms_gateway_token=SMS_TOKEN,
         sms_per_second=100_000, quiet_hours="off", secret_key="bench-secret-key-0123456789abcdef",
+        delivery_facts_v1=facts_v1(),
     )  # fmt: skip
     db = Database(url)
     try:
@@ -60,22 +69,24 @@ async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path) -> tupl
         worker = DeliveryWorker(settings, db, Renderer(settings), email_transport(settings), sms_transport(settings),
                                 batch=500, sms_window=window)  # fmt: skip
         base = sink.accepted
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         try:
             while await worker.run_once("sms"):
                 pass
         finally:
             await worker.sms.close()
-        elapsed = time.perf_counter() - started
+        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
         assert sink.accepted - base == n, f"{sink.accepted - base} of {n} SMS reached the gateway"
-        return n / elapsed, window.peak
+        return n / elapsed, window.peak, 1000 * cpu / n
     finally:
         await db.dispose()
 
 
 async def run(n: int, concurrency: int) -> dict[str, Any]:
     tmp = Path(tempfile.mkdtemp(prefix="kranj-bench-gateways-"))
-    results: dict[str, Any] = {"machine": machine(), "sms": n, "concurrency": concurrency, "kinds": {}}
+    results: dict[str, Any] = {
+        "machine": machine(), "sms": n, "concurrency": concurrency, "delivery_facts_v1": facts_v1(), "kinds": {},
+    }  # fmt: skip
     marks = mp.get_context("spawn").Queue()  # unused here; the sinks report latency marks to it
     try:
         for kind in KINDS:
@@ -83,8 +94,10 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
             sink.start()
             try:
                 await plain_sms_client(sink.url, min(n, 200), concurrency, TEXT)  # warm up both ends
+                cpu = time.process_time()
                 plain = await plain_sms_client(sink.url, n, concurrency, TEXT)
-                notify, peak = await notify_worker(sink, n, concurrency, tmp)
+                plain_cpu = 1000 * (time.process_time() - cpu) / n
+                notify, peak, notify_cpu = await notify_worker(sink, n, concurrency, tmp)
             finally:
                 sink.stop()
             results["kinds"][kind] = {
@@ -92,6 +105,10 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
                 "notify_per_second": round(notify, 1),
                 "share": round(notify / plain, 3),
                 "notify_window_peak": peak,
+                # CPU of this process per SMS: the plain client's, and notify's delivery worker's
+                # (claiming, fitting, the request, recording the outcome)
+                "plain_cpu_ms_per_sms": round(plain_cpu, 4),
+                "notify_cpu_ms_per_sms": round(notify_cpu, 4),
             }
             print(f"  {kind}: {results['kinds'][kind]}", flush=True)
     finally:
@@ -108,5 +125,6 @@ def main(args: Any) -> None:
     print(f"\nSMS per second, notify vs a plain aiohttp client ({n} SMS, 64 at a time):")
     for kind, k in results["kinds"].items():
         print(f"  {kind:<10} plain {k['plain_aiohttp_per_second']:>8.0f}/s  notify {k['notify_per_second']:>8.0f}/s"
-              f"  share {k['share']:.2f}  (window peak {k['notify_window_peak']})")  # fmt: skip
+              f"  share {k['share']:.2f}  (window peak {k['notify_window_peak']}; CPU per SMS: plain"
+              f" {k['plain_cpu_ms_per_sms']:.3f} ms, notify {k['notify_cpu_ms_per_sms']:.3f} ms)")  # fmt: skip
     print(f"target (share >= 0.6 on each): {'met' if results['target_share_min_0.60'] else 'MISSED'}; written: {out}")

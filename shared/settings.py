@@ -18,6 +18,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from shared.contact import country_code
+
 SERVICES: tuple[str, ...] = ("events", "booking", "surveys", "notify")
 DEFAULT_PORTS: dict[str, int] = {"events": 8001, "booking": 8002, "surveys": 8003, "notify": 8004}
 
@@ -329,12 +331,7 @@ class Settings(BaseSettings):
         codes = self.sms_countries
         if "*" in codes:
             return True
-        try:
-            import phonenumbers
-
-            return str(phonenumbers.parse(e164, None).country_code) in codes
-        except Exception:  # noqa: BLE001 - not a number we can place
-            return False
+        return str(country_code(e164)) in codes
 
     @property
     def outbox_dir(self) -> Path:

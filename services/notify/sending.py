@@ -327,33 +327,55 @@ def signal_of(outcome: Outcome) -> Signal:
 
 
 class GroupCommit:
-    """Records outcomes in as few transactions as the database allows: the first caller
-    commits what is pending, callers arriving meanwhile join the next commit. `add` returns
-    once its outcome is committed (or raises what the commit raised)."""
+    """Records outcomes in as few transactions as the database allows: what is pending is
+    committed at once, and what arrives meanwhile joins the next commit.
+
+    `add` returns once its outcome is committed (or raises what the commit raised): an email's
+    connection sends its next only then. `submit` does not wait (SMS): a task commits what is
+    pending, and `drain` waits for everything submitted and raises the first failure."""
 
     def __init__(self, record: Callable[[list[tuple[Due, Outcome]]], Awaitable[None]]) -> None:
         self._record = record
-        self._pending: list[tuple[tuple[Due, Outcome], asyncio.Future[None]]] = []
+        self._pending: list[tuple[tuple[Due, Outcome], asyncio.Future[None] | None]] = []
         self._busy = False
+        self._task: asyncio.Task[None] | None = None
+        self._failure: Exception | None = None
 
     async def add(self, result: tuple[Due, Outcome]) -> None:
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._pending.append((result, done))
         if not self._busy:
             self._busy = True
-            try:
-                while self._pending:
-                    batch, self._pending = self._pending, []
-                    try:
-                        await self._record([r for r, _ in batch])
-                    except Exception as exc:  # noqa: BLE001 - each waiting sender learns it
-                        for _, f in batch:
-                            if not f.done():
-                                f.set_exception(exc)
-                    else:
-                        for _, f in batch:
-                            if not f.done():
-                                f.set_result(None)
-            finally:
-                self._busy = False
+            await self._commit_pending()
         await done
+
+    def submit(self, result: tuple[Due, Outcome]) -> None:
+        self._pending.append((result, None))
+        if not self._busy:
+            self._busy = True
+            self._task = asyncio.create_task(self._commit_pending(), name="notify-group-commit")
+
+    async def drain(self) -> None:
+        while self._task is not None and not self._task.done():
+            # shielded: a stop while waiting must not cut a commit of what was already sent
+            await asyncio.shield(self._task)
+        if self._failure is not None:
+            raise self._failure
+
+    async def _commit_pending(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending, []
+                try:
+                    await self._record([r for r, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - each waiting sender learns it, drain raises it
+                    self._failure = self._failure or exc
+                    for _, f in batch:
+                        if f is not None and not f.done():
+                            f.set_exception(exc)
+                else:
+                    for _, f in batch:
+                        if f is not None and not f.done():
+                            f.set_result(None)
+        finally:
+            self._busy = False

@@ -273,8 +273,8 @@ def _append(path: Path, line: str) -> None:
 
 def _gateway_reference(raw: bytes) -> str | None:
     try:
-        body = json.loads(raw)
-    except ValueError:
+        body = orjson.loads(raw)
+    except ValueError:  # orjson.JSONDecodeError is one
         return None
     if isinstance(body, dict):
         for key in ("id", "reference", "message_id"):

@@ -59,13 +59,15 @@ class AdaptiveWindow:
     @asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
         """Wait for room in the window; hold it while the request is in flight."""
-        await self._acquire()
+        await self.acquire()
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self) -> None:
+    async def acquire(self) -> None:
+        """Wait for room in the window (`release` gives it back): what `slot` does, without
+        building a context manager per SMS."""
         # A counter and a queue of waiters, first come first served (an asyncio.Condition
         # re-checked its predicate and took its lock twice per SMS: 4 % of notify's CPU in a
         # fan-out, make bench). A waiter is handed its slot by `_wake` (counted there).
@@ -78,14 +80,14 @@ class AdaptiveWindow:
                 await waiter
             except asyncio.CancelledError:
                 if waiter.done() and not waiter.cancelled():  # handed a slot, then cancelled
-                    self._release()
+                    self.release()
                 else:
                     with contextlib.suppress(ValueError):
                         self._waiters.remove(waiter)
                 raise
         self.peak = max(self.peak, self.in_flight)
 
-    def _release(self) -> None:
+    def release(self) -> None:
         self.in_flight -= 1
         self._wake()
 

@@ -60,13 +60,13 @@ async def test_slots_go_in_order_and_a_cancelled_waiter_keeps_none():
         async with window.slot():
             order.append(name)
 
-    await window._acquire()  # one request in flight: the window (1) is full
+    await window.acquire()  # one request in flight: the window (1) is full
     waiting = [asyncio.create_task(request(n)) for n in ("second", "third", "fourth")]
     await asyncio.sleep(0)
     assert window.in_flight == 1 and len(window._waiters) == 3
     waiting[0].cancel()  # gives up while waiting: it took no slot
     await asyncio.gather(waiting[0], return_exceptions=True)
-    window._release()  # the request in flight ends: its slot is handed to "third" ...
+    window.release()  # the request in flight ends: its slot is handed to "third" ...
     waiting[1].cancel()  # ... which is cancelled before it runs: the slot goes on to "fourth"
     await asyncio.gather(*waiting, return_exceptions=True)
     assert order == ["fourth"]

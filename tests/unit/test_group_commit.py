@@ -1,0 +1,61 @@
+"""Outcomes are committed in groups (services.notify.sending.GroupCommit): an email's sender
+waits for its commit (`add`); SMS senders do not (`submit`), and `drain` waits for every
+submitted outcome and raises the first failure, losing none of the others."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from services.notify.sending import Due, GroupCommit, Outcome
+
+
+def due(i: int) -> Due:
+    return Due(f"d{i}", "n1", None, "sms", f"+3864012{i:04d}", "sl", 0)
+
+
+class Recorder:
+    def __init__(self, fail_on: int | None = None) -> None:
+        self.commits: list[list[str]] = []
+        self.fail_on = fail_on
+
+    async def __call__(self, results: list[tuple[Due, Outcome]]) -> None:
+        await asyncio.sleep(0.01)  # a commit takes a while: what arrives meanwhile waits for the next
+        if self.fail_on is not None and len(self.commits) == self.fail_on:
+            self.commits.append([])
+            raise RuntimeError("database is locked")
+        self.commits.append([d.id for d, _ in results])
+
+
+async def test_submitted_outcomes_are_committed_in_groups_and_drained() -> None:
+    record = Recorder()
+    group = GroupCommit(record)
+    for i in range(5):
+        group.submit((due(i), Outcome("sent")))
+    await asyncio.sleep(0)  # the first commit has started with what was there
+    for i in range(5, 50):
+        group.submit((due(i), Outcome("sent")))
+    await group.drain()
+    committed = [d for commit in record.commits for d in commit]
+    assert committed == [f"d{i}" for i in range(50)]  # each once, in order
+    assert len(record.commits) == 2  # what came during the first commit went into the second
+    await group.drain()  # nothing pending: returns at once
+
+
+async def test_a_failed_commit_is_raised_by_drain_and_the_next_commit_goes_on() -> None:
+    record = Recorder(fail_on=0)
+    group = GroupCommit(record)
+    group.submit((due(0), Outcome("sent")))
+    await asyncio.sleep(0)
+    group.submit((due(1), Outcome("sent")))
+    with pytest.raises(RuntimeError, match="database is locked"):
+        await group.drain()
+    assert record.commits == [[], ["d1"]]  # the first group failed; the one behind it committed
+
+
+async def test_add_waits_for_its_own_commit() -> None:
+    record = Recorder()
+    group = GroupCommit(record)
+    await asyncio.gather(*(group.add((due(i), Outcome("sent"))) for i in range(3)))
+    assert [d for commit in record.commits for d in commit] == ["d0", "d1", "d2"]
