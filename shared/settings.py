@@ -7,6 +7,7 @@ time: `Settings()` is built by each entry point and passed down (tests build the
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import secrets
 import tempfile
@@ -324,11 +325,11 @@ class Settings(BaseSettings):
     @property
     def sms_countries(self) -> list[str]:
         """`KRANJ_SMS_COUNTRY_CODES` as a list of calling codes without `+` (`["386"]`; `["*"]` = any)."""
-        return [c.strip().lstrip("+") for c in self.sms_country_codes.split(",") if c.strip()]
+        return list(_calling_codes(self.sms_country_codes))
 
     def sms_allowed(self, e164: str) -> bool:
         """May this E.164 number receive SMS? Only the configured countries (default +386)."""
-        codes = self.sms_countries
+        codes = _calling_codes(self.sms_country_codes)  # asked once per SMS: the setting read once
         if "*" in codes:
             return True
         return str(country_code(e164)) in codes
@@ -336,6 +337,11 @@ class Settings(BaseSettings):
     @property
     def outbox_dir(self) -> Path:
         return self.data_dir / "outbox"
+
+
+@functools.lru_cache(maxsize=8)
+def _calling_codes(spec: str) -> tuple[str, ...]:
+    return tuple(c.strip().lstrip("+") for c in spec.split(",") if c.strip())
 
 
 def _read_key(path: Path) -> str | None:
