@@ -30,6 +30,11 @@ from .sinks import SMS_TOKEN, Sink, plain_sms_client
 
 HERE = Path(__file__).parent
 KINDS = ("keepalive", "close", "slow")
+LABELS = {
+    "keepalive": "keeping connections alive (uvicorn)",
+    "close": "closing every connection (HTTP/1.0)",
+    "slow": "answering after 100 ms",
+}
 TEXT = "Jutri od 8. do 12. ure ne bo vode v KS Primskovo. Komunala Kranj"
 
 
@@ -117,14 +122,25 @@ async def run(n: int, concurrency: int) -> dict[str, Any]:
     return results
 
 
-def main(args: Any) -> None:
-    n = 1000 if args.quick else 4000
-    results = asyncio.run(run(n, concurrency=64))
+def write(results: dict[str, Any]) -> Path:
     out = HERE / "gateways.json"
     out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
-    print(f"\nSMS per second, notify vs a plain aiohttp client ({n} SMS, 64 at a time):")
+    return out
+
+
+def report(results: dict[str, Any]) -> str:
+    lines = [f"SMS per second, notify vs a plain aiohttp client ({results['sms']} SMS, {results['concurrency']} at a time):"]
     for kind, k in results["kinds"].items():
-        print(f"  {kind:<10} plain {k['plain_aiohttp_per_second']:>8.0f}/s  notify {k['notify_per_second']:>8.0f}/s"
-              f"  share {k['share']:.2f}  (window peak {k['notify_window_peak']}; CPU per SMS: plain"
-              f" {k['plain_cpu_ms_per_sms']:.3f} ms, notify {k['notify_cpu_ms_per_sms']:.3f} ms)")  # fmt: skip
-    print(f"target (share >= 0.6 on each): {'met' if results['target_share_min_0.60'] else 'MISSED'}; written: {out}")
+        lines.append(
+            f"  {kind:<10} plain {k['plain_aiohttp_per_second']:>8.0f}/s  notify {k['notify_per_second']:>8.0f}/s"
+            f"  share {k['share']:.2f}  (window peak {k['notify_window_peak']}; CPU per SMS: plain"
+            f" {k['plain_cpu_ms_per_sms']:.3f} ms, notify {k['notify_cpu_ms_per_sms']:.3f} ms)"
+        )
+    lines.append(f"target (share >= 0.6 on each): {'met' if results['target_share_min_0.60'] else 'MISSED'}")
+    return "\n".join(lines)
+
+
+def main(args: Any) -> None:
+    results = asyncio.run(run(1000 if args.quick else 4000, concurrency=64))
+    out = write(results)
+    print("\n" + report(results) + f"\nwritten: {out}")

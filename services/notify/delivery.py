@@ -43,6 +43,9 @@ log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
 CHANNELS = ("email", "sms")
 LEASE = timedelta(minutes=5)  # default of KRANJ_DELIVERY_LEASE_SECONDS
+# SMS outcomes wait this long for others to share their commit (GroupCommit): a crash in
+# between sends those SMS again with the same Idempotency-Key, which the gateway takes once.
+SMS_COMMIT_LINGER = 0.02
 
 
 class DeliveryWorker(Sender):
@@ -258,7 +261,7 @@ class DeliveryWorker(Sender):
         # the previous commit ran going into the next. A sender does not wait for its SMS's
         # commit: a crash before it may send that SMS again, with the same Idempotency-Key
         # (the gateway takes it once).
-        group = GroupCommit(lambda results: self._record(results, origins))
+        group = GroupCommit(lambda results: self._record(results, origins), linger=SMS_COMMIT_LINGER)
         texts: Renderers = {}  # one fitting per notice and language
         window, limit = self.sms_window, self._limits["sms"]
         queue = iter(claimed)

@@ -332,13 +332,25 @@ class GroupCommit:
 
     `add` returns once its outcome is committed (or raises what the commit raised): an email's
     connection sends its next only then. `submit` does not wait (SMS): a task commits what is
-    pending, and `drain` waits for everything submitted and raises the first failure."""
+    pending, after `linger` seconds (answers of a gateway 100 ms away arrive one by one: a
+    commit each cost more CPU than the request itself; make bench, issue 20 §3) or as soon as
+    a page of outcomes is pending; `drain` commits the rest at once, waits for everything
+    submitted and raises the first failure."""
 
-    def __init__(self, record: Callable[[list[tuple[Due, Outcome]]], Awaitable[None]]) -> None:
+    def __init__(
+        self,
+        record: Callable[[list[tuple[Due, Outcome]]], Awaitable[None]],
+        *,
+        linger: float = 0.0,
+        page: int = OUTCOMES_PAGE_SIZE,
+    ) -> None:
         self._record = record
+        self._linger = linger
+        self._page = page
         self._pending: list[tuple[tuple[Due, Outcome], asyncio.Future[None] | None]] = []
         self._busy = False
         self._task: asyncio.Task[None] | None = None
+        self._hurry: asyncio.Future[None] | None = None  # set: stop lingering, commit now
         self._failure: Exception | None = None
 
     async def add(self, result: tuple[Due, Outcome]) -> None:
@@ -353,18 +365,37 @@ class GroupCommit:
         self._pending.append((result, None))
         if not self._busy:
             self._busy = True
-            self._task = asyncio.create_task(self._commit_pending(), name="notify-group-commit")
+            self._task = asyncio.create_task(self._commit_pending(self._linger), name="notify-group-commit")
+        elif len(self._pending) >= self._page:
+            self._commit_now()
 
     async def drain(self) -> None:
+        self._commit_now()
         while self._task is not None and not self._task.done():
             # shielded: a stop while waiting must not cut a commit of what was already sent
             await asyncio.shield(self._task)
         if self._failure is not None:
             raise self._failure
 
-    async def _commit_pending(self) -> None:
+    def _commit_now(self) -> None:
+        if self._hurry is not None and not self._hurry.done():
+            self._hurry.set_result(None)
+
+    async def _linger_for(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        hurry = self._hurry = loop.create_future()
+        timer = loop.call_later(seconds, self._commit_now)
+        try:
+            await hurry
+        finally:
+            timer.cancel()
+            self._hurry = None
+
+    async def _commit_pending(self, linger: float = 0.0) -> None:
         try:
             while self._pending:
+                if linger and len(self._pending) < self._page:
+                    await self._linger_for(linger)
                 batch, self._pending = self._pending, []
                 try:
                     await self._record([r for r, _ in batch])

@@ -59,3 +59,27 @@ async def test_add_waits_for_its_own_commit() -> None:
     group = GroupCommit(record)
     await asyncio.gather(*(group.add((due(i), Outcome("sent"))) for i in range(3)))
     assert [d for commit in record.commits for d in commit] == ["d0", "d1", "d2"]
+
+
+async def test_submitted_outcomes_linger_to_share_a_commit() -> None:
+    """Answers of a slow gateway arrive one by one: they wait (linger) to share one commit,
+    a full page goes at once, and drain commits what still lingers without waiting."""
+    record = Recorder()
+    group = GroupCommit(record, linger=10.0, page=5)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    for i in range(3):  # one by one, well apart
+        group.submit((due(i), Outcome("sent")))
+        await asyncio.sleep(0.02)
+    assert record.commits == []  # still lingering
+    for i in range(3, 5):
+        group.submit((due(i), Outcome("sent")))  # d4 fills a page of 5: committed now
+    await asyncio.sleep(0.05)
+    assert record.commits == [["d0", "d1", "d2", "d3", "d4"]]
+    for i in range(5, 7):
+        group.submit((due(i), Outcome("sent")))
+    await asyncio.sleep(0.05)
+    assert len(record.commits) == 1  # d5 and d6 linger
+    await group.drain()  # d5 and d6 were lingering: committed at once, not after 10 s
+    assert record.commits == [["d0", "d1", "d2", "d3", "d4"], ["d5", "d6"]]
+    assert loop.time() - started < 5
