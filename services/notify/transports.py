@@ -10,14 +10,17 @@ Retry-After) or `PermanentFailure` (final)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable
 from email.message import EmailMessage
 from pathlib import Path
 
 import aiohttp
 import aiosmtplib
+import aiosmtplib.email
 import orjson
 
 from shared.models import utcnow
@@ -53,13 +56,17 @@ async def send_prepared(smtp: aiosmtplib.SMTP, sender: str, recipient: str, mess
     command lock and reply flag): the version is pinned, and the SMTP tests go through here."""
     if smtp.is_ehlo_or_helo_needed:
         await smtp.ehlo()
-    options = [f"size={len(message)}"] if smtp.supports_extension("size") else []
+    options = [b"size=%d" % len(message)] if smtp.supports_extension("size") else []
     try:
-        await smtp.mail(sender, options=options)
-        try:
-            await smtp.rcpt(recipient)
-        except aiosmtplib.SMTPRecipientRefused as exc:
-            raise aiosmtplib.SMTPRecipientsRefused([exc]) from exc
+        # MAIL and RCPT as `smtp.mail` and `smtp.rcpt` send them, the addresses quoted once
+        # (`_quoted`): aiosmtplib parsed both addresses of every email (3 % of notify's CPU).
+        response = await smtp.execute_command(b"MAIL", b"FROM:" + _quoted(sender), *options)
+        if response.code != aiosmtplib.SMTPStatus.completed:
+            raise aiosmtplib.SMTPSenderRefused(response.code, response.message, sender)
+        response = await smtp.execute_command(b"RCPT", b"TO:" + _quoted(recipient))
+        if response.code not in (aiosmtplib.SMTPStatus.completed, aiosmtplib.SMTPStatus.will_forward):
+            refused = aiosmtplib.SMTPRecipientRefused(response.code, response.message, recipient)
+            raise aiosmtplib.SMTPRecipientsRefused([refused])
         start = await smtp.execute_command(b"DATA")
         if start.code != aiosmtplib.SMTPStatus.start_input:
             raise aiosmtplib.SMTPDataError(start.code, start.message)
@@ -83,6 +90,25 @@ async def send_prepared(smtp: aiosmtplib.SMTP, sender: str, recipient: str, mess
             pass
         raise
     return {}, response.message
+
+
+# An address as the platform stores it (lower-cased, no display name, no quoting, no
+# comment): what aiosmtplib's quote_address makes of it is "<" + it + ">".
+_PLAIN_ADDRESS = re.compile(r"[a-z0-9!#$%&'*+/=?^_`{|}~.-]+@[a-z0-9.-]+")
+
+
+@functools.lru_cache(maxsize=16)
+def _quoted_general(address: str) -> bytes:
+    return aiosmtplib.email.quote_address(address).encode("ascii")
+
+
+def _quoted(address: str) -> bytes:
+    """`<address>` for MAIL FROM and RCPT TO, exactly as aiosmtplib quotes it (and refuses
+    what it refuses): without parsing for a plain stored address, the sender (with its display
+    name) parsed once."""
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return b"<" + address.encode("ascii") + b">"
+    return _quoted_general(address)
 
 
 class SmtpEmail:

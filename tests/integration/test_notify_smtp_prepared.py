@@ -9,11 +9,12 @@ dot-stuffed, and arrives whole."""
 from __future__ import annotations
 
 import aiosmtplib
+import aiosmtplib.email
 import pytest
 from support.settings import make_settings
 
 from services.notify import mail
-from services.notify.transports import PermanentFailure, SmtpEmail, TemporaryFailure
+from services.notify.transports import PermanentFailure, SmtpEmail, TemporaryFailure, _quoted
 
 pytestmark = pytest.mark.integration
 
@@ -67,6 +68,39 @@ async def test_a_refused_message_is_the_same_failure_and_the_next_one_goes(tmp_p
     finally:
         await transport.close()
     assert len(smtp_server.refused) == 2 and len(smtp_server.messages) == 1
+
+
+async def test_a_refused_recipient_is_the_same_failure_and_the_next_one_goes(tmp_path, smtp_server) -> None:
+    transport = SmtpEmail(make_settings(tmp_path, "amqp://unused/", smtp_connections=1, **smtp_server.settings()))
+    smtp_server.rcpt_replies.extend(["450 4.2.1 mailbox busy", "550 5.1.1 no such user"])
+    try:
+        raw, sender = built("ana@example.si")
+        with pytest.raises(TemporaryFailure, match="450"):
+            await transport.send_raw(raw, sender, "ana@example.si", "d-1")
+        with pytest.raises(PermanentFailure, match="550"):
+            await transport.send_raw(raw, sender, "ana@example.si", "d-2")
+        assert await transport.send_raw(raw, sender, "ana@example.si", "d-3") == "OK"  # the same connection
+    finally:
+        await transport.close()
+    [received] = await smtp_server.wait_for(1)
+    assert received.rcpt_tos == ["ana@example.si"]
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ana@example.si",
+        "ana.novak+obvestila@kranj.example.si",
+        "o'neil@example.si",
+        "Ana@Example.si",  # not as stored: the general way
+        "Kranj ZA vse <obvestila@kranj.si>",
+        '"ana novak"@example.si',
+        "ana@example.si (Ana)",
+        "ana@example.si\r\nRCPT TO:<eve@example.si>",  # no command smuggled in either way
+    ],
+)
+def test_addresses_are_quoted_as_aiosmtplib_quotes_them(address: str) -> None:
+    assert _quoted(address) == aiosmtplib.email.quote_address(address).encode("ascii")
 
 
 async def test_a_line_starting_with_a_dot_goes_the_general_way_and_arrives_whole(tmp_path, smtp_server) -> None:

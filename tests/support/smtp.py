@@ -46,6 +46,7 @@ class SmtpSink:
       `sink.replies.extend(["451 4.3.0 try later", "550 5.1.1 no such user"])`; when empty
       messages are accepted with "250 OK". Refused messages are not in `messages` but are
       counted in `refused`.
+    - `rcpt_replies`: likewise for the next RCPT commands (`"550 5.1.1 no such user"`).
     - Authentication is optional; a client that logs in must use `username`/`password`
       (the login is recorded on each message).
     - `settings()`: the `Settings` overrides that point a service at this server.
@@ -60,7 +61,17 @@ class SmtpSink:
         self.messages: list[ReceivedMail] = []
         self.replies: collections.deque[str] = collections.deque()
         self.refused: list[bytes] = []
+        self.rcpt_replies: collections.deque[str] = collections.deque()
         self._controller: Any = None
+
+    # aiosmtpd handler hook
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: list[str]) -> str:
+        if self.rcpt_replies:
+            reply = self.rcpt_replies.popleft()
+            if not reply.startswith("2"):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
 
     # aiosmtpd handler hook
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
