@@ -18,7 +18,7 @@ the encoding with the `email` package's own quoted-printable header encoder, and
 
 from __future__ import annotations
 
-import base64
+import binascii
 import secrets
 from email import quoprimime
 from email.policy import SMTP, EmailPolicy
@@ -91,15 +91,20 @@ def from_header(mail_from: str) -> tuple[str, str]:
     return formataddr((name, address)), address
 
 
+def base64_lines(data: bytes) -> str:
+    """`data` in base64 lines of 76 characters, each ending in CRLF: what the `email` package
+    writes (`base64.encodebytes`, then CRLF), in one pass instead of one call per line (a
+    tenth of an email's cost in notify, make bench)."""
+    encoded = binascii.b2a_base64(data, newline=False)
+    lines = [encoded[i : i + 76] for i in range(0, len(encoded), 76)]
+    return (b"\r\n".join(lines) + b"\r\n").decode("ascii") if lines else ""
+
+
 def _part(content_type: str, text: str) -> str:
     if not text.endswith("\n"):
         text += "\n"  # the `email` package ends every text part with a line break too
-    body = base64.encodebytes(text.replace("\r\n", "\n").encode()).decode()  # as the `email` package does
-    return (
-        f'Content-Type: {content_type}; charset="utf-8"{CRLF}'
-        f"Content-Transfer-Encoding: base64{CRLF}{CRLF}"
-        f"{body.replace(chr(10), CRLF)}"
-    )
+    body = base64_lines(text.replace("\r\n", "\n").encode())  # as the `email` package does
+    return f'Content-Type: {content_type}; charset="utf-8"{CRLF}Content-Transfer-Encoding: base64{CRLF}{CRLF}{body}'
 
 
 def build(

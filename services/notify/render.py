@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import json
 import re
 from collections.abc import Callable
@@ -11,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
-from itsdangerous.encoding import base64_encode
+from itsdangerous.encoding import base64_encode, want_bytes
+from itsdangerous.signer import HMACAlgorithm
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 from markupsafe import Markup, escape
 
@@ -91,9 +93,12 @@ def content_language(notice: Notice, frame: str) -> str:
 
 class _KeyOnceSigner(Signer):
     """itsdangerous' signer, its key derived once (the library derives it anew for every
-    signature: an HMAC per link, two links per email of a fan-out)."""
+    signature: an HMAC per link, two links per email of a fan-out) and its HMAC keyed once:
+    each signature continues a copy of it (`hmac.HMAC.copy`), the same bytes as
+    `HMACAlgorithm.get_signature`. Verifying is the library's own."""
 
     _derived: bytes | None = None
+    _keyed: hmac.HMAC | None = None
 
     def derive_key(self, secret_key: str | bytes | None = None) -> bytes:
         if secret_key is not None:  # verifying with an older key (key rotation)
@@ -101,6 +106,15 @@ class _KeyOnceSigner(Signer):
         if self._derived is None:
             self._derived = super().derive_key()
         return self._derived
+
+    def get_signature(self, value: str | bytes) -> bytes:
+        if type(self.algorithm) is not HMACAlgorithm:
+            return super().get_signature(value)
+        if self._keyed is None:
+            self._keyed = hmac.new(self.derive_key(), digestmod=self.algorithm.digest_method)
+        mac = self._keyed.copy()
+        mac.update(want_bytes(value))
+        return base64_encode(mac.digest())
 
 
 class _LinkSerializer(URLSafeSerializer):

@@ -103,6 +103,26 @@ def test_unsubscribe_tokens_are_signed(tmp_path):
     assert other.read_unsubscribe_token(token) is None
 
 
+def test_links_are_signed_as_the_library_signs_them(tmp_path):
+    """notify's signer keys its HMAC once (render._KeyOnceSigner): the tokens are the ones
+    itsdangerous itself makes, so links sent before and after the change open alike."""
+    from itsdangerous import URLSafeSerializer
+
+    from services.notify.render import MANAGE_SALT, UNSUBSCRIBE_SALT
+
+    settings = Settings(data_dir=tmp_path, secret_key="k")
+    renderer = Renderer(settings)
+    for i in range(3):  # the keyed HMAC is reused: each signature still its own
+        plain = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
+        assert plain.loads(renderer.unsubscribe_token(f"sub-{i}", "sms")) == [f"sub-{i}", "sms"]
+        assert renderer.unsubscribe_token(f"sub-{i}", "sms").rsplit(".", 1)[1] == plain.dumps(
+            [f"sub-{i}", "sms"]
+        ).rsplit(".", 1)[1]
+        manage = URLSafeSerializer(settings.signing_key(), salt=MANAGE_SALT)
+        assert renderer.read_manage_token(manage.dumps(f"sub-{i}")) == f"sub-{i}"
+        assert manage.loads(renderer.manage_token(f"sub-{i}")) == f"sub-{i}"
+
+
 def test_a_notice_draft_has_every_column_of_notices_with_the_same_defaults():
     """record_notice writes NoticeDraft.row() with a Core insert: a column added to Notice
     and not to the draft would be left to the database (NULL, or a failed insert)."""

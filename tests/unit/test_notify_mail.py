@@ -82,3 +82,15 @@ def test_addresses_the_fast_path_cannot_write_go_the_slow_way():
     assert mail.build(to="a@example.si\r\nBcc: x@evil.si", unsubscribe_url=None, **kwargs) is None
     assert mail.build(to="a@example.si", unsubscribe_url="https://x/\r\nBcc: y", **kwargs) is None
     assert mail.build(to="a@example.si", unsubscribe_url=None, **kwargs) is not None
+
+
+def test_base64_lines_are_what_the_email_package_writes() -> None:
+    import base64
+    import random
+
+    from services.notify.mail import base64_lines
+
+    rng = random.Random(76)
+    for size in [*range(0, 240), 8800, 12345]:
+        data = bytes(rng.randrange(256) for _ in range(size))
+        assert base64_lines(data) == base64.encodebytes(data).decode().replace("\n", "\r\n")
