@@ -55,35 +55,25 @@ async def test_the_server_receives_what_sendmail_would_have_sent(tmp_path, smtp_
     assert "ne bo vode na Zlatem polju" in (prepared.part("text/plain") or "")
 
 
-async def test_a_refused_message_is_the_same_failure_and_the_next_one_goes(tmp_path, smtp_server) -> None:
+@pytest.mark.parametrize("refused", ["DATA", "RCPT"])
+async def test_a_refusal_is_the_same_failure_and_the_next_one_goes(tmp_path, smtp_server, refused: str) -> None:
+    """The server refuses the message (DATA) or the recipient (RCPT), first for now, then for
+    good: a temporary and a permanent failure, and the same connection sends the next."""
     transport = SmtpEmail(make_settings(tmp_path, "amqp://unused/", smtp_connections=1, **smtp_server.settings()))
-    smtp_server.replies.extend(["451 4.3.0 try later", "550 5.1.1 no such user"])
+    replies = smtp_server.replies if refused == "DATA" else smtp_server.rcpt_replies
+    replies.extend(["451 4.3.0 try later", "550 5.1.1 no such user"])
     try:
         raw, sender = built("b@example.si")
-        with pytest.raises(TemporaryFailure, match="SMTP 451"):
+        with pytest.raises(TemporaryFailure, match="451"):
             await transport.send_raw(raw, sender, "b@example.si", "d-2")
-        with pytest.raises(PermanentFailure, match="SMTP 550"):
+        with pytest.raises(PermanentFailure, match="550"):
             await transport.send_raw(raw, sender, "b@example.si", "d-3")
         assert await transport.send_raw(raw, sender, "b@example.si", "d-4") == "OK"
     finally:
         await transport.close()
-    assert len(smtp_server.refused) == 2 and len(smtp_server.messages) == 1
-
-
-async def test_a_refused_recipient_is_the_same_failure_and_the_next_one_goes(tmp_path, smtp_server) -> None:
-    transport = SmtpEmail(make_settings(tmp_path, "amqp://unused/", smtp_connections=1, **smtp_server.settings()))
-    smtp_server.rcpt_replies.extend(["450 4.2.1 mailbox busy", "550 5.1.1 no such user"])
-    try:
-        raw, sender = built("ana@example.si")
-        with pytest.raises(TemporaryFailure, match="450"):
-            await transport.send_raw(raw, sender, "ana@example.si", "d-1")
-        with pytest.raises(PermanentFailure, match="550"):
-            await transport.send_raw(raw, sender, "ana@example.si", "d-2")
-        assert await transport.send_raw(raw, sender, "ana@example.si", "d-3") == "OK"  # the same connection
-    finally:
-        await transport.close()
     [received] = await smtp_server.wait_for(1)
-    assert received.rcpt_tos == ["ana@example.si"]
+    assert received.rcpt_tos == ["b@example.si"]
+    assert len(smtp_server.refused) == (2 if refused == "DATA" else 0)  # a refused recipient sends no DATA
 
 
 @pytest.mark.parametrize(
