@@ -351,6 +351,7 @@ class GroupCommit:
         self._busy = False
         self._task: asyncio.Task[None] | None = None
         self._hurry: asyncio.Future[None] | None = None  # set: stop lingering, commit now
+        self._draining = False  # nothing more is coming: no more lingering
         self._failure: Exception | None = None
 
     async def add(self, result: tuple[Due, Outcome]) -> None:
@@ -370,6 +371,7 @@ class GroupCommit:
             self._commit_now()
 
     async def drain(self) -> None:
+        self._draining = True
         self._commit_now()
         while self._task is not None and not self._task.done():
             # shielded: a stop while waiting must not cut a commit of what was already sent
@@ -394,7 +396,7 @@ class GroupCommit:
     async def _commit_pending(self, linger: float = 0.0) -> None:
         try:
             while self._pending:
-                if linger and len(self._pending) < self._page:
+                if linger and not self._draining and len(self._pending) < self._page:
                     await self._linger_for(linger)
                 batch, self._pending = self._pending, []
                 try:

@@ -83,3 +83,16 @@ async def test_submitted_outcomes_linger_to_share_a_commit() -> None:
     await group.drain()  # d5 and d6 were lingering: committed at once, not after 10 s
     assert record.commits == [["d0", "d1", "d2", "d3", "d4"], ["d5", "d6"]]
     assert loop.time() - started < 5
+
+
+async def test_drain_does_not_linger_for_what_arrived_during_a_commit() -> None:
+    record = Recorder()
+    group = GroupCommit(record, linger=10.0, page=2)
+    group.submit((due(0), Outcome("sent")))
+    group.submit((due(1), Outcome("sent")))  # a full page: its commit starts at once
+    await asyncio.sleep(0.001)
+    group.submit((due(2), Outcome("sent")))  # arrives while that commit runs
+    started = asyncio.get_running_loop().time()
+    await group.drain()
+    assert record.commits == [["d0", "d1"], ["d2"]]
+    assert asyncio.get_running_loop().time() - started < 5  # not the 10 s linger
