@@ -86,6 +86,7 @@ class Bench:
         self.sms = Sink("sms", free_port(), self.marks)
         self.tmp = Path(tempfile.mkdtemp(prefix="kranj-bench-"))
         self.smtp_client_cpu_ms = float("nan")  # set by smtp_ceiling
+        self.broker_client_cpu_ms = float("nan")  # set by broker_ceiling
 
     # ---------------------------------------------------------------- ceilings
     async def broker_ceiling(self, amqp_url: str, n: int, window: int = 500) -> float:
@@ -110,6 +111,7 @@ class Bench:
                     done.set_result(None)
 
             await q.consume(on_message)
+            cpu_before = time.process_time()
             started = time.perf_counter()
             for first in range(0, n, window):
                 await asyncio.gather(
@@ -122,6 +124,8 @@ class Bench:
                 )
             await done
             elapsed = time.perf_counter() - started
+            # publisher and consumer together, in this one process
+            self.broker_client_cpu_ms = (time.process_time() - cpu_before) * 1000 / n
             await q.delete(if_unused=False, if_empty=False)
         return n / elapsed
 
@@ -319,12 +323,20 @@ class Bench:
         return result
 
     async def ingest(
-        self, exchange: aio_pika.abc.AbstractExchange, db_url: str, n: int, timeout: float, window: int = 500
+        self,
+        exchange: aio_pika.abc.AbstractExchange,
+        db_url: str,
+        n: int,
+        timeout: float,
+        window: int = 500,
+        notify_pids: list[int] | None = None,
     ) -> dict[str, Any]:
         """`n` noticeboard-only notices published as fast as the broker confirms them; the
         clock stops when notify has stored the last one."""
         source = f"/bench/ingest-{uuid.uuid4().hex[:6]}"
         sql = f"SELECT count(*) FROM notices WHERE source = '{source}'"
+        meter = CpuMeter({"notify": notify_pids or [], "bench": [os.getpid()]})
+        meter.start()
         started = time.perf_counter()
 
         async def publish_all() -> float:
@@ -365,12 +377,15 @@ class Bench:
         finally:
             await engine.dispose()
         elapsed = time.perf_counter() - started
+        cpu = meter.stop()
         published = await publishing
         return {
             "notices": n,
             "seconds": round(elapsed, 3),
             "published_in_seconds": round(published, 3),
             "per_second": round(n / elapsed, 1),
+            # CPU ms per notice, by process group (bench: the publisher and the count query)
+            "cpu_ms_per_notice": {k: round(v * 1000 / n, 3) for k, v in cpu.items()},
         }
 
     async def latency(
@@ -560,6 +575,7 @@ class Bench:
             "sms_requests_per_second_aiohttp": round(await self.sms_ceiling_aiohttp(ceiling_n, sms_concurrency), 1),
         }
         r["ceilings"]["smtp_client_cpu_ms_per_email"] = round(self.smtp_client_cpu_ms, 3)
+        r["ceilings"]["broker_client_cpu_ms_per_message"] = round(self.broker_client_cpu_ms, 3)
         # notify's GatewaySms transport uses aiohttp; its share is taken of the faster plain client
         r["ceilings"]["sms_requests_per_second"] = max(
             r["ceilings"]["sms_requests_per_second_httpx"], r["ceilings"]["sms_requests_per_second_aiohttp"]
@@ -593,12 +609,12 @@ class Bench:
             async with connection:
                 channel = await connection.channel(publisher_confirms=True)
                 exchange = await channel.get_exchange("kranj")
+                notify_pid = [services["notify"].pid]
                 if self.args.only == "ingest":
-                    r["ingest"] = await self.ingest(exchange, notify_db, ingest_n, timeout=600)
+                    r["ingest"] = await self.ingest(exchange, notify_db, ingest_n, timeout=600, notify_pids=notify_pid)
                     print(f"  {r['ingest']}", flush=True)
                     return
                 print(f"fan-out to {small} residents ...", flush=True)
-                notify_pid = [services["notify"].pid]
                 r["fanout_small"] = await self.fanout(exchange, "britof", small, timeout=300, notify_pids=notify_pid)
                 print(f"  {r['fanout_small']}", flush=True)
                 for n, s in services.items():
@@ -619,7 +635,7 @@ class Bench:
                 if self.args.only == "fanout":
                     return
                 print(f"ingest of {ingest_n} notices ...", flush=True)
-                r["ingest"] = await self.ingest(exchange, notify_db, ingest_n, timeout=600)
+                r["ingest"] = await self.ingest(exchange, notify_db, ingest_n, timeout=600, notify_pids=notify_pid)
                 print(f"  {r['ingest']}", flush=True)
                 print(f"latency: {latency_n} notices at 5 per second ...", flush=True)
                 await asyncio.sleep(2)

@@ -67,29 +67,31 @@ def read_e164(e164: str) -> phonenumbers.PhoneNumber | None:
     return None
 
 
-def country_code(e164: str) -> int | None:
-    """The country calling code of an E.164 number (386 for +386…); None if it is not one."""
+def _number(e164: str, region: str | None) -> phonenumbers.PhoneNumber | None:
+    """`e164` read as E.164 (`read_e164`), else parsed as people write numbers (`region` for
+    one without a leading +); None if it is no number at all."""
     number = read_e164(e164)
     if number is None:
         try:
-            number = phonenumbers.parse(e164, None)
+            number = phonenumbers.parse(e164, region)
         except phonenumbers.NumberParseException:
             return None
-    return number.country_code
+    return number
+
+
+def country_code(e164: str) -> int | None:
+    """The country calling code of an E.164 number (386 for +386…); None if it is not one."""
+    number = _number(e164, None)
+    return None if number is None else number.country_code
 
 
 def is_mobile(e164: str) -> bool:
     """Can this number receive an SMS from us? Only a mobile number (`phonenumbers` type
     MOBILE, or FIXED_LINE_OR_MOBILE where a country's plan does not tell them apart): never
     a landline, premium-rate (+386 90, 89), toll-free (+386 80), shared-cost or VoIP number."""
-    number = read_e164(e164)
-    if number is None:
-        try:
-            number = phonenumbers.parse(e164, None if e164.startswith("+") else "SI")
-        except phonenumbers.NumberParseException:
-            return False
+    number = _number(e164, None if e164.startswith("+") else "SI")
     # A type other than UNKNOWN is only found for a valid number: no separate is_valid_number.
-    return phonenumbers.number_type(number) in _MOBILE_TYPES
+    return number is not None and phonenumbers.number_type(number) in _MOBILE_TYPES
 
 
 def mobile_phone(raw: str, region: str = "SI") -> str:
