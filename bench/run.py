@@ -37,7 +37,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from . import gateways
+from . import floor, gateways
 from .gateways import LABELS as GATEWAY_KINDS
 from .gateways import report as gateways_report
 from .procs import ADMIN_TOKEN, CpuMeter, PgDatabase, Service, Vhost, base_env, free_port, machine, rss_mb
@@ -49,6 +49,11 @@ BODY = (
     "Zaradi okvare na vodovodu bo jutri med 8. in 14. uro brez vode del naselja. "
     "Cisterna bo pri gasilskem domu. Hvala za razumevanje."
 )
+
+
+def floor_body(i: int, source: str) -> bytes:
+    """The ingest phase's notice (bench/floor.py)."""
+    return envelope({"title": f"Obvestilo {i}", "body": BODY, "ks": ["center"], "channels": ["noticeboard"]}, source)
 
 
 def envelope(data: dict[str, Any], source: str = "/bench/komunala") -> bytes:
@@ -541,6 +546,8 @@ class Bench:
             "sms_concurrency": sms_concurrency,
             "delivery_facts_v1": os.environ.get("BENCH_DELIVERY_FACTS_V1") == "1",  # bench/procs.py base_env
         }
+        if self.args.only == "floor":
+            return await self._floor()
         self.smtp.start()
         self.sms.start()
         try:
@@ -553,6 +560,7 @@ class Bench:
             self.sms.stop()
             shutil.rmtree(self.tmp, ignore_errors=True)  # the services' data and logs of this run
         if not self.args.only:
+            await self._floor()
             # issue 20 §3: notify's SMS path against three kinds of gateway (bench/gateways.py)
             n = 1000 if q else 4000
             print(f"SMS against three kinds of gateway: {n} SMS each, 64 at a time ...", flush=True)
@@ -560,6 +568,15 @@ class Bench:
             gateways.write(g)
             self.results["targets"]["sms_share_per_gateway_kind_min_0.60"] = g["target_share_min_0.60"]
         self.results["machine"]["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+        return self.results
+
+    async def _floor(self) -> dict[str, Any]:
+        """issue 20 §4: what a consumer alone costs per message, down to the framework's
+        floor (bench/floor.py)."""
+        n = 3000 if self.quick else 10_000
+        print(f"CPU per message of a consumer alone (plain, FastStream, notify): {n} messages each ...", flush=True)
+        self.results["floor"] = await floor.run(n, floor_body)
+        print(f"  {self.results['floor']['cpu_ms_per_message']}", flush=True)
         return self.results
 
     async def _run(self, amqp_url: str, booking_db: str, sizes: tuple[int, int], ceiling_n: int, ingest_n: int,
@@ -722,6 +739,10 @@ def table(r: dict[str, Any]) -> str:
     plain = c["smtp_client_cpu_ms_per_email"]
     lines.append(f"{'notify CPU per delivery / plain SMTP client per email':<48}{cpu:>7.3f} / {plain:.3f} ms"
                  f"{cpu / plain:>12.1f}×")  # fmt: skip
+    if "floor" in r:
+        fl = r["floor"]["cpu_ms_per_message"]
+        lines.append(f"{'CPU per message, consumer alone: plain / FastStream / notify':<48}"
+                     f"{fl['plain']:>7.3f} / {fl['faststream']:.3f} / {fl['notify']:.3f} ms")  # fmt: skip
     if "gateways" in r:
         lines += ["", gateways_report(r["gateways"])]
     lines.append("")
@@ -772,6 +793,10 @@ def markdown(r: dict[str, Any]) -> str:
                 "",
             )
         )
+    if "floor" in r:
+        for kind, label in r["floor"]["labels"].items():
+            rows.append((f"CPU per message of a consumer alone, {r['floor']['cpu_ms_per_message']['messages']:,} notices"
+                         f" waiting: {label}", f"{r['floor']['cpu_ms_per_message'][kind]:.3f} ms", ""))  # fmt: skip
     for kind, g in r.get("gateways", {}).get("kinds", {}).items():
         rows.append(
             (
@@ -862,8 +887,9 @@ def main() -> None:
     )
     parser.add_argument(
         "--only",
-        choices=("fanout", "ingest"),
-        help="ceilings and the fan-outs, or the ingest, only: printed, nothing written (with --profile: its profile)",
+        choices=("fanout", "ingest", "floor"),
+        help="ceilings and the fan-outs, the ingest, or the consumers' CPU per message, only: printed, nothing"
+        " written (with --profile: its profile)",
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()

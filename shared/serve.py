@@ -56,6 +56,9 @@ def serve(name: str, create_app: Callable[[Settings], Any], settings: Settings |
         print(f"kranj {name}: RabbitMQ is not reachable at {redact_url(settings.amqp_url)} ({problem})", file=sys.stderr)
         sys.exit(2)
     app = create_app(settings)
+    # This process is the service: once started, its heap is moved out of the collector's
+    # reach (shared.web's lifespan, `freeze_heap`). Not for apps that tests build in-process.
+    app.state.freeze_heap = True
     uvicorn.run(
         app,
         host=settings.http_host,

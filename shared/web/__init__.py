@@ -6,6 +6,7 @@ serves alike for residents (the accessibility statement, the privacy notice: sit
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
@@ -104,6 +105,22 @@ class ServiceApp:
         )
 
 
+def freeze_heap() -> None:
+    """Move everything a started service holds (modules, the app, its routes, models and
+    templates, the engine, the broker) into the garbage collector's permanent generation.
+
+    Python's cyclic collector walks every object of the oldest generation in each full
+    collection; a service's start-up heap is most of its objects, lives as long as the
+    process and never becomes garbage. The short-lived objects of each message trigger the
+    collector over and over: for 10,000 notices waiting in its queue, notify spent 1.6 s of
+    its 7.5 s of CPU collecting, 0.5–0.7 s once frozen (issue 20 §4; `make bench`'s
+    "consumer alone" row).
+    The same advice as CPython's for `gc.freeze` before a fork: collect first, then freeze, so
+    no garbage is kept. Objects made after start are collected as before."""
+    gc.collect()
+    gc.freeze()
+
+
 def readable_validation_detail(errors: Sequence[Any]) -> str:
     parts = []
     for err in errors[:8]:
@@ -133,6 +150,8 @@ def create_service_app(
             await ctx.bus.start()
         for factory in ctx.background:
             tasks.append(asyncio.create_task(cast("Coroutine[Any, Any, None]", factory()), name=f"{ctx.service}-{factory.__name__}"))
+        if getattr(app.state, "freeze_heap", False):
+            freeze_heap()
         log.info("service started", extra={"service_name": ctx.service})
         try:
             yield
