@@ -754,7 +754,9 @@ def markdown(r: dict[str, Any]) -> str:
     """The figures as a Markdown table (bench/results.md; the README quotes it)."""
     c, s, m = r["ceilings"], r["shares"], r["machine"]
     rows = [
-        ("ceiling: broker, plain aio-pika publisher + consumer, one quorum queue", f"{c['broker_messages_per_second']:,.0f} msg/s", ""),
+        ("ceiling: broker, plain aio-pika publisher + consumer, one quorum queue"
+         + (f" (CPU {c['broker_client_cpu_ms_per_message']:.3f} ms per message, both)" if "broker_client_cpu_ms_per_message" in c else ""),
+         f"{c['broker_messages_per_second']:,.0f} msg/s", ""),
         ("ceiling: SMTP, plain aiosmtplib, ready-made emails", f"{c['smtp_emails_per_second']:,.0f} emails/s", ""),
         ("ceiling: SMS gateway, plain httpx", f"{c['sms_requests_per_second_httpx']:,.0f} req/s", ""),
         ("ceiling: SMS gateway, plain aiohttp (the SMS shares use this)", f"{c['sms_requests_per_second_aiohttp']:,.0f} req/s", ""),
@@ -773,8 +775,9 @@ def markdown(r: dict[str, Any]) -> str:
             (f"fan-out, one notice to {n:,} residents: SMS", f"{f['sms_per_second']:,.0f} /s", f"{s[f'sms_{n}']:.0%}")
         )
     i = r["ingest"]
+    cpu_i = f" (notify's CPU {i['cpu_ms_per_notice']['notify']:.3f} ms per notice)" if "cpu_ms_per_notice" in i else ""
     rows.append(
-        (f"ingest, {i['notices']:,} noticeboard-only notices", f"{i['per_second']:,.0f} /s", f"{s['ingest']:.0%}")
+        (f"ingest, {i['notices']:,} noticeboard-only notices{cpu_i}", f"{i['per_second']:,.0f} /s", f"{s['ingest']:.0%}")
     )
     lat = r["latency"]
     for ch in ("email", "sms"):
