@@ -56,9 +56,14 @@ PHISHING = "Vaš račun je zaklenjen. Odklenite na https://evil.example"
 EVIL_NAME = "Banka NLB varnostna služba"
 
 
+ROOM_FREE_EVENING = 3  # Thursday: ks-primskovo's KS office hours are Monday and Wednesday 17.00-19.00
+
+
 def room_request(days: int, **overrides: Any) -> dict[str, Any]:
-    """A request for 18.00-20.00 on the first working day at least `days` ahead."""
-    day = day_ahead(days)
+    """A request for 18.00-20.00 on the first Thursday at least `days` ahead that is no
+    holiday: an evening without the room's KS office hours (booking migration 0002), whatever
+    today is. (The first day of any kind was refused as office hours on some days of the week.)"""
+    day = day_ahead(days, weekday=ROOM_FREE_EVENING)
     body = {
         "room_id": ROOM,
         "starts_at": iso(at(day, "18:00")),
