@@ -86,7 +86,7 @@ async def test_at_info_each_message_is_logged_once_by_the_consumer_and_not_by_fa
 ):
     """At INFO, the production level, a message gives one line of the Consumer (its id, type,
     source and queue): FastStream's own "Received" and "Processed" for every message are
-    DEBUG (they were half of the lines and a sixth of notify's CPU per notice)."""
+    DEBUG (they were half of the lines and about a fifth of notify's CPU per notice)."""
     caplog.set_level(logging.INFO)
     h = await make_harness(tmp_path, amqp_url, f"sqlite+aiosqlite:///{(tmp_path / 'x.db').resolve()}")
     try:
