@@ -129,6 +129,9 @@ class RabbitNode:
             proc = subprocess.run(
                 [*_as_user("rabbitmq"), str(RABBIT_BIN / "rabbitmqctl"), "-n", self.name, "-q", *args],
                 env=self.env,
+                # the rabbitmq user's Erlang reads its working directory: not the checkout, which
+                # may be private to its owner (a clone in `mktemp -d` failed with eacces)
+                cwd=self.base,
                 capture_output=True,
                 text=True,
                 timeout=timeout,
