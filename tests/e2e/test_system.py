@@ -17,7 +17,7 @@ import aio_pika
 import httpx
 import pytest
 from support.settings import TEST_ADMIN_TOKEN, TEST_SECRET_KEY, free_port, wait_until
-from support.times import iso, weekday_ahead
+from support.times import FRIDAY, TZ, day_ahead, iso, weekday_ahead
 
 # How residents read a date ("četrtek, 14. januarja 2027"), written out here rather than
 # taken from the code under test.
@@ -165,7 +165,7 @@ async def test_services_talk_only_through_the_bus(system, smtp_server):
     """Surveys, booking and notify started by `kranj up`: a survey invitation with a
     personal link, a volunteer who becomes a subscriber, and a booking request's receipt."""
     import re
-    from datetime import UTC, datetime, timedelta
+    from datetime import datetime, timedelta
 
     proc, urls, log = system
     await wait_until(lambda: _all_ready(urls), timeout=60, interval=0.3, message="all four services ready")
@@ -208,8 +208,8 @@ async def test_services_talk_only_through_the_bus(system, smtp_server):
         assert volunteer["topics"] == ["surveys"] and volunteer["consent_source"] == "survey-web"
         assert volunteer["status"] == "pending"  # until she follows the emailed link
 
-        day = datetime.now(UTC).date() + timedelta(days=10)
-        start = datetime(day.year, day.month, day.day, 16, 0, tzinfo=UTC)
+        day = day_ahead(10, weekday=FRIDAY)  # no KS office hours, no holiday (support.times)
+        start = datetime(day.year, day.month, day.day, 18, 0, tzinfo=TZ)
         booking = await client.post(
             f"{urls['booking']}/api/v1/bookings",
             json={

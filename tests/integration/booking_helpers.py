@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
+from support.times import day_ahead
+
 from services.booking import domain
-from services.booking.domain import TZ
 
 
 def future_day(weekday: int, min_days: int = 10) -> date:
     """The first `weekday` (0 = Monday) at least `min_days` ahead that is no public holiday."""
-    day = datetime.now(TZ).date() + timedelta(days=min_days)
-    while day.weekday() != weekday or domain.holiday_name(day):
-        day += timedelta(days=1)
-    return day
+    return day_ahead(min_days, weekday)
 
 
 def local(day: date, hhmm: str) -> datetime:

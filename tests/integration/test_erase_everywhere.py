@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import timedelta
+from datetime import datetime, time, timedelta
 
 import aio_pika
 import pytest
 from sqlmodel import select
 from support.settings import TEST_SECRET_KEY, make_settings
+from support.times import TZ, day_ahead
 from typer.testing import CliRunner
 
 from kranj.cli import app as cli
@@ -44,7 +45,7 @@ async def _given_a_booking_and_a_volunteer(settings) -> None:
     booking_db = Database(settings.database_url("booking"))
     surveys_db = Database(settings.database_url("surveys"))
     try:
-        start = (utcnow() + timedelta(days=3)).replace(hour=9, minute=0, second=0, microsecond=0)
+        start = datetime.combine(day_ahead(3), time(10), tzinfo=TZ)  # a room is closed on holidays
         request = BookingIn(
             room_id="ks-bitnje",
             starts_at=start,

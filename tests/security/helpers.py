@@ -5,26 +5,16 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
 
 from support.settings import TEST_ADMIN_TOKEN
-from support.times import iso
+from support.times import day_ahead, iso
 
 from services.booking import domain as booking_domain
-from shared import clock
 
 ADMIN = {"Authorization": f"Bearer {TEST_ADMIN_TOKEN}"}
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n")
-
-
-def day_ahead(days: int, weekday: int | None = None) -> date:
-    """The first day at least `days` after today (Ljubljana) that is on `weekday` (0 =
-    Monday) when given, and no public holiday."""
-    day = clock.local_now().date() + timedelta(days=days)
-    while (weekday is not None and day.weekday() != weekday) or booking_domain.holiday_name(day):
-        day += timedelta(days=1)
-    return day
 
 
 def at(day: date, hhmm: str) -> datetime:
