@@ -63,11 +63,15 @@ async def phone(browser: Any) -> AsyncIterator[Any]:
 
 
 async def _choose(page: Any, day: str, start_key: str, duration_label: str) -> None:
-    """Keyboard only, from the day radios: arrow to `day`, type the start, pick the duration."""
+    """Keyboard only, from the day radios: arrow to `day`, type the start, pick the duration.
+    Arrowing to a radio selects it; when `day` is the first, the one Tab landed on, a resident
+    presses Space (focus alone selects nothing: this failed when `day` opened the days shown)."""
     for _ in range(8):
         if (await _active(page))["value"] == day:
             break
         await page.keyboard.press("ArrowDown")
+    if not await page.locator(f"input[name=datum][value='{day}']").is_checked():
+        await page.keyboard.press("Space")
     assert await page.locator(f"input[name=datum][value='{day}']").is_checked()
     for _ in range(3):  # past the "next days" link
         await page.keyboard.press("Tab")
