@@ -25,6 +25,7 @@ import aio_pika
 import aiormq
 import pytest
 from conftest import RABBIT_HOST, RABBIT_PORT, make_settings, rabbitmqctl, require_broker, vhost_url
+from support.rabbit import rabbitmqctl_batch
 from support.times import utc_iso
 
 from services.notify import subscribers as notify_subscribers
@@ -96,27 +97,22 @@ def _new_vhost() -> Iterator[Vhost]:
     suffix = secrets.token_hex(4)
     name = f"kranj-test-priv-{suffix}"
     users = {user: f"{user}-{suffix}" for user in USERS}
-    rabbitmqctl("add_vhost", name)
+    # Users, vhosts and rights in one `rabbitmqctl eval` each (support.rabbit); the policies
+    # as the deploy file's own `set_policy` commands.
+    rabbitmqctl_batch([["add_vhost", name], ["set_permissions", "-p", name, "guest", ".*", ".*", ".*"]])
     try:
-        rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
         asyncio.run(_declare_as_ops(vhost_url(name)))
         for command in CTL["policy_commands"](DEFINITIONS, name):
             rabbitmqctl(*command)
-        for broker_user in users.values():
-            rabbitmqctl("add_user", broker_user, _password(broker_user))
-        for command in CTL["access_commands"](DEFINITIONS, name, users=USERS, rename=users.__getitem__):
-            rabbitmqctl(*command)
+        rabbitmqctl_batch(
+            [["add_user", broker_user, _password(broker_user)] for broker_user in users.values()]
+            + CTL["access_commands"](DEFINITIONS, name, users=USERS, rename=users.__getitem__)
+        )
         yield Vhost(name, users)
     finally:
-        for broker_user in users.values():
-            try:
-                rabbitmqctl("delete_user", broker_user)
-            except RuntimeError:
-                pass
-        try:
-            rabbitmqctl("delete_vhost", name)
-        except RuntimeError:
-            pass
+        rabbitmqctl_batch(
+            [["delete_user", broker_user] for broker_user in users.values()] + [["delete_vhost", name]], cleanup=True
+        )
 
 
 def notice(**data: Any) -> bytes:

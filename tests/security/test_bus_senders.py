@@ -21,7 +21,7 @@ import aio_pika
 import aiormq
 import pytest
 from sqlmodel import select
-from support.rabbit import publish_bare, rabbitmqctl, vhost_of
+from support.rabbit import publish_bare, rabbitmqctl_batch, vhost_of
 from support.settings import make_settings, wait_until
 
 from services.events.app import create_app as create_events
@@ -56,26 +56,23 @@ class Sender:
         self.url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
         self.vhost = vhost_of(amqp_url)
 
-    def create(self) -> None:
-        rabbitmqctl("add_user", self.name, self.password)
-        # What deploy/rabbitmq gives an outside system: publish on `kranj`, nothing else.
-        rabbitmqctl("set_permissions", "-p", self.vhost, self.name, "^$", "^kranj$", "^$")
-
-    def delete(self) -> None:
-        with contextlib.suppress(RuntimeError):
-            rabbitmqctl("delete_user", self.name)
+    def create(self) -> list[list[str]]:
+        """The rabbitmqctl commands that make this user."""
+        return [
+            ["add_user", self.name, self.password],
+            # What deploy/rabbitmq gives an outside system: publish on `kranj`, nothing else.
+            ["set_permissions", "-p", self.vhost, self.name, "^$", "^kranj$", "^$"],
+        ]
 
 
 @pytest.fixture
 def senders(amqp_url: str) -> Iterator[dict[str, Sender]]:
     made = {role: Sender(amqp_url, role) for role in ("komunala", "primskovo", "stranger")}
     try:
-        for sender in made.values():
-            sender.create()
+        rabbitmqctl_batch([command for sender in made.values() for command in sender.create()])
         yield made
     finally:
-        for sender in made.values():
-            sender.delete()
+        rabbitmqctl_batch([["delete_user", sender.name] for sender in made.values()], cleanup=True)
 
 
 def registry(senders: dict[str, Sender]) -> str:
