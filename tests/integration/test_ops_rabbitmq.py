@@ -23,7 +23,7 @@ from typing import Any
 import aio_pika
 import aiormq
 import pytest
-from support.rabbit import RABBIT_HOST, RABBIT_PORT, rabbitmqctl, require_broker
+from support.rabbit import RABBIT_HOST, RABBIT_PORT, rabbitmqctl, rabbitmqctl_batch, require_broker
 from support.settings import make_settings
 
 from shared.bus import declare_topology, make_broker
@@ -101,15 +101,7 @@ def loaded() -> Iterator[Loaded]:
         rabbitmqctl("import_definitions", str(path))
         yield Loaded(vhost, users, passwords)
     finally:
-        for name in users.values():
-            try:
-                rabbitmqctl("delete_user", name)
-            except RuntimeError:
-                pass
-        try:
-            rabbitmqctl("delete_vhost", vhost)
-        except RuntimeError:
-            pass
+        rabbitmqctl_batch([["delete_user", name] for name in users.values()] + [["delete_vhost", vhost]], cleanup=True)
         shutil.rmtree(folder, ignore_errors=True)
 
 
