@@ -22,7 +22,7 @@ from staff_login import form_token
 from support.settings import make_settings, wait_until
 
 from services.notify.app import create_app
-from services.notify.digest import run_digests
+from services.notify.digest import DIGEST_HOUR, run_digests
 from services.notify.models import Delivery, Subscriber
 from shared import clock
 from shared.i18n import TZ, format_span
@@ -44,13 +44,15 @@ def client(app) -> httpx.AsyncClient:
 
 
 def next_monday_morning(after: datetime) -> datetime:
-    """The first Monday 07:05 Europe/Ljubljana after `after` (aware, UTC): its digest covers
-    the week in which `after` falls."""
+    """07:05 Europe/Ljubljana on the first Monday whose digest slot (07:00) is after `after`
+    (aware, UTC): its digest covers the week in which `after` falls. Not "07:05 after
+    `after`": a test that starts on a Monday between 07:00 and 07:05 would get that very
+    morning's digest, whose week ended before the test wrote anything."""
     day = after.astimezone(TZ).date()
     while True:
-        at = datetime(day.year, day.month, day.day, 7, 5, tzinfo=TZ)
-        if day.weekday() == 0 and at > after:
-            return at.astimezone(UTC)
+        slot = datetime(day.year, day.month, day.day, DIGEST_HOUR, tzinfo=TZ)
+        if day.weekday() == 0 and slot > after:
+            return (slot + timedelta(minutes=5)).astimezone(UTC)
         day += timedelta(days=1)
 
 
@@ -150,8 +152,10 @@ async def test_a_weekly_series_lists_each_of_its_dates_of_the_week(notify_app, a
     out of the digest altogether)."""
     db = notify_app.state.ctx.db
     await sign_up_for_the_digest(notify_app, smtp_server, "serija@example.si", topics=("events",))
-    monday = next_monday_morning(clock.now())
-    first = clock.now() + timedelta(hours=1)  # over by Monday
+    first = clock.now() + timedelta(hours=1)
+    # The Monday after the first date is over: on a Monday before 07:00 the coming digest is
+    # that morning's, and a date that ends after 07:00 would still be on it.
+    monday = next_monday_morning(first + timedelta(hours=2))
     evening = monday.astimezone(TZ).replace(hour=18, minute=0)
     dates = [(first, first + timedelta(hours=2))] + [
         ((evening + timedelta(days=d)).astimezone(UTC), (evening + timedelta(days=d, hours=2)).astimezone(UTC))
