@@ -28,6 +28,7 @@ import logging
 
 import aio_pika
 
+from .acks import AckWindows
 from .broker import PUBLISH_TIMEOUT, envelope_schema, make_broker, publish_envelope
 from .contracts import MESSAGE_REJECTED, MessageType
 from .db import Database
@@ -129,6 +130,7 @@ class Bus:
         self.senders = SenderRegistry.from_settings(settings)
         self.relay = OutboxRelay(db, self.broker, service, user_id=self.user)
         self.consumers: list[Consumer] = []
+        self.acks = AckWindows()  # the consumers' acks, coalesced per channel (shared/acks.py)
         self._relay_task: asyncio.Task[None] | None = None
         self.publisher(MESSAGE_REJECTED)
 

@@ -29,6 +29,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from . import broker as safe_publishing
+from .acks import AckWindows
 from .broker import publish_envelope
 from .contracts import MESSAGE_REJECTED, CloudEvent, MessageRejected, MessageType, Rejection, parse_data, parse_envelope
 from .db import Database
@@ -49,6 +50,7 @@ class ConsumerHost(Protocol):
     service: str
     db: Database
     senders: SenderRegistry
+    acks: AckWindows
 
     async def dead_letter(self, raw: aio_pika.IncomingMessage, reason: str, *, queue: str) -> None: ...
 
@@ -86,6 +88,8 @@ class Consumer:
         raw = message.raw_message
         started = time.perf_counter()
         outcome, ce_type = "processed", "unknown"
+        acks = self.bus.acks  # every ack and nack goes through it (shared/acks.py)
+        acks.take(raw)
         try:
             try:
                 envelope = parse_envelope(raw.body)
@@ -98,7 +102,7 @@ class Consumer:
                         "ignored message of unhandled type",
                         extra={"ce_id": envelope.id, "ce_type": envelope.type, "queue": self.spec.name},
                     )
-                    await message.ack()
+                    await acks.ack(raw)
                     return
                 data = parse_data(envelope, handles.message_type)
                 # Who sent it decides what it may do: the user_id the broker vouches for.
@@ -107,7 +111,7 @@ class Consumer:
             except Rejection as rejection:
                 outcome = "dead_lettered"
                 await self.bus.dead_letter(raw, rejection.reason, queue=self.spec.name)
-                await message.ack()
+                await acks.ack(raw)
                 return
             except Exception as exc:  # the handler failed: retry, then dead-letter with the reason
                 attempts = _delivery_count(raw) + 1
@@ -116,7 +120,7 @@ class Consumer:
                     reason = f"handler failed {attempts} times; last error: {type(exc).__name__}: {exc}"
                     log.error("giving up on message", extra={"queue": self.spec.name, "reason": reason[:500]})
                     await self.bus.dead_letter(raw, reason, queue=self.spec.name)
-                    await message.ack()
+                    await acks.ack(raw)
                     return
                 outcome = "retried"
                 log.warning(
@@ -125,10 +129,11 @@ class Consumer:
                     extra={"queue": self.spec.name, "attempt": attempts},
                 )
                 await asyncio.sleep(min(10.0, 0.5 * 2 ** (attempts - 1)))
-                await message.nack(requeue=True)
+                await acks.nack(raw, requeue=True)
                 return
-            await message.ack()
+            await acks.ack(raw)
         finally:
+            acks.release(raw)
             MESSAGES_CONSUMED.labels(self.bus.service, self.spec.name, type_label(ce_type), outcome).inc()
             HANDLER_SECONDS.labels(self.bus.service, self.spec.name).observe(time.perf_counter() - started)
 

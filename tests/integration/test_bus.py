@@ -119,9 +119,13 @@ class Harness:
     calls: list[str] = field(default_factory=list)
     fail_times: int = 0  # the handler raises this many more times
     error_text: str = "the printer is on fire"
+    fail_first: dict[str, int] = field(default_factory=dict)  # id -> how many of its first calls raise
 
     async def handler(self, session: AsyncSession, envelope: CloudEvent, data: NoticeRequested) -> None:
         self.calls.append(envelope.id)
+        if self.fail_first.get(envelope.id):
+            self.fail_first[envelope.id] -= 1
+            raise RuntimeError(self.error_text)
         if self.fail_times:
             self.fail_times -= 1
             raise RuntimeError(self.error_text)

@@ -102,3 +102,50 @@ async def test_at_info_each_message_is_logged_once_by_the_consumer_and_not_by_fa
         assert not [r for r in faststream if r.getMessage() in ("Received", "Processed")], faststream[:3]
     finally:
         await close_harness(h)
+
+
+async def _left_on(h, queue: str) -> int:
+    """Messages ready on `queue` (after the Bus stopped: what it had not acked is back)."""
+    q = await h.channel.declare_queue(queue, passive=True)
+    return q.declaration_result.message_count
+
+
+async def test_a_batch_is_acked_with_one_frame_and_a_message_still_in_hand_is_never_acked_with_it(
+    tmp_path, amqp_url, database_url
+):
+    """shared/acks.py on the real broker. (1) 40 messages that arrive together are acked with
+    fewer frames than messages (a multiple ack), and once the Bus has stopped none of them
+    comes back. (2) The first of 25 fails once: while it waits for its retry (0.5 s, then a
+    nack) the 24 after it are stored and acked, but no ack covers it, so it is redelivered
+    and stored too: each of the 25 once, nothing lost, nothing left on the queue."""
+    from test_bus import TEST_QUEUE
+
+    h = await make_harness(tmp_path, amqp_url, database_url)
+    stopped = False
+    try:
+        counts = Counts()
+        bodies = [notice() for _ in range(40)]
+        await publish_together(h.direct_url, bodies)
+        await wait_until(lambda: counts("processed") == 40, timeout=30, message="40 processed")
+        [window] = list(h.bus.acks._windows.values())
+        assert window.multiple_acks >= 1 and not window.waiting and window.coalescing
+        frames_before = window.multiple_acks
+
+        wave = [notice() for _ in range(25)]
+        h.fail_first = {wave[0]["id"]: 2}  # in its batch (rolled back), then alone: retried
+        await publish_together(h.direct_url, wave)
+        await wait_until(lambda: counts("processed") == 65, timeout=30, message="25 more processed, one after a retry")
+        assert counts("retried") in (1, 2) and counts("dead_lettered") == 0  # alone once or twice
+        assert h.calls.count(wave[0]["id"]) == 3  # failed twice, then redelivered and stored
+        assert await h.rows() == 65
+        assert sorted(p.message_id for p in await h.processed()) == sorted(b["id"] for b in bodies + wave)
+        assert window.multiple_acks >= frames_before and window.coalescing
+        await h.bus.stop()
+        stopped = True
+        assert await _left_on(h, TEST_QUEUE.name) == 0  # every delivery acked, none twice
+        assert await h.rows() == 65
+    finally:
+        if not stopped:
+            await h.bus.stop()
+        await h.amqp.close()
+        await h.db.dispose()
