@@ -136,7 +136,7 @@ async def _plain_or_faststream(kind: str, url: str, bodies: list[bytes]) -> floa
     return float(json.loads(out.decode().strip().splitlines()[-1])["cpu_ms"])
 
 
-async def _notify(url: str, tmp: Path, bodies: list[bytes], source: str) -> float:
+async def _notify(url: str, tmp: Path, bodies: list[bytes], source: str, profile: Path | None = None) -> float:
     from shared.migrations import upgrade_async
 
     data = tmp / "data"
@@ -149,7 +149,7 @@ async def _notify(url: str, tmp: Path, bodies: list[bytes], source: str) -> floa
     await service.ready()
     service.stop()
     await _fill(url, ("kranj", "notify.notice.requested"), bodies)
-    service = Service("notify", env, tmp)
+    service = Service("notify", env, tmp, profile=profile)
     service.start()
     await service.ready()
     proc = psutil.Process(service.pid)
@@ -171,8 +171,9 @@ async def _notify(url: str, tmp: Path, bodies: list[bytes], source: str) -> floa
         service.stop()
 
 
-async def run(n: int, make_body: Callable[[int, str], bytes]) -> dict[str, Any]:
-    """CPU ms per message of each consumer alone, `n` messages each, on a vhost of its own."""
+async def run(n: int, make_body: Callable[[int, str], bytes], profile: Path | None = None) -> dict[str, Any]:
+    """CPU ms per message of each consumer alone, `n` messages each, on a vhost of its own;
+    with `profile`, notify's is sampled by py-spy into that file (bench/profile.py)."""
     source = f"/bench/floor-{uuid.uuid4().hex[:6]}"
     bodies = [make_body(i, source) for i in range(n)]
     tmp = Path(tempfile.mkdtemp(prefix="kranj-bench-floor-"))
@@ -182,7 +183,7 @@ async def run(n: int, make_body: Callable[[int, str], bytes]) -> dict[str, Any]:
                 "messages": n,
                 "plain": round(await _plain_or_faststream("plain", vhost.url, bodies), 3),
                 "faststream": round(await _plain_or_faststream("faststream", vhost.url, bodies), 3),
-                "notify": round(await _notify(vhost.url, tmp, bodies, source), 3),
+                "notify": round(await _notify(vhost.url, tmp, bodies, source, profile), 3),
             }
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -4,7 +4,8 @@ against the same broker, SMTP server and SMS gateway, measured in one run.
     .venv/bin/python -m bench             # the full run (1,000 and 10,000 residents; ~5-8 minutes)
     .venv/bin/python -m bench --quick     # a smaller run (about 2 minutes)
     .venv/bin/python -m bench --replicas  # fan-out and ingest with 1, 2 and 3 notify replicas (docs/scaling.md)
-    .venv/bin/python -m bench --profile   # also profile notify with py-spy (bench/profile-notify.raw)
+    .venv/bin/python -m bench --profile   # also profile notify with py-spy (bench/profile-notify.raw;
+                                          # with --only floor, its consumer alone: bench/profile-notify-floor.raw)
 
 Phases (README "Benchmark"): ceilings of plain clients; fan-out of one notice to 1,000 and
 10,000 residents on email and SMS; ingest of 10,000 noticeboard-only notices; latency at
@@ -575,7 +576,8 @@ class Bench:
         floor (bench/floor.py)."""
         n = 3000 if self.quick else 10_000
         print(f"CPU per message of a consumer alone (plain, FastStream, notify): {n} messages each ...", flush=True)
-        self.results["floor"] = await floor.run(n, floor_body)
+        profile = HERE / "profile-notify-floor.raw" if self.args.profile else None
+        self.results["floor"] = await floor.run(n, floor_body, profile)
         print(f"  {self.results['floor']['cpu_ms_per_message']}", flush=True)
         return self.results
 
