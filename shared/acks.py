@@ -86,6 +86,9 @@ class AckWindow:
         self._soon()
         await done
 
+    async def nack(self, message: aio_pika.IncomingMessage, *, requeue: bool) -> None:
+        await self.alone(message, "nack", requeue=requeue)
+
     async def alone(self, message: aio_pika.IncomingMessage, how: str, **kwargs: Any) -> None:
         """`how` is "ack", "nack" or "reject": sent at once in a frame of its own."""
         await getattr(message, how)(**kwargs)
@@ -189,29 +192,33 @@ class AckWindows:
     def __init__(self) -> None:
         self._windows: weakref.WeakKeyDictionary[aiormq.abc.AbstractChannel, AckWindow] = weakref.WeakKeyDictionary()
 
-    def window(self, message: aio_pika.IncomingMessage) -> AckWindow | None:
-        """The message's channel's window; None once that channel is closed."""
+    def window(self, message: aio_pika.IncomingMessage) -> AckWindow | Direct:
+        """The window of the message's channel (a Consumer looks it up once per message);
+        `Direct` acks once that channel is closed (they raise, as they always did)."""
         try:
             channel = message.channel
         except aiormq.exceptions.ChannelInvalidStateError:
-            return None
+            return DIRECT
         window = self._windows.get(channel)
         if window is None:
             window = self._windows[channel] = AckWindow()
         return window
 
+
+class Direct:
+    """Each ack and nack at once, on the message itself: for a channel already closed."""
+
     def take(self, message: aio_pika.IncomingMessage) -> None:
-        if (window := self.window(message)) is not None:
-            window.take(message)
+        pass
 
     def release(self, message: aio_pika.IncomingMessage) -> None:
-        if (window := self.window(message)) is not None:
-            window.release(message)
+        pass
 
     async def ack(self, message: aio_pika.IncomingMessage) -> None:
-        window = self.window(message)
-        await (message.ack() if window is None else window.ack(message))
+        await message.ack()
 
     async def nack(self, message: aio_pika.IncomingMessage, *, requeue: bool) -> None:
-        window = self.window(message)
-        await (message.nack(requeue=requeue) if window is None else window.alone(message, "nack", requeue=requeue))
+        await message.nack(requeue=requeue)
+
+
+DIRECT = Direct()

@@ -88,7 +88,7 @@ class Consumer:
         raw = message.raw_message
         started = time.perf_counter()
         outcome, ce_type = "processed", "unknown"
-        acks = self.bus.acks  # every ack and nack goes through it (shared/acks.py)
+        acks = self.bus.acks.window(raw)  # every ack and nack goes through it (shared/acks.py)
         acks.take(raw)
         try:
             try:

@@ -42,9 +42,15 @@ def quick(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 async def handle(acks: AckWindows, messages: list[Message]) -> None:
-    for m in messages:
-        acks.take(m)  # type: ignore[arg-type]
-    await asyncio.gather(*(acks.ack(m) for m in messages))  # type: ignore[arg-type]
+    """As the Consumer does: the message's window, taken, acked, released."""
+
+    async def one(m: Message) -> None:
+        window = acks.window(m)  # type: ignore[arg-type]
+        window.take(m)  # type: ignore[arg-type]
+        await window.ack(m)  # type: ignore[arg-type]
+        window.release(m)  # type: ignore[arg-type]
+
+    await asyncio.gather(*(one(m) for m in messages))
 
 
 async def test_acks_given_in_one_turn_go_out_as_one_frame_at_the_highest_tag(quick: None) -> None:
@@ -58,11 +64,12 @@ async def test_acks_given_in_one_turn_go_out_as_one_frame_at_the_highest_tag(qui
 async def test_a_message_still_in_hand_is_never_covered_and_the_acks_above_it_go_alone(quick: None) -> None:
     channel, acks = Channel(), AckWindows()
     first = Message(channel, 1)
-    acks.take(first)  # type: ignore[arg-type]
+    window = acks.window(first)  # type: ignore[arg-type]
+    window.take(first)  # type: ignore[arg-type]
     await handle(acks, [Message(channel, tag) for tag in (2, 3, 4)])  # returns after LINGER
     assert channel.frames == [("ack", 2, False), ("ack", 3, False), ("ack", 4, False)]
-    await acks.nack(first, requeue=True)  # type: ignore[arg-type]
-    acks.release(first)  # type: ignore[arg-type]
+    await window.nack(first, requeue=True)  # type: ignore[arg-type]
+    window.release(first)  # type: ignore[arg-type]
     await handle(acks, [Message(channel, tag) for tag in (5, 6, 7)])
     assert channel.frames[3:] == [("nack", 1, False), ("ack", 7, True)]
     [window] = acks._windows.values()
