@@ -8,6 +8,8 @@ dot-stuffed, and arrives whole."""
 
 from __future__ import annotations
 
+import time
+
 import aiosmtplib
 import aiosmtplib.email
 import pytest
@@ -102,3 +104,30 @@ async def test_a_line_starting_with_a_dot_goes_the_general_way_and_arrives_whole
         await transport.close()
     [received] = await smtp_server.wait_for(1)
     assert received.raw.replace(b"\r\n", b"\n").endswith(b"prva vrstica\n.\n..dve piki\nkonec\n")
+
+
+async def test_a_server_that_stops_answering_is_given_up_on_and_the_next_email_goes(tmp_path, smtp_server) -> None:
+    """The whole conversation of one email has one deadline: a server that does not answer
+    the message in time is a temporary failure, that connection is closed (its late reply
+    cannot be taken for the next command's), and the next email goes on a new one."""
+    transport = SmtpEmail(make_settings(tmp_path, "amqp://unused/", smtp_connections=1, **smtp_server.settings()))
+    transport.timeout = 0.5
+    smtp_server.stalls.append(3.0)
+    raw, sender = built("c@example.si")
+    try:
+        started = time.monotonic()
+        with pytest.raises(TemporaryFailure, match="SMTPReadTimeoutError"):
+            await transport.send_raw(raw, sender, "c@example.si", "d-5")
+        assert time.monotonic() - started < 2.5  # the deadline, not the server's 3 s
+        stalled = transport._slots[0][0]
+        assert stalled is None  # the slot gave its connection up
+        other, _ = built("d@example.si")
+        assert await transport.send_raw(other, sender, "d@example.si", "d-6") == "OK"
+    finally:
+        await transport.close()
+    [received] = await smtp_server.wait_for(1, timeout=10)
+    # The server had not answered the stalled message when the connection closed, so it
+    # never took it (aiosmtpd drops it; the delivery worker retries a temporary failure).
+    # The next email went whole, and its reply was its own.
+    assert received.rcpt_tos == ["d@example.si"]
+    assert len(smtp_server.messages) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import email
 import email.message
@@ -47,6 +48,8 @@ class SmtpSink:
       messages are accepted with "250 OK". Refused messages are not in `messages` but are
       counted in `refused`.
     - `rcpt_replies`: likewise for the next RCPT commands (`"550 5.1.1 no such user"`).
+    - `stalls`: seconds to wait before answering each of the next DATA commands (a server
+      that hangs: `sink.stalls.append(5.0)`); the message is then taken as usual.
     - Authentication is optional; a client that logs in must use `username`/`password`
       (the login is recorded on each message).
     - `settings()`: the `Settings` overrides that point a service at this server.
@@ -62,6 +65,7 @@ class SmtpSink:
         self.replies: collections.deque[str] = collections.deque()
         self.refused: list[bytes] = []
         self.rcpt_replies: collections.deque[str] = collections.deque()
+        self.stalls: collections.deque[float] = collections.deque()
         self._controller: Any = None
 
     # aiosmtpd handler hook
@@ -76,6 +80,8 @@ class SmtpSink:
     # aiosmtpd handler hook
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         raw = bytes(envelope.original_content or envelope.content)
+        if self.stalls:
+            await asyncio.sleep(self.stalls.popleft())
         if self.replies:
             reply = self.replies.popleft()
             if not reply.startswith("2"):
