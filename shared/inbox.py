@@ -149,7 +149,7 @@ class Consumer:
         if not self._leading:
             self._leading = True
             try:
-                await _next_turn()  # deliveries that arrived with this one join its transaction
+                await self._gather()  # deliveries arriving with this one join its transaction
                 while self._pending:
                     batch = self._pending[: self.batch_limit]
                     del self._pending[: self.batch_limit]
@@ -164,6 +164,21 @@ class Consumer:
         if outcome == _ALONE:
             return await self._handle_one(envelope, handles, data)
         return outcome
+
+    async def _gather(self) -> None:
+        """Let the deliveries arriving with the leader's join its batch: turns of the event
+        loop while each brings more (up to `GATHER_TURNS`, or a full batch); one turn when
+        none does. The broker sends what an ack frees as a stream of frames over a few turns:
+        a leader that took only the first turn's committed a handful, then the rest — in the
+        ingest, 221 of 361 batches held fewer than 10 messages, each paying a whole
+        transaction (make bench, issue 20 §4)."""
+        before = -1
+        for _ in range(GATHER_TURNS):
+            pending = len(self._pending)
+            if pending == before or pending >= self.batch_limit:
+                return
+            before = pending
+            await _next_turn()
 
     async def _handle_batch(self, batch: list[tuple[CloudEvent, Handles, Any, asyncio.Future[str]]]) -> None:
         """All of `batch` in one transaction, or (any failure at all) each message alone."""
@@ -253,6 +268,7 @@ class Consumer:
         return "processed"
 
 
+GATHER_TURNS = 20  # at most this many turns of the loop to gather a batch (microseconds each when idle)
 _ALONE = "alone"  # a message of a failed (or single) batch is handled in a transaction of its own
 
 
