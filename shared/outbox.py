@@ -21,11 +21,25 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .broker import ConfirmChannel, is_nack, publish_envelope
 from .contracts import MessageType
-from .db import Database
+from .db import Database, executemany
 from .metrics import MESSAGES_PUBLISHED, OUTBOX_OLDEST_SECONDS, OUTBOX_UNSENT, PUBLISH_FAILURES
 from .models import OutboxMessage, table_of, utcnow
 
 log = logging.getLogger("kranj.bus")
+
+_OUTBOX = table_of(OutboxMessage)
+_MARK_SENT = (  # the relay's marks, built once (shared.db.executemany caches their SQL)
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.bindparam("b_id"))
+    .values(sent_at=sa.bindparam("v_sent"), last_error=None)
+)
+_MARK_FAILED = (
+    sa.update(_OUTBOX)
+    .where(_OUTBOX.c.id == sa.bindparam("b_id"))
+    .values(
+        attempts=sa.bindparam("v_attempts"), next_attempt_at=sa.bindparam("v_next"), last_error=sa.bindparam("v_error")
+    )
+)
 
 # Set in a session's (or `Database.run`'s) info by a writer of outbox rows: the relay wakes
 # when that transaction commits.
@@ -215,22 +229,9 @@ class OutboxRelay:
 
     @staticmethod
     def _mark(conn: sa.Connection, marks: tuple[list[dict[str, Any]], list[dict[str, Any]]]) -> None:
-        t = table_of(OutboxMessage)
         sent, failed = marks
-        where = t.c.id == sa.bindparam("b_id")
-        if sent:
-            conn.execute(sa.update(t).where(where).values(sent_at=sa.bindparam("v_sent"), last_error=None), sent)
-        if failed:
-            conn.execute(
-                sa.update(t)
-                .where(where)
-                .values(
-                    attempts=sa.bindparam("v_attempts"),
-                    next_attempt_at=sa.bindparam("v_next"),
-                    last_error=sa.bindparam("v_error"),
-                ),
-                failed,
-            )
+        executemany(conn, _MARK_SENT, sent)  # on SQLite, sqlite3's own executemany
+        executemany(conn, _MARK_FAILED, failed)
 
     async def update_gauges(self) -> tuple[int, float]:
         async with self.db.session() as session:

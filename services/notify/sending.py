@@ -35,7 +35,7 @@ from shared.contracts.notify import (
     DeliveryOutcome,
     DeliveryOutcomes,
 )
-from shared.db import Database
+from shared.db import Database, executemany
 from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
@@ -300,12 +300,15 @@ class Sender:
 
         def work(conn: sa.Connection, info: dict[str, object]) -> None:
             for statement, rows in statements:
-                conn.execute(statement, rows)
+                executemany(conn, statement, rows)  # on SQLite, sqlite3's own executemany
             if outbox:  # notify.delivery.*, published by the outbox relay after commit
-                conn.execute(sa.insert(table_of(OutboxMessage)), outbox)
+                executemany(conn, _OUTBOX_INSERT, outbox)
                 info[OUTBOX_WRITTEN] = True
 
         await self.db.run(work)
+
+
+_OUTBOX_INSERT = sa.insert(table_of(OutboxMessage))
 
 
 @functools.lru_cache(maxsize=32)

@@ -170,3 +170,77 @@ async def test_deferred_rows_are_written_first_in_one_insert_and_dropped_on_roll
                 defer(plain, "lost", ["huje"])
     finally:
         await db.dispose()
+
+
+OUTCOME = (  # a delivery's outcome, as services/notify/sending.py records it: built once
+    sa.update(OUTBOX)
+    .where(OUTBOX.c.id == sa.bindparam("b_id"))
+    .values(sent_at=sa.bindparam("v_sent"), attempts=sa.bindparam("v_attempts"), last_error=sa.bindparam("v_error"))
+)
+MARKED = sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("b_id")).values(last_error=None, attempts=7)
+
+
+async def test_executemany_stores_exactly_what_execute_stores(database_url: str, tmp_path) -> None:
+    """`shared.db.executemany` (sqlite3's own executemany on SQLite, `execute` on PostgreSQL)
+    against SQLAlchemy's `execute` of the same statements and rows: the same stored values,
+    datetimes (UTC, microseconds, from another zone), NULLs, numbers, text with quotes and
+    non-ASCII, and values bound in the statement itself."""
+    from datetime import UTC, datetime, timedelta, timezone
+
+    from shared.db import executemany
+
+    await upgrade_async("events", database_url)
+    db = Database(database_url)
+    later = datetime(2026, 12, 7, 9, 30, 0, 123456, tzinfo=timezone(timedelta(hours=1)))
+    made = datetime(2026, 12, 6, 23, 59, 59, 999999, tzinfo=UTC)
+    try:
+
+        def rows(prefix: str) -> list[dict[str, object]]:
+            return [
+                {
+                    **row(i),
+                    "id": f"{prefix}-{i}",
+                    "body": f'{{"š": "{i}\'"}}',
+                    "created_at": made,
+                    "next_attempt_at": made,
+                }
+                for i in range(6)
+            ]
+
+        outcomes = [
+            {"b_id": f"{{p}}-{i}", "v_sent": later + timedelta(microseconds=i), "v_attempts": i, "v_error": None}
+            if i % 2
+            else {"b_id": f"{{p}}-{i}", "v_sent": None, "v_attempts": i, "v_error": f"SMTP 451: 'try later' č{i}"}
+            for i in range(6)
+        ]
+
+        def write(conn: sa.Connection, _info: dict[str, object], prefix: str, fast: bool) -> None:
+            run = (lambda st, rs: executemany(conn, st, rs)) if fast else conn.execute
+            run(sa.insert(OUTBOX), rows(prefix))
+            run(OUTCOME, [{**o, "b_id": str(o["b_id"]).format(p=prefix)} for o in outcomes[:4]])
+            run(MARKED, [{"b_id": f"{prefix}-{i}"} for i in (4, 5)])
+
+        await db.run(lambda conn, info: write(conn, info, "slow", False))
+        await db.run(lambda conn, info: write(conn, info, "fast", True))
+
+        def stored(conn: sa.Connection, _info: dict[str, object], prefix: str) -> list[tuple[object, ...]]:
+            query = sa.select(OUTBOX).where(OUTBOX.c.id.like(f"{prefix}-%")).order_by(OUTBOX.c.id)
+            return [tuple(r[1:]) for r in conn.execute(query).all()]
+
+        slow = await db.run(lambda conn, info: stored(conn, info, "slow"))
+        fast = await db.run(lambda conn, info: stored(conn, info, "fast"))
+        assert len(slow) == 6 and fast == slow
+        assert slow[1][OUTBOX.c.keys().index("sent_at") - 1] == later + timedelta(microseconds=1)
+        if db.is_sqlite:  # the raw stored text too, not only what SQLAlchemy reads back
+            path = database_url.split("///", 1)[1]
+            with sqlite3.connect(path) as raw:
+                texts = {
+                    prefix: raw.execute(
+                        "SELECT sent_at, attempts, last_error, body, created_at FROM outbox WHERE id LIKE ? ORDER BY id",
+                        (f"{prefix}-%",),
+                    ).fetchall()
+                    for prefix in ("slow", "fast")
+                }
+            assert texts["fast"] == texts["slow"]
+    finally:
+        await db.dispose()
