@@ -125,7 +125,12 @@ class Delivery(SQLModel, table=True):
     """One notice to one resident on one channel; the unique key makes a second send impossible."""
 
     __tablename__ = "deliveries"
-    __table_args__ = (sa.UniqueConstraint("notice_id", "subscriber_id", "channel", name="uq_delivery"),)
+    __table_args__ = (
+        sa.UniqueConstraint("notice_id", "subscriber_id", "channel", name="uq_delivery"),
+        # The delivery worker's claims: each kind of due delivery of a channel in due order
+        # (services.notify.delivery `_claim`; migration notify_0013).
+        sa.Index("ix_deliveries_claim", "status", "channel", "next_attempt_at"),
+    )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     notice_id: str = Field(foreign_key="notices.id", index=True)
