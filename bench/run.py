@@ -891,6 +891,9 @@ def main() -> None:
         help="notify's SMS path against three gateways (keep-alive, closing, 100 ms) vs a plain client (bench/gateways.json)",
     )
     parser.add_argument(
+        "--claims", action="store_true", help="notify's claims: CPU per delivery at 2,000, 20,000 and 100,000 due"
+    )
+    parser.add_argument(
         "--only",
         choices=("fanout", "ingest", "floor"),
         help="ceilings and the fan-outs, the ingest, or the consumers' CPU per message, only: printed, nothing"
@@ -898,6 +901,11 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=HERE / "results.json")
     args = parser.parse_args()
+    if args.claims:
+        from .claims import main as claims_main
+
+        claims_main()
+        return
     if args.gateways:
         from .gateways import main as gateways_main
 

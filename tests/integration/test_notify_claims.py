@@ -206,3 +206,63 @@ async def test_a_worker_that_could_not_heartbeat_stops_sending_and_hands_its_bat
         await b.heartbeat()
         assert await b.run_once("email") == 2
         assert sorted(sent_a + sent_b) == sorted(ids)
+
+
+async def test_a_claim_takes_the_longest_waiting_due_deliveries_of_every_kind_and_reads_only_its_batch(
+    tmp_path, database_url, db
+):
+    """One claim of a batch takes, of one channel, the due deliveries that have waited
+    longest, whatever their kind (queued, to retry, held past the quiet hours, a claim whose
+    lease ran out), in due order, and nothing not yet due or of the other channel. On SQLite
+    each of its queries reads the index ix_deliveries_claim in order and stops after the
+    batch (no sort of every due row: claims once grew with the square of a fan-out's size)."""
+    settings = settings_for(tmp_path, database_url, quiet_hours="off")
+    now = clock.now()
+    notice = Notice(source="/komunala-kranj/outages", source_id="n-kinds", title="Izklop vode", body="Jutri.")
+    ago = [now - timedelta(minutes=m) for m in range(60)]
+    kinds = {  # id: (channel, status, next_attempt_at)
+        "q-old": ("email", "queued", ago[50]),
+        "q-new": ("email", "queued", ago[1]),
+        "q-later": ("email", "queued", now + timedelta(minutes=5)),  # not yet due
+        "retry": ("email", "failed-temporary", ago[40]),
+        "retry-later": ("email", "failed-temporary", now + timedelta(minutes=5)),
+        "held": ("email", "held", ago[30]),
+        "lease-over": ("email", "sending", ago[20]),  # names no worker; its lease ran out
+        "sms-old": ("sms", "queued", ago[59]),  # the other channel
+    }
+    async with db.session() as s:
+        s.add(notice)
+        await s.commit()
+        s.add_all(
+            Delivery(id=i, notice_id=notice.id, channel=ch, address=f"{i}@example.si", status=st, next_attempt_at=at)
+            for i, (ch, st, at) in kinds.items()
+        )
+        await s.commit()
+    statements: list[tuple[str, object]] = []
+
+    def seen(_conn, _cursor, statement: str, parameters: object, _context, _many: bool) -> None:
+        if statement.lstrip().startswith("SELECT") and "FROM deliveries" in statement:
+            statements.append((statement, parameters))
+
+    w = DeliveryWorker(settings, db, Renderer(settings), RecordingEmail(settings, []), sms_transport(settings), batch=4)
+    sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
+    try:
+        first = await w._claim("email")
+    finally:
+        sa.event.remove(sa.engine.Engine, "before_cursor_execute", seen)
+    assert [d.id for d in first] == ["q-old", "retry", "held", "lease-over"]
+    assert [d.id for d in await w._claim("email")] == ["q-new"]
+    assert await w._claim("email") == []
+
+    if db.is_sqlite:
+        assert statements, "the claim's queries were not seen"
+        for statement, parameters in statements:
+            if "claimed_by NOT IN" in statement:  # claims of stopped workers: few rows, any plan
+                continue
+            plan = await db.run(
+                lambda conn, _info, s=statement, p=parameters: [
+                    r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p).all()
+                ]
+            )
+            assert any("USING INDEX ix_deliveries_claim" in step for step in plan), plan
+            assert not any("TEMP B-TREE" in step for step in plan), plan
