@@ -8,6 +8,10 @@ sorted every due delivery of both channels for each batch of 100, so the claims 
 fan-out grew with the square of its size (issue 20 §4). Queries by status alone (held
 deliveries at start) use the index's first column, as they used the old one's.
 
+On PostgreSQL the index is built with a plain CREATE INDEX: writes to `deliveries` wait
+until it is built, so on a large table upgrade outside a fan-out (docs/operations.md,
+"Upgrade"). A notify one version behind works with either index.
+
 Revision ID: notify_0013
 Revises: notify_0012
 Create Date: 2026-12-07
