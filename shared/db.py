@@ -168,13 +168,18 @@ def executemany(conn: sa.Connection, statement: sa.Insert | sa.Update, rows: lis
         return
     sql, plan = _sqlite_plan(statement, tuple(rows[0]), conn.dialect)
     conn.exec_driver_sql(
-        sql, [tuple(_value(row, name, default, process) for name, default, process in plan) for row in rows]
+        sql, [tuple(_value(row, name, given, process) for name, given, process in plan) for row in rows]
     )
 
 
-def _value(row: dict[str, Any], name: str, default: Any, process: Callable[[Any], Any] | None) -> Any:
-    value = row.get(name, default)
+def _value(row: dict[str, Any], name: str, given: Any, process: Callable[[Any], Any] | None) -> Any:
+    """A row's value of parameter `name` (a row without it raises KeyError, as execute does),
+    or `given`, the value bound in the statement, converted."""
+    value = row[name] if given is _FROM_ROW else given
     return value if process is None or value is None else process(value)
+
+
+_FROM_ROW = object()  # in a plan: the value comes from each row
 
 
 @functools.lru_cache(maxsize=64)
@@ -182,7 +187,8 @@ def _sqlite_plan(
     statement: sa.Insert | sa.Update, keys: tuple[str, ...], dialect: sa.Dialect
 ) -> tuple[str, tuple[tuple[str, Any, Callable[[Any], Any] | None], ...]]:
     """The SQL of `statement` for rows with `keys`, and per positional parameter its name,
-    its value when a row has none (a value bound in the statement), and its converter."""
+    where its value comes from (each row, or the value bound in the statement), and its
+    converter."""
     compiled = statement.compile(dialect=dialect, column_keys=list(keys))
     if compiled.positiontup is None:
         raise TypeError("executemany needs a positional paramstyle (sqlite3: qmark)")
@@ -191,8 +197,8 @@ def _sqlite_plan(
         bind = compiled.binds[name]
         if name not in keys and bind.required:
             raise KeyError(f"executemany: no value for parameter {name!r}")
-        default = bind.effective_value if name not in keys else None
-        plan.append((name, default, bind.type.dialect_impl(dialect).bind_processor(dialect)))
+        given = _FROM_ROW if name in keys else bind.effective_value
+        plan.append((name, given, bind.type.dialect_impl(dialect).bind_processor(dialect)))
     return compiled.string, tuple(plan)
 
 

@@ -242,5 +242,12 @@ async def test_executemany_stores_exactly_what_execute_stores(database_url: str,
                     for prefix in ("slow", "fast")
                 }
             assert texts["fast"] == texts["slow"]
+
+        # A row without one of the first row's keys is refused, as execute refuses it (not NULL).
+        def uneven(conn: sa.Connection, _info: dict[str, object]) -> None:
+            executemany(conn, MARKED, [{"b_id": "fast-0"}, {"id": "fast-1"}])
+
+        with pytest.raises((KeyError, sa.exc.StatementError)):
+            await db.run(uneven)
     finally:
         await db.dispose()
