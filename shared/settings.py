@@ -102,6 +102,20 @@ class Settings(BaseSettings):
         "mid-send may repeat one email per connection (SMTP has no idempotency key); more connections send "
         "faster where the mail server takes them (make bench uses 16)",
     )
+    smtp_timeout_seconds: float = Field(
+        default=30,
+        ge=1,
+        le=600,
+        description="Seconds notify waits for the SMTP server: to connect, for each reply, and for one email from "
+        "MAIL to its last reply; then the email is a temporary failure, retried, and that connection is closed",
+    )
+    sms_gateway_timeout_seconds: float = Field(
+        default=15,
+        ge=1,
+        le=120,
+        description="Seconds notify waits for the SMS gateway's answer to one SMS (of them at most 5 to connect); "
+        "then the SMS is a temporary failure, retried with the same Idempotency-Key",
+    )
     sms_country_codes: str = Field(
         default="386",
         description="Comma-separated country calling codes that may receive SMS ('*' = any): stops SMS pumping; "

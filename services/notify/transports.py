@@ -135,7 +135,8 @@ class SmtpEmail:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.connections = settings.smtp_connections
-        self.timeout = 30.0  # seconds for connecting, for each reply, and for one email's MAIL to its last reply
+        # seconds for connecting, for each reply, and for one email's MAIL to its last reply
+        self.timeout = settings.smtp_timeout_seconds
         self._free: asyncio.Queue[list[aiosmtplib.SMTP | None]] = asyncio.Queue()
         for _ in range(self.connections):
             self._free.put_nowait([None])  # a slot: its connection, opened when first used
@@ -249,11 +250,12 @@ class GatewaySms:
     def _http(self) -> aiohttp.ClientSession:
         if self._client is None or self._client.closed:
             headers = {"User-Agent": "kranj-za-vse-notify/1.0"}
+            timeout = self.settings.sms_gateway_timeout_seconds
             if self.settings.sms_gateway_token:
                 headers["Authorization"] = f"Bearer {self.settings.sms_gateway_token.get_secret_value()}"
             self._client = aiohttp.ClientSession(
                 headers=headers,
-                timeout=aiohttp.ClientTimeout(total=15.0, connect=5.0),
+                timeout=aiohttp.ClientTimeout(total=timeout, connect=min(timeout, 5.0)),
                 connector=aiohttp.TCPConnector(limit=0),  # as many as the window allows (window.py)
                 # No cookies: the gateway needs none, and nothing of one request is kept for the next.
                 cookie_jar=aiohttp.DummyCookieJar(),

@@ -6,7 +6,9 @@ a temporary failure; the session is reused across sends."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 
 import pytest
 from aiohttp import web
@@ -76,3 +78,33 @@ async def test_an_unreachable_gateway_is_a_temporary_failure(tmp_path):
             await sender.send("+38640123456", "x", "d-1")
     finally:
         await sender.close()
+
+
+async def test_a_gateway_that_does_not_answer_in_time_is_a_temporary_failure(tmp_path):
+    """KRANJ_SMS_GATEWAY_TIMEOUT_SECONDS: an answer later than that is not waited for; the SMS
+    is a temporary failure (retried later with the same Idempotency-Key), and the next SMS
+    goes as usual."""
+    slow: list[float] = [4.0]
+
+    async def receive(request: web.Request) -> web.Response:
+        if slow:
+            await asyncio.sleep(slow.pop())
+        return web.json_response({"id": "gw-7"})
+
+    app = web.Application()
+    app.router.add_post("/sms", receive)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    url = f"http://127.0.0.1:{runner.addresses[0][1]}/sms"
+    settings = make_settings(tmp_path, "amqp://unused/", sms_gateway_url=url, sms_gateway_timeout_seconds=1)
+    sender = GatewaySms(settings)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TemporaryFailure, match="TimeoutError"):
+            await sender.send("+38640123456", "x", "d-1")
+        assert time.monotonic() - started < 3  # the setting's second, not the gateway's four
+        assert await sender.send("+38640123456", "x", "d-2") == "gw-7"
+    finally:
+        await sender.close()
+        await runner.cleanup()
