@@ -134,15 +134,18 @@ async def active_channels(session: AsyncSession, subscriber_ids: list[str]) -> d
     found: dict[str, set[str]] = {}
     if not subscriber_ids:
         return found
+    # By primary key, the status checked here: asked in the query, SQLite walked every
+    # active consent of the city for each page of a fan-out (the status index).
     rows = (
         await session.exec(
-            select(ChannelConsent.subscriber_id, ChannelConsent.channel).where(
-                col(ChannelConsent.subscriber_id).in_(subscriber_ids), ChannelConsent.status == "active"
+            select(ChannelConsent.subscriber_id, ChannelConsent.channel, ChannelConsent.status).where(
+                col(ChannelConsent.subscriber_id).in_(subscriber_ids)
             )
         )
     ).all()
-    for subscriber_id, channel in rows:
-        found.setdefault(subscriber_id, set()).add(channel)
+    for subscriber_id, channel, status in rows:
+        if status == "active":
+            found.setdefault(subscriber_id, set()).add(channel)
     return found
 
 

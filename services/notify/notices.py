@@ -190,10 +190,25 @@ async def _followers(
     stays cheap when PostgreSQL has no statistics yet (right after `kranj subscriber import`,
     one query that filtered subscribers by status inside a nested loop took 0.5 s a page)."""
     ks = list(ks)
-    ks_filter = sa.true() if ALL_KS in ks else col(SubscriberKs.ks).in_([*ks, ALL_KS])
-    on_topic = col(SubscriberKs.subscriber_id).in_(
-        select(SubscriberTopic.subscriber_id).where(SubscriberTopic.topic == topic)
-    )
+    sqlite = session.bind is not None and session.bind.dialect.name == "sqlite"
+    # On SQLite (no statistics) the KS index was taken and the topic's every follower listed,
+    # for each page: a page of 1,000 cost 14 ms in a city of 50,000, more the larger the
+    # city. There the pages walk the primary key in order instead (the KS compared, not
+    # looked up), each follower's topic looked up by its key: 0.7 ms a page, the whole
+    # fan-out once over the city's KS rows (tests/integration/test_notify_followers_plan.py).
+    ks_column = table_of(SubscriberKs).c.ks
+    on_ks = (ks_column + "") if sqlite else ks_column
+    ks_filter = sa.true() if ALL_KS in ks else on_ks.in_([*ks, ALL_KS])
+    on_topic: sa.ColumnElement[bool]
+    if sqlite:
+        topics = table_of(SubscriberTopic)
+        on_topic = sa.exists().where(
+            topics.c.subscriber_id == col(SubscriberKs.subscriber_id), topics.c.topic == topic
+        )
+    else:
+        on_topic = col(SubscriberKs.subscriber_id).in_(
+            select(SubscriberTopic.subscriber_id).where(SubscriberTopic.topic == topic)
+        )
     last_id = ""
     while True:  # keyset pages: bounded memory, no cursor held open across the inserts
         ids = (
@@ -216,11 +231,15 @@ async def _followers(
                     Subscriber.language,
                     Subscriber.channels,
                     Subscriber.digest,
+                    Subscriber.status,
                 )
-                .where(Subscriber.status == "active", col(Subscriber.id).in_(ids))
+                # By primary key, the status checked here: asked in the query, SQLite walked
+                # every active subscriber of the city for each page (the status index).
+                .where(col(Subscriber.id).in_(ids))
                 .order_by(col(Subscriber.id))
             )
         ).all()
+        page = [row for row in page if row[6] == "active"]
         # Only the channels whose own consent is active (a channel nobody confirmed gets nothing).
         consented = await consent.active_channels(session, [row[0] for row in page])
         for row in page:
