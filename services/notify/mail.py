@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import binascii
 import secrets
+from datetime import UTC, datetime
 from email import quoprimime
 from email.policy import SMTP, EmailPolicy
 from email.utils import format_datetime, formataddr, parseaddr
@@ -79,7 +80,13 @@ POLICY = _Policy().clone(**{k: getattr(SMTP, k) for k in ("linesep", "max_line_l
 
 def date_header() -> str:
     """`Date:` in RFC 5322 form from the platform clock: `Thu, 03 Dec 2026 07:30:00 +0000`."""
-    return format_datetime(clock.now())
+    return _date_of_second(int(clock.now().timestamp()))
+
+
+@lru_cache(maxsize=2)
+def _date_of_second(second: int) -> str:
+    """Written once a second, not once an email (1 % of notify's CPU in a fan-out)."""
+    return format_datetime(datetime.fromtimestamp(second, UTC))
 
 
 @lru_cache(maxsize=8)
