@@ -33,7 +33,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from .contact import normalise_phone
-from .models import OutboxMessage
+from .models import OutboxMessage, ProcessedMessage
 from .periodic import every
 
 ERASED = "[izbrisano]"
@@ -241,13 +241,17 @@ def identities_of(rows: Iterable[Any], *, name: str = "name", email: str = "emai
 # --------------------------------------------------------------------------------------
 # Retention: what the platform no longer needs goes by itself
 # --------------------------------------------------------------------------------------
-async def forget_sent_outbox(session: AsyncSession, cutoff: datetime) -> int:
-    """Outbox rows are the record of what was said; once published and older than the
-    retention period they go (unsent rows stay until they are sent)."""
-    result = await session.exec(
+async def forget_bus_records(session: AsyncSession, cutoff: datetime) -> dict[str, int]:
+    """What a service keeps of the messages it exchanged, past `cutoff`: the outbox rows are
+    the record of what was said, so once published and older than that they go (unsent rows
+    stay until they are sent); the inbox's record of a message handled that long ago goes
+    too (it names no one: consumer, source, id, type; a redelivery is expected within
+    minutes, and kept for ever the record only grows). Counts, by what went."""
+    outbox = await session.exec(
         sa.delete(OutboxMessage).where(col(OutboxMessage.sent_at).is_not(None), col(OutboxMessage.sent_at) < cutoff)
     )
-    return int(result.rowcount or 0)
+    inbox = await session.exec(sa.delete(ProcessedMessage).where(col(ProcessedMessage.processed_at) < cutoff))
+    return {"outbox_messages": int(outbox.rowcount or 0), "handled_messages": int(inbox.rowcount or 0)}
 
 
 def retention_job(

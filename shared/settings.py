@@ -134,7 +134,8 @@ class Settings(BaseSettings):
         default=90,
         ge=1,
         description="Registrations and bookings lose the person's name and contacts this many days after the event "
-        "or booking ended; the services' outbox copies of sent messages are deleted this many days after sending",
+        "or booking ended; the services' outbox copies of sent messages are deleted this many days after sending, "
+        "and their inbox records of handled messages this many days after handling",
     )
     unconfirmed_signup_days: int = Field(
         default=7,

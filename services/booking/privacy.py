@@ -18,7 +18,7 @@ from shared.privacy import (
     ERASED,
     Person,
     contact_filter,
-    forget_sent_outbox,
+    forget_bus_records,
     identities_in_outbox,
     identities_of,
     mask_outbox,
@@ -91,9 +91,9 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
             )
             .values(name=ERASED, email=None, phone=None)
         )
-        outbox = await forget_sent_outbox(session, cutoff)
+        bus = await forget_bus_records(session, cutoff)
         await session.commit()
     bookings = int(done.rowcount or 0)
-    if bookings or outbox:
+    if bookings or any(bus.values()):
         await db.flush_deleted_data()
-    return {"bookings": bookings, "outbox_messages": outbox}
+    return {"bookings": bookings, **bus}

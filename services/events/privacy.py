@@ -19,7 +19,7 @@ from shared.privacy import (
     ERASED,
     Person,
     contact_filter,
-    forget_sent_outbox,
+    forget_bus_records,
     identities_in_outbox,
     identities_of,
     mask_outbox,
@@ -143,8 +143,8 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
                 .values(organiser_email=None, organiser_phone=None)
             )
             organisers = int(done.rowcount or 0)
-        outbox = await forget_sent_outbox(session, cutoff)
+        bus = await forget_bus_records(session, cutoff)
         await session.commit()
-    if registrations or organisers or outbox:
+    if registrations or organisers or any(bus.values()):
         await db.flush_deleted_data()
-    return {"registrations": registrations, "organisers": organisers, "outbox_messages": outbox}
+    return {"registrations": registrations, "organisers": organisers, **bus}

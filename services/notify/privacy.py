@@ -24,7 +24,7 @@ from shared.models import utcnow
 from shared.privacy import (
     Person,
     contact_filter,
-    forget_sent_outbox,
+    forget_bus_records,
     identities_in_outbox,
     identities_of,
     mask_outbox,
@@ -207,7 +207,7 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
             session.add(subscriber)
             await session.delete(consent_row)
             contacts += 1
-        outbox = await forget_sent_outbox(session, now - timedelta(days=settings.record_retention_days))
+        bus = await forget_bus_records(session, now - timedelta(days=settings.record_retention_days))
         # An export's link lives EXPORT_DAYS days (services/notify/exports.py); a day more for
         # a request that completed late.
         lapsed = await session.exec(
@@ -215,12 +215,12 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
         )
         await session.commit()
     exports = int(lapsed.rowcount or 0)
-    if pending or contacts or outbox or exports:
+    if pending or contacts or exports or any(bus.values()):
         await db.flush_deleted_data()
     return {
         "unconfirmed_signups": len(pending),
         "unconfirmed_contacts": contacts,
-        "outbox_messages": outbox,
+        **bus,
         "export_requests": exports,
     }
 

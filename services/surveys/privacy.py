@@ -13,7 +13,7 @@ from sqlmodel import col, select
 
 from shared.db import Database
 from shared.models import utcnow
-from shared.privacy import Person, forget_sent_outbox, identities_in_outbox, mask_outbox, mask_text_columns
+from shared.privacy import Person, forget_bus_records, identities_in_outbox, mask_outbox, mask_text_columns
 from shared.settings import Settings
 
 from .models import Answer, Response
@@ -54,8 +54,8 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
     after sending; answers hold no contact to keep or drop."""
     cutoff = (now or utcnow()) - timedelta(days=settings.record_retention_days)
     async with db.session() as session:
-        outbox = await forget_sent_outbox(session, cutoff)
+        bus = await forget_bus_records(session, cutoff)
         await session.commit()
-    if outbox:
+    if any(bus.values()):
         await db.flush_deleted_data()
-    return {"outbox_messages": outbox}
+    return bus

@@ -7,6 +7,8 @@ hour — is called with a clock moved past the retention periods:
   event's registrations are untouched; sent outbox rows that old go, unsent ones stay;
 - booking: a booking that ended that long ago keeps its room and times for the figures, but
   no name or contact; a coming booking is untouched;
+- every service: the inbox's record of a message handled `KRANJ_RECORD_RETENTION_DAYS` ago
+  goes (it names no one, and kept for ever it only grows); a recent one stays;
 - notify: a sign-up nobody confirmed is deleted after `KRANJ_UNCONFIRMED_SIGNUP_DAYS`, and so
   is a phone added but never confirmed; a recent sign-up, and one carried over by
   notify_0008 (never sent a confirmation), stay."""
@@ -31,10 +33,11 @@ from services.events import service as events
 from services.events.schemas import EventIn, RegistrationIn
 from services.notify import privacy as notify_privacy
 from services.notify.models import ChannelConsent, Subscriber
+from services.surveys import privacy as surveys_privacy
 from shared.auth import Staff
 from shared.db import Database
 from shared.migrations import upgrade_async
-from shared.models import OutboxMessage, utcnow
+from shared.models import OutboxMessage, ProcessedMessage, utcnow
 from shared.privacy import ERASED
 
 pytestmark = pytest.mark.integration
@@ -74,12 +77,14 @@ async def test_registrations_lose_the_person_after_the_retention_period(database
             session.add(unsent)
             await session.commit()
 
-        assert await events_privacy.retain(db, settings) == {"registrations": 0, "organisers": 0, "outbox_messages": 0}
+        assert await events_privacy.retain(db, settings) == {
+            "registrations": 0, "organisers": 0, "outbox_messages": 0, "handled_messages": 0
+        }  # fmt: skip
         later = utcnow() + timedelta(days=5 + 90 + 1)
         counts = await events_privacy.retain(db, settings, now=later)
         assert counts["registrations"] == 1 and counts["organisers"] == 1 and counts["outbox_messages"] >= 2
         assert await events_privacy.retain(db, settings, now=later) == {
-            "registrations": 0, "organisers": 0, "outbox_messages": 0
+            "registrations": 0, "organisers": 0, "outbox_messages": 0, "handled_messages": 0
         }  # fmt: skip
         for label, kept in (("past", False), ("coming", True)):
             event_id, reg_id = ids[label]
@@ -155,7 +160,8 @@ async def test_unconfirmed_sign_ups_and_contacts_go_after_a_few_days(database_ur
 
         counts = await notify_privacy.retain(db, settings, now=now)
         assert counts == {
-            "unconfirmed_signups": 1, "unconfirmed_contacts": 1, "outbox_messages": 0, "export_requests": 0
+            "unconfirmed_signups": 1, "unconfirmed_contacts": 1, "outbox_messages": 0, "handled_messages": 0,
+            "export_requests": 0,
         }  # fmt: skip
         async with db.session() as session:
             left = {s.id: s for s in (await session.exec(select(Subscriber))).all()}
@@ -165,5 +171,31 @@ async def test_unconfirmed_sign_ups_and_contacts_go_after_a_few_days(database_ur
         assert (half.email, half.phone, half.channels) == ("half@example.si", None, ["email"])
         assert (ids["half"], "sms") not in consents and (ids["half"], "email") in consents
         assert (ids["stale"], "email") not in consents
+    finally:
+        await db.dispose()
+
+
+@pytest.mark.parametrize(
+    "service, privacy",
+    [("events", events_privacy), ("booking", booking_privacy), ("surveys", surveys_privacy), ("notify", notify_privacy)],
+)
+async def test_the_inbox_forgets_messages_handled_long_ago(database_url, tmp_path, service, privacy):
+    settings = make_settings(tmp_path, NOWHERE, record_retention_days=90)
+    db = await _database(service, database_url)
+    now = utcnow()
+    try:
+        async with db.session() as session:
+            for message_id, days in (("old", 91), ("recent", 89)):
+                session.add(
+                    ProcessedMessage(consumer=f"{service}.on-x", source="/komunala", message_id=message_id,
+                                     type="si.kranj.test.v1", processed_at=now - timedelta(days=days))
+                )  # fmt: skip
+            await session.commit()
+        counts = await privacy.retain(db, settings, now=now)
+        assert counts["handled_messages"] == 1
+        async with db.session() as session:
+            left = [m.message_id for m in (await session.exec(select(ProcessedMessage))).all()]
+        assert left == ["recent"]
+        assert (await privacy.retain(db, settings, now=now))["handled_messages"] == 0
     finally:
         await db.dispose()
