@@ -246,7 +246,8 @@ async def forget_bus_records(session: AsyncSession, cutoff: datetime) -> dict[st
     the record of what was said, so once published and older than that they go (unsent rows
     stay until they are sent); the inbox's record of a message handled that long ago goes
     too (it names no one: consumer, source, id, type; a redelivery is expected within
-    minutes, and kept for ever the record only grows). Counts, by what went."""
+    minutes, and kept for ever the record only grows). Counts, by what went; only the outbox
+    rows held personal data (the caller flushes the database file for those alone)."""
     outbox = await session.exec(
         sa.delete(OutboxMessage).where(col(OutboxMessage.sent_at).is_not(None), col(OutboxMessage.sent_at) < cutoff)
     )

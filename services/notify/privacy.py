@@ -215,7 +215,7 @@ async def retain(db: Database, settings: Settings, now: datetime | None = None) 
         )
         await session.commit()
     exports = int(lapsed.rowcount or 0)
-    if pending or contacts or exports or any(bus.values()):
+    if pending or contacts or exports or bus["outbox_messages"]:  # the inbox's records name no one
         await db.flush_deleted_data()
     return {
         "unconfirmed_signups": len(pending),
