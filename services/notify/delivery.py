@@ -18,6 +18,7 @@ message. A graceful stop hands its claims back and deletes its worker row.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import socket
@@ -337,66 +338,92 @@ class DeliveryWorker(Sender):
 
     async def _claim(self, channel: str) -> list[Due]:
         now = utcnow()
-        table = table_of(Delivery)
-        c = table.c
         # Held deliveries follow the quiet hours in force now, whatever time they were held
         # until: all due when it is not quiet now, none while it is.
         quiet_now = quiet_until(now, self.settings.quiet_window) is not None
-        # What is due, one kind at a time: each query walks the index ix_deliveries_claim
-        # (status, channel, next_attempt_at) in order and stops after a batch. One query with
-        # their OR had the database gather and sort every due row of both channels for each
-        # batch of 100: a fan-out's claims grew with the square of its size (140 us per
-        # delivery at 100,000 due rows on SQLite, now 25: `python -m bench --claims`).
-        kinds = [
-            sa.and_(c.status == "queued", c.next_attempt_at <= now),
-            sa.and_(c.status == "failed-temporary", c.next_attempt_at <= now),
-            # The lease, last resort: claims that name no worker (made before notify_0009, or by
-            # a worker used without run()). A worker's claims are free once it is stale (below).
-            sa.and_(c.status == "sending", c.next_attempt_at <= now, c.claimed_by.is_(None)),
-        ]
-        if not quiet_now:
-            kinds.append(c.status == "held")
-        columns = [c[name] for name in Due.COLUMNS]
-        queries = [
-            sa.select(*columns, c.next_attempt_at).where(kind, c.channel == channel).order_by(c.next_attempt_at)
-            for kind in kinds
-        ]
-        # First what workers that stopped heartbeating had claimed (killed, frozen, their host
-        # gone): they were first in line, and their lease may be minutes away. (They are
-        # `sending` with a worker named: none of the kinds above.)
-        workers = table_of(DeliveryWorkerRow)
-        live = sa.select(workers.c.id).where(workers.c.heartbeat_at >= now - self.stale)
-        orphaned = (
-            sa.select(*columns, c.next_attempt_at)
-            .where(c.status == "sending", c.channel == channel, c.claimed_by.is_not(None), c.claimed_by.not_in(live))
-            .order_by(c.next_attempt_at)
-            .limit(self.batch)
-        )
-        if not self.db.is_sqlite:
-            queries = [query.with_for_update(skip_locked=True) for query in queries]
-            orphaned = orphaned.with_for_update(skip_locked=True)
-        claim = sa.update(table).where(c.id.in_(sa.bindparam("ids", expanding=True)))
-        claim = claim.values(
-            status="sending", next_attempt_at=now + self.lease, claimed_by=self.id if self._registered else None
-        )
-
-        def first_due(conn: sa.Connection, limit: int) -> list[Due]:
-            """The `limit` due deliveries that have waited longest, of all kinds."""
-            found = [row for query in queries for row in conn.execute(query.limit(limit)).all()]
-            found.sort(key=lambda row: row[-1] or _EPOCH)
-            return [Due(*row[:-1]) for row in found[:limit]]
+        find, claim = _claim_statements(channel, quiet_now, self.db.is_sqlite)
+        params = {"now": now, "stale_before": now - self.stale, "batch": self.batch}
 
         def work(conn: sa.Connection, _info: dict[str, object]) -> list[Due]:
-            rows = [Due(*row[:-1]) for row in conn.execute(orphaned).all()]
-            if rows:
+            found = [row for statement in find for row in conn.execute(statement, params).all()]
+            # First what workers that stopped heartbeating had claimed (killed, frozen, their
+            # host gone): they were first in line, and their lease may be minutes away; then
+            # the due deliveries of every kind that have waited longest.
+            found.sort(key=lambda row: (row[0], row[-1] or _EPOCH))
+            rows = [Due(*row[1:-1]) for row in found[: self.batch]]
+            orphans = sum(1 for row in found[: self.batch] if row[0] == 0)
+            if orphans:
                 log.warning(
                     "claimed again from a delivery worker that stopped heartbeating",
-                    extra={"channel": channel, "count": len(rows)},
+                    extra={"channel": channel, "count": orphans},
                 )
-            if len(rows) < self.batch:
-                rows += first_due(conn, self.batch - len(rows))
             if rows:
-                conn.execute(claim, {"ids": [r.id for r in rows]})
+                conn.execute(
+                    claim,
+                    {
+                        "ids": [r.id for r in rows],
+                        "lease_end": now + self.lease,
+                        "claimer": self.id if self._registered else None,
+                    },
+                )
             return rows
 
         return await self.db.run(work)
+
+
+@functools.lru_cache(maxsize=16)
+def _claim_statements(channel: str, quiet_now: bool, sqlite: bool) -> tuple[list[sa.Select], sa.Update]:
+    """A claim's queries, built once per channel, quiet or not, and database (building them
+    for every batch was most of a claim's CPU: `python -m bench --claims`): the due
+    deliveries of each kind, `batch` of each, every row led by 0 for a claim of a worker that
+    stopped heartbeating and 1 for the rest, and the UPDATE that claims the chosen ones.
+    Parameters: now, stale_before, batch; then ids, lease_end, claimer.
+
+    Each query walks the index ix_deliveries_claim (status, channel, next_attempt_at) in due
+    order and stops after a batch: one query with the kinds' OR had the database gather and
+    sort every due row of both channels for each batch of 100 (a fan-out's claims grew with
+    the square of its size). On SQLite the kinds go in one statement (UNION ALL of the
+    walks; the merge in due order is `_claim`'s); on PostgreSQL, which locks no rows of a
+    UNION, one statement each, with FOR UPDATE SKIP LOCKED."""
+    table = table_of(Delivery)
+    c = table.c
+    now = sa.bindparam("now", type_=c.next_attempt_at.type)
+    kinds = [
+        sa.and_(c.status == "queued", c.next_attempt_at <= now),
+        sa.and_(c.status == "failed-temporary", c.next_attempt_at <= now),
+        # The lease, last resort: claims that name no worker (made before notify_0009, or by
+        # a worker used without run()). A worker's claims are free once it is stale (below).
+        sa.and_(c.status == "sending", c.next_attempt_at <= now, c.claimed_by.is_(None)),
+    ]
+    if not quiet_now:
+        kinds.append(c.status == "held")
+    # Claims of workers that stopped heartbeating (`sending` with a worker named: none of the
+    # kinds above), first in line.
+    workers = table_of(DeliveryWorkerRow)
+    live = sa.select(workers.c.id).where(
+        workers.c.heartbeat_at >= sa.bindparam("stale_before", type_=workers.c.heartbeat_at.type)
+    )
+    orphaned = sa.and_(c.status == "sending", c.claimed_by.is_not(None), c.claimed_by.not_in(live))
+    columns = [c[name] for name in Due.COLUMNS]
+    batch = sa.bindparam("batch", type_=sa.Integer)
+    walks = [
+        sa.select(sa.literal(first, sa.Integer).label("first"), *columns, c.next_attempt_at)
+        .where(kind, c.channel == channel)
+        .order_by(c.next_attempt_at)
+        .limit(batch)
+        for first, kind in [(0, orphaned), *((1, kind) for kind in kinds)]
+    ]
+    if sqlite:
+        find = [sa.union_all(*(sa.select(walk.subquery()) for walk in walks))]
+    else:
+        find = [walk.with_for_update(skip_locked=True) for walk in walks]
+    claim = (
+        sa.update(table)
+        .where(c.id.in_(sa.bindparam("ids", expanding=True)))
+        .values(
+            status="sending",
+            next_attempt_at=sa.bindparam("lease_end", type_=c.next_attempt_at.type),
+            claimed_by=sa.bindparam("claimer", type_=c.claimed_by.type),
+        )
+    )
+    return find, claim
