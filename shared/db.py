@@ -167,16 +167,25 @@ def executemany(conn: sa.Connection, statement: sa.Insert | sa.Update, rows: lis
         conn.execute(statement, rows)
         return
     sql, plan = _sqlite_plan(statement, tuple(rows[0]), conn.dialect)
-    conn.exec_driver_sql(
-        sql, [tuple(_value(row, name, given, process) for name, given, process in plan) for row in rows]
-    )
+    columns = [_column(rows, name, given, process) for name, given, process in plan]
+    conn.exec_driver_sql(sql, list(zip(*columns, strict=True)))
 
 
-def _value(row: dict[str, Any], name: str, given: Any, process: Callable[[Any], Any] | None) -> Any:
-    """A row's value of parameter `name` (a row without it raises KeyError, as execute does),
-    or `given`, the value bound in the statement, converted."""
-    value = row[name] if given is _FROM_ROW else given
-    return value if process is None or value is None else process(value)
+def _column(rows: list[dict[str, Any]], name: str, given: Any, process: Callable[[Any], Any] | None) -> list[Any]:
+    """Parameter `name`'s value in each row (a row without it raises KeyError, as execute
+    does), or `given`, the value bound in the statement, converted. A value that is the same
+    object as the row before's (the one `now` of a whole batch) is converted once."""
+    values = [row[name] for row in rows] if given is _FROM_ROW else [given] * len(rows)
+    if process is None:
+        return values
+    converted: list[Any] = []
+    last: Any = _FROM_ROW
+    out: Any = None
+    for value in values:
+        if value is not last:
+            last, out = value, (None if value is None else process(value))
+        converted.append(out)
+    return converted
 
 
 _FROM_ROW = object()  # in a plan: the value comes from each row

@@ -348,10 +348,12 @@ class Settings(BaseSettings):
 
     def sms_allowed(self, e164: str) -> bool:
         """May this E.164 number receive SMS? Only the configured countries (default +386)."""
+        return self.sms_allowed_country(country_code(e164))
+
+    def sms_allowed_country(self, code: int | None) -> bool:
+        """May numbers of this country calling code (None: not a number) receive SMS?"""
         codes = _calling_codes(self.sms_country_codes)  # asked once per SMS: the setting read once
-        if "*" in codes:
-            return True
-        return str(country_code(e164)) in codes
+        return "*" in codes or str(code) in codes
 
     @property
     def outbox_dir(self) -> Path:

@@ -26,7 +26,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from shared import clock
-from shared.contact import is_mobile
+from shared.contact import sms_number
 from shared.contracts.notify import (
     DELIVERY_FAILED,
     DELIVERY_OUTCOMES,
@@ -115,10 +115,12 @@ class Sender:
             return Outcome("skipped", error="notice or contact no longer exists")
         if notice.valid_until is not None and notice.valid_until <= utcnow():
             return Outcome("skipped", error="expired before it could be sent")
-        if delivery.channel == "sms" and not self.settings.sms_allowed(delivery.address):
-            return Outcome("skipped", error="SMS only to numbers of KRANJ_SMS_COUNTRY_CODES (stops SMS pumping)")
-        if delivery.channel == "sms" and not is_mobile(delivery.address):  # the APIs refuse them too (422)
-            return Outcome("skipped", error="SMS only to mobile numbers (not landline, premium-rate or toll-free)")
+        if delivery.channel == "sms":
+            country, mobile = sms_number(delivery.address)
+            if not self.settings.sms_allowed_country(country):
+                return Outcome("skipped", error="SMS only to numbers of KRANJ_SMS_COUNTRY_CODES (stops SMS pumping)")
+            if not mobile:  # the APIs refuse them too (422)
+                return Outcome("skipped", error="SMS only to mobile numbers (not landline, premium-rate or toll-free)")
         # Personal (transactional) messages go to one person, not to followers: nothing to leave.
         unsubscribe = (
             self.renderer.unsubscribe_url(delivery.subscriber_id, delivery.channel) if delivery.subscriber_id else None

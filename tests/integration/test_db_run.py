@@ -183,8 +183,8 @@ MARKED = sa.update(OUTBOX).where(OUTBOX.c.id == sa.bindparam("b_id")).values(las
 async def test_executemany_stores_exactly_what_execute_stores(database_url: str, tmp_path) -> None:
     """`shared.db.executemany` (sqlite3's own executemany on SQLite, `execute` on PostgreSQL)
     against SQLAlchemy's `execute` of the same statements and rows: the same stored values,
-    datetimes (UTC, microseconds, from another zone), NULLs, numbers, text with quotes and
-    non-ASCII, and values bound in the statement itself."""
+    datetimes (UTC, microseconds, from another zone; one object in several rows), NULLs,
+    numbers, text with quotes and non-ASCII, and values bound in the statement itself."""
     from datetime import UTC, datetime, timedelta, timezone
 
     from shared.db import executemany
@@ -201,7 +201,8 @@ async def test_executemany_stores_exactly_what_execute_stores(database_url: str,
                     **row(i),
                     "id": f"{prefix}-{i}",
                     "body": f'{{"š": "{i}\'"}}',
-                    "created_at": made,
+                    # one object for several rows in turn (converted once), and others between
+                    "created_at": made if i % 3 else made + timedelta(seconds=i),
                     "next_attempt_at": made,
                 }
                 for i in range(6)

@@ -9,7 +9,7 @@ import phonenumbers
 import pytest
 from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
-from shared.contact import country_code, is_mobile, normalise_phone, read_e164
+from shared.contact import country_code, is_mobile, normalise_phone, read_e164, sms_number
 from shared.settings import Settings
 
 MOBILE = {PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE_OR_MOBILE}
@@ -111,6 +111,16 @@ def test_what_is_not_stored_e164_is_parsed_as_before(odd: str) -> None:
     assert is_mobile(odd) is expected
 
 
+@pytest.mark.parametrize("odd", ["+", "+0123456789", "38640123456", "040 123 456", "+3861", "+38640123456x1", "", "x"])
+def test_the_send_time_reading_is_both_answers_at_once(odd: str) -> None:
+    """What the delivery worker reads of each SMS's number (`sms_number`, once) is what the
+    two questions it asks answer each on its own: every example number, and odd ones."""
+    differ = [n for n in [*EXAMPLES, odd] if sms_number(n) != (country_code(n), is_mobile(n))]
+    assert differ == []
+    assert sms_number("+38640123456") == (386, True)
+    assert sms_number("+38642012345") == (386, False)  # a Kranj landline
+
+
 def test_too_short_to_be_a_number() -> None:
     assert not is_mobile("+3861")
     assert country_code("+3861") == 386
@@ -124,3 +134,7 @@ def test_sms_countries_by_calling_code() -> None:
     assert not settings.sms_allowed("+447400123456")
     assert not settings.sms_allowed("not a number")
     assert Settings(sms_country_codes="*").sms_allowed("+447400123456")
+    # by the code alone, as the delivery worker asks (`sms_number` read it)
+    assert settings.sms_allowed_country(385) and not settings.sms_allowed_country(387)
+    assert not settings.sms_allowed_country(None)
+    assert Settings(sms_country_codes="*").sms_allowed_country(None)
