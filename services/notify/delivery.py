@@ -23,7 +23,8 @@ import logging
 import os
 import socket
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, update
@@ -41,7 +42,6 @@ from .transports import EmailTransport, SmsTransport
 from .window import AdaptiveWindow
 
 log = logging.getLogger("kranj.notify.delivery")
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # sorts first: a due row without a time (never written so)
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
 CHANNELS = ("email", "sms")
 LEASE = timedelta(minutes=5)  # default of KRANJ_DELIVERY_LEASE_SECONDS
@@ -348,7 +348,7 @@ class DeliveryWorker(Sender):
             # First what workers that stopped heartbeating had claimed (killed, frozen, their
             # host gone): they were first in line, and their lease may be minutes away; then
             # the due deliveries of every kind that have waited longest.
-            found.sort(key=lambda row: (row[0], row[-1] or _EPOCH))
+            found.sort(key=_claim_order)
             rows = [Due(*row[1:-1]) for row in found[: self.batch]]
             orphans = sum(1 for row in found[: self.batch] if row[0] == 0)
             if orphans:
@@ -371,6 +371,12 @@ class DeliveryWorker(Sender):
             return rows
 
         return await self.db.run(work)
+
+
+def _claim_order(row: sa.Row[Any]) -> tuple[int, bool, Any]:
+    """Claims of stopped workers first, then in due order; a row without a due time (never
+    written so) before the rest."""
+    return row[0], row[-1] is not None, row[-1] or 0
 
 
 _NOTICES = sa.select(table_of(Notice)).where(table_of(Notice).c.id.in_(sa.bindparam("ids", expanding=True)))
@@ -410,9 +416,12 @@ def _claim_statements(channel: str, quiet_now: bool, sqlite: bool) -> tuple[list
     )
     orphaned = sa.and_(c.status == "sending", c.claimed_by.is_not(None), c.claimed_by.not_in(live))
     columns = [c[name] for name in Due.COLUMNS]
+    # The due time only orders the rows: as the database gives it (on SQLite, text that sorts
+    # as the times do), not converted to a datetime for each row.
+    due = sa.type_coerce(c.next_attempt_at, sa.String).label("due")
     batch = sa.bindparam("batch", type_=sa.Integer)
     walks = [
-        sa.select(sa.literal(first, sa.Integer).label("first"), *columns, c.next_attempt_at)
+        sa.select(sa.literal(first, sa.Integer).label("first"), *columns, due)
         .where(kind, c.channel == channel)
         .order_by(c.next_attempt_at)
         .limit(batch)
