@@ -33,6 +33,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 T = TypeVar("T")
+_SQLITE_BUSY = 5  # the primary result code of "database is locked" (sqlite3_errcode & 0xFF)
+
+
+class _WriteLockTaken(Exception):
+    """Another connection holds SQLite's write lock (Database._run_inline)."""
 
 
 class Database:
@@ -68,6 +73,8 @@ class Database:
         # each, make bench); here a whole transaction is one hop.
         self._sync_engine: sa.Engine | None = None
         self._sync_thread: ThreadPoolExecutor | None = None
+        # ... and first of all on the event loop's thread, when the write lock is free (`_run_inline`).
+        self._inline_engine: sa.Engine | None = None
 
     def on_commit(self, hook: Callable[[dict[str, Any]], None]) -> None:
         """Call `hook(session.info)` after every commit (e.g. to wake the outbox relay)."""
@@ -95,20 +102,57 @@ class Database:
     async def run(self, work: Callable[[sa.Connection, dict[str, Any]], T]) -> T:
         """`work(conn, info)` in one transaction of its own, with SQLAlchemy Core; it commits
         when `work` returns, then the commit hooks get `info`. For hot paths that write many
-        rows in a few statements. On SQLite the whole transaction runs on one thread (under
-        serial()); on PostgreSQL on the async engine, each statement awaited."""
+        rows in a few statements: small transactions (a batch of claims or outcomes, ~1 ms),
+        for on SQLite the event loop waits for them. On SQLite (under serial()) the whole
+        transaction runs on the loop's thread when the write lock is free at once, else on a
+        thread of its own that waits for the lock; on PostgreSQL on the async engine, each
+        statement awaited."""
         info: dict[str, Any] = {}
         if self.is_sqlite:
             async with self.serial():
-                result = await asyncio.get_running_loop().run_in_executor(
-                    self._sqlite_thread(), self._run_sync, work, info
-                )
+                try:
+                    result = self._run_inline(work, info)
+                except _WriteLockTaken:
+                    info.clear()
+                    result = await asyncio.get_running_loop().run_in_executor(
+                        self._sqlite_thread(), self._run_sync, work, info
+                    )
         else:
             async with self.engine.begin() as conn:
                 result = await conn.run_sync(work, info)
         for hook in self._commit_hooks:
             hook(info)
         return result
+
+    def _run_inline(self, work: Callable[[sa.Connection, dict[str, Any]], T], info: dict[str, Any]) -> T:
+        """`work` in a transaction on the event loop's own thread, when the write lock is free
+        at once: no hop to another thread, and no handing the GIL back and forth with it while
+        the loop sends (that cost recording an SMS's outcome more than the recording itself:
+        make bench, issue 20 §3). Its connection never waits for the lock (busy_timeout 0): a
+        lock held by an aiosqlite session of this process would wait for this very loop to
+        finish it. Taken, or lost on the way: _WriteLockTaken, after a rollback, and `run`
+        does the work again on its thread, which waits for the lock."""
+        if self._inline_engine is None:
+            self._inline_engine = self._sqlite_engine(wait_for_lock=False)
+        try:
+            with self._inline_engine.begin() as conn:
+                return work(conn, info)
+        except sa.exc.OperationalError as exc:
+            if getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF == _SQLITE_BUSY:
+                raise _WriteLockTaken from exc
+            raise
+
+    def _sqlite_engine(self, *, wait_for_lock: bool) -> sa.Engine:
+        """A plain sqlite3 engine of one connection on this database, each transaction taking
+        the write lock at its BEGIN; one that does not wait for the lock fails at once."""
+        url = self.engine.url.set(drivername="sqlite")
+        engine = sa.create_engine(url, pool_size=1, max_overflow=0, **engine_options(self.url))
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        if not wait_for_lock:
+            sa.event.listen(engine, "connect", lambda dbapi_conn, _rec: dbapi_conn.execute("PRAGMA busy_timeout=0"))
+        sa.event.listen(engine, "connect", lambda dbapi_conn, _rec: setattr(dbapi_conn, "isolation_level", None))
+        sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
 
     def _sqlite_thread(self) -> ThreadPoolExecutor:
         if self._sync_thread is None:
@@ -117,12 +161,7 @@ class Database:
 
     def _run_sync(self, work: Callable[[sa.Connection, dict[str, Any]], T], info: dict[str, Any]) -> T:
         if self._sync_engine is None:
-            url = self.engine.url.set(drivername="sqlite")
-            engine = sa.create_engine(url, pool_size=1, max_overflow=0, **engine_options(self.url))
-            sa.event.listen(engine, "connect", _sqlite_pragmas)
-            sa.event.listen(engine, "connect", lambda dbapi_conn, _rec: setattr(dbapi_conn, "isolation_level", None))
-            sa.event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
-            self._sync_engine = engine
+            self._sync_engine = self._sqlite_engine(wait_for_lock=True)
         with self._sync_engine.begin() as conn:
             return work(conn, info)
 
@@ -141,6 +180,9 @@ class Database:
             await driver.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # type: ignore[union-attr]
 
     async def dispose(self) -> None:
+        if self._inline_engine is not None:
+            self._inline_engine.dispose()
+            self._inline_engine = None
         if self._sync_thread is not None:
             engine, thread = self._sync_engine, self._sync_thread
             if engine is not None:

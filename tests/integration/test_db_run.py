@@ -75,6 +75,64 @@ async def test_run_commits_rolls_back_and_calls_hooks_after_commit(database_url:
         await db.dispose()
 
 
+async def test_on_sqlite_run_waits_for_a_lock_held_by_a_session_of_this_process_off_the_loop(tmp_path) -> None:
+    """On SQLite a transaction of `run` goes on the event loop's own thread when the write
+    lock is free, so nothing hands the GIL to and fro while the loop sends. When an aiosqlite
+    session of the same process holds the lock, and needs this very loop to finish, `run`
+    must not wait for it there (it would wait for ever): it waits on its own thread, the loop
+    goes on, and the work is done once, after the session commits, with one call of the
+    hooks. A lock taken by another process is waited for the same way."""
+    import threading
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'run.db'}"
+    await upgrade_async("events", url)
+    db = Database(url)
+    seen: list[dict[str, object]] = []
+    db.on_commit(lambda info: seen.append(dict(info)))
+    threads: list[bool] = []  # per transaction of run(): on the loop's thread?
+
+    def write(i: int):  # noqa: ANN202
+        def work(conn: sa.Connection, info: dict[str, object]) -> None:
+            threads.append(threading.get_ident() == loop_thread)
+            conn.execute(sa.insert(OUTBOX), [row(i)])
+            info["row"] = i
+
+        return work
+
+    loop_thread = threading.get_ident()
+    try:
+        await db.run(write(1))  # the lock is free: on the loop's thread
+        assert threads == [True] and seen == [{"row": 1}]
+
+        async with db.session() as session:
+            session.add(OutboxMessage(**row(2)))  # type: ignore[arg-type]
+            await session.flush()  # this connection now holds the write lock, until it commits
+            waiting = asyncio.create_task(db.run(write(3)))
+            for _ in range(20):  # the loop goes on while run() waits
+                await asyncio.sleep(0.01)
+            assert not waiting.done()
+            await session.commit()
+        await asyncio.wait_for(waiting, timeout=10)
+        assert threads == [True, False], "the second transaction should have waited on a thread of its own"
+        assert seen == [{"row": 1}, {}, {"row": 3}]  # {}: the session's own commit
+
+        with sqlite3.connect(tmp_path / "run.db", timeout=0) as other:  # another process's lock, briefly
+            other.execute("BEGIN IMMEDIATE")
+            waiting = asyncio.create_task(db.run(write(4)))
+            await asyncio.sleep(0.1)
+            assert not waiting.done()
+            other.rollback()
+        await asyncio.wait_for(waiting, timeout=10)
+        await db.run(write(5))  # free again: back on the loop's thread
+        assert threads == [True, False, False, True]
+        ids = await db.run(
+            lambda conn, _info: conn.execute(sa.select(OUTBOX.c.id).order_by(OUTBOX.c.id)).scalars().all()
+        )
+        assert ids == [f"m-{i}" for i in (1, 2, 3, 4, 5)]
+    finally:
+        await db.dispose()
+
+
 async def test_a_migrated_sqlite_file_is_in_wal_mode_before_any_service_connects(tmp_path) -> None:
     """Switching a file to WAL needs SQLite's exclusive lock, and SQLite refuses it at once,
     without waiting, while another connection writes. The migrations therefore leave the file
@@ -117,7 +175,9 @@ async def test_deferred_rows_are_written_first_in_one_insert_and_dropped_on_roll
     sa.event.listen(
         db.engine.sync_engine,
         "before_cursor_execute",
-        lambda _c, _cur, statement, *_: inserts.append(statement) if statement.startswith("INSERT INTO notice") else None,
+        lambda _c, _cur, statement, *_: (
+            inserts.append(statement) if statement.startswith("INSERT INTO notice") else None
+        ),
     )
 
     def defer(session, title: str, ks: list[str]) -> NoticeDraft:  # noqa: ANN001
