@@ -187,13 +187,7 @@ class Consumer:
         a leader that took only the first turn's committed a handful, then the rest — in the
         ingest, 221 of 361 batches held fewer than 10 messages, each paying a whole
         transaction (make bench, issue 20 §4)."""
-        before = -1
-        for _ in range(GATHER_TURNS):
-            pending = len(self._pending)
-            if pending == before or pending >= self.batch_limit:
-                return
-            before = pending
-            await _next_turn()
+        await gather_turns(lambda: len(self._pending), self.batch_limit)
 
     async def _handle_batch(self, batch: list[tuple[CloudEvent, Handles, Any, asyncio.Future[str]]]) -> None:
         """All of `batch` in one transaction, or (any failure at all) each message alone."""
@@ -275,6 +269,19 @@ class Consumer:
 
 GATHER_TURNS = 20  # at most this many turns of the loop to gather a batch (microseconds each when idle)
 _ALONE = "alone"  # a message of a failed (or single) batch is handled in a transaction of its own
+
+
+async def gather_turns(pending: Callable[[], int], limit: int) -> None:
+    """Before a group commit: turns of the event loop while each brings more to `pending()`
+    (up to GATHER_TURNS, or until `limit`); one turn when none does. Those arriving with the
+    first share its transaction instead of each paying one of their own."""
+    before = -1
+    for _ in range(GATHER_TURNS):
+        count = pending()
+        if count == before or count >= limit:
+            return
+        before = count
+        await _next_turn()
 
 
 async def _next_turn() -> None:

@@ -36,6 +36,7 @@ from shared.contracts.notify import (
     DeliveryOutcomes,
 )
 from shared.db import Database, executemany
+from shared.inbox import gather_turns
 from shared.invitations import invitee_for, make_invitation
 from shared.logs import mask_email, mask_phone
 from shared.metrics import DELIVERIES, SEND_SECONDS
@@ -403,6 +404,11 @@ class GroupCommit:
             while self._pending:
                 if linger and not self._draining and len(self._pending) < self._page:
                     await self._linger_for(linger)
+                if not self._draining:
+                    # Outcomes ready in the next turns join this commit: recorded on the loop's
+                    # own thread (Database.run), a commit gives no time for others to arrive
+                    # meanwhile, and a commit per email cost more than the email.
+                    await gather_turns(lambda: len(self._pending), self._page)
                 batch, self._pending = self._pending, []
                 try:
                     await self._record([r for r, _ in batch])

@@ -33,7 +33,7 @@ async def test_submitted_outcomes_are_committed_in_groups_and_drained() -> None:
     group = GroupCommit(record)
     for i in range(5):
         group.submit((due(i), Outcome("sent")))
-    await asyncio.sleep(0)  # the first commit has started with what was there
+    await asyncio.sleep(0.001)  # the first commit has started with what was there
     for i in range(5, 50):
         group.submit((due(i), Outcome("sent")))
     await group.drain()
@@ -47,7 +47,7 @@ async def test_a_failed_commit_is_raised_by_drain_and_the_next_commit_goes_on() 
     record = Recorder(fail_on=0)
     group = GroupCommit(record)
     group.submit((due(0), Outcome("sent")))
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.001)  # its commit has started
     group.submit((due(1), Outcome("sent")))
     with pytest.raises(RuntimeError, match="database is locked"):
         await group.drain()
@@ -59,6 +59,31 @@ async def test_add_waits_for_its_own_commit() -> None:
     group = GroupCommit(record)
     await asyncio.gather(*(group.add((due(i), Outcome("sent"))) for i in range(3)))
     assert [d for commit in record.commits for d in commit] == ["d0", "d1", "d2"]
+
+
+async def test_outcomes_ready_over_the_next_turns_share_the_first_ones_commit() -> None:
+    """Recorded on the event loop's own thread, a commit gives others no time to arrive while
+    it runs: the emails whose SMTP replies come in the next turns of the loop join the first
+    one's commit (each connection still waits for its own). Nothing else coming, a commit
+    waits one turn, not more."""
+    record = Recorder()
+    group = GroupCommit(record)
+
+    async def after(turns: int, i: int) -> None:
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        await group.add((due(i), Outcome("sent")))
+
+    # one more in each turn, then none for a few turns: the gathering stops, d6 goes next
+    await asyncio.gather(*(after(turn, i) for i, turn in enumerate([0, 0, 1, 2, 3, 4, 9])))
+    assert record.commits == [["d0", "d1", "d2", "d3", "d4", "d5"], ["d6"]]
+
+    record.commits.clear()
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await group.add((due(9), Outcome("sent")))
+    assert record.commits == [["d9"]]
+    assert loop.time() - started < 1
 
 
 async def test_submitted_outcomes_linger_to_share_a_commit() -> None:
