@@ -79,8 +79,9 @@ async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path, tag: in
             s.add_all(Delivery(notice_id=notice.id, channel="sms", address=f"+3864012{i:04d}") for i in range(n))
             await s.commit()
         window = AdaptiveWindow(ceiling=concurrency)
+        # Claims as notify's own worker claims at this KRANJ_SMS_PER_SECOND (services.notify.delivery.sms_batch)
         worker = DeliveryWorker(settings, db, Renderer(settings), email_transport(settings), sms_transport(settings),
-                                batch=500, sms_window=window)  # fmt: skip
+                                sms_window=window)  # fmt: skip
         base = sink.accepted
         started, cpu = time.perf_counter(), time.process_time()
         try:

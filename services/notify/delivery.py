@@ -45,6 +45,13 @@ log = logging.getLogger("kranj.notify.delivery")
 DUE_STATES = ("queued", "held", "failed-temporary", "sending")
 CHANNELS = ("email", "sms")
 LEASE = timedelta(minutes=5)  # default of KRANJ_DELIVERY_LEASE_SECONDS
+BATCH = 100  # deliveries per claim (email; the least for SMS)
+# An SMS claim holds about this long of sending at KRANJ_SMS_PER_SECOND, at most BATCH_MAX:
+# each batch has a fixed cost (its claim, its senders, its last commit, and a round trip
+# half idle at its end against a gateway far away), spread over more SMS at a high rate,
+# while at a low one a claim still holds no more than a few seconds of work.
+BATCH_SECONDS = 5.0
+BATCH_MAX = 500
 # SMS outcomes wait this long for others to share their commit (GroupCommit): a crash in
 # between sends those SMS again with the same Idempotency-Key, which the gateway takes once.
 SMS_COMMIT_LINGER = 0.02
@@ -61,12 +68,15 @@ class DeliveryWorker(Sender):
         email: EmailTransport,
         sms: SmsTransport,
         *,
-        batch: int = 100,
+        batch: int | None = None,
         poll: float = 1.0,
         sms_window: AdaptiveWindow | None = None,
     ) -> None:
         super().__init__(settings, db, renderer, email, sms)
-        self.batch = batch
+        # How many deliveries of a channel one claim takes: `batch` when given (tests), else
+        # BATCH for email and, for SMS, about BATCH_SECONDS of sending at KRANJ_SMS_PER_SECOND
+        # (`sms_batch`).
+        self.batches = {"email": batch or BATCH, "sms": batch or sms_batch(settings.sms_per_second)}
         self.poll = poll
         # Email and SMS are claimed and sent by a loop each: one slow channel never holds up the other.
         self._wakes = {channel: asyncio.Event() for channel in CHANNELS}
@@ -206,7 +216,7 @@ class DeliveryWorker(Sender):
             except Exception:
                 log.exception("delivery cycle failed", extra={"channel": channel})
                 done = 0
-            if done >= self.batch:
+            if done >= self.batches[channel]:
                 continue
             try:
                 await asyncio.wait_for(wake.wait(), timeout=self.poll)
@@ -341,7 +351,8 @@ class DeliveryWorker(Sender):
         # until: all due when it is not quiet now, none while it is.
         quiet_now = quiet_until(now, self.settings.quiet_window) is not None
         find, claim = _claim_statements(channel, quiet_now, self.db.is_sqlite)
-        params = {"now": now, "stale_before": now - self.stale, "batch": self.batch}
+        batch = self.batches[channel]
+        params = {"now": now, "stale_before": now - self.stale, "batch": batch}
 
         def work(conn: sa.Connection, _info: dict[str, object]) -> list[Due]:
             found = [row for statement in find for row in conn.execute(statement, params).all()]
@@ -349,8 +360,8 @@ class DeliveryWorker(Sender):
             # host gone): they were first in line, and their lease may be minutes away; then
             # the due deliveries of every kind that have waited longest.
             found.sort(key=_claim_order)
-            rows = [Due(*row[1:-1]) for row in found[: self.batch]]
-            orphans = sum(1 for row in found[: self.batch] if row[0] == 0)
+            rows = [Due(*row[1:-1]) for row in found[:batch]]
+            orphans = sum(1 for row in found[:batch] if row[0] == 0)
             if orphans:
                 log.warning(
                     "claimed again from a delivery worker that stopped heartbeating",
@@ -441,3 +452,9 @@ def _claim_statements(channel: str, quiet_now: bool, sqlite: bool) -> tuple[list
         )
     )
     return find, claim
+
+
+def sms_batch(per_second: float) -> int:
+    """How many SMS one claim takes at KRANJ_SMS_PER_SECOND = `per_second`: about
+    BATCH_SECONDS of sending, between BATCH and BATCH_MAX."""
+    return int(min(max(BATCH, per_second * BATCH_SECONDS), BATCH_MAX))
