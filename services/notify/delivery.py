@@ -394,7 +394,9 @@ _NOTICES = sa.select(table_of(Notice)).where(table_of(Notice).c.id.in_(sa.bindpa
 
 
 @functools.lru_cache(maxsize=16)
-def _claim_statements(channel: str, quiet_now: bool, sqlite: bool) -> tuple[list[sa.Select], sa.Update]:
+def _claim_statements(
+    channel: str, quiet_now: bool, sqlite: bool
+) -> tuple[list[sa.Select[Any] | sa.CompoundSelect[Any]], sa.Update]:
     """A claim's queries, built once per channel, quiet or not, and database (building them
     for every batch was most of a claim's CPU: `python -m bench --claims`): the due
     deliveries of each kind, `batch` of each, every row led by 0 for a claim of a worker that
@@ -438,6 +440,7 @@ def _claim_statements(channel: str, quiet_now: bool, sqlite: bool) -> tuple[list
         .limit(batch)
         for first, kind in [(0, orphaned), *((1, kind) for kind in kinds)]
     ]
+    find: list[sa.Select[Any] | sa.CompoundSelect[Any]]
     if sqlite:
         find = [sa.union_all(*(sa.select(walk.subquery()) for walk in walks))]
     else:
