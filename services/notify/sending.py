@@ -333,8 +333,9 @@ def signal_of(outcome: Outcome) -> Signal:
 
 
 class GroupCommit:
-    """Records outcomes in as few transactions as the database allows: what is pending is
-    committed at once, and what arrives meanwhile joins the next commit.
+    """Records outcomes in as few transactions as the database allows: what is pending, with
+    what becomes ready over the next turns of the event loop (`gather_turns`), is committed
+    at once, and what arrives meanwhile joins the next commit.
 
     `add` returns once its outcome is committed (or raises what the commit raised): an email's
     connection sends its next only then. `submit` does not wait (SMS): a task commits what is
