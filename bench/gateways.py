@@ -5,7 +5,8 @@ server, HTTP/1.0: every connection closed after its answer) and `slow` (keep-ali
 answer after 100 ms, as a provider across the internet) — in its own process:
 
 1. a plain aiohttp client posts `n` SMS, `concurrency` at a time (the ceiling);
-2. notify's delivery worker (the real one: claims from SQLite, fits the text, sends through
+2. notify's delivery worker (the real one: claims from SQLite, fits the text with each
+   subscriber's own signed unsubscribe link, as a city-wide notice's SMS carry it, sends through
    its `GatewaySms` transport with the adaptive window capped at the same `concurrency`,
    records each outcome) sends `n` SMS deliveries to the same gateway.
 
@@ -26,6 +27,7 @@ import os
 import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from statistics import median
 from typing import Any
@@ -76,7 +78,14 @@ async def notify_worker(sink: Sink, n: int, concurrency: int, tmp: Path, tag: in
         async with db.session() as s:
             s.add(notice)
             await s.commit()
-            s.add_all(Delivery(notice_id=notice.id, channel="sms", address=f"+3864012{i:04d}") for i in range(n))
+            # Each to a subscriber, as a city-wide notice goes: every SMS carries its resident's own
+            # signed unsubscribe link (a personal message, with no subscriber, carries none).
+            s.add_all(
+                Delivery(
+                    notice_id=notice.id, subscriber_id=str(uuid.uuid4()), channel="sms", address=f"+3864012{i:04d}"
+                )
+                for i in range(n)
+            )
             await s.commit()
         window = AdaptiveWindow(ceiling=concurrency)
         # Claims as notify's own worker claims at this KRANJ_SMS_PER_SECOND (services.notify.delivery.sms_batch)

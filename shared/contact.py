@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
-from typing import Protocol
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 import phonenumbers
 from pydantic import BaseModel, field_validator, model_validator
@@ -50,6 +53,25 @@ def read_e164(e164: str) -> phonenumbers.PhoneNumber | None:
     extensions): 8 µs a number, twice per SMS, was a tenth of notify's CPU in an SMS fan-out
     (make bench, issue 20 §3). For a number `normalise_phone` wrote, both readings are the same
     number (tests/unit/test_contact_e164.py, every example number of every region)."""
+    split = _split_e164(e164)
+    if split is None:
+        return None
+    code, national = split
+    number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
+    # Leading zeros are part of some national numbers (Italy's): kept as parse keeps them.
+    zeros = len(national) - len(national.lstrip("0"))
+    if len(national) > 1 and zeros:
+        number.italian_leading_zero = True
+        zeros = min(zeros, len(national) - 1)  # of "000", the last 0 is the number
+        if zeros != 1:
+            number.number_of_leading_zeros = zeros
+    return number
+
+
+def _split_e164(e164: str) -> tuple[int, str] | None:
+    """A stored E.164 string's country calling code and national significant number (its
+    digits as written, leading zeros and all: what `national_significant_number` gives of
+    the number `read_e164` reads); None for anything else."""
     match = _E164.fullmatch(e164)
     if match is None:
         return None
@@ -58,17 +80,7 @@ def read_e164(e164: str) -> phonenumbers.PhoneNumber | None:
         code = int(digits[:size])
         if code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
             national = digits[size:]
-            if not national:
-                return None
-            number = phonenumbers.PhoneNumber(country_code=code, national_number=int(national))
-            # Leading zeros are part of some national numbers (Italy's): kept as parse keeps them.
-            zeros = len(national) - len(national.lstrip("0"))
-            if len(national) > 1 and zeros:
-                number.italian_leading_zero = True
-                zeros = min(zeros, len(national) - 1)  # of "000", the last 0 is the number
-                if zeros != 1:
-                    number.number_of_leading_zeros = zeros
-            return number
+            return (code, national) if national else None
     return None
 
 
@@ -107,8 +119,71 @@ def sms_number(e164: str) -> tuple[int | None, bool]:
     (`is_mobile`), read once: the delivery worker asks both of every SMS it sends."""
     if not e164.startswith("+"):  # not as the platform stores numbers: each as it reads them
         return country_code(e164), is_mobile(e164)
+    split = _split_e164(e164)
+    if split is not None and (plan := _mobile_plan(split[0])) is not None:
+        return split[0], plan.mobile(split[1])
     number = _number(e164, None)  # with a "+", the region is not used: the same number for both
     return (None if number is None else number.country_code), _is_mobile_number(number)
+
+
+# The kinds of number `phonenumbers.number_type` tells before it looks at landline and mobile,
+# in its order: a number of any of them is not one we text.
+_NOT_MOBILE_FIRST = ("premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan", "voicemail")
+
+
+@dataclass(frozen=True, slots=True)
+class _Desc:
+    """One of a numbering plan's kinds of number, as `phonenumberutil._is_number_matching_desc`
+    tests a national number against it: a possible length (where the plan gives them), then
+    the whole number against the kind's pattern (compiled once)."""
+
+    lengths: frozenset[int]
+    fullmatch: Callable[[str], re.Match[str] | None]
+
+    @classmethod
+    def of(cls, desc: Any) -> _Desc | None:  # a phonenumbers PhoneNumberDesc; None: matches nothing
+        if desc is None or not desc.national_number_pattern:
+            return None
+        return cls(frozenset(desc.possible_length), re.compile(desc.national_number_pattern).fullmatch)
+
+    def matches(self, national: str) -> bool:
+        return (not self.lengths or len(national) in self.lengths) and self.fullmatch(national) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class _MobilePlan:
+    """Whether a national number of one country calling code is of a type `_MOBILE_TYPES`
+    holds, decided as `phonenumbers.number_type` decides its type, with the code's metadata
+    read once: a number of the plan (`general`), none of the kinds tested first, then mobile
+    (or landline, where the plan's patterns for both are one: FIXED_LINE_OR_MOBILE). The
+    library's generic path, per SMS, was a tenth of notify's CPU in an SMS fan-out (make
+    bench, issue 20 §3); tests/unit/test_contact_e164.py holds both to the same answers."""
+
+    general: _Desc | None
+    first: tuple[_Desc, ...]
+    mobile_desc: _Desc | None
+
+    @classmethod
+    def of(cls, metadata: Any) -> _MobilePlan:  # a phonenumbers PhoneMetadata
+        first = tuple(d for name in _NOT_MOBILE_FIRST if (d := _Desc.of(getattr(metadata, name))) is not None)
+        mobile = metadata.fixed_line if metadata.same_mobile_and_fixed_line_pattern else metadata.mobile
+        return cls(_Desc.of(metadata.general_desc), first, _Desc.of(mobile))
+
+    def mobile(self, national: str) -> bool:
+        if self.general is None or self.mobile_desc is None or not self.general.matches(national):
+            return False
+        return not any(desc.matches(national) for desc in self.first) and self.mobile_desc.matches(national)
+
+
+@functools.cache
+def _mobile_plan(code: int) -> _MobilePlan | None:
+    """The plan of a code one region uses (or one non-geographic entity); None where several
+    share it (+1, +7, +44…): there the region is found by the number, as the library does."""
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(code, ())
+    if len(regions) != 1:
+        return None
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(code, regions[0])
+    return _MobilePlan(None, (), None) if metadata is None else _MobilePlan.of(metadata)
 
 
 def mobile_phone(raw: str, region: str = "SI") -> str:

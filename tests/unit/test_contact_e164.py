@@ -138,3 +138,69 @@ def test_sms_countries_by_calling_code() -> None:
     assert settings.sms_allowed_country(385) and not settings.sms_allowed_country(387)
     assert not settings.sms_allowed_country(None)
     assert Settings(sms_country_codes="*").sms_allowed_country(None)
+
+
+def test_the_send_time_reading_gives_the_librarys_type_for_numbers_of_every_code() -> None:
+    """`sms_number` decides "mobile" from each code's numbering plan, read once
+    (shared.contact._MobilePlan): for numbers of every length under every calling code
+    (a seeded sweep, so the same every run; each example's first digits kept, so many of
+    them are valid numbers of every kind), the library's own `number_type` agrees."""
+    rng = random.Random(386)
+    by_code: dict[int, list[str]] = {}
+    for example in EXAMPLES:
+        number = phonenumbers.parse(example, None)
+        by_code.setdefault(number.country_code, []).append(phonenumbers.national_significant_number(number))
+    checked = mobile = 0
+    for code in sorted(phonenumbers.COUNTRY_CODE_TO_REGION_CODE):
+        for national in by_code.get(code, ["1"]):
+            for _ in range(40):
+                keep = rng.randint(0, len(national))
+                digits = national[:keep] + "".join(
+                    rng.choice("0123456789") for _ in range(rng.randint(0, max(0, 12 - keep)))
+                )
+                if not digits or len(str(code)) + len(digits) > 15:
+                    continue
+                e164 = f"+{code}{digits}"
+                expected = phonenumbers.number_type(read_e164(e164)) in MOBILE  # type: ignore[arg-type]
+                assert sms_number(e164) == (code, expected), e164
+                checked += 1
+                mobile += expected
+    assert checked > 20_000 and mobile > 1_000
+
+
+def test_the_plan_decides_as_the_library_where_kinds_of_number_overlap() -> None:
+    """No real plan's mobile numbers are also premium-rate or toll-free, so the sweep above
+    cannot tell whether those kinds are asked first. Plans made up so that every kind
+    overlaps every other, with possible lengths or without, and a landline pattern that is
+    or is not the mobile one: `_MobilePlan` answers as the library's own `number_type`."""
+    from types import SimpleNamespace
+
+    from phonenumbers.phonenumberutil import _number_type_helper
+
+    from shared.contact import _NOT_MOBILE_FIRST, _MobilePlan
+
+    def desc(pattern: str | None, lengths: tuple[int, ...] = ()) -> SimpleNamespace:
+        return SimpleNamespace(national_number_pattern=pattern, possible_length=lengths)
+
+    rng = random.Random(7)
+    kinds = [*_NOT_MOBILE_FIRST, "fixed_line", "mobile"]
+    checked = mobile = 0
+    for _ in range(300):
+        plan = {
+            kind: rng.choice([None, desc(None), desc(rf"{rng.randint(1, 9)}\d{{{rng.randint(3, 6)}}}"),
+                              desc(rf"[{rng.randint(1, 4)}-{rng.randint(5, 9)}]\d{{3,7}}", tuple(rng.sample(range(4, 9), 2)))])
+            for kind in kinds
+        }  # fmt: skip
+        metadata = SimpleNamespace(
+            general_desc=desc(r"\d{4,8}", rng.choice([(), (4, 5, 6, 7, 8), (5, 8)])),
+            same_mobile_and_fixed_line_pattern=rng.random() < 0.3,
+            **plan,
+        )
+        ours = _MobilePlan.of(metadata)
+        for _ in range(100):
+            national = "".join(rng.choice("0123456789") for _ in range(rng.randint(3, 9)))
+            expected = _number_type_helper(national, metadata) in MOBILE
+            assert ours.mobile(national) is expected, (national, metadata)
+            checked += 1
+            mobile += expected
+    assert mobile > 300 and checked - mobile > 10_000

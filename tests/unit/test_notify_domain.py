@@ -112,6 +112,7 @@ def test_links_are_signed_as_the_library_signs_them(tmp_path):
 
     settings = Settings(data_dir=tmp_path, secret_key="k")
     renderer = Renderer(settings)
+    assert renderer._signer.make_signer() is renderer._signer.make_signer()  # one signer, its key derived once
     for i in range(3):  # the keyed HMAC is reused: each signature still its own
         plain = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
         assert plain.loads(renderer.unsubscribe_token(f"sub-{i}", "sms")) == [f"sub-{i}", "sms"]
@@ -121,6 +122,29 @@ def test_links_are_signed_as_the_library_signs_them(tmp_path):
         manage = URLSafeSerializer(settings.signing_key(), salt=MANAGE_SALT)
         assert renderer.read_manage_token(manage.dumps(f"sub-{i}")) == f"sub-{i}"
         assert manage.loads(renderer.manage_token(f"sub-{i}")) == f"sub-{i}"
+
+
+def test_link_payloads_are_the_librarys_json_for_any_string(tmp_path):
+    """Links' payloads are written by orjson (render._LinkSerializer): byte for byte the
+    library's compact JSON, escapes and non-ASCII included; what is not a string or a list
+    of them goes through the library, and a lone surrogate is refused as the library does."""
+    from itsdangerous import URLSafeSerializer
+
+    from services.notify.render import UNSUBSCRIBE_SALT, _LinkSerializer
+
+    settings = Settings(data_dir=tmp_path, secret_key="k")
+    ours = _LinkSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
+    library = URLSafeSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
+    odd = ["", "6996e032-6a11-4f4e-ac96-37bb18aa30ba", 'a"b\\c', "\n\r\t\b\f\x00\x1f\x7f", "čšž ŽŠČ €",
+           "\u2028\u2029", "😀", "</script>&'"]  # fmt: skip
+    payloads: list[object] = [*odd, *([s, "sms"] for s in odd), [], ["a", 1], {"a": "b"}, 7, None]
+    for payload in payloads:
+        token = ours.dumps(payload)
+        assert token.rsplit(".", 1)[0] == library.dumps(payload).rsplit(".", 1)[0], payload
+        assert library.loads(token) == payload
+    for serializer in (ours, library):
+        with pytest.raises(UnicodeEncodeError):
+            serializer.dumps(["\ud800", "sms"])
 
 
 def test_a_notice_draft_has_every_column_of_notices_with_the_same_defaults():
