@@ -57,7 +57,9 @@ class RecordingEmail(FileEmail):
 
 
 def worker(settings: Settings, db: Database, sent: list[str], gate: asyncio.Event | None = None) -> DeliveryWorker:
-    return DeliveryWorker(settings, db, Renderer(settings), RecordingEmail(settings, sent, gate), sms_transport(settings))
+    return DeliveryWorker(
+        settings, db, Renderer(settings), RecordingEmail(settings, sent, gate), sms_transport(settings)
+    )
 
 
 async def notice_with_deliveries(db: Database, count: int) -> list[str]:
@@ -239,10 +241,13 @@ async def test_a_claim_takes_the_longest_waiting_due_deliveries_of_every_kind_an
         )
         await s.commit()
     statements: list[tuple[str, object]] = []
+    updates: list[tuple[str, object]] = []
 
     def seen(_conn, _cursor, statement: str, parameters: object, _context, _many: bool) -> None:
         if statement.lstrip().startswith("SELECT") and "FROM deliveries" in statement:
             statements.append((statement, parameters))
+        elif statement.lstrip().startswith("UPDATE deliveries"):
+            updates.append((statement, parameters))
 
     w = DeliveryWorker(settings, db, Renderer(settings), RecordingEmail(settings, []), sms_transport(settings), batch=4)
     sa.event.listen(sa.engine.Engine, "before_cursor_execute", seen)
@@ -268,3 +273,15 @@ async def test_a_claim_takes_the_longest_waiting_due_deliveries_of_every_kind_an
             assert len(walks) >= 4, plan
             assert all("USING INDEX ix_deliveries_claim" in step for step in walks), plan
             assert not any("TEMP B-TREE" in step for step in plan), plan
+        # The claim's UPDATE finds each chosen row by the rowid its walk read, in the same
+        # transaction: no look-up in the primary key's index per row.
+        assert len(updates) == 1, updates
+        for statement, parameters in updates:
+            plan = await db.run(
+                lambda conn, _info, s=statement, p=parameters: [
+                    r[-1] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + s, p).all()
+                ]
+            )
+            assert [step for step in plan if "deliveries" in step] == [
+                "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid=?)"
+            ], plan
