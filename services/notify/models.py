@@ -146,8 +146,9 @@ class Delivery(SQLModel, table=True):
     reference: str | None = Field(default=None, max_length=200)
     created_at: datetime = Field(default_factory=utcnow, sa_column=ts_column(index=True))
     sent_at: datetime | None = Field(default=None, sa_column=ts_column(nullable=True))
-    # The delivery worker (delivery_workers.id) whose claim it is while `sending` (migration notify_0009)
-    claimed_by: str | None = Field(default=None, max_length=64, index=True)
+    # The delivery worker (delivery_workers.id) whose claim it is while `sending` (migration
+    # notify_0009); not indexed (notify_0014): a worker's claims are found among the `sending` rows.
+    claimed_by: str | None = Field(default=None, max_length=64)
 
 
 class DeliveryWorkerRow(SQLModel, table=True):
