@@ -12,6 +12,7 @@ import pytest
 from support.settings import make_settings
 
 from services.notify.app import create_app
+from shared.web import YOUNG_OBJECTS
 
 pytestmark = pytest.mark.integration
 
@@ -21,14 +22,17 @@ NO_BROKER = "amqp://guest:guest@127.0.0.1:9/unused"  # these apps never start th
 @pytest.fixture
 def unfrozen() -> Iterator[None]:
     gc.unfreeze()
+    threshold = gc.get_threshold()
     yield
     gc.unfreeze()  # whatever a test froze goes back to the collector
+    gc.set_threshold(*threshold)
 
 
 async def test_an_app_built_in_process_leaves_the_collector_alone(tmp_path, unfrozen) -> None:
     app = create_app(make_settings(tmp_path, NO_BROKER), start_bus=False)
     async with app.router.lifespan_context(app):
         assert gc.get_freeze_count() == 0
+        assert gc.get_threshold()[0] != YOUNG_OBJECTS
 
 
 async def test_a_served_app_freezes_its_started_heap_and_collects_what_comes_after(tmp_path, unfrozen) -> None:
@@ -37,6 +41,7 @@ async def test_a_served_app_freezes_its_started_heap_and_collects_what_comes_aft
     async with app.router.lifespan_context(app):
         frozen = gc.get_freeze_count()
         assert frozen > 10_000, "the started service's objects (modules, app, models) are frozen"
+        assert gc.get_threshold()[0] == YOUNG_OBJECTS  # young garbage collected less often
 
         class Cycle:
             pass
