@@ -175,6 +175,8 @@ class Renderer:
         self._signer = _LinkSerializer(settings.signing_key(), salt=UNSUBSCRIBE_SALT)
         # Not timed: a link in last year's email must still let the resident leave.
         self._manage_signer = _LinkSerializer(settings.signing_key(), salt=MANAGE_SALT)
+        # Where residents reach notify, for the personal links of every message (a link each)
+        self._base = settings.public_base("notify")
 
     # -- signed links ------------------------------------------------------------------
     def unsubscribe_token(self, subscriber_id: str, channel: str) -> str:
@@ -190,8 +192,7 @@ class Renderer:
         return value[0], value[1]
 
     def unsubscribe_url(self, subscriber_id: str, channel: str) -> str:
-        base = self.settings.public_base("notify")
-        return f"{base}/unsubscribe/{self.unsubscribe_token(subscriber_id, channel)}"
+        return f"{self._base}/unsubscribe/{self.unsubscribe_token(subscriber_id, channel)}"
 
     def manage_token(self, subscriber_id: str) -> str:
         return self._manage_signer.dumps(subscriber_id)
@@ -204,7 +205,7 @@ class Renderer:
         return value if isinstance(value, str) and value else None
 
     def manage_url(self, subscriber_id: str) -> str:
-        return f"{self.settings.public_base('notify')}/manage/{self.manage_token(subscriber_id)}"
+        return f"{self._base}/manage/{self.manage_token(subscriber_id)}"
 
     def manage_url_for(self, unsubscribe_url: str | None) -> str | None:
         """The "manage my notices" link of the subscriber an unsubscribe link belongs to:
