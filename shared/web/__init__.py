@@ -118,11 +118,11 @@ def freeze_heap() -> None:
     The same advice as CPython's for `gc.freeze` before a fork: collect first, then freeze, so
     no garbage is kept. Objects made after start are collected as before.
 
-    The youngest generation is collected after YOUNG_OBJECTS new objects, not CPython's 700
-    (3.13 raised its own default to 2,000): at the SMS gateway's pace notify made 700 objects
-    in a few SMS, a young collection each time, 5 % of its CPU; with 10,000 its share of a
-    plain client's SMS rose from 0.59 to 0.62 (median of eight pairs, issue 20 §3). At most
-    a few megabytes of young garbage wait a little longer."""
+    The youngest generation is collected after YOUNG_OBJECTS new objects, not CPython 3.11's
+    700: at the SMS gateway's pace notify made 700 objects in a few SMS, a young collection
+    each time, 5 % of its CPU; with 10,000 its share of a plain client's SMS rose from 0.59
+    to 0.62 (median of eight pairs, issue 20 §3). At most a few megabytes of young garbage
+    wait a little longer."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(YOUNG_OBJECTS, *gc.get_threshold()[1:])
