@@ -105,8 +105,11 @@ def country_code(e164: str) -> int | None:
 def is_mobile(e164: str) -> bool:
     """Can this number receive an SMS from us? Only a mobile number (`phonenumbers` type
     MOBILE, or FIXED_LINE_OR_MOBILE where a country's plan does not tell them apart): never
-    a landline, premium-rate (+386 90, 89), toll-free (+386 80), shared-cost or VoIP number."""
-    return _is_mobile_number(_number(e164, None if e164.startswith("+") else "SI"))
+    a landline, premium-rate (+386 90, 89), toll-free (+386 80), shared-cost or VoIP number.
+    The APIs and the send-time check answer it the same way (`sms_number`)."""
+    if e164.startswith("+"):
+        return sms_number(e164)[1]
+    return _is_mobile_number(_number(e164, "SI"))
 
 
 def _is_mobile_number(number: phonenumbers.PhoneNumber | None) -> bool:
