@@ -23,6 +23,7 @@ import logging
 import os
 import socket
 import time
+from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -38,7 +39,7 @@ from .domain import quiet_until
 from .models import Delivery, DeliveryWorkerRow, Notice
 from .ratelimit import RateLimiter
 from .render import Renderer
-from .sending import Due, GroupCommit, Renderers, Sender, signal_of
+from .sending import Due, GroupCommit, Outcome, Renderers, Sender, signal_of
 from .transports import EmailTransport, SmsTransport
 from .window import AdaptiveWindow
 
@@ -56,6 +57,8 @@ BATCH_MAX = 500
 # SMS outcomes wait this long for others to share their commit (GroupCommit): a crash in
 # between sends those SMS again with the same Idempotency-Key, which the gateway takes once.
 SMS_COMMIT_LINGER = 0.02
+# SMS texts are prepared this many at a time, ahead of their requests (Sender._prepare_sms).
+SMS_PREPARE = 50
 
 
 class DeliveryWorker(Sender):
@@ -250,7 +253,7 @@ class DeliveryWorker(Sender):
                     if self._stopping or not self._alive():
                         break
                     await self._limits["email"].acquire()
-                    outcome = await self._send_one(d, notices.get(d.notice_id), renderers)
+                    outcome = await self._send_email(d, notices.get(d.notice_id), renderers)
                     await recorded.add((d, outcome))
 
             connections = range(min(self.email.connections, len(claimed)))
@@ -273,17 +276,23 @@ class DeliveryWorker(Sender):
         group = GroupCommit(lambda results: self._record(results, origins), linger=SMS_COMMIT_LINGER)
         texts: Renderers = {}  # one fitting per notice and language
         window, limit = self.sms_window, self._limits["sms"]
-        queue = iter(claimed)
+
+        def prepared() -> Iterator[tuple[Due, str | Outcome]]:  # a few dozen at a time (_prepare_sms)
+            for first in range(0, len(claimed), SMS_PREPARE):
+                chunk = claimed[first : first + SMS_PREPARE]
+                yield from [(d, self._prepare_sms(d, notices.get(d.notice_id), texts)) for d in chunk]
+
+        queue = prepared()
 
         async def sms_sender() -> None:
-            for d in queue:
+            for d, text in queue:
                 await window.acquire()
                 try:
                     if self._stopping or not self._alive():
                         return
                     await limit.acquire()
                     started = time.perf_counter()
-                    outcome = await self._send_one(d, notices.get(d.notice_id), texts)
+                    outcome = text if isinstance(text, Outcome) else await self._send_sms(d, text)
                     window.record(signal_of(outcome), time.perf_counter() - started)
                 finally:
                     window.release()

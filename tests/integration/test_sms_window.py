@@ -4,7 +4,10 @@ delivery worker and the real HTTP SMS gateway, on SQLite and PostgreSQL.
 - A gateway that answers after 100 ms (a provider across the internet): the window grows
   far past the old fixed 20, and every resident gets the SMS once.
 - A gateway that answers 429 to a burst: the window shrinks, the refused SMS wait for their
-  retry (nothing lost), the others are sent."""
+  retry (nothing lost), the others are sent.
+- A batch's texts are prepared apart from their requests, a few dozen at a time: a text that
+  cannot be made (a bug in rendering) fails for now, to be tried again, and loses nothing
+  else of its batch; a number that may not get SMS is skipped and never reaches the gateway."""
 
 from __future__ import annotations
 
@@ -80,3 +83,48 @@ async def test_a_burst_of_429_shrinks_the_window_and_loses_nothing(tmp_path, dat
         await w.sms.close()
     assert window.size < 32
     assert await statuses(db) == {"sent": 70, "failed-temporary": 30}  # the 30 wait for their retry
+
+
+async def test_a_text_that_cannot_be_made_fails_for_now_and_the_rest_go_out(
+    tmp_path, database_url, db, sms_gateway, monkeypatch
+):
+    good = Notice(source="/komunala-kranj/outages", source_id="n1", title="Izklop vode", body="Jutri ne bo vode.")
+    broken = Notice(source="/komunala-kranj/outages", source_id="n2", title="Zapora ceste", body="Cesta bo zaprta.")
+    async with db.session() as s:
+        s.add_all([good, broken])
+        await s.commit()
+        s.add_all(Delivery(notice_id=good.id, channel="sms", address=f"+3864012{i:04d}") for i in range(120))
+        s.add_all(Delivery(notice_id=broken.id, channel="sms", address=f"+3864013{i:04d}") for i in range(5))
+        s.add(Delivery(notice_id=good.id, channel="sms", address="+38642000000"))  # a landline: skipped
+        await s.commit()
+    real = Renderer.sms_renderer
+
+    def sms_renderer(self, notice, language):
+        if notice.id == broken.id:
+            raise RuntimeError("a template that cannot be rendered")
+        return real(self, notice, language)
+
+    monkeypatch.setattr(Renderer, "sms_renderer", sms_renderer)
+    w = worker(tmp_path, database_url, db, sms_gateway, AdaptiveWindow(start=16))
+    try:
+        assert await w.run_once("sms") == 126
+    finally:
+        await w.sms.close()
+
+    query = sa.select(
+        DELIVERIES.c.notice_id, DELIVERIES.c.status, DELIVERIES.c.last_error, DELIVERIES.c.next_attempt_at
+    )
+    rows = await db.run(lambda conn, _info: conn.execute(query).all())
+    by_status: dict[str, int] = {}
+    for row in rows:
+        by_status[row.status] = by_status.get(row.status, 0) + 1
+    assert by_status == {"sent": 120, "failed-temporary": 5, "skipped": 1}
+    failed = [r for r in rows if r.status == "failed-temporary"]
+    assert {r.notice_id for r in failed} == {broken.id}
+    assert all(r.last_error == "RuntimeError: a template that cannot be rendered" for r in failed)
+    assert all(r.next_attempt_at is not None for r in failed)  # tried again later
+    assert [r.last_error for r in rows if r.status == "skipped"] == [
+        "SMS only to mobile numbers (not landline, premium-rate or toll-free)"
+    ]
+    assert len(sms_gateway.accepted) == 120
+    assert {r.json["to"] for r in sms_gateway.accepted} == {f"+3864012{i:04d}" for i in range(120)}
