@@ -282,10 +282,10 @@ class DeliveryWorker(Sender):
                 chunk = claimed[first : first + SMS_PREPARE]
                 yield from [(d, self._prepare_sms(d, notices.get(d.notice_id), texts)) for d in chunk]
 
-        queue = prepared()
+        ready = prepared()
 
         async def sms_sender() -> None:
-            for d, text in queue:
+            for d, text in ready:
                 await window.acquire()
                 try:
                     if self._stopping or not self._alive():
