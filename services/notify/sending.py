@@ -167,8 +167,10 @@ class Sender:
 
     def _prepare_sms(self, delivery: Due, notice: Notice | None, renderers: Renderers) -> str | Outcome:
         """An SMS's text, with its recipient's own link, or the outcome that it is not sent.
-        A batch's texts are prepared a few dozen at a time, apart from the requests: the same
-        work interleaved with each request cost a fifth more CPU per SMS (make bench, issue 20 §3)."""
+        A batch's texts are prepared a few dozen at a time (SMS_PREPARE), apart from the
+        requests: the same work interleaved with each request cost about a tenth more of
+        notify's CPU per SMS (docs/scaling.md, "Session 19"). So a notice's expiry is judged
+        at most that many SMS before the request: five seconds at KRANJ_SMS_PER_SECOND=10."""
         if (refusal := self._refusal(delivery, notice)) is not None:
             return refusal
         assert notice is not None
