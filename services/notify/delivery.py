@@ -286,13 +286,18 @@ class DeliveryWorker(Sender):
 
         async def sms_sender() -> None:
             for d, text in ready:
+                if isinstance(text, Outcome):  # not to be sent, or no text: no request, so no slot or token
+                    if self._stopping or not self._alive():
+                        return
+                    group.submit((d, text))
+                    continue
                 await window.acquire()
                 try:
                     if self._stopping or not self._alive():
                         return
                     await limit.acquire()
                     started = time.perf_counter()
-                    outcome = text if isinstance(text, Outcome) else await self._send_sms(d, text)
+                    outcome = await self._send_sms(d, text)
                     window.record(signal_of(outcome), time.perf_counter() - started)
                 finally:
                     window.release()
